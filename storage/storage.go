@@ -1,0 +1,142 @@
+// Package storage is Tailor's object store: one small interface with a local-directory
+// implementation (file://, the embedded default) and an S3 implementation (s3://).
+//
+// Keys are slash-separated and never contain "." or ".." elements. No key is also a
+// "directory" of another key (no "a" beside "a/b"): S3 gateways over POSIX directories
+// cannot store that, so Tailor's key layout avoids it.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+)
+
+// ErrNotExist is returned when a key does not exist.
+var ErrNotExist = errors.New("object does not exist")
+
+// ErrExists is returned by Create when the key already exists (S3: 412 Precondition Failed).
+var ErrExists = errors.New("object already exists")
+
+// Attrs describes one stored object.
+type Attrs struct {
+	Key  string
+	Size int64
+}
+
+// Store is an object store. Implementations are safe for concurrent use.
+//
+// Every write is atomic: readers see either no object or the whole object, never a prefix.
+type Store interface {
+	// Create stores the bytes of r under key only if key does not exist yet. It returns an
+	// error wrapping ErrExists, and stores nothing, if the key exists. Of several
+	// concurrent Creates of one key exactly one succeeds.
+	Create(ctx context.Context, key string, r io.Reader) error
+	// Put stores the bytes of r under key, replacing any existing object.
+	Put(ctx context.Context, key string, r io.Reader) error
+	// GetRange returns length bytes of key starting at off; length < 0 reads to the end.
+	// A range past the end of the object is cut at the end. The caller closes the reader.
+	GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error)
+	// Stat returns the attributes of key, or an error wrapping ErrNotExist.
+	Stat(ctx context.Context, key string) (Attrs, error)
+	// List calls fn for every object whose key starts with prefix, in lexical key order.
+	// An error from fn stops the listing and is returned.
+	List(ctx context.Context, prefix string, fn func(Attrs) error) error
+	// Delete removes key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// URL is the store's location, without credentials.
+	URL() string
+	// Close releases the store's resources.
+	Close() error
+}
+
+// LocalFiler is implemented by stores whose objects are plain local files, so readers can
+// mmap them instead of copying through GetRange.
+type LocalFiler interface {
+	// LocalPath returns the file that holds key.
+	LocalPath(key string) string
+}
+
+// Opener opens a store for one URL scheme.
+type Opener func(ctx context.Context, u *url.URL) (Store, error)
+
+var openers = map[string]Opener{
+	"file": func(_ context.Context, u *url.URL) (Store, error) { return OpenLocal(localPathFromURL(u)) },
+}
+
+// Register adds an Opener for scheme. It is meant to be called from init functions.
+func Register(scheme string, o Opener) { openers[scheme] = o }
+
+// Open opens the store that rawURL names: file:///path (or a plain path) for a local
+// directory, s3://bucket/prefix for S3.
+func Open(ctx context.Context, rawURL string) (Store, error) {
+	if rawURL == "" {
+		return nil, errors.New("open store: empty URL; pass --store file:///some/dir or s3://bucket/prefix")
+	}
+	if !strings.Contains(rawURL, "://") {
+		return OpenLocal(rawURL)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("open store %q: %w", rawURL, err)
+	}
+	o, ok := openers[u.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("open store %q: unknown scheme %q (want file:// or s3://)", rawURL, u.Scheme)
+	}
+	return o(ctx, u)
+}
+
+func localPathFromURL(u *url.URL) string {
+	if u.Host != "" && u.Host != "localhost" {
+		// file://relative/dir is a common slip; treat host+path as a relative path.
+		return u.Host + u.Path
+	}
+	return u.Path
+}
+
+// ReadAll reads a whole object.
+func ReadAll(ctx context.Context, s Store, key string) ([]byte, error) {
+	rc, err := s.GetRange(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// ReadRange reads exactly length bytes of key at off into dst[:0] grown as needed.
+func ReadRange(ctx context.Context, s Store, key string, off, length int64, dst []byte) ([]byte, error) {
+	rc, err := s.GetRange(ctx, key, off, length)
+	if err != nil {
+		return dst, err
+	}
+	defer rc.Close()
+	if int64(cap(dst)) < length {
+		dst = make([]byte, length)
+	}
+	dst = dst[:length]
+	if _, err := io.ReadFull(rc, dst); err != nil {
+		return dst, fmt.Errorf("read %s [%d, %d): %w", key, off, off+length, err)
+	}
+	return dst, nil
+}
+
+func validKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
+		return fmt.Errorf("invalid key %q", key)
+	}
+	for _, el := range strings.Split(key, "/") {
+		if el == "" || el == "." || el == ".." {
+			return fmt.Errorf("invalid key %q: empty, . or .. element", key)
+		}
+	}
+	return nil
+}
