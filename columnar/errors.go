@@ -1,0 +1,28 @@
+package columnar
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrCorrupt is wrapped by every CorruptError, so callers can branch with errors.Is.
+var ErrCorrupt = errors.New("corrupt segment")
+
+// CorruptError names the segment, the byte offset and what was wrong. Corrupt input halts
+// a run unless the user opts to skip corrupt frames.
+type CorruptError struct {
+	Key    string
+	Offset uint64
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("corrupt segment %s at byte %d: %s", e.Key, e.Offset, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+func corrupt(key string, off uint64, format string, args ...any) error {
+	return &CorruptError{Key: key, Offset: off, Reason: fmt.Sprintf(format, args...)}
+}

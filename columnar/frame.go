@@ -1,0 +1,236 @@
+package columnar
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// A frame's raw (decompressed) payload holds whole groups: one group is the points of one
+// payload (one Kafka record, one series). Columns are stored group-wise, then row-wise,
+// 8-byte columns first so every array is 8-aligned in the decompressed buffer:
+//
+//	groups u32 | rows u32
+//	metric u64×G | context u64×G | record_ts i64×G | offset i64×G
+//	ts i64×R     (per group: first absolute, then deltas from the previous ts)
+//	value u64×R  (per group: first raw bits, then XOR with the previous value's bits)
+//	org u32×G | count u32×G
+//	tags: per group u16 n, then n × (u16 len, bytes)
+//
+// Deltas and XORs turn regular series into runs of equal or zero bytes, which zstd
+// compresses well, and both undo in one pass at decode time.
+
+// frameBuilder accumulates the groups of one shard until they form a frame.
+type frameBuilder struct {
+	metric, context   []uint64
+	recordTs, offsets []int64
+	org, count        []uint32
+	tags              []byte
+	ts                []int64
+	vals              []uint64
+
+	minTs, maxTs             int64
+	minOffset, maxOffset     int64
+	minRecordTs, maxRecordTs int64
+}
+
+func (b *frameBuilder) rows() int   { return len(b.ts) }
+func (b *frameBuilder) groups() int { return len(b.org) }
+
+func (b *frameBuilder) reset() {
+	b.metric, b.context = b.metric[:0], b.context[:0]
+	b.recordTs, b.offsets = b.recordTs[:0], b.offsets[:0]
+	b.org, b.count = b.org[:0], b.count[:0]
+	b.tags = b.tags[:0]
+	b.ts, b.vals = b.ts[:0], b.vals[:0]
+}
+
+// add appends one group. ts must be strictly increasing (the writer normalizes payloads).
+func (b *frameBuilder) add(k SeriesKey, src Source, tags []string, ts []int64, vals []float64) {
+	if b.groups() == 0 {
+		b.minTs, b.maxTs = math.MaxInt64, math.MinInt64
+		b.minOffset, b.maxOffset = math.MaxInt64, math.MinInt64
+		b.minRecordTs, b.maxRecordTs = math.MaxInt64, math.MinInt64
+	}
+	b.org = append(b.org, k.Org)
+	b.metric = append(b.metric, k.Metric)
+	b.context = append(b.context, k.Context)
+	b.recordTs = append(b.recordTs, src.Timestamp)
+	b.offsets = append(b.offsets, src.Offset)
+	b.count = append(b.count, uint32(len(ts)))
+	b.tags = binary.LittleEndian.AppendUint16(b.tags, uint16(len(tags)))
+	for _, t := range tags {
+		b.tags = binary.LittleEndian.AppendUint16(b.tags, uint16(len(t)))
+		b.tags = append(b.tags, t...)
+	}
+	prevT, prevV := int64(0), uint64(0)
+	for i, t := range ts {
+		v := math.Float64bits(vals[i])
+		b.ts = append(b.ts, t-prevT)
+		b.vals = append(b.vals, v^prevV)
+		prevT, prevV = t, v
+	}
+	b.minTs, b.maxTs = min(b.minTs, ts[0]), max(b.maxTs, ts[len(ts)-1])
+	b.minOffset, b.maxOffset = min(b.minOffset, src.Offset), max(b.maxOffset, src.Offset)
+	b.minRecordTs, b.maxRecordTs = min(b.minRecordTs, src.Timestamp), max(b.maxRecordTs, src.Timestamp)
+}
+
+// rawSize is the size of the marshalled raw payload.
+func (b *frameBuilder) rawSize() int {
+	g, r := b.groups(), b.rows()
+	return 8 + 32*g + 16*r + 8*g + len(b.tags)
+}
+
+// marshal appends the raw frame payload to dst.
+func (b *frameBuilder) marshal(dst []byte) []byte {
+	le := binary.LittleEndian
+	dst = le.AppendUint32(dst, uint32(b.groups()))
+	dst = le.AppendUint32(dst, uint32(b.rows()))
+	for _, col := range [...][]uint64{b.metric, b.context} {
+		for _, v := range col {
+			dst = le.AppendUint64(dst, v)
+		}
+	}
+	for _, col := range [...][]int64{b.recordTs, b.offsets, b.ts} {
+		for _, v := range col {
+			dst = le.AppendUint64(dst, uint64(v))
+		}
+	}
+	for _, v := range b.vals {
+		dst = le.AppendUint64(dst, v)
+	}
+	for _, col := range [...][]uint32{b.org, b.count} {
+		for _, v := range col {
+			dst = le.AppendUint32(dst, v)
+		}
+	}
+	return append(dst, b.tags...)
+}
+
+// Columns is a decoded batch of points in column form. Slices are reused across Reset.
+type Columns struct {
+	Org       []uint32
+	Metric    []uint64
+	Context   []uint64
+	Ts        []int64
+	Value     []float64
+	RecordTs  []int64
+	Topic     []uint16
+	Partition []int32
+	Offset    []int64
+}
+
+// Len is the number of rows.
+func (c *Columns) Len() int { return len(c.Ts) }
+
+// Reset empties c, keeping capacity.
+func (c *Columns) Reset() {
+	c.Org, c.Metric, c.Context = c.Org[:0], c.Metric[:0], c.Context[:0]
+	c.Ts, c.Value, c.RecordTs = c.Ts[:0], c.Value[:0], c.RecordTs[:0]
+	c.Topic, c.Partition, c.Offset = c.Topic[:0], c.Partition[:0], c.Offset[:0]
+}
+
+// frameView is a validated raw frame payload: its sections, ready to decode row ranges.
+type frameView struct {
+	groups, rows                       int
+	metric, context, recordTs, offsets []byte
+	ts, vals, org, count, tags         []byte
+}
+
+// parseFrame validates the raw payload's section sizes and group counts.
+func parseFrame(raw []byte) (frameView, error) {
+	var v frameView
+	if len(raw) < 8 {
+		return v, fmt.Errorf("frame payload %d bytes, need 8", len(raw))
+	}
+	le := binary.LittleEndian
+	g, r := uint64(le.Uint32(raw)), uint64(le.Uint32(raw[4:]))
+	fixed := 8 + 40*g + 16*r
+	if fixed > uint64(len(raw)) {
+		return v, fmt.Errorf("frame payload: %d groups and %d rows need %d bytes, have %d", g, r, fixed, len(raw))
+	}
+	v.groups, v.rows = int(g), int(r)
+	p := raw[8:]
+	cut := func(n int) []byte { s := p[:n]; p = p[n:]; return s }
+	G, R := v.groups, v.rows
+	v.metric, v.context, v.recordTs, v.offsets = cut(8*G), cut(8*G), cut(8*G), cut(8*G)
+	v.ts, v.vals = cut(8*R), cut(8*R)
+	v.org, v.count = cut(4*G), cut(4*G)
+	v.tags = p
+	var sum uint64
+	for i := 0; i < G; i++ {
+		c := uint64(le.Uint32(v.count[4*i:]))
+		if c == 0 {
+			return v, fmt.Errorf("frame payload: group %d has no rows", i)
+		}
+		sum += c
+	}
+	if sum != r {
+		return v, fmt.Errorf("frame payload: group counts sum to %d, header says %d rows", sum, r)
+	}
+	return v, nil
+}
+
+// appendRows decodes all rows of the frame into c, stamping topic and partition.
+func (v *frameView) appendRows(c *Columns, topic uint16, partition int32) {
+	le := binary.LittleEndian
+	row := 0
+	for g := 0; g < v.groups; g++ {
+		n := int(le.Uint32(v.count[4*g:]))
+		org := le.Uint32(v.org[4*g:])
+		metric := le.Uint64(v.metric[8*g:])
+		ctx := le.Uint64(v.context[8*g:])
+		rts := int64(le.Uint64(v.recordTs[8*g:]))
+		off := int64(le.Uint64(v.offsets[8*g:]))
+		ts := v.ts[8*row : 8*(row+n)]
+		vals := v.vals[8*row : 8*(row+n)]
+		t, x := int64(0), uint64(0)
+		for i := 0; i < n; i++ {
+			t += int64(le.Uint64(ts[8*i:]))
+			x ^= le.Uint64(vals[8*i:])
+			c.Ts = append(c.Ts, t)
+			c.Value = append(c.Value, math.Float64frombits(x))
+		}
+		for i := 0; i < n; i++ {
+			c.Org = append(c.Org, org)
+			c.Metric = append(c.Metric, metric)
+			c.Context = append(c.Context, ctx)
+			c.RecordTs = append(c.RecordTs, rts)
+			c.Topic = append(c.Topic, topic)
+			c.Partition = append(c.Partition, partition)
+			c.Offset = append(c.Offset, off)
+		}
+		row += n
+	}
+}
+
+// groupTags decodes the tags of every group, calling fn for each group that has tags.
+func (v *frameView) groupTags(fn func(k SeriesKey, recordTs, offset int64, tags []string)) error {
+	le := binary.LittleEndian
+	p := v.tags
+	var tags []string
+	for g := 0; g < v.groups; g++ {
+		if len(p) < 2 {
+			return fmt.Errorf("frame tags: group %d: truncated", g)
+		}
+		n := int(le.Uint16(p))
+		p = p[2:]
+		tags = tags[:0]
+		for i := 0; i < n; i++ {
+			if len(p) < 2 || len(p) < 2+int(le.Uint16(p)) {
+				return fmt.Errorf("frame tags: group %d tag %d: truncated", g, i)
+			}
+			l := int(le.Uint16(p))
+			tags = append(tags, string(p[2:2+l]))
+			p = p[2+l:]
+		}
+		if n > 0 {
+			k := SeriesKey{Org: le.Uint32(v.org[4*g:]), Metric: le.Uint64(v.metric[8*g:]), Context: le.Uint64(v.context[8*g:])}
+			fn(k, int64(le.Uint64(v.recordTs[8*g:])), int64(le.Uint64(v.offsets[8*g:])), tags)
+		}
+	}
+	if len(p) != 0 {
+		return fmt.Errorf("frame tags: %d trailing bytes", len(p))
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package columnar
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/tailor-metrics/tailor/storage"
+)
+
+// Segment is an opened segment: its key, size, header and footer. Opening reads only the
+// head and the tail of the object, never the frames.
+type Segment struct {
+	Key    string
+	Size   int64
+	Header Header
+	Footer Footer
+}
+
+// headProbe is how many bytes are read to find the header: the fixed part plus a topic
+// of up to 249 bytes (Kafka's limit) and the checksum.
+const headProbe = headerFixedSize + 256 + 4
+
+// OpenSegment reads a segment's header, trailer and footer.
+func OpenSegment(ctx context.Context, st storage.Store, key string, size int64) (*Segment, error) {
+	if size < 0 {
+		a, err := st.Stat(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("open segment: %w", err)
+		}
+		size = a.Size
+	}
+	s := &Segment{Key: key, Size: size}
+	if size < int64(TrailerSize+headerFixedSize+4) {
+		return nil, corrupt(key, 0, "file of %d bytes is too small to be a segment (truncated?)", size)
+	}
+	head, err := storage.ReadRange(ctx, st, key, 0, min(size, headProbe), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	if _, err := s.Header.Unmarshal(head); err != nil {
+		return nil, corrupt(key, 0, "%v", err)
+	}
+	tail, err := storage.ReadRange(ctx, st, key, size-TrailerSize, TrailerSize, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	flen, sum, err := unmarshalTrailer(tail)
+	if err != nil {
+		return nil, corrupt(key, uint64(size-TrailerSize), "%v", err)
+	}
+	headerEnd := uint64(s.Header.HeaderSize())
+	if flen > MaxFooterBytes || int64(flen) > size-TrailerSize-int64(headerEnd) {
+		return nil, corrupt(key, uint64(size-TrailerSize), "footer length %d does not fit in a %d-byte file", flen, size)
+	}
+	footerOff := size - TrailerSize - int64(flen)
+	fb, err := storage.ReadRange(ctx, st, key, footerOff, int64(flen), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	if got := crc(fb); got != sum {
+		return nil, corrupt(key, uint64(footerOff), "footer crc32c %08x, want %08x", got, sum)
+	}
+	if err := s.Footer.Unmarshal(fb, headerEnd, uint64(footerOff)); err != nil {
+		return nil, corrupt(key, uint64(footerOff), "%v", err)
+	}
+	return s, nil
+}
+
+// ListSegments opens every segment under segments/ in the store.
+func ListSegments(ctx context.Context, st storage.Store) ([]*Segment, error) {
+	var attrs []storage.Attrs
+	err := st.List(ctx, "segments/", func(a storage.Attrs) error {
+		attrs = append(attrs, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list segments: %w", err)
+	}
+	segs := make([]*Segment, 0, len(attrs))
+	for _, a := range attrs {
+		s, err := OpenSegment(ctx, st, a.Key, a.Size)
+		if err != nil {
+			return nil, err
+		}
+		segs = append(segs, s)
+	}
+	return segs, nil
+}
+
+// Split is a contiguous byte range of one segment and the frames that start inside it.
+type Split struct {
+	Seg    *Segment
+	Frames []FrameInfo
+}
+
+// Start and End bound the split's bytes.
+func (s *Split) Start() uint64 { return s.Frames[0].Offset }
+func (s *Split) End() uint64 {
+	f := s.Frames[len(s.Frames)-1]
+	return f.Offset + uint64(f.Length)
+}
+
+// Rows is the number of rows in the split's frames.
+func (s *Split) Rows() (n uint64) {
+	for _, f := range s.Frames {
+		n += uint64(f.Rows)
+	}
+	return n
+}
+
+// Window is a half-open ts range [From, To) in Unix ms. To == math.MaxInt64 means no
+// upper bound (so that ts = MaxInt64 is still inside AllTime).
+type Window struct{ From, To int64 }
+
+// AllTime is the window that holds every ts.
+var AllTime = Window{math.MinInt64, math.MaxInt64}
+
+// Contains reports whether ts is in the window.
+func (w Window) Contains(ts int64) bool {
+	return ts >= w.From && (ts < w.To || w.To == math.MaxInt64)
+}
+
+// Overlaps reports whether [lo, hi] (inclusive) overlaps the window.
+func (w Window) Overlaps(lo, hi int64) bool { return hi >= w.From && w.Contains(max(lo, w.From)) }
+
+// Covers reports whether [lo, hi] (inclusive) lies inside the window.
+func (w Window) Covers(lo, hi int64) bool { return w.Contains(lo) && w.Contains(hi) }
+
+// PlanSplits picks shard's frames that overlap win from segs and cuts them into splits
+// of at most splitBytes (a single frame may exceed it). A split's frames are contiguous
+// in the file, so each split is read with one ranged GET.
+func PlanSplits(segs []*Segment, shard string, win Window, splitBytes int64) []Split {
+	var out []Split
+	for _, s := range segs {
+		si := -1
+		for i, name := range s.Footer.Shards {
+			if name == shard {
+				si = i
+				break
+			}
+		}
+		if si < 0 {
+			continue
+		}
+		var cur *Split
+		for _, f := range s.Footer.Frames {
+			if f.Shard != uint32(si) || !win.Overlaps(f.MinTs, f.MaxTs) {
+				cur = nil // a gap: the next frame starts a new ranged read
+				continue
+			}
+			if cur == nil || int64(f.Offset+uint64(f.Length)-cur.Start()) > splitBytes {
+				out = append(out, Split{Seg: s})
+				cur = &out[len(out)-1]
+			}
+			cur.Frames = append(cur.Frames, f)
+		}
+	}
+	return out
+}
+
+// Topics returns the sorted topic names of segs and each topic's id (its rank), which
+// the reader stamps into the topic_id column.
+func Topics(segs []*Segment) map[string]uint16 {
+	var names []string
+	seen := map[string]bool{}
+	for _, s := range segs {
+		if !seen[s.Header.Topic] {
+			seen[s.Header.Topic] = true
+			names = append(names, s.Header.Topic)
+		}
+	}
+	sort.Strings(names)
+	ids := make(map[string]uint16, len(names))
+	for i, n := range names {
+		ids[n] = uint16(i)
+	}
+	return ids
+}
+
+// FrameDecoder decompresses and decodes frames, reusing its buffers. Not safe for
+// concurrent use: give each reader goroutine its own.
+type FrameDecoder struct {
+	zd  *zstd.Decoder
+	raw []byte
+}
+
+// NewFrameDecoder returns a decoder with its own zstd state.
+func NewFrameDecoder() *FrameDecoder {
+	zd, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxFrameBytes))
+	if err != nil {
+		panic(fmt.Sprintf("BUG: zstd decoder: %v", err))
+	}
+	return &FrameDecoder{zd: zd}
+}
+
+// Close releases the zstd decoder.
+func (d *FrameDecoder) Close() { d.zd.Close() }
+
+// Decode validates the frame whose bytes (frame header included) are b against its footer
+// entry and returns a view of its decompressed payload, valid until the next Decode.
+func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte) (frameView, error) {
+	if len(b) != int(info.Length) {
+		return frameView{}, corrupt(key, info.Offset, "frame: have %d bytes, footer says %d", len(b), info.Length)
+	}
+	clen := binary.LittleEndian.Uint32(b)
+	if clen != info.Length-FrameHeaderSize {
+		return frameView{}, corrupt(key, info.Offset, "frame: length field %d, footer says %d", clen, info.Length-FrameHeaderSize)
+	}
+	comp := b[FrameHeaderSize:]
+	if got, want := crc(comp), binary.LittleEndian.Uint32(b[4:]); got != want {
+		return frameView{}, corrupt(key, info.Offset, "frame: crc32c %08x, want %08x", got, want)
+	}
+	if cap(d.raw) < int(info.RawLength) {
+		d.raw = make([]byte, 0, info.RawLength)
+	}
+	raw, err := d.zd.DecodeAll(comp, d.raw[:0])
+	if err != nil {
+		return frameView{}, corrupt(key, info.Offset, "frame: zstd: %v", err)
+	}
+	if len(raw) != int(info.RawLength) {
+		return frameView{}, corrupt(key, info.Offset, "frame: decompressed to %d bytes, footer says %d", len(raw), info.RawLength)
+	}
+	d.raw = raw
+	v, err := parseFrame(raw)
+	if err != nil {
+		return v, corrupt(key, info.Offset, "%v", err)
+	}
+	if v.rows != int(info.Rows) || v.groups != int(info.Groups) {
+		return v, corrupt(key, info.Offset, "frame: %d rows in %d groups, footer says %d in %d", v.rows, v.groups, info.Rows, info.Groups)
+	}
+	return v, nil
+}
+
+// ReadSplitBytes fetches the bytes of a split with one ranged read into dst.
+func ReadSplitBytes(ctx context.Context, st storage.Store, sp *Split, dst []byte) ([]byte, error) {
+	b, err := storage.ReadRange(ctx, st, sp.Seg.Key, int64(sp.Start()), int64(sp.End()-sp.Start()), dst)
+	if err != nil {
+		return b, fmt.Errorf("read split of %s: %w", sp.Seg.Key, err)
+	}
+	return b, nil
+}
+
+// DecodeFrame decodes one frame of sp, whose bytes (frame header included) are b, and
+// appends its rows inside win to c. A corrupt frame returns a *CorruptError naming the
+// segment and offset; with skipCorrupt it is counted and skipped instead. tags, when not
+// nil, is called for every group that carries tags.
+func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, c *Columns, st *FrameStats, tags func(k SeriesKey, recordTs, offset int64, tags []string)) error {
+	st.Frames++
+	v, err := d.decode(sp.Seg.Key, f, b)
+	if err == nil && tags != nil {
+		if terr := v.groupTags(tags); terr != nil {
+			err = corrupt(sp.Seg.Key, f.Offset, "%v", terr)
+		}
+	}
+	if err != nil {
+		if skipCorrupt && errors.Is(err, ErrCorrupt) {
+			st.CorruptFrames++
+			return nil
+		}
+		return err
+	}
+	start := c.Len()
+	v.appendRows(c, topic, sp.Seg.Header.Partition)
+	st.RowsIn += uint64(v.rows)
+	if win.Covers(f.MinTs, f.MaxTs) {
+		st.RowsOut += uint64(v.rows)
+		return nil
+	}
+	kept := filterWindow(c, start, win)
+	st.RowsOut += uint64(kept)
+	st.OutOfWindow += uint64(v.rows - kept)
+	return nil
+}
+
+// filterWindow drops rows [start:] of c whose ts is outside win and returns how many stayed.
+func filterWindow(c *Columns, start int, win Window) int {
+	w := start
+	for r := start; r < c.Len(); r++ {
+		if !win.Contains(c.Ts[r]) {
+			continue
+		}
+		if w != r {
+			c.Org[w], c.Metric[w], c.Context[w] = c.Org[r], c.Metric[r], c.Context[r]
+			c.Ts[w], c.Value[w], c.RecordTs[w] = c.Ts[r], c.Value[r], c.RecordTs[r]
+			c.Topic[w], c.Partition[w], c.Offset[w] = c.Topic[r], c.Partition[r], c.Offset[r]
+		}
+		w++
+	}
+	c.Org, c.Metric, c.Context = c.Org[:w], c.Metric[:w], c.Context[:w]
+	c.Ts, c.Value, c.RecordTs = c.Ts[:w], c.Value[:w], c.RecordTs[:w]
+	c.Topic, c.Partition, c.Offset = c.Topic[:w], c.Partition[:w], c.Offset[:w]
+	return w - start
+}
