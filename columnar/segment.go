@@ -124,8 +124,8 @@ type Footer struct {
 	// exactly the records [Header.StartOffset, EndOffset) of its partition, minus the
 	// ones that were rejected (counted in Rejected) or carried no points.
 	EndOffset int64
-	Records  uint64
-	Rejected uint64
+	Records   uint64
+	Rejected  uint64
 	// Collapsed counts points dropped inside single payloads: a payload that repeats a ts
 	// keeps only its last point for that ts (the later one in the record wins).
 	Collapsed uint64
