@@ -1,0 +1,155 @@
+//go:build duckdb_arrow
+
+package query
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/tailor-metrics/tailor/columnar"
+	tsql "github.com/tailor-metrics/tailor/sql"
+)
+
+type pt struct {
+	org         uint32
+	metric, ctx uint64
+	ts          int64
+	value       float64
+	recTs       int64
+	topic       uint16
+	part        int32
+	off         int64
+}
+
+func pointsReader(t *testing.T, pts []pt) array.RecordReader {
+	t.Helper()
+	b := array.NewRecordBuilder(memory.DefaultAllocator, columnar.PointSchema)
+	defer b.Release()
+	for _, p := range pts {
+		b.Field(0).(*array.Uint32Builder).Append(p.org)
+		b.Field(1).(*array.Uint64Builder).Append(p.metric)
+		b.Field(2).(*array.Uint64Builder).Append(p.ctx)
+		b.Field(3).(*array.Int64Builder).Append(p.ts)
+		b.Field(4).(*array.Float64Builder).Append(p.value)
+		b.Field(5).(*array.Int64Builder).Append(p.recTs)
+		b.Field(6).(*array.Uint16Builder).Append(p.topic)
+		b.Field(7).(*array.Int32Builder).Append(p.part)
+		b.Field(8).(*array.Int64Builder).Append(p.off)
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	r, err := array.NewRecordReader(columnar.PointSchema, []arrow.RecordBatch{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func collect(t *testing.T, r array.RecordReader) []pt {
+	t.Helper()
+	defer r.Release()
+	var out []pt
+	for r.Next() {
+		rec := r.RecordBatch()
+		for i := 0; i < int(rec.NumRows()); i++ {
+			out = append(out, pt{
+				org:    rec.Column(0).(*array.Uint32).Value(i),
+				metric: rec.Column(1).(*array.Uint64).Value(i),
+				ctx:    rec.Column(2).(*array.Uint64).Value(i),
+				ts:     rec.Column(3).(*array.Int64).Value(i),
+				value:  rec.Column(4).(*array.Float64).Value(i),
+			})
+		}
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestGroupSortLatestFirst checks the arrival rule: record timestamp first, then topic,
+// partition and offset; unsigned keys above 2^63 sort as unsigned; NaN bits survive.
+func TestGroupSortLatestFirst(t *testing.T) {
+	e, err := Open(context.Background(), Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	nan := math.Float64frombits(0x7ff8000000000bad)
+	pts := []pt{
+		{org: 1, metric: math.MaxUint64, ts: 5, value: 1, recTs: 10, off: 1},
+		{org: 1, metric: 1 << 63, ts: 5, value: 2, recTs: 10, off: 2},
+		{org: 1, metric: 7, ts: 5, value: 3, recTs: 9, part: 9, off: 100},  // older record
+		{org: 1, metric: 7, ts: 5, value: 4, recTs: 10, part: 0, off: 1},   // latest by record ts
+		{org: 1, metric: 7, ts: 6, value: 5, recTs: 10, part: 1, off: 1},   // tie → partition 2 wins
+		{org: 1, metric: 7, ts: 6, value: nan, recTs: 10, part: 2, off: 0}, //
+		{org: 1, metric: 7, ts: 7, value: 7, recTs: 10, topic: 1, off: 0},  // tie → topic 1 wins
+		{org: 1, metric: 7, ts: 7, value: 8, recTs: 10, topic: 0, off: 9},
+		{org: 0, metric: 7, ts: 1, value: 9},
+	}
+	rand.New(rand.NewPCG(1, 1)).Shuffle(len(pts), func(i, j int) { pts[i], pts[j] = pts[j], pts[i] })
+	for _, stmt := range []struct {
+		name string
+		run  func() (array.RecordReader, error)
+	}{
+		{"groupsort", func() (array.RecordReader, error) { return e.GroupSort(context.Background(), pointsReader(t, pts)) }},
+		{"latest", func() (array.RecordReader, error) {
+			return e.Query(context.Background(), tsql.Latest, map[string]array.RecordReader{"points": pointsReader(t, pts)})
+		}},
+	} {
+		r, err := stmt.run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := collect(t, r)
+		// Keep the first row of each (series, ts), as the streaming encoder does.
+		var dedup []pt
+		for _, p := range got {
+			if n := len(dedup); n > 0 && dedup[n-1].org == p.org && dedup[n-1].metric == p.metric && dedup[n-1].ctx == p.ctx && dedup[n-1].ts == p.ts {
+				continue
+			}
+			dedup = append(dedup, p)
+		}
+		want := []struct {
+			org    uint32
+			metric uint64
+			ts     int64
+			bits   uint64
+		}{
+			{0, 7, 1, math.Float64bits(9)},
+			{1, 7, 5, math.Float64bits(4)},
+			{1, 7, 6, math.Float64bits(nan)},
+			{1, 7, 7, math.Float64bits(7)},
+			{1, 1 << 63, 5, math.Float64bits(2)},
+			{1, math.MaxUint64, 5, math.Float64bits(1)},
+		}
+		if len(dedup) != len(want) {
+			t.Fatalf("%s: got %d rows %+v, want %d", stmt.name, len(dedup), dedup, len(want))
+		}
+		for i, w := range want {
+			g := dedup[i]
+			if g.org != w.org || g.metric != w.metric || g.ts != w.ts || math.Float64bits(g.value) != w.bits {
+				t.Fatalf("%s row %d: got %+v (bits %x), want %+v", stmt.name, i, g, math.Float64bits(g.value), w)
+			}
+		}
+	}
+}
+
+func TestSQLErrorHasPosition(t *testing.T) {
+	e, err := Open(context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	_, err = e.Query(context.Background(), "SELECT nope FROM (SELECT 1 AS x)", nil)
+	if err == nil {
+		t.Fatal("want error")
+	}
+	t.Log(err)
+}
