@@ -29,7 +29,7 @@ func (b pb) bytes(num uint64, data []byte) pb {
 	return append(b, data...)
 }
 func (b pb) str(num uint64, s string) pb { return b.bytes(num, []byte(s)) }
-func (b pb) raw(bs ...byte) pb        { return append(b, bs...) }
+func (b pb) raw(bs ...byte) pb           { return append(b, bs...) }
 
 func packedVarints(vs ...int64) []byte {
 	var b []byte
