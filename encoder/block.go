@@ -1,0 +1,83 @@
+package encoder
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// blockEncoder encodes blocks, reusing its scratch buffers between calls.
+type blockEncoder struct {
+	version uint16
+	tsBuf   []byte
+	valBuf  []byte
+}
+
+// appendBlock appends one block: header, timestamp payload, value payload, crc32c of all
+// three. ts is strictly increasing and 1..MaxBlockPoints long, len(vals) == len(ts).
+func (e *blockEncoder) appendBlock(dst []byte, ts []int64, vals []float64) []byte {
+	h := blockHeader{
+		count: len(ts),
+		minTs: ts[0],
+		maxTs: ts[len(ts)-1],
+	}
+	// Format v1 has one encoding per column.
+	h.tsEnc, h.valEnc = TsDoD, ValueGorilla
+	e.tsBuf = appendTsDoD(e.tsBuf[:0], ts)
+	e.valBuf = appendGorilla(e.valBuf[:0], vals)
+	h.tsLen, h.valLen = len(e.tsBuf), len(e.valBuf)
+
+	start := len(dst)
+	dst = h.Marshal(dst)
+	dst = append(dst, e.tsBuf...)
+	dst = append(dst, e.valBuf...)
+	return binary.LittleEndian.AppendUint32(dst, checksum(dst[start:]))
+}
+
+// decodeTs appends the block's timestamps to dst and checks that they strictly increase
+// from h.minTs to h.maxTs, so a block with a valid checksum but wrong content cannot hand
+// unsorted points to a caller.
+func decodeTs(dst []int64, h *blockHeader, src []byte) ([]int64, error) {
+	start := len(dst)
+	var err error
+	switch h.tsEnc {
+	case TsDoD:
+		dst, err = decodeTsDoD(dst, src, h.count, h.minTs)
+	default:
+		return dst, fmt.Errorf("BUG: timestamp encoding %s passed header validation", h.tsEnc)
+	}
+	if err != nil {
+		return dst, fmt.Errorf("decode %s timestamps: %w", h.tsEnc, err)
+	}
+	out := dst[start:]
+	if len(out) != h.count {
+		return dst, fmt.Errorf("decoded %d timestamps, header says %d: %w", len(out), h.count, ErrOutOfRange)
+	}
+	for i := 1; i < len(out); i++ {
+		if out[i] <= out[i-1] {
+			return dst, fmt.Errorf("timestamp %d at %d does not follow %d: %w", out[i], i, out[i-1], ErrOutOfRange)
+		}
+	}
+	if out[len(out)-1] != h.maxTs {
+		return dst, fmt.Errorf("last timestamp %d, header says %d: %w", out[len(out)-1], h.maxTs, ErrOutOfRange)
+	}
+	return dst, nil
+}
+
+// decodeValues appends the block's values to dst.
+func decodeValues(dst []float64, h *blockHeader, src []byte) ([]float64, error) {
+	start := len(dst)
+	var err error
+	switch h.valEnc {
+	case ValueGorilla:
+		dst, err = decodeGorilla(dst, src, h.count)
+	default:
+		return dst, fmt.Errorf("BUG: value encoding %s passed header validation", h.valEnc)
+	}
+	if err != nil {
+		return dst, fmt.Errorf("decode %s values: %w", h.valEnc, err)
+	}
+	if n := len(dst) - start; n != h.count {
+		return dst, fmt.Errorf("decoded %d values, header says %d: %w", n, h.count, ErrOutOfRange)
+	}
+	return dst, nil
+}

@@ -1,0 +1,87 @@
+package encoder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+// readAll opens b and decodes every series through both the iterator and the Arrow
+// reader, returning the first error.
+func readAll(b []byte) error {
+	r, err := Open(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return err
+	}
+	it := r.Iterator(nil)
+	for it.Next() {
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	rr := r.RecordReader(1000)
+	defer rr.Release()
+	for rr.Next() {
+	}
+	return rr.Err()
+}
+
+func TestReaderRejects(t *testing.T) {
+	good := encodeFile(t, randomSeries(rand.New(rand.NewPCG(3, 3)), 5, 100), BlockPoints(30))
+	n := len(good)
+	mutate := func(f func(b []byte) []byte) []byte {
+		return f(append([]byte(nil), good...))
+	}
+	tests := []struct {
+		name string
+		b    []byte
+		is   error
+	}{
+		{"empty", nil, ErrTruncated},
+		{"short", good[:20], ErrTruncated},
+		{"trailer magic", mutate(func(b []byte) []byte { b[n-1] ^= 1; return b }), ErrBadMagic},
+		{"header magic", mutate(func(b []byte) []byte { b[0] = 'X'; return b }), ErrBadMagic},
+		{"trailer version", mutate(func(b []byte) []byte { b[n-8] = 9; return b }), ErrUnsupportedVersion},
+		{"header version", mutate(func(b []byte) []byte { b[4] = 9; return b }), ErrUnsupportedVersion},
+		{"index checksum", mutate(func(b []byte) []byte { b[n-trailerSize-1] ^= 0x40; return b }), ErrChecksum},
+		{"index offset", mutate(func(b []byte) []byte {
+			binary.LittleEndian.PutUint64(b[n-trailerSize:], uint64(n))
+			return b
+		}), ErrOutOfRange},
+		{"block checksum", mutate(func(b []byte) []byte { b[60] ^= 0x10; return b }), ErrChecksum},
+		{"truncated tail", good[:n-1], ErrBadMagic},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := readAll(tc.b)
+			if !errors.Is(err, tc.is) {
+				t.Fatalf("error %v, want %v", err, tc.is)
+			}
+			if !IsCorrupt(err) {
+				t.Fatalf("error %v is not a *CorruptError", err)
+			}
+		})
+	}
+}
+
+// TestReaderNeverPanics flips every bit and truncates at every length of a small file:
+// the reader must either return an error or decode something, never panic.
+func TestReaderNeverPanics(t *testing.T) {
+	good := encodeFile(t, randomSeries(rand.New(rand.NewPCG(5, 5)), 3, 40), BlockPoints(16))
+	if err := readAll(good); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, len(good))
+	for i := range good {
+		for bit := range 8 {
+			copy(b, good)
+			b[i] ^= 1 << bit
+			_ = readAll(b)
+		}
+	}
+	for l := range good {
+		_ = readAll(good[:l])
+	}
+}

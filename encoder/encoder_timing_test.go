@@ -1,0 +1,233 @@
+package encoder
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/tailor-metrics/tailor/columnar"
+)
+
+// Benchmarks. Profile one with, e.g.,
+//
+//	go test ./encoder/ -run '^$' -bench 'Decode/nab' -benchmem -cpuprofile cpu.prof
+//	go tool pprof -top encoder.test cpu.prof
+//
+// SetBytes counts 16 bytes per point (an int64 timestamp and a float64 value), so MB/s
+// reads as raw point throughput; pts/s is reported too, and B/point is the encoded size.
+
+// benchInputs are the data sets: every NAB file pooled, and a synthetic agent mix.
+func benchInputs(b *testing.B) map[string][]testSeries {
+	in := map[string][]testSeries{"agent-mix": agentMix(2000, 360)}
+	var pooled []testSeries
+	for _, f := range loadNABQuiet() {
+		pooled = append(pooled, f.Series...)
+	}
+	if len(pooled) > 0 {
+		sortSeries(pooled)
+		in["nab"] = pooled
+	}
+	return in
+}
+
+// loadNABQuiet loads the real data, or nothing when it is not there.
+func loadNABQuiet() []nabFile {
+	paths, _ := filepath.Glob(filepath.Join(realDataDir(), "*.csv"))
+	var files []nabFile
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		nf, err := parseNAB(f)
+		f.Close()
+		if err == nil {
+			nf.Name = filepath.Base(p)
+			files = append(files, nf)
+		}
+	}
+	return files
+}
+
+// agentMix is a synthetic one-second agent scrape: regular 1 s timestamps with rare
+// jitter, values that are constants, counters, gauges with 2 decimals and raw floats.
+func agentMix(nSeries, nPoints int) []testSeries {
+	rng := rand.New(rand.NewPCG(1, 2))
+	out := make([]testSeries, nSeries)
+	for i := range out {
+		s := &out[i]
+		s.Key = columnar.SeriesKey{Org: uint32(i % 7), Metric: uint64(i / 7 % 50), Context: uint64(i)}
+		s.Ts = make([]int64, nPoints)
+		s.Values = make([]float64, nPoints)
+		t := int64(1700000000000)
+		v := float64(rng.IntN(1000))
+		kind := i % 4
+		for j := range nPoints {
+			s.Ts[j] = t
+			t += 1000
+			if rng.IntN(50) == 0 {
+				t += rng.Int64N(20) - 10
+			}
+			switch kind {
+			case 0:
+				s.Values[j] = 1
+			case 1:
+				v += float64(rng.IntN(100))
+				s.Values[j] = v
+			case 2:
+				s.Values[j] = math.Round((50+rng.NormFloat64()*10)*100) / 100
+			default:
+				s.Values[j] = rng.Float64() * 1e6
+			}
+		}
+	}
+	sortSeries(out)
+	return out
+}
+
+func points(series []testSeries) int {
+	n := 0
+	for _, s := range series {
+		n += len(s.Ts)
+	}
+	return n
+}
+
+func BenchmarkEncode(b *testing.B) {
+	for name, series := range benchInputs(b) {
+		b.Run(name, func(b *testing.B) {
+			n := points(series)
+			var buf bytes.Buffer
+			b.ReportAllocs()
+			b.SetBytes(int64(16 * n))
+			for b.Loop() {
+				buf.Reset()
+				w := NewWriter(&buf)
+				for _, s := range series {
+					if err := w.Append(s.Key, s.Tags, s.Ts, s.Values); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(buf.Len())/float64(n), "B/point")
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "pts/s")
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	for name, series := range benchInputs(b) {
+		b.Run(name, func(b *testing.B) {
+			n := points(series)
+			enc := encodeFile(b, series)
+			r, err := Open(bytes.NewReader(enc), int64(len(enc)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var it *SeriesIterator
+			b.ReportAllocs()
+			b.SetBytes(int64(16 * n))
+			for b.Loop() {
+				it = r.Iterator(it)
+				got := 0
+				for it.Next() {
+					got += len(it.At().Ts)
+				}
+				if it.Err() != nil || got != n {
+					b.Fatalf("decoded %d of %d points: %v", got, n, it.Err())
+				}
+			}
+			b.ReportMetric(float64(len(enc))/float64(n), "B/point")
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "pts/s")
+		})
+	}
+}
+
+func BenchmarkRecordReader(b *testing.B) {
+	series := agentMix(2000, 360)
+	n := points(series)
+	enc := encodeFile(b, series)
+	r, err := Open(bytes.NewReader(enc), int64(len(enc)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(16 * n))
+	for b.Loop() {
+		rr := r.RecordReader(0)
+		got := 0
+		for rr.Next() {
+			got += int(rr.RecordBatch().NumRows())
+		}
+		if rr.Err() != nil || got != n {
+			b.Fatalf("decoded %d of %d rows: %v", got, n, rr.Err())
+		}
+		rr.Release()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "pts/s")
+}
+
+// BenchmarkSortedStream measures the Arrow adapter and the writer together on sorted
+// batches of 64Ki rows with 1% repeated rows, as the group-sort query produces them.
+func BenchmarkSortedStream(b *testing.B) {
+	series := agentMix(2000, 360)
+	rng := rand.New(rand.NewPCG(3, 4))
+	var recs []arrow.RecordBatch
+	bld := array.NewRecordBuilder(memory.DefaultAllocator, columnar.SortedSchema)
+	defer bld.Release()
+	rows := 0
+	for _, s := range series {
+		for i := range s.Ts {
+			reps := 1
+			if rng.IntN(100) == 0 {
+				reps = 2
+			}
+			for range reps {
+				bld.Field(0).(*array.Uint32Builder).Append(s.Key.Org)
+				bld.Field(1).(*array.Uint64Builder).Append(s.Key.Metric)
+				bld.Field(2).(*array.Uint64Builder).Append(s.Key.Context)
+				bld.Field(3).(*array.Int64Builder).Append(s.Ts[i])
+				bld.Field(4).(*array.Float64Builder).Append(s.Values[i])
+				rows++
+				if rows%(64<<10) == 0 {
+					recs = append(recs, bld.NewRecordBatch())
+				}
+			}
+		}
+	}
+	recs = append(recs, bld.NewRecordBatch())
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	b.SetBytes(int64(16 * rows))
+	for b.Loop() {
+		buf.Reset()
+		s := NewSortedStream(NewWriter(&buf))
+		for _, r := range recs {
+			if err := s.Write(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if st := s.Stats(); st.PointsIn != int64(rows) || st.PointsOut != int64(points(series)) {
+			b.Fatalf("stats %+v", st)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}

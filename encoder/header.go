@@ -1,0 +1,310 @@
+package encoder
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math"
+
+	"github.com/tailor-metrics/tailor/columnar"
+)
+
+// Layout constants. See docs/format/series.md for the diagrams.
+const (
+	// Magic opens and closes every series file ("Tailor Series File").
+	Magic = "TLSF"
+
+	// Version1 is the first format: delta-of-delta timestamps and Gorilla XOR values only.
+	Version1 uint16 = 1
+	// CurrentVersion is what NewWriter writes unless told otherwise.
+	CurrentVersion = Version1
+
+	fileHeaderSize = 8  // magic[4] version u16 flags u16
+	trailerSize    = 28 // indexOff u64 indexLen u64 indexCRC u32 version u16 flags u16 magic[4]
+	seriesKeySize  = 20 // org u32 metric u64 context u64
+
+	// MaxBlockPoints is the largest point count a block may hold. It bounds what a reader
+	// allocates for one block (1 MiB of timestamps and values) whatever the input says.
+	MaxBlockPoints = 1 << 16
+)
+
+// castagnoli is the crc32c table used for every checksum in the format.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// supportedVersion reports whether this package can read version v.
+func supportedVersion(v uint16) bool { return v >= Version1 && v <= CurrentVersion }
+
+// appendFileHeader appends the 8-byte file header.
+func appendFileHeader(dst []byte, version uint16) []byte {
+	dst = append(dst, Magic...)
+	dst = binary.LittleEndian.AppendUint16(dst, version)
+	return binary.LittleEndian.AppendUint16(dst, 0) // flags: none defined, must be 0
+}
+
+// parseFileHeader checks the 8-byte file header and returns its version.
+func parseFileHeader(src []byte) (uint16, error) {
+	if len(src) < fileHeaderSize {
+		return 0, corrupt(0, "file header", ErrTruncated, "%d bytes, need %d", len(src), fileHeaderSize)
+	}
+	if string(src[:4]) != Magic {
+		return 0, corrupt(0, "file header", ErrBadMagic, "got %q", src[:4])
+	}
+	v := binary.LittleEndian.Uint16(src[4:])
+	if !supportedVersion(v) {
+		return v, corrupt(4, "file header", ErrUnsupportedVersion, "version %d, this reader supports %d..%d", v, Version1, CurrentVersion)
+	}
+	if f := binary.LittleEndian.Uint16(src[6:]); f != 0 {
+		return v, corrupt(6, "file header", ErrOutOfRange, "flags %#x, none are defined", f)
+	}
+	return v, nil
+}
+
+// trailer is the fixed-size end of a file: where the index is, its checksum, the version
+// (repeated from the header so a reader needs only the file's tail) and the magic.
+type trailer struct {
+	indexOff int64
+	indexLen int64
+	indexCRC uint32
+	version  uint16
+}
+
+func (t *trailer) Marshal(dst []byte) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(t.indexOff))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(t.indexLen))
+	dst = binary.LittleEndian.AppendUint32(dst, t.indexCRC)
+	dst = binary.LittleEndian.AppendUint16(dst, t.version)
+	dst = binary.LittleEndian.AppendUint16(dst, 0)
+	return append(dst, Magic...)
+}
+
+// Unmarshal parses the trailer at the end of a file of the given size. src holds
+// exactly the trailer bytes.
+func (t *trailer) Unmarshal(src []byte, size int64) error {
+	off := size - trailerSize
+	if len(src) != trailerSize {
+		return corrupt(off, "trailer", ErrTruncated, "%d bytes, need %d", len(src), trailerSize)
+	}
+	if string(src[24:28]) != Magic {
+		return corrupt(off+24, "trailer", ErrBadMagic, "got %q", src[24:28])
+	}
+	t.version = binary.LittleEndian.Uint16(src[20:])
+	if !supportedVersion(t.version) {
+		return corrupt(off+20, "trailer", ErrUnsupportedVersion, "version %d, this reader supports %d..%d", t.version, Version1, CurrentVersion)
+	}
+	if f := binary.LittleEndian.Uint16(src[22:]); f != 0 {
+		return corrupt(off+22, "trailer", ErrOutOfRange, "flags %#x, none are defined", f)
+	}
+	io := binary.LittleEndian.Uint64(src[0:])
+	il := binary.LittleEndian.Uint64(src[8:])
+	t.indexCRC = binary.LittleEndian.Uint32(src[16:])
+	// The index sits between the file header and the trailer.
+	limit := uint64(off)
+	if io < fileHeaderSize || io > limit || il > limit-io || il < indexHeaderSize {
+		return corrupt(off, "trailer", ErrOutOfRange, "index at %d length %d outside [%d, %d)", io, il, fileHeaderSize, off)
+	}
+	t.indexOff, t.indexLen = int64(io), int64(il)
+	return nil
+}
+
+// appendKey appends the 20-byte fixed encoding of a series key.
+func appendKey(dst []byte, k columnar.SeriesKey) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, k.Org)
+	dst = binary.LittleEndian.AppendUint64(dst, k.Metric)
+	return binary.LittleEndian.AppendUint64(dst, k.Context)
+}
+
+// parseKey reads a key from at least seriesKeySize bytes.
+func parseKey(src []byte) columnar.SeriesKey {
+	return columnar.SeriesKey{
+		Org:     binary.LittleEndian.Uint32(src),
+		Metric:  binary.LittleEndian.Uint64(src[4:]),
+		Context: binary.LittleEndian.Uint64(src[12:]),
+	}
+}
+
+// appendSeriesHeader appends a series record's header: key, tags and a crc32c of both.
+func appendSeriesHeader(dst []byte, k columnar.SeriesKey, tags []string) []byte {
+	start := len(dst)
+	dst = appendKey(dst, k)
+	dst = binary.AppendUvarint(dst, uint64(len(tags)))
+	for _, t := range tags {
+		dst = binary.AppendUvarint(dst, uint64(len(t)))
+		dst = append(dst, t...)
+	}
+	return binary.LittleEndian.AppendUint32(dst, checksum(dst[start:]))
+}
+
+// parseSeriesHeader parses a series header at absolute offset off, appending the tags to
+// tags, and returns the bytes after it.
+func parseSeriesHeader(src []byte, off int64, tags []string) (columnar.SeriesKey, []string, []byte, error) {
+	const what = "series header"
+	d := decbuf{b: src}
+	kb := d.bytes(seriesKeySize)
+	n := d.uvarint()
+	// Each tag takes at least its one-byte length, so a count above the remaining bytes
+	// is corrupt; checking it first keeps a hostile count from sizing an allocation.
+	if d.err == nil && n > uint64(len(d.b)) {
+		return columnar.SeriesKey{}, tags, nil, corrupt(off, what, ErrOutOfRange, "%d tags in %d bytes", n, len(d.b))
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		l := d.uvarint()
+		tags = append(tags, string(d.bytes64(l)))
+	}
+	body := len(src) - len(d.b)
+	sum := d.u32()
+	if d.err != nil {
+		return columnar.SeriesKey{}, tags, nil, corrupt(off, what, ErrTruncated, "%v", d.err)
+	}
+	if got := checksum(src[:body]); got != sum {
+		return columnar.SeriesKey{}, tags, nil, corrupt(off, what, ErrChecksum, "crc32c %#08x, stored %#08x", got, sum)
+	}
+	return parseKey(kb), tags, d.b, nil
+}
+
+// blockHeader describes one block: its points, time range, encodings and payload sizes.
+// The time range lets a reader skip blocks outside a query range without decoding them;
+// minTs is also the first timestamp, which the timestamp payload therefore omits.
+type blockHeader struct {
+	count  int
+	minTs  int64 // first timestamp
+	maxTs  int64 // last timestamp
+	tsEnc  TsEncoding
+	valEnc ValueEncoding
+	tsLen  int
+	valLen int
+}
+
+func (h *blockHeader) Marshal(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(h.count))
+	dst = binary.AppendVarint(dst, h.minTs)
+	dst = binary.AppendUvarint(dst, uint64(h.maxTs-h.minTs)) // wraps for huge spans; the reader mirrors it
+	dst = append(dst, byte(h.tsEnc), byte(h.valEnc))
+	dst = binary.AppendUvarint(dst, uint64(h.tsLen))
+	return binary.AppendUvarint(dst, uint64(h.valLen))
+}
+
+// Unmarshal parses a block header written by format version v. It checks every field
+// against the format's limits and against the bytes left in src (payloads and crc
+// included), so the caller can slice the payloads without further checks.
+func (h *blockHeader) Unmarshal(src []byte, v uint16) ([]byte, error) {
+	d := decbuf{b: src}
+	count := d.uvarint()
+	h.minTs = d.varint()
+	span := d.uvarint()
+	h.tsEnc = TsEncoding(d.u8())
+	h.valEnc = ValueEncoding(d.u8())
+	tl := d.uvarint()
+	vl := d.uvarint()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if count == 0 || count > MaxBlockPoints {
+		return nil, fmt.Errorf("block of %d points, allowed 1..%d: %w", count, MaxBlockPoints, ErrOutOfRange)
+	}
+	if (count == 1 && span != 0) || span < count-1 || span > uint64(math.MaxInt64)-uint64(h.minTs) {
+		// Timestamps strictly increase, so n points span at least n-1 ms, and the last
+		// one is at most MaxInt64. The subtraction wraps to the true distance.
+		return nil, fmt.Errorf("block of %d points spans %d ms: %w", count, span, ErrOutOfRange)
+	}
+	if !IsValidTsEncoding(v, h.tsEnc) {
+		return nil, fmt.Errorf("timestamp encoding %s in a version %d file: %w", h.tsEnc, v, ErrOutOfRange)
+	}
+	if !IsValidValueEncoding(v, h.valEnc) {
+		return nil, fmt.Errorf("value encoding %s in a version %d file: %w", h.valEnc, v, ErrOutOfRange)
+	}
+	rest := uint64(len(d.b))
+	if tl > rest || vl > rest-tl || rest-tl-vl < 4 {
+		return nil, fmt.Errorf("payloads of %d+%d bytes and a checksum in %d bytes: %w", tl, vl, rest, ErrTruncated)
+	}
+	h.count = int(count)
+	h.maxTs = h.minTs + int64(span)
+	h.tsLen, h.valLen = int(tl), int(vl)
+	return d.b, nil
+}
+
+// decbuf decodes with a sticky error: after the first failure every read returns zero
+// values, and the caller checks err once (Prometheus encoding.Decbuf).
+type decbuf struct {
+	b   []byte
+	err error
+}
+
+func (d *decbuf) fail(need int) {
+	if d.err == nil {
+		d.err = fmt.Errorf("need %d bytes, have %d: %w", need, len(d.b), ErrTruncated)
+	}
+	d.b = nil
+}
+
+func (d *decbuf) u8() byte {
+	if len(d.b) < 1 {
+		d.fail(1)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decbuf) u32() uint32 {
+	if len(d.b) < 4 {
+		d.fail(4)
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return v
+}
+
+func (d *decbuf) u64() uint64 {
+	if len(d.b) < 8 {
+		d.fail(8)
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decbuf) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		if n == 0 {
+			d.fail(len(d.b) + 1)
+		} else if d.err == nil {
+			d.err = fmt.Errorf("uvarint overflows 64 bits: %w", ErrOutOfRange)
+			d.b = nil
+		}
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decbuf) varint() int64 {
+	u := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
+}
+
+func (d *decbuf) bytes(n int) []byte {
+	if len(d.b) < n {
+		d.fail(n)
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decbuf) bytes64(n uint64) []byte {
+	if n > uint64(len(d.b)) {
+		d.fail(int(min(n, math.MaxInt32)))
+		return nil
+	}
+	return d.bytes(int(n))
+}

@@ -1,0 +1,226 @@
+// Package encoder writes and reads Tailor series files: per-series, time-sorted,
+// compressed point files, the output of a compute run.
+//
+// A file is a header, series records in strictly increasing (org, metric, context)
+// order, an index of the records and a fixed-size trailer. Each record holds the series'
+// tags and its points in blocks; every block names the encoding of its timestamps and of
+// its values in a tag byte and carries a crc32c. A reader reads the trailer and index
+// from the end of the file, then the one record it wants: two ranged reads. The byte
+// layout, every encoding and what a reader must reject are in docs/format/series.md.
+//
+// Writer encodes series handed to it one at a time; SortedStream feeds it from sorted
+// Arrow batches (columnar.SortedSchema), dropping repeated (series, ts) rows. Reader
+// finds series by key or org, iterates them, and decodes back to Arrow.
+package encoder
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/tailor-metrics/tailor/columnar"
+)
+
+// Opt configures a Writer.
+type Opt interface{ apply(*cfg) }
+
+type opt struct{ fn func(*cfg) }
+
+func (o opt) apply(c *cfg) { o.fn(c) }
+
+type cfg struct {
+	blockPoints int
+	version     uint16
+	flushBytes  int
+}
+
+const (
+	defaultBlockPoints = 8192
+	defaultFlushBytes  = 256 << 10
+)
+
+func defaultCfg() cfg {
+	return cfg{
+		blockPoints: defaultBlockPoints,
+		version:     CurrentVersion,
+		flushBytes:  defaultFlushBytes,
+	}
+}
+
+func (c *cfg) validate() error {
+	if c.blockPoints < 1 || c.blockPoints > MaxBlockPoints {
+		return fmt.Errorf("block points %d is outside the allowed 1..%d", c.blockPoints, MaxBlockPoints)
+	}
+	if !supportedVersion(c.version) {
+		return fmt.Errorf("format version %d is outside the supported %d..%d", c.version, Version1, CurrentVersion)
+	}
+	if c.flushBytes < 1 {
+		return fmt.Errorf("flush bytes %d is smaller than min allowed 1", c.flushBytes)
+	}
+	return nil
+}
+
+// BlockPoints sets the most points a block holds, overriding the default 8192. Smaller
+// blocks let readers skip more data on time-range reads; larger ones compress slightly
+// better. It must be in 1..MaxBlockPoints.
+func BlockPoints(n int) Opt { return opt{func(c *cfg) { c.blockPoints = n }} }
+
+// FormatVersion sets the format version written, overriding the default CurrentVersion.
+// Write an older version while some readers of the output are not upgraded yet.
+func FormatVersion(v uint16) Opt { return opt{func(c *cfg) { c.version = v }} }
+
+// FlushBytes sets how many encoded bytes the writer buffers before writing them to the
+// underlying io.Writer, overriding the default 256KiB.
+func FlushBytes(n int) Opt { return opt{func(c *cfg) { c.flushBytes = n }} }
+
+// Stats are a Writer's running totals.
+type Stats struct {
+	Series int64 // series appended
+	Points int64 // points appended
+	Bytes  int64 // bytes encoded so far; the file size once Close has returned
+}
+
+// Writer writes one series file. Append series in strictly increasing key order, then
+// Close. A Writer is not safe for concurrent use. After an error every later call
+// returns the same error.
+type Writer struct {
+	w   io.Writer
+	cfg cfg
+	err error
+
+	started bool
+	closed  bool
+	written int64 // bytes handed to w
+	buf     []byte
+
+	entries []IndexEntry
+	orgs    []OrgRange
+	stats   Stats
+
+	enc blockEncoder
+}
+
+// NewWriter returns a Writer that writes a series file to w. An invalid option is
+// reported by the first Append or Close. The Writer buffers; it never closes w.
+func NewWriter(w io.Writer, opts ...Opt) *Writer {
+	c := defaultCfg()
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	wr := &Writer{w: w, cfg: c}
+	if err := c.validate(); err != nil {
+		wr.err = fmt.Errorf("new series writer: %w", err)
+	}
+	wr.enc.version = c.version
+	return wr
+}
+
+// Version returns the format version the Writer writes.
+func (w *Writer) Version() uint16 { return w.cfg.version }
+
+// Stats returns the running totals.
+func (w *Writer) Stats() Stats { return w.stats }
+
+// Append writes one whole series: its key, tags ("k:v" metadata, stored verbatim) and
+// points. Keys must strictly increase from call to call and timestamps strictly increase
+// within the series; ts and values must have the same, non-zero length. Append does not
+// retain any of its arguments.
+func (w *Writer) Append(key columnar.SeriesKey, tags []string, ts []int64, values []float64) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return fmt.Errorf("append series %v: %w", key, ErrClosed)
+	}
+	if len(ts) != len(values) {
+		return fmt.Errorf("append series %v: %d timestamps but %d values", key, len(ts), len(values))
+	}
+	if len(ts) == 0 {
+		return fmt.Errorf("append series %v: no points", key)
+	}
+	if n := len(w.entries); n > 0 && !w.entries[n-1].Key.Less(key) {
+		return fmt.Errorf("append series %v after %v: keys must strictly increase: %w", key, w.entries[n-1].Key, ErrOutOfOrder)
+	}
+	for i := 1; i < len(ts); i++ {
+		if ts[i] <= ts[i-1] {
+			return fmt.Errorf("append series %v: timestamp %d at index %d is not after %d at index %d: %w",
+				key, ts[i], i, ts[i-1], i-1, ErrOutOfOrder)
+		}
+	}
+	if !w.started {
+		w.buf = appendFileHeader(w.buf, w.cfg.version)
+		w.started = true
+	}
+
+	start := len(w.buf)
+	w.buf = appendSeriesHeader(w.buf, key, tags)
+	bp := w.cfg.blockPoints
+	for i := 0; i < len(ts); i += bp {
+		j := min(i+bp, len(ts))
+		w.buf = w.enc.appendBlock(w.buf, ts[i:j], values[i:j])
+	}
+	recLen := int64(len(w.buf) - start)
+	w.entries = append(w.entries, IndexEntry{
+		Key:    key,
+		Offset: w.written + int64(start),
+		Length: recLen,
+		Points: int64(len(ts)),
+		MinTs:  ts[0],
+		MaxTs:  ts[len(ts)-1],
+	})
+	w.stats.Series++
+	w.stats.Points += int64(len(ts))
+	w.stats.Bytes = w.written + int64(len(w.buf))
+	if len(w.buf) >= w.cfg.flushBytes {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *Writer) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	n, err := w.w.Write(w.buf)
+	w.written += int64(n)
+	if err == nil && n < len(w.buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		w.err = fmt.Errorf("write series file at offset %d: %w", w.written, err)
+		return w.err
+	}
+	w.buf = w.buf[:0]
+	return nil
+}
+
+// Close writes the index and the trailer and flushes. It does not close the underlying
+// io.Writer. Calling Close again returns the first Close's result.
+func (w *Writer) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	if !w.started {
+		w.buf = appendFileHeader(w.buf, w.cfg.version)
+		w.started = true
+	}
+	w.orgs = buildOrgRanges(w.orgs[:0], w.entries)
+	indexOff := w.written + int64(len(w.buf))
+	start := len(w.buf)
+	w.buf = appendIndex(w.buf, w.entries, w.orgs)
+	t := trailer{
+		indexOff: indexOff,
+		indexLen: int64(len(w.buf) - start),
+		indexCRC: checksum(w.buf[start:]),
+		version:  w.cfg.version,
+	}
+	w.buf = t.Marshal(w.buf)
+	w.stats.Bytes = w.written + int64(len(w.buf))
+	if err := w.flush(); err != nil {
+		return fmt.Errorf("close series writer: %w", err)
+	}
+	return nil
+}
