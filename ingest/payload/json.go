@@ -3,6 +3,7 @@ package payload
 import (
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tailor-metrics/tailor/columnar"
@@ -88,7 +89,7 @@ func (d *Decoder) decodeJSON(b []byte, p *columnar.Payload) error {
 				return jsonErr("", i, "expected object key, found "+describe(b, i))
 			}
 			keyAt := i
-			key, j, err := d.jsonString(b, i, "")
+			key, j, err := d.jsonString(b, i)
 			if err != nil {
 				return err
 			}
@@ -172,138 +173,184 @@ func (d *Decoder) decodeJSON(b []byte, p *columnar.Payload) error {
 	return nil
 }
 
-// jsonUint reads an unsigned decimal integer no larger than max. Everything else a JSON
-// number can be (negative, fraction, exponent) is an error: ids must be exact.
-func jsonUint(b []byte, i int, field string, max uint64, typ string) (uint64, int, error) {
+// readDigits reads the decimal digits at b[i:] and reports whether their value
+// overflows uint64.
+func readDigits(b []byte, i int) (v uint64, end int, overflow bool) {
 	start := i
-	if i >= len(b) {
-		return 0, i, jsonErr(field, i, "expected unsigned integer, found end of input")
+	for i < len(b) && b[i]-'0' <= 9 {
+		v = v*10 + uint64(b[i]-'0')
+		i++
 	}
-	switch c := b[i]; {
-	case c == '-':
-		return 0, i, jsonErr(field, i, "negative number not allowed")
-	case c == '"':
-		return 0, i, jsonErr(field, i, "expected unsigned integer, found string")
-	case c < '0' || c > '9':
-		return 0, i, jsonErr(field, i, "expected unsigned integer, found "+describe(b, i))
+	// Fast path: 19 digits are below 10^19 < 2^64 and cannot overflow, so the loop
+	// above needs no check. Longer runs are rare and rechecked exactly.
+	switch n := i - start; {
+	case n <= 19:
+		return v, i, false
+	case n > 20:
+		return 0, i, true
 	}
-	var v uint64
-	overflow := false
-	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		c := uint64(b[i] - '0')
-		if v > (math.MaxUint64-c)/10 {
-			overflow = true
+	u, err := strconv.ParseUint(string(b[start:i]), 10, 64)
+	return u, i, err != nil
+}
+
+// parseInteger reads a JSON integer at b[i:]: optional '-' (when signed), digits, no
+// fraction or exponent. On failure it returns the offset to report and a reason.
+func parseInteger(b []byte, i int, signed bool) (neg bool, v uint64, end, at int, reason string) {
+	start := i
+	if i < len(b) && b[i] == '-' {
+		if !signed {
+			return false, 0, i, i, "negative number not allowed"
 		}
-		v = v*10 + c
+		neg = true
+		i++
 	}
-	if b[start] == '0' && i-start > 1 {
-		return 0, i, jsonErr(field, start, "leading zero not allowed")
+	d0 := i
+	v, i, overflow := readDigits(b, i)
+	if i == d0 {
+		switch {
+		case i >= len(b):
+			return false, 0, i, start, "expected integer, found end of input"
+		case b[i] == '"' && !neg:
+			return false, 0, i, start, "expected integer, found string"
+		}
+		return false, 0, i, start, "expected integer, found " + describe(b, i)
+	}
+	if b[d0] == '0' && i-d0 > 1 {
+		return false, 0, i, start, "leading zero not allowed"
 	}
 	if i < len(b) {
 		switch b[i] {
 		case '.':
-			return 0, i, jsonErr(field, start, "fraction not allowed in an integer")
+			return false, 0, i, start, "fraction not allowed in an integer"
 		case 'e', 'E':
-			return 0, i, jsonErr(field, start, "exponent not allowed in an integer")
+			return false, 0, i, start, "exponent not allowed in an integer"
 		}
 	}
-	if overflow || v > max {
-		return 0, i, jsonErr(field, start, string(b[start:i])+" overflows "+typ)
+	if overflow {
+		return false, 0, i, start, string(b[start:i]) + " overflows uint64"
 	}
-	return v, i, nil
+	return neg, v, i, start, ""
 }
 
-// jsonInt reads a decimal int64 (a timestamp).
-func jsonInt(b []byte, i int, field func() string) (int64, int, error) {
+// jsonUint reads an unsigned decimal integer no larger than max. Everything else a JSON
+// number can be (negative, fraction, exponent) is an error: ids must be exact.
+func jsonUint(b []byte, i int, field string, max uint64, typ string) (uint64, int, error) {
+	_, v, end, at, reason := parseInteger(b, i, false)
+	if reason != "" {
+		return 0, end, jsonErr(field, at, strings.Replace(reason, "integer", "unsigned integer", 1))
+	}
+	if v > max {
+		return 0, end, jsonErr(field, at, string(b[at:end])+" overflows "+typ)
+	}
+	return v, end, nil
+}
+
+// parseInt64 reads a decimal int64 (a timestamp).
+func parseInt64(b []byte, i int) (int64, int, int, string) {
+	neg, v, end, at, reason := parseInteger(b, i, true)
+	switch {
+	case reason != "" && !strings.HasSuffix(reason, "overflows uint64"):
+		return 0, end, at, reason
+	case reason != "" || (neg && v > 1<<63) || (!neg && v > math.MaxInt64):
+		return 0, end, at, string(b[at:end]) + " overflows int64"
+	case neg:
+		return int64(-v), end, at, "" //nolint:gosec // v <= 2^63: -v wraps to the right int64.
+	}
+	return int64(v), end, at, ""
+}
+
+// pow10 holds the powers of ten that float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseNumber reads a JSON number, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, at
+// b[i:] as a float64 with strconv.ParseFloat's result.
+//
+// Fast path (Clinger): when the digits form an integer m <= 2^53 and the decimal
+// exponent e is within [-22, 22], m and 10^|e| are exact float64s, so one IEEE
+// multiplication or division gives the correctly rounded result, the same bits as
+// ParseFloat (which takes the same path after parsing the digits again). Everything
+// else goes to ParseFloat. BenchmarkDecode/json shows the gain; FuzzParseNumber checks
+// the equivalence.
+func parseNumber(b []byte, i int) (float64, int, string) {
 	start := i
 	neg := false
 	if i < len(b) && b[i] == '-' {
 		neg = true
 		i++
 	}
-	if i >= len(b) || b[i] < '0' || b[i] > '9' {
-		if i < len(b) && b[i] == '"' && !neg {
-			return 0, i, jsonErr(field(), start, "expected integer, found string")
-		}
-		return 0, i, jsonErr(field(), start, "expected integer, found "+describe(b, i))
-	}
-	digits := i
-	var v uint64
-	overflow := false
-	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		c := uint64(b[i] - '0')
-		if v > (math.MaxUint64-c)/10 {
-			overflow = true
-		}
-		v = v*10 + c
-	}
-	if b[digits] == '0' && i-digits > 1 {
-		return 0, i, jsonErr(field(), start, "leading zero not allowed")
-	}
-	if i < len(b) {
-		switch b[i] {
-		case '.':
-			return 0, i, jsonErr(field(), start, "fraction not allowed in an integer")
-		case 'e', 'E':
-			return 0, i, jsonErr(field(), start, "exponent not allowed in an integer")
-		}
-	}
-	if neg {
-		if overflow || v > 1<<63 {
-			return 0, i, jsonErr(field(), start, string(b[start:i])+" overflows int64")
-		}
-		return int64(-v), i, nil //nolint:gosec // v <= 2^63: -v wraps to the right int64.
-	}
-	if overflow || v > math.MaxInt64 {
-		return 0, i, jsonErr(field(), start, string(b[start:i])+" overflows int64")
-	}
-	return int64(v), i, nil
-}
-
-// scanNumber checks the JSON number grammar at b[i:],
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and returns its end, or -1.
-func scanNumber(b []byte, i int) int {
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
+	var mant uint64
+	nd := 0 // digits accumulated into mant
+	exp := 0
 	if i >= len(b) {
-		return -1
+		return 0, start, "invalid number"
 	}
-	switch {
-	case b[i] == '0':
+	switch c := b[i]; {
+	case c == '0':
 		i++
-	case b[i] >= '1' && b[i] <= '9':
-		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+	case c >= '1' && c <= '9':
+		for ; i < len(b) && b[i]-'0' <= 9; i++ {
+			mant = mant*10 + uint64(b[i]-'0')
+			nd++
 		}
 	default:
-		return -1
+		return 0, start, "invalid number"
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
-		d := i
-		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		f0 := i
+		for ; i < len(b) && b[i]-'0' <= 9; i++ {
+			mant = mant*10 + uint64(b[i]-'0')
+			nd++
+			exp--
 		}
-		if i == d {
-			return -1
+		if i == f0 {
+			return 0, start, "invalid number"
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
+		esign := 1
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			if b[i] == '-' {
+				esign = -1
+			}
 			i++
 		}
-		d := i
-		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		e0 := i
+		e := 0
+		for ; i < len(b) && b[i]-'0' <= 9; i++ {
+			if e < 100000 { // beyond any float64 exponent; ParseFloat decides
+				e = e*10 + int(b[i]-'0')
+			}
 		}
-		if i == d {
-			return -1
+		if i == e0 {
+			return 0, start, "invalid number"
 		}
+		exp += esign * e
 	}
-	return i
+	// nd <= 19 keeps mant from having wrapped.
+	if nd <= 19 && mant <= 1<<53 && exp >= -22 && exp <= 22 {
+		f := float64(mant)
+		if neg {
+			f = -f
+		}
+		if exp >= 0 {
+			return f * pow10[exp], i, ""
+		}
+		return f / pow10[-exp], i, ""
+	}
+	// Slow path. string(b[start:i]) does not allocate for numbers up to 32 bytes
+	// (ParseFloat does not keep its argument, so the compiler uses a stack buffer).
+	v, err := strconv.ParseFloat(string(b[start:i]), 64)
+	if err != nil {
+		return 0, start, "number out of float64 range"
+	}
+	return v, i, ""
 }
 
-// jsonFloat reads a value: a JSON number or one of "NaN", "+Inf", "-Inf", "-0".
-func jsonFloat(b []byte, i int, field func() string) (float64, int, error) {
+// parseValue reads a value: a JSON number or one of "NaN", "+Inf", "-Inf", "-0".
+func parseValue(b []byte, i int) (float64, int, string) {
 	if i < len(b) && b[i] == '"' {
 		// The special strings are short and have no escapes: compare raw bytes.
 		end := i + 1
@@ -313,73 +360,96 @@ func jsonFloat(b []byte, i int, field func() string) (float64, int, error) {
 		if end < len(b) && b[end] == '"' {
 			switch string(b[i+1 : end]) {
 			case "NaN":
-				return math.NaN(), end + 1, nil
+				return math.NaN(), end + 1, ""
 			case "+Inf":
-				return math.Inf(1), end + 1, nil
+				return math.Inf(1), end + 1, ""
 			case "-Inf":
-				return math.Inf(-1), end + 1, nil
+				return math.Inf(-1), end + 1, ""
 			case "-0":
-				return math.Copysign(0, -1), end + 1, nil
+				return math.Copysign(0, -1), end + 1, ""
 			}
 		}
-		return 0, i, jsonErr(field(), i, `invalid value string, want a number or "NaN", "+Inf", "-Inf", "-0"`)
+		return 0, i, `invalid value string, want a number or "NaN", "+Inf", "-Inf", "-0"`
 	}
-	end := scanNumber(b, i)
-	if end < 0 {
-		return 0, i, jsonErr(field(), i, "invalid number")
-	}
-	// string(b[i:end]) does not allocate: ParseFloat does not retain its argument and
-	// numbers up to 32 bytes fit the compiler's stack buffer.
-	v, err := strconv.ParseFloat(string(b[i:end]), 64)
-	if err != nil {
-		return 0, i, &DecodeError{Format: JSON, Field: field(), Offset: i, Reason: "number out of float64 range", Err: strconv.ErrRange}
-	}
-	return v, end, nil
+	return parseNumber(b, i)
 }
 
-// jsonArray walks a JSON array at b[i:], calling elem for each element. elem gets the
-// element's index and offset and returns the offset past the element.
-func jsonArray(b []byte, i int, field string, elem func(k, i int) (int, error)) (int, error) {
+// withField names the field of a *DecodeError raised by a helper that did not know it.
+func withField(err error, field string) error {
+	if de, ok := err.(*DecodeError); ok {
+		de.Field = field
+	}
+	return err
+}
+
+func elemField(name string, k int) string {
+	return name + "[" + strconv.Itoa(k) + "]"
+}
+
+// arrayNext reads what follows an array element: ',' (more), ']' (done) or an error.
+func arrayNext(b []byte, i int, field string) (next int, more bool, err error) {
+	// Fast path: the comma right after the element, as encoders write it.
+	if i < len(b) && b[i] == ',' {
+		return skipWS(b, i+1), true, nil
+	}
+	i = skipWS(b, i)
+	if i < len(b) {
+		switch b[i] {
+		case ',':
+			return skipWS(b, i+1), true, nil
+		case ']':
+			return i + 1, false, nil
+		}
+	}
+	return i, false, jsonErr(field, i, "expected ',' or ']' in array, found "+describe(b, i))
+}
+
+// arrayStart reads the '[' of an array; empty reports "[]".
+func arrayStart(b []byte, i int, field string) (next int, empty bool, err error) {
 	if i >= len(b) || b[i] != '[' {
-		return i, jsonErr(field, i, "expected array, found "+describe(b, i))
+		return i, false, jsonErr(field, i, "expected array, found "+describe(b, i))
 	}
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == ']' {
-		return i + 1, nil
+		return i + 1, true, nil
 	}
-	for k := 0; ; k++ {
-		var err error
-		if i, err = elem(k, i); err != nil {
-			return i, err
-		}
-		i = skipWS(b, i)
-		if i < len(b) && b[i] == ',' {
-			i = skipWS(b, i+1)
-			continue
-		}
-		if i < len(b) && b[i] == ']' {
-			return i + 1, nil
-		}
-		return i, jsonErr(field, i, "expected ',' or ']' in array, found "+describe(b, i))
-	}
+	return i, false, nil
 }
 
 func jsonInts(b []byte, i int, dst []int64) ([]int64, int, error) {
-	i, err := jsonArray(b, i, "timestamps", func(k, i int) (int, error) {
-		v, j, err := jsonInt(b, i, func() string { return "timestamps[" + strconv.Itoa(k) + "]" })
+	i, empty, err := arrayStart(b, i, "timestamps")
+	if err != nil || empty {
+		return dst, i, err
+	}
+	for k := 0; ; k++ {
+		v, j, at, reason := parseInt64(b, i)
+		if reason != "" {
+			return dst, j, jsonErr(elemField("timestamps", k), at, reason)
+		}
 		dst = append(dst, v)
-		return j, err
-	})
-	return dst, i, err
+		var more bool
+		if i, more, err = arrayNext(b, j, "timestamps"); !more {
+			return dst, i, err
+		}
+	}
 }
 
 func jsonFloats(b []byte, i int, dst []float64) ([]float64, int, error) {
-	i, err := jsonArray(b, i, "values", func(k, i int) (int, error) {
-		v, j, err := jsonFloat(b, i, func() string { return "values[" + strconv.Itoa(k) + "]" })
+	i, empty, err := arrayStart(b, i, "values")
+	if err != nil || empty {
+		return dst, i, err
+	}
+	for k := 0; ; k++ {
+		v, j, reason := parseValue(b, i)
+		if reason != "" {
+			return dst, j, jsonErr(elemField("values", k), j, reason)
+		}
 		dst = append(dst, v)
-		return j, err
-	})
-	return dst, i, err
+		var more bool
+		if i, more, err = arrayNext(b, j, "values"); !more {
+			return dst, i, err
+		}
+	}
 }
 
 func isNull(b []byte, i int) bool {
@@ -390,17 +460,24 @@ func (d *Decoder) jsonTags(b []byte, i int, p *columnar.Payload) (int, error) {
 	if isNull(b, i) {
 		return i + 4, nil
 	}
-	return jsonArray(b, i, "tags", func(k, i int) (int, error) {
+	i, empty, err := arrayStart(b, i, "tags")
+	if err != nil || empty {
+		return i, err
+	}
+	for k := 0; ; k++ {
 		if i >= len(b) || b[i] != '"' {
-			return i, jsonErr("tags["+strconv.Itoa(k)+"]", i, "expected string, found "+describe(b, i))
+			return i, jsonErr(elemField("tags", k), i, "expected string, found "+describe(b, i))
 		}
-		s, j, err := d.jsonString(b, i, "tags["+strconv.Itoa(k)+"]")
+		s, j, err := d.jsonString(b, i)
 		if err != nil {
-			return j, err
+			return j, withField(err, elemField("tags", k))
 		}
 		p.Tags = append(p.Tags, d.internTag(s))
-		return j, nil
-	})
+		var more bool
+		if i, more, err = arrayNext(b, j, "tags"); !more {
+			return i, err
+		}
+	}
 }
 
 // jsonStringMap checks that metadata is null or an object of strings.
@@ -419,9 +496,9 @@ func (d *Decoder) jsonStringMap(b []byte, i int) (int, error) {
 		if i >= len(b) || b[i] != '"' {
 			return i, jsonErr("metadata", i, "expected key, found "+describe(b, i))
 		}
-		_, j, err := d.jsonString(b, i, "metadata")
+		_, j, err := d.jsonString(b, i)
 		if err != nil {
-			return j, err
+			return j, withField(err, "metadata")
 		}
 		i = skipWS(b, j)
 		if i >= len(b) || b[i] != ':' {
@@ -431,8 +508,8 @@ func (d *Decoder) jsonStringMap(b []byte, i int) (int, error) {
 		if i >= len(b) || b[i] != '"' {
 			return i, jsonErr("metadata", i, "expected string value, found "+describe(b, i))
 		}
-		if _, i, err = d.jsonString(b, i, "metadata"); err != nil {
-			return i, err
+		if _, i, err = d.jsonString(b, i); err != nil {
+			return i, withField(err, "metadata")
 		}
 		i = skipWS(b, i)
 		if i < len(b) && b[i] == ',' {
@@ -456,7 +533,7 @@ func (d *Decoder) jsonSkip(b []byte, i, depth int) (int, error) {
 	}
 	switch c := b[i]; {
 	case c == '"':
-		_, j, err := d.jsonString(b, i, "")
+		_, j, err := d.jsonString(b, i)
 		return j, err
 	case c == '{':
 		i = skipWS(b, i+1)
@@ -467,7 +544,7 @@ func (d *Decoder) jsonSkip(b []byte, i, depth int) (int, error) {
 			if i >= len(b) || b[i] != '"' {
 				return i, jsonErr("", i, "expected object key, found "+describe(b, i))
 			}
-			_, j, err := d.jsonString(b, i, "")
+			_, j, err := d.jsonString(b, i)
 			if err != nil {
 				return j, err
 			}
@@ -527,7 +604,8 @@ func (d *Decoder) jsonSkip(b []byte, i, depth int) (int, error) {
 // a subslice of b when it has no escapes (the fast path), or the unescaped bytes in
 // d.scratch, valid until the next call. Raw control characters, invalid UTF-8 and lone
 // surrogate escapes are errors: a tag must survive re-encoding in every format.
-func (d *Decoder) jsonString(b []byte, i int, field string) ([]byte, int, error) {
+func (d *Decoder) jsonString(b []byte, i int) ([]byte, int, error) {
+	const field = "" // callers that know the field set it with withField
 	open := i
 	i++
 	start := i
@@ -537,7 +615,7 @@ func (d *Decoder) jsonString(b []byte, i int, field string) ([]byte, int, error)
 		case c == '"':
 			return b[start:i], i + 1, nil
 		case c == '\\':
-			return d.jsonStringSlow(b, open, start, i, field)
+			return d.jsonStringSlow(b, open, start, i)
 		case c < 0x20:
 			return nil, i, jsonErr(field, i, "control character in string")
 		case c < utf8.RuneSelf:
@@ -554,7 +632,8 @@ func (d *Decoder) jsonString(b []byte, i int, field string) ([]byte, int, error)
 }
 
 // jsonStringSlow continues jsonString at the first backslash, b[i].
-func (d *Decoder) jsonStringSlow(b []byte, open, start, i int, field string) ([]byte, int, error) {
+func (d *Decoder) jsonStringSlow(b []byte, open, start, i int) ([]byte, int, error) {
+	const field = ""
 	out := append(d.scratch[:0], b[start:i]...)
 	defer func() { d.scratch = out[:0] }()
 	for i < len(b) {
@@ -739,4 +818,46 @@ func appendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// scanNumber checks the JSON number grammar at b[i:] without converting (for skipped
+// values, where any valid JSON number is fine) and returns its end, or -1.
+func scanNumber(b []byte, i int) int {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i >= len(b) {
+		return -1
+	}
+	switch {
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		for i++; i < len(b) && b[i]-'0' <= 9; i++ {
+		}
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for ; i < len(b) && b[i]-'0' <= 9; i++ {
+		}
+		if i == d {
+			return -1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for ; i < len(b) && b[i]-'0' <= 9; i++ {
+		}
+		if i == d {
+			return -1
+		}
+	}
+	return i
 }

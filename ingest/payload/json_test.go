@@ -2,6 +2,8 @@ package payload
 
 import (
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -266,5 +268,43 @@ func TestJSONNaNPayloadIsCanonicalized(t *testing.T) {
 	}
 	if bits := math.Float64bits(got[0].Values[0]); bits != math.Float64bits(math.NaN()) {
 		t.Errorf("stale marker decoded to %#x, want the canonical NaN %#x", bits, math.Float64bits(math.NaN()))
+	}
+}
+
+// TestParseNumberMatchesParseFloat checks the fast path of parseNumber against
+// strconv.ParseFloat on many numbers of the shapes producers send (FuzzParseNumber
+// explores further).
+func TestParseNumberMatchesParseFloat(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	check := func(s string) {
+		t.Helper()
+		b := []byte(s)
+		if scanNumber(b, 0) != len(b) {
+			return
+		}
+		got, end, reason := parseNumber(b, 0)
+		want, err := strconv.ParseFloat(s, 64)
+		if (err != nil) != (reason != "") || (err == nil && (end != len(b) || math.Float64bits(got) != math.Float64bits(want))) {
+			t.Fatalf("parseNumber(%q) = %v, %d, %q; ParseFloat = %v, %v", s, got, end, reason, want, err)
+		}
+	}
+	for range 200000 {
+		v := math.Float64frombits(r.Uint64())
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		check(strconv.FormatFloat(v, 'g', -1, 64))
+		check(strconv.FormatFloat(v, 'e', r.IntN(20), 64))
+		// Short decimals such as gauges and counters: the fast path.
+		m := r.Int64N(1 << 54)
+		check(strconv.FormatInt(m, 10))
+		check(strconv.FormatInt(m, 10) + "e" + strconv.Itoa(r.IntN(50)-25))
+		check("-" + strconv.FormatInt(m%100000, 10) + "." + strconv.FormatInt(r.Int64N(1e9), 10))
+		check(strconv.FormatFloat(float64(m%1000000)/float64(1+r.IntN(1000)), 'f', -1, 64))
+	}
+	for _, s := range []string{"0", "-0", "0e5", "-0.0e-5", "9007199254740992", "9007199254740993", "1e22", "1e23",
+		"1e-22", "1e-23", "4.9e-324", "2e-324", "1e-400", "1e400", "-1e400", "1" + strings.Repeat("0", 400),
+		"0." + strings.Repeat("0", 400) + "1", "1e99999999999999999999", "1e-99999999999999999999"} {
+		check(s)
 	}
 }

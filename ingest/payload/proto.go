@@ -50,6 +50,23 @@ func uvarint(b []byte, i int) (uint64, int) {
 	if i < len(b) && b[i] < 0x80 {
 		return uint64(b[i]), i + 1
 	}
+	// Fast path: ten bytes left, so the loop needs no bounds checks. Timestamps
+	// (6 bytes) and hashes (9-10 bytes) take this path.
+	if len(b)-i >= 10 {
+		s := b[i : i+10]
+		var v uint64
+		for k := 0; k < 9; k++ {
+			c := s[k]
+			v |= uint64(c&0x7f) << (7 * k)
+			if c < 0x80 {
+				return v, i + k + 1
+			}
+		}
+		if s[9] > 1 {
+			return 0, errVarintOverflow
+		}
+		return v | uint64(s[9])<<63, i + 10
+	}
 	var v uint64
 	for shift := uint(0); shift < 64; shift += 7 {
 		if i >= len(b) {

@@ -239,6 +239,13 @@ func decodeLabel(buf []byte, i int) (l label, off int, reason string) {
 
 // decodeSample decodes the Sample message buf[i:]. Absent fields are zero.
 func decodeSample(buf []byte, i int) (v float64, ts int64, off int, reason string) {
+	// Fast path: value then timestamp, both present, nothing else; what Prometheus
+	// sends for every sample whose value and timestamp are not zero.
+	if len(buf)-i >= 11 && buf[i] == sampleValue<<3|wireFixed64 && buf[i+9] == sampleTimestamp<<3|wireVarint {
+		if u, j := uvarint(buf, i+10); j == len(buf) {
+			return math.Float64frombits(binary.LittleEndian.Uint64(buf[i+1:])), int64(u), 0, ""
+		}
+	}
 	for i < len(buf) {
 		start := i
 		num, wt, j, reason := protoTag(buf, i)
