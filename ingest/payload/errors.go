@@ -9,8 +9,8 @@ import (
 // in the rejects area, so the message names the format, the field and the byte offset:
 //
 //	json: field values[3] at byte 57: invalid number
-//	proto: field timestamps at byte 12: truncated varint
-//	remote-write: field timeseries[2].labels[0] at byte 40 of the decompressed request: duplicate label name "job"
+//	proto: field timestamps[2] at byte 12: truncated varint
+//	remote-write: field timeseries[2].labels at byte 40 of the decompressed request: duplicate label name "job"
 //
 // Every error Decoder.Decode returns for bad input bytes is a *DecodeError; anything
 // else (an invalid Format argument) is a caller bug. Use errors.As to tell them apart.

@@ -227,7 +227,8 @@ func benchSeries(n, k int) []TimeSeries {
 		}
 		p := samplePayload(k)
 		for j := range k {
-			out[i].Samples = append(out[i].Samples, Sample{Value: p.Values[j], Timestamp: p.Timestamps[j]})
+			// Distinct values and times per series, so snappy does not see ten copies.
+			out[i].Samples = append(out[i].Samples, Sample{Value: p.Values[j] * float64(i+1), Timestamp: p.Timestamps[j] + int64(i)*37})
 		}
 	}
 	return out
