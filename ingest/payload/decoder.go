@@ -127,8 +127,9 @@ func (d *Decoder) maxDecompressed() int {
 //
 // Decode reuses the spare capacity of dst, including the Tags, Timestamps and Values
 // slices of the elements between len(dst) and cap(dst), so callers should recycle one
-// slice with dst[:0]. The appended payloads do not alias b: b may be reused as soon as
-// Decode returns. A record is decoded all or nothing: on error Decode returns dst with
+// slice with dst[:0]; in exchange, the caller must not keep references to the slices
+// of elements past len(dst), which are overwritten. The appended payloads do not alias
+// b: b may be reused as soon as Decode returns. A record is decoded all or nothing: on error Decode returns dst with
 // its original length and a *DecodeError (or ErrInvalidFormat for an invalid f).
 func (d *Decoder) Decode(f Format, b []byte, dst []columnar.Payload) ([]columnar.Payload, error) {
 	if f == Auto {

@@ -21,6 +21,8 @@ const (
 	fieldMetadata   = 7
 )
 
+var idFieldNames = [...]string{fieldOrg: "org_id", fieldMetric: "metric_id", fieldContext: "context_key"}
+
 // Protobuf wire types.
 const (
 	wireVarint     = 0
@@ -213,7 +215,7 @@ func (d *Decoder) decodeProto(b []byte, p *columnar.Payload) error {
 		i = j
 		switch num {
 		case fieldOrg, fieldMetric, fieldContext:
-			name := [...]string{fieldOrg: "org_id", fieldMetric: "metric_id", fieldContext: "context_key"}[num]
+			name := idFieldNames[num]
 			if wt != wireVarint {
 				return protoErr(name, start, wrongWire(wt, wireVarint))
 			}
@@ -235,14 +237,14 @@ func (d *Decoder) decodeProto(b []byte, p *columnar.Payload) error {
 			i = j
 		case fieldTags:
 			if wt != wireBytes {
-				return protoErr("tags["+strconv.Itoa(len(p.Tags))+"]", start, wrongWire(wt, wireBytes))
+				return protoErr(elemField("tags", len(p.Tags)), start, wrongWire(wt, wireBytes))
 			}
 			s, e, reason := protoBytes(b, i)
 			if reason != "" {
-				return protoErr("tags["+strconv.Itoa(len(p.Tags))+"]", i, reason)
+				return protoErr(elemField("tags", len(p.Tags)), i, reason)
 			}
 			if !utf8.Valid(b[s:e]) {
-				return protoErr("tags["+strconv.Itoa(len(p.Tags))+"]", s, "invalid UTF-8")
+				return protoErr(elemField("tags", len(p.Tags)), s, "invalid UTF-8")
 			}
 			p.Tags = append(p.Tags, d.internTag(b[s:e]))
 			i = e
@@ -257,13 +259,13 @@ func (d *Decoder) decodeProto(b []byte, p *columnar.Payload) error {
 				var bad int
 				p.Timestamps, bad, reason = appendPackedVarints(p.Timestamps, b[s:e])
 				if reason != "" {
-					return protoErr("timestamps["+strconv.Itoa(len(p.Timestamps))+"]", s+bad, reason)
+					return protoErr(elemField("timestamps", len(p.Timestamps)), s+bad, reason)
 				}
 				i = e
 			case wireVarint:
 				v, j := uvarint(b, i)
 				if j < 0 {
-					return protoErr("timestamps["+strconv.Itoa(len(p.Timestamps))+"]", i, varintReason(j))
+					return protoErr(elemField("timestamps", len(p.Timestamps)), i, varintReason(j))
 				}
 				p.Timestamps = append(p.Timestamps, int64(v))
 				i = j
@@ -285,7 +287,7 @@ func (d *Decoder) decodeProto(b []byte, p *columnar.Payload) error {
 				i = e
 			case wireFixed64:
 				if len(b)-i < 8 {
-					return protoErr("values["+strconv.Itoa(len(p.Values))+"]", i, "truncated fixed64")
+					return protoErr(elemField("values", len(p.Values)), i, "truncated fixed64")
 				}
 				p.Values = append(p.Values, math.Float64frombits(binary.LittleEndian.Uint64(b[i:])))
 				i += 8
