@@ -76,25 +76,35 @@ func samplePayload(n int) columnar.Payload {
 }
 
 func TestDecodeReusesDst(t *testing.T) {
-	var d Decoder
 	p := samplePayload(100)
-	rec := AppendProto(nil, &p)
-	dst, err := d.Decode(Proto, rec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		var err error
-		dst, err = d.Decode(Proto, rec, dst[:0])
+	// An escaped tag takes the slow string path, which must not allocate either.
+	p.Tags = append(p.Tags, "path:C:\\tmp\n")
+	for _, tc := range []struct {
+		f   Format
+		rec []byte
+	}{
+		{Proto, AppendProto(nil, &p)},
+		{JSON, AppendJSON(nil, &p)},
+		{Auto, AppendJSON(nil, &p)},
+	} {
+		var d Decoder
+		dst, err := d.Decode(tc.f, tc.rec, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-	})
-	if allocs != 0 {
-		t.Errorf("steady-state proto decode allocates %v times, want 0", allocs)
-	}
-	if !equalPayload(&dst[0], &p) {
-		t.Errorf("decoded %+v, want %+v", dst[0], p)
+		allocs := testing.AllocsPerRun(100, func() {
+			var err error
+			dst, err = d.Decode(tc.f, tc.rec, dst[:0])
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%v: steady-state decode allocates %v times, want 0", tc.f, allocs)
+		}
+		if !equalPayload(&dst[0], &p) {
+			t.Errorf("%v: decoded %+v, want %+v", tc.f, dst[0], p)
+		}
 	}
 }
 
