@@ -205,7 +205,7 @@ func (v *frameView) appendRows(c *Columns, topic uint16, partition int32) {
 }
 
 // groupTags decodes the tags of every group, calling fn for each group that has tags.
-func (v *frameView) groupTags(fn func(k SeriesKey, recordTs, offset int64, tags []string)) error {
+func (v *frameView) groupTags(topic string, partition int32, fn func(k SeriesKey, src Source, tags []string)) error {
 	le := binary.LittleEndian
 	p := v.tags
 	var tags []string
@@ -226,7 +226,7 @@ func (v *frameView) groupTags(fn func(k SeriesKey, recordTs, offset int64, tags 
 		}
 		if n > 0 {
 			k := SeriesKey{Org: le.Uint32(v.org[4*g:]), Metric: le.Uint64(v.metric[8*g:]), Context: le.Uint64(v.context[8*g:])}
-			fn(k, int64(le.Uint64(v.recordTs[8*g:])), int64(le.Uint64(v.offsets[8*g:])), tags)
+			fn(k, Source{Topic: topic, Partition: partition, Timestamp: int64(le.Uint64(v.recordTs[8*g:])), Offset: int64(le.Uint64(v.offsets[8*g:]))}, tags)
 		}
 	}
 	if len(p) != 0 {

@@ -5,6 +5,8 @@
 package columnar
 
 import (
+	"fmt"
+
 	"github.com/apache/arrow-go/v18/arrow"
 )
 
@@ -95,3 +97,23 @@ var SortedSchema = arrow.NewSchema([]arrow.Field{
 	{Name: ColTs, Type: arrow.PrimitiveTypes.Int64},
 	{Name: ColValue, Type: arrow.PrimitiveTypes.Float64},
 }, nil)
+
+// Timestamps must lie in years 1 to 9999 UTC, so that every point has a window with a
+// printable name; a payload outside is rejected with its field named.
+const (
+	MinTs int64 = -62135596800000 // 0001-01-01T00:00:00Z
+	MaxTs int64 = 253402300799999 // 9999-12-31T23:59:59.999Z
+)
+
+// CheckPayload validates a decoded payload before it is stored.
+func CheckPayload(p *Payload) error {
+	if len(p.Timestamps) != len(p.Values) {
+		return fmt.Errorf("payload: %d timestamps but %d values", len(p.Timestamps), len(p.Values))
+	}
+	for i, ts := range p.Timestamps {
+		if ts < MinTs || ts > MaxTs {
+			return fmt.Errorf("payload: timestamps[%d] = %d is outside years 1-9999 (Unix ms expected)", i, ts)
+		}
+	}
+	return nil
+}

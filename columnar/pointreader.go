@@ -26,9 +26,10 @@ type ReadOptions struct {
 	Window Window
 	// SkipCorrupt counts and skips corrupt frames instead of failing.
 	SkipCorrupt bool
-	// Tags, when not nil, is called for every payload group that carries tags. It is
-	// called from reader goroutines: it must be safe for concurrent use.
-	Tags func(k SeriesKey, recordTs, offset int64, tags []string)
+	// Tags, when not nil, is called for every payload group that carries tags, with the
+	// payload's provenance. It is called from reader goroutines: it must be safe for
+	// concurrent use, and must copy tags to keep them.
+	Tags func(k SeriesKey, src Source, tags []string)
 }
 
 // FrameStats counts what decoding saw.

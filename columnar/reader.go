@@ -250,11 +250,11 @@ func ReadSplitBytes(ctx context.Context, st storage.Store, sp *Split, dst []byte
 // appends its rows inside win to c. A corrupt frame returns a *CorruptError naming the
 // segment and offset; with skipCorrupt it is counted and skipped instead. tags, when not
 // nil, is called for every group that carries tags.
-func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, c *Columns, st *FrameStats, tags func(k SeriesKey, recordTs, offset int64, tags []string)) error {
+func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, c *Columns, st *FrameStats, tags func(k SeriesKey, src Source, tags []string)) error {
 	st.Frames++
 	v, err := d.decode(sp.Seg.Key, f, b)
 	if err == nil && tags != nil {
-		if terr := v.groupTags(tags); terr != nil {
+		if terr := v.groupTags(sp.Seg.Header.Topic, sp.Seg.Header.Partition, tags); terr != nil {
 			err = corrupt(sp.Seg.Key, f.Offset, "%v", terr)
 		}
 	}

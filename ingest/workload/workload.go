@@ -189,7 +189,7 @@ func (g *Gen) value(s, i, version int) float64 {
 		case 4:
 			v = math.Float64frombits(h % (1 << 52)) // subnormal
 		default:
-			v = math.Float64frombits(h &^ (0x7ff << 52) | 0x3ff<<52) // in [1, 2)
+			v = math.Float64frombits(h&^(0x7ff<<52) | 0x3ff<<52) // in [1, 2)
 		}
 	}
 	if version == 1 && sr.kind != kindSpecial {
