@@ -1,0 +1,32 @@
+# Tailor. Every Go command builds with the duckdb_arrow tag: DuckDB's Arrow interface
+# lives behind it, and the query package refuses to build without it.
+export GOFLAGS := -tags=duckdb_arrow
+GO ?= go
+BIN := bin/tailor-batch
+PKGS := ./...
+
+.PHONY: all build test race bench demo fmt vet lint
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tailor-batch
+
+# The main job end to end on the embedded defaults (kfake broker, local-directory store).
+demo: build
+	./$(BIN) demo
+
+test:
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+race:
+	$(GO) test -count=1 -race -timeout 45m $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./columnar/ ./encoder/ ./ingest/...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet $(PKGS)
