@@ -164,6 +164,9 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 	if err := sink.Run(ctx); err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
+	// The broker is no longer needed; closing it frees its memory (kfake keeps every
+	// record in memory) and its goroutines before the CPU-heavy run.
+	cluster.Close()
 	ss := sink.Stats()
 	sum.Rejected, sum.Segments, sum.SegmentBytes = ss.Rejected, ss.Segments, ss.Bytes
 	stage("sink", start)
