@@ -10,6 +10,10 @@ type blockEncoder struct {
 	version uint16
 	tsBuf   []byte
 	valBuf  []byte
+	deltas  []int64
+	scratch []byte
+	gorilla []byte
+	dec     decimalEncoder
 }
 
 // appendBlock appends one block: header, timestamp payload, value payload, crc32c of all
@@ -20,10 +24,15 @@ func (e *blockEncoder) appendBlock(dst []byte, ts []int64, vals []float64) []byt
 		minTs: ts[0],
 		maxTs: ts[len(ts)-1],
 	}
-	// Format v1 has one encoding per column.
-	h.tsEnc, h.valEnc = TsDoD, ValueGorilla
-	e.tsBuf = appendTsDoD(e.tsBuf[:0], ts)
-	e.valBuf = appendGorilla(e.valBuf[:0], vals)
+	if e.version == Version1 {
+		// Format v1 has one encoding per column.
+		h.tsEnc, h.valEnc = TsDoD, ValueGorilla
+		e.tsBuf = appendTsDoD(e.tsBuf[:0], ts)
+		e.valBuf = appendGorilla(e.valBuf[:0], vals)
+	} else {
+		h.tsEnc, e.tsBuf = e.appendTs(e.tsBuf[:0], ts)
+		h.valEnc, e.valBuf = e.appendValues(e.valBuf[:0], vals)
+	}
 	h.tsLen, h.valLen = len(e.tsBuf), len(e.valBuf)
 
 	start := len(dst)
@@ -33,51 +42,87 @@ func (e *blockEncoder) appendBlock(dst []byte, ts []int64, vals []float64) []byt
 	return binary.LittleEndian.AppendUint32(dst, checksum(dst[start:]))
 }
 
+// blockDecoder holds a reader's scratch space for decoding blocks.
+type blockDecoder struct {
+	zbuf []byte  // decompressed zstd stage
+	ints []int64 // decimal integers
+}
+
 // decodeTs appends the block's timestamps to dst and checks that they strictly increase
 // from h.minTs to h.maxTs, so a block with a valid checksum but wrong content cannot hand
 // unsorted points to a caller.
-func decodeTs(dst []int64, h *blockHeader, src []byte) ([]int64, error) {
+func (d *blockDecoder) decodeTs(dst []int64, h *blockHeader, src []byte) ([]int64, error) {
 	start := len(dst)
 	var err error
-	switch h.tsEnc {
+	enc := h.tsEnc
+	if enc&TsZstd != 0 {
+		if d.zbuf, err = zstdDecompress(d.zbuf, src, h.count); err != nil {
+			return dst, fmt.Errorf("decode %s timestamps: %w", h.tsEnc, err)
+		}
+		src = d.zbuf
+		enc &^= TsZstd
+	}
+	switch enc {
 	case TsDoD:
 		dst, err = decodeTsDoD(dst, src, h.count, h.minTs)
+	case TsDeltaConst:
+		dst, err = decodeTsDeltaConst(dst, src, h)
+	case TsDeltaRLE:
+		dst, err = decodeTsRLE(dst, src, h.count, h.minTs)
+	case TsDeltaPacked:
+		dst, err = decodeTsPacked(dst, src, h.count, h.minTs)
+	case TsRaw:
+		dst, err = decodeTsRaw(dst, src, h.count, h.minTs)
 	default:
 		return dst, fmt.Errorf("BUG: timestamp encoding %s passed header validation", h.tsEnc)
 	}
 	if err != nil {
-		return dst, fmt.Errorf("decode %s timestamps: %w", h.tsEnc, err)
+		return dst[:start], fmt.Errorf("decode %s timestamps: %w", h.tsEnc, err)
 	}
 	out := dst[start:]
 	if len(out) != h.count {
-		return dst, fmt.Errorf("decoded %d timestamps, header says %d: %w", len(out), h.count, ErrOutOfRange)
+		return dst[:start], fmt.Errorf("decoded %d timestamps, header says %d: %w", len(out), h.count, ErrOutOfRange)
 	}
 	for i := 1; i < len(out); i++ {
 		if out[i] <= out[i-1] {
-			return dst, fmt.Errorf("timestamp %d at %d does not follow %d: %w", out[i], i, out[i-1], ErrOutOfRange)
+			return dst[:start], fmt.Errorf("timestamp %d at %d does not follow %d: %w", out[i], i, out[i-1], ErrOutOfRange)
 		}
 	}
 	if out[len(out)-1] != h.maxTs {
-		return dst, fmt.Errorf("last timestamp %d, header says %d: %w", out[len(out)-1], h.maxTs, ErrOutOfRange)
+		return dst[:start], fmt.Errorf("last timestamp %d, header says %d: %w", out[len(out)-1], h.maxTs, ErrOutOfRange)
 	}
 	return dst, nil
 }
 
 // decodeValues appends the block's values to dst.
-func decodeValues(dst []float64, h *blockHeader, src []byte) ([]float64, error) {
+func (d *blockDecoder) decodeValues(dst []float64, h *blockHeader, src []byte) ([]float64, error) {
 	start := len(dst)
 	var err error
-	switch h.valEnc {
+	enc := h.valEnc
+	if enc&ValueZstd != 0 {
+		if d.zbuf, err = zstdDecompress(d.zbuf, src, h.count); err != nil {
+			return dst, fmt.Errorf("decode %s values: %w", h.valEnc, err)
+		}
+		src = d.zbuf
+		enc &^= ValueZstd
+	}
+	switch enc {
 	case ValueGorilla:
 		dst, err = decodeGorilla(dst, src, h.count)
+	case ValueConst:
+		dst, err = decodeValueConst(dst, src, h.count)
+	case ValueRaw:
+		dst, err = decodeValueRaw(dst, src, h.count)
+	case ValueDecimal:
+		dst, err = decodeDecimal(dst, src, h.count, &d.ints)
 	default:
 		return dst, fmt.Errorf("BUG: value encoding %s passed header validation", h.valEnc)
 	}
 	if err != nil {
-		return dst, fmt.Errorf("decode %s values: %w", h.valEnc, err)
+		return dst[:start], fmt.Errorf("decode %s values: %w", h.valEnc, err)
 	}
 	if n := len(dst) - start; n != h.count {
-		return dst, fmt.Errorf("decoded %d values, header says %d: %w", n, h.count, ErrOutOfRange)
+		return dst[:start], fmt.Errorf("decoded %d values, header says %d: %w", n, h.count, ErrOutOfRange)
 	}
 	return dst, nil
 }

@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -92,6 +94,24 @@ func agentMix(nSeries, nPoints int) []testSeries {
 	return out
 }
 
+// cpuTime is the process' user+system CPU time. The benchmarks report points per CPU
+// second beside points per wall second, because on a shared machine wall time measures the
+// neighbours too.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportRates(b *testing.B, pts int, cpu0 time.Duration) {
+	b.ReportMetric(float64(pts)*float64(b.N)/b.Elapsed().Seconds(), "pts/s")
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(pts)*float64(b.N)/cpu.Seconds(), "pts/cpu-s")
+	}
+}
+
 func points(series []testSeries) int {
 	n := 0
 	for _, s := range series {
@@ -107,6 +127,7 @@ func BenchmarkEncode(b *testing.B) {
 			var buf bytes.Buffer
 			b.ReportAllocs()
 			b.SetBytes(int64(16 * n))
+			cpu0 := cpuTime()
 			for b.Loop() {
 				buf.Reset()
 				w := NewWriter(&buf)
@@ -120,7 +141,7 @@ func BenchmarkEncode(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(buf.Len())/float64(n), "B/point")
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "pts/s")
+			reportRates(b, n, cpu0)
 		})
 	}
 }
@@ -137,6 +158,7 @@ func BenchmarkDecode(b *testing.B) {
 			var it *SeriesIterator
 			b.ReportAllocs()
 			b.SetBytes(int64(16 * n))
+			cpu0 := cpuTime()
 			for b.Loop() {
 				it = r.Iterator(it)
 				got := 0
@@ -148,7 +170,7 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(len(enc))/float64(n), "B/point")
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "pts/s")
+			reportRates(b, n, cpu0)
 		})
 	}
 }
@@ -163,6 +185,7 @@ func BenchmarkRecordReader(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(16 * n))
+	cpu0 := cpuTime()
 	for b.Loop() {
 		rr := r.RecordReader(0)
 		got := 0
@@ -174,7 +197,7 @@ func BenchmarkRecordReader(b *testing.B) {
 		}
 		rr.Release()
 	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "pts/s")
+	reportRates(b, n, cpu0)
 }
 
 // BenchmarkSortedStream measures the Arrow adapter and the writer together on sorted
@@ -214,6 +237,7 @@ func BenchmarkSortedStream(b *testing.B) {
 	var buf bytes.Buffer
 	b.ReportAllocs()
 	b.SetBytes(int64(16 * rows))
+	cpu0 := cpuTime()
 	for b.Loop() {
 		buf.Reset()
 		s := NewSortedStream(NewWriter(&buf))
@@ -229,5 +253,5 @@ func BenchmarkSortedStream(b *testing.B) {
 			b.Fatalf("stats %+v", st)
 		}
 	}
-	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	reportRates(b, rows, cpu0)
 }

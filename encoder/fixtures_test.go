@@ -46,6 +46,7 @@ func fixtureInputs() map[string][]testSeries {
 // fixtureOpts are the writer options the fixtures of each version were made with.
 var fixtureOpts = map[uint16][]Opt{
 	Version1: {FormatVersion(Version1), BlockPoints(100)},
+	Version2: {FormatVersion(Version2), BlockPoints(100)},
 }
 
 func TestFixtures(t *testing.T) {

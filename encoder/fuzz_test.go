@@ -74,22 +74,23 @@ func FuzzBlockDecoders(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint16(MaxBlockPoints-1), int64(math.MaxInt64-1))
 	f.Fuzz(func(t *testing.T, src []byte, n uint16, t0 int64) {
 		h := blockHeader{count: int(n) + 1, minTs: t0, maxTs: math.MaxInt64}
-		for e := TsEncoding(0); e < 16; e++ {
+		var bd blockDecoder
+		for e := range TsEncoding(255) {
 			if !IsValidTsEncoding(CurrentVersion, e) {
 				continue
 			}
 			h.tsEnc = e
-			ts, err := decodeTs(nil, &h, src)
+			ts, err := bd.decodeTs(nil, &h, src)
 			if err == nil && (len(ts) != h.count || ts[0] != t0) {
 				t.Fatalf("%s: %d timestamps from %d without error", e, len(ts), h.count)
 			}
 		}
-		for e := ValueEncoding(0); e < 16; e++ {
+		for e := range ValueEncoding(255) {
 			if !IsValidValueEncoding(CurrentVersion, e) {
 				continue
 			}
 			h.valEnc = e
-			vals, err := decodeValues(nil, &h, src)
+			vals, err := bd.decodeValues(nil, &h, src)
 			if err == nil && len(vals) != h.count {
 				t.Fatalf("%s: %d values from %d without error", e, len(vals), h.count)
 			}

@@ -16,8 +16,11 @@ const (
 
 	// Version1 is the first format: delta-of-delta timestamps and Gorilla XOR values only.
 	Version1 uint16 = 1
+	// Version2 chooses per block and column among several encodings, adds the zstd stage
+	// and keeps v1's layout.
+	Version2 uint16 = 2
 	// CurrentVersion is what NewWriter writes unless told otherwise.
-	CurrentVersion = Version1
+	CurrentVersion = Version2
 
 	fileHeaderSize = 8  // magic[4] version u16 flags u16
 	trailerSize    = 28 // indexOff u64 indexLen u64 indexCRC u32 version u16 flags u16 magic[4]

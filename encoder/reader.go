@@ -126,7 +126,8 @@ type Series struct {
 	Ts     []int64
 	Values []float64
 
-	raw []byte // the record bytes, reused
+	raw []byte       // the record bytes, reused
+	dec blockDecoder // scratch for decoding
 }
 
 // Reset empties s, keeping capacity.
@@ -205,10 +206,10 @@ func decodeRecord(rec []byte, e IndexEntry, version uint16, mint, maxt int64, ds
 		n0 := len(dst.Ts)
 		tsSrc := payload[:h.tsLen]
 		valSrc := payload[h.tsLen : h.tsLen+h.valLen]
-		if dst.Ts, err = decodeTs(dst.Ts, &h, tsSrc); err != nil {
+		if dst.Ts, err = dst.dec.decodeTs(dst.Ts, &h, tsSrc); err != nil {
 			return &CorruptError{Offset: boff + int64(hlen), What: blockWhat(e.Key, blk), Err: err}
 		}
-		if dst.Values, err = decodeValues(dst.Values, &h, valSrc); err != nil {
+		if dst.Values, err = dst.dec.decodeValues(dst.Values, &h, valSrc); err != nil {
 			return &CorruptError{Offset: boff + int64(hlen+h.tsLen), What: blockWhat(e.Key, blk), Err: err}
 		}
 		if h.minTs < mint || h.maxTs > maxt {

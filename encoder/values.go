@@ -1,13 +1,15 @@
 package encoder
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
 )
 
-// ValueEncoding tags how a block's values are encoded. The tag is the second encoding
-// byte of every block header. See docs/format/series.md, "Value encodings".
+// ValueEncoding tags how a block's values are encoded: the second encoding byte of every
+// block header. The low 7 bits name the encoding; bit 0x80 adds the zstd stage (v2). See
+// docs/format/series.md, "Value encodings".
 type ValueEncoding uint8
 
 // Value encodings. Tags are part of the format: never renumber them.
@@ -16,21 +18,52 @@ const (
 	// ValueGorilla is the Gorilla XOR encoding as in Prometheus' chunkenc XOR chunks.
 	// Format v1 and later.
 	ValueGorilla ValueEncoding = 1
+	// ValueConst: every value has the same bit pattern, stored once. Format v2.
+	ValueConst ValueEncoding = 2
+	// ValueRaw: the 8 bytes of each value's bit pattern in byte planes (all first bytes,
+	// then all second bytes, ...), the fallback and, with zstd, Parquet's
+	// BYTE_STREAM_SPLIT. Format v2.
+	ValueRaw ValueEncoding = 3
+	// ValueDecimal: value = integer / 10^e, checked exactly per value, with the values
+	// that do not round-trip stored apart as exceptions (the ALP idea); the integers are
+	// packed, optionally as deltas. Integer-valued series are e = 0. Format v2.
+	ValueDecimal ValueEncoding = 4
+
+	// ValueZstd is the zstd stage flag, or-ed into another encoding. Format v2.
+	ValueZstd ValueEncoding = zstdFlag
 )
 
 func (e ValueEncoding) String() string {
-	switch e {
+	var s string
+	switch e &^ ValueZstd {
 	case ValueGorilla:
-		return "gorilla"
+		s = "gorilla"
+	case ValueConst:
+		s = "const"
+	case ValueRaw:
+		s = "raw"
+	case ValueDecimal:
+		s = "decimal"
+	default:
+		return fmt.Sprintf("value-encoding(%#x)", uint8(e))
 	}
-	return fmt.Sprintf("value-encoding(%d)", uint8(e))
+	if e&ValueZstd != 0 {
+		s += "+zstd"
+	}
+	return s
 }
 
 // IsValidValueEncoding reports whether format version v allows value encoding e.
 func IsValidValueEncoding(v uint16, e ValueEncoding) bool {
-	switch e {
+	base := e &^ ValueZstd
+	if e&ValueZstd != 0 && (v < Version2 || base == ValueConst) {
+		return false
+	}
+	switch base {
 	case ValueGorilla:
-		return v >= 1
+		return v >= Version1
+	case ValueConst, ValueRaw, ValueDecimal:
+		return v >= Version2
 	}
 	return false
 }
@@ -81,14 +114,17 @@ func decodeGorilla(dst []float64, src []byte, n int) ([]float64, error) {
 	if n == 0 {
 		return dst, nil
 	}
+	start := len(dst)
+	dst = growFloat64(dst, n)
+	out := dst[start:]
 	var br bitReader
 	br.reset(src)
 	prev := br.readBits64(64)
-	dst = append(dst, math.Float64frombits(prev))
+	out[0] = math.Float64frombits(prev)
 	leading, trailing := uint(0xff), uint(0)
 	for i := 1; i < n; i++ {
 		if !br.readBit() {
-			dst = append(dst, math.Float64frombits(prev))
+			out[i] = math.Float64frombits(prev)
 			continue
 		}
 		if br.readBit() {
@@ -105,12 +141,136 @@ func decodeGorilla(dst []float64, src []byte, n int) ([]float64, error) {
 		} else if leading == 0xff {
 			return dst, fmt.Errorf("gorilla value %d reuses a window before one was set: %w", i, ErrOutOfRange)
 		}
-		x := br.readBits64(64-leading-trailing) << trailing
-		prev ^= x
-		dst = append(dst, math.Float64frombits(prev))
+		prev ^= br.readBits64(64-leading-trailing) << trailing
+		out[i] = math.Float64frombits(prev)
 	}
 	if br.over {
 		return dst, fmt.Errorf("gorilla stream of %d bytes ends before %d values: %w", len(src), n, ErrTruncated)
 	}
 	return dst, nil
+}
+
+func decodeValueConst(dst []float64, src []byte, n int) ([]float64, error) {
+	if len(src) != 8 {
+		return dst, fmt.Errorf("const value of %d bytes: %w", len(src), ErrOutOfRange)
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(src))
+	start := len(dst)
+	dst = growFloat64(dst, n)
+	for i := range dst[start:] {
+		dst[start+i] = v
+	}
+	return dst, nil
+}
+
+// appendValueRaw writes the values' bit patterns in 8 byte planes.
+func appendValueRaw(dst []byte, vals []float64) []byte {
+	n := len(vals)
+	start := len(dst)
+	dst = append(dst, make([]byte, 8*n)...)
+	p := dst[start:]
+	for i, v := range vals {
+		b := math.Float64bits(v)
+		for k := range 8 {
+			p[k*n+i] = byte(b >> (8 * k))
+		}
+	}
+	return dst
+}
+
+func decodeValueRaw(dst []float64, src []byte, n int) ([]float64, error) {
+	if len(src) != 8*n {
+		return dst, fmt.Errorf("raw values: %d bytes for %d values: %w", len(src), n, ErrOutOfRange)
+	}
+	start := len(dst)
+	dst = growFloat64(dst, n)
+	out := dst[start:]
+	for i := range out {
+		var b uint64
+		for k := range 8 {
+			b |= uint64(src[k*n+i]) << (8 * k)
+		}
+		out[i] = math.Float64frombits(b)
+	}
+	return dst, nil
+}
+
+// gorillaTryBytes: above this many bytes a value for decimal, gorilla is worth a try.
+const gorillaTryBytes = 4
+
+// appendValues chooses and writes the value encoding of one v2 block. The decision rule
+// (docs/format/series.md, "Decision rule"):
+//
+//  1. all bit patterns equal: const;
+//  2. otherwise the smallest of decimal (when at most half the values are exceptions),
+//     raw, and gorilla (tried only when decimal is out or above gorillaTryBytes a
+//     value);
+//  3. when that is at least zstdMinBytes, also decimal in byte planes through zstd (or raw
+//     through zstd when decimal does not apply), kept only if smaller.
+//
+// Ties keep the earlier candidate.
+func (e *blockEncoder) appendValues(dst []byte, vals []float64) (ValueEncoding, []byte) {
+	n := len(vals)
+	first := math.Float64bits(vals[0])
+	constant := true
+	for _, v := range vals[1:] {
+		if math.Float64bits(v) != first {
+			constant = false
+			break
+		}
+	}
+	if constant {
+		return ValueConst, binary.LittleEndian.AppendUint64(dst, first)
+	}
+
+	best, bestSize := ValueRaw, 8*n
+	dec := &e.dec
+	decOK := dec.analyze(vals)
+	if decOK {
+		if s := dec.size(intBitPacked); s <= bestSize {
+			best, bestSize = ValueDecimal, s
+		}
+	}
+	// Gorilla costs as much time as everything else together and loses to decimal on
+	// decimal data (on the NAB files it never wins a block where decimal applies), so it
+	// is tried only when decimal is out or costs more than gorillaTryBytes a value.
+	if !decOK || bestSize > gorillaTryBytes*n {
+		e.gorilla = appendGorilla(e.gorilla[:0], vals)
+		if s := len(e.gorilla); s < bestSize {
+			best, bestSize = ValueGorilla, s
+		}
+	}
+	if bestSize >= zstdMinBytes {
+		var planeLen, nb int
+		if decOK {
+			e.scratch = dec.appendTo(e.scratch[:0], intBytePlanes)
+			planeLen, nb = dec.packedLen(), int(dec.st.width+7)/8
+		} else {
+			e.scratch = appendValueRaw(e.scratch[:0], vals)
+			planeLen, nb = n, 8
+		}
+		hdr := len(e.scratch) - planeLen*nb
+		if hdr+entropyBytes(e.scratch[hdr:], planeLen) >= bestSize {
+			goto plain
+		}
+		start := len(dst)
+		dst = zstdCompress(dst, e.scratch)
+		if len(dst)-start < bestSize {
+			if decOK {
+				return ValueDecimal | ValueZstd, dst
+			}
+			return ValueRaw | ValueZstd, dst
+		}
+		dst = dst[:start]
+	}
+plain:
+	switch best {
+	case ValueGorilla:
+		dst = append(dst, e.gorilla...)
+	case ValueDecimal:
+		dst = dec.appendTo(dst, intBitPacked)
+	default:
+		dst = appendValueRaw(dst, vals)
+	}
+	return best, dst
 }

@@ -1,0 +1,287 @@
+package encoder
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// The decimal value encoding (ALP idea): most metric values are short decimals, so
+// value = integer / 10^e for a small e and an integer of few bits. Each value is checked
+// exactly (bit patterns, so -0.0, NaN and inexact decimals fail) and those that fail are
+// stored apart as exceptions. The integers are packed, as they are or as deltas.
+//
+//	e u8 | flags u8 | exception count uvarint | positions (uvarint gaps) | exception bit
+//	patterns (8 bytes LE each) | [first integer varint, if flags&decimalDelta] | packed ints
+//
+// Division by the exact power of ten, not multiplication by an inexact 10^-e, is what
+// makes integer/10^e the correctly rounded float64 nearest the decimal, i.e. exactly what
+// strconv.ParseFloat gives for the decimal's text; so values that came from short decimal
+// text round-trip without exceptions.
+
+// pow10 holds 10^0..10^18, all exact in float64 (10^22 is the last exact one; 18 keeps
+// the integers of values below about 9.2 in an int64).
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
+
+const (
+	maxDecimalExp = len(pow10) - 1
+	decimalDelta  = 1 // flags bit: the integers are stored as deltas
+	// decimalLimit bounds |value*10^e| so the conversion to int64 cannot overflow.
+	decimalLimit = 1 << 62
+	// expSamples values per block vote on the exponent.
+	expSamples = 32
+	// exceptionBits is the approximate cost of an exception: 8 bytes and a position.
+	exceptionBits = 80
+	// bitsPerDigit is log2(10): each extra decimal digit widens every integer by this.
+	bitsPerDigit = 3.33
+)
+
+// decimalInt returns the integer x with x/10^e == v bit for bit, or false.
+func decimalInt(v float64, e int) (int64, bool) {
+	p := pow10[e]
+	f := v * p
+	if !(f > -decimalLimit && f < decimalLimit) { // also false for NaN
+		return 0, false
+	}
+	x := int64(math.RoundToEven(f))
+	return x, math.Float64bits(float64(x)/p) == math.Float64bits(v)
+}
+
+// minDecimalExp is the smallest e that represents v exactly, or maxDecimalExp+1.
+func minDecimalExp(v float64) int {
+	for e := 0; e <= maxDecimalExp; e++ {
+		f := v * pow10[e]
+		if !(f > -decimalLimit && f < decimalLimit) {
+			break
+		}
+		if _, ok := decimalInt(v, e); ok {
+			return e
+		}
+	}
+	return maxDecimalExp + 1
+}
+
+// chooseDecimalExp picks the exponent from a sample of the values: the e that minimizes
+// (digits × bitsPerDigit) per value plus the expected exception cost. Bigger e turns
+// fewer values into exceptions but widens every integer. It also returns whether more
+// than half of the sample would be exceptions at that e, in which case the encoding is
+// not worth a full pass.
+func chooseDecimalExp(vals []float64) (int, bool) {
+	var hist [maxDecimalExp + 2]int
+	step := max(1, len(vals)/expSamples)
+	cnt := 0
+	for i := 0; i < len(vals); i += step {
+		hist[minDecimalExp(vals[i])]++
+		cnt++
+	}
+	best, bestCost, bestExc := 0, math.Inf(1), cnt
+	exc := cnt // sampled values not representable at e
+	for e := 0; e <= maxDecimalExp; e++ {
+		exc -= hist[e]
+		cost := float64(e)*bitsPerDigit*float64(cnt) + float64(exc*exceptionBits)
+		if cost < bestCost {
+			best, bestCost, bestExc = e, cost, exc
+		}
+		if exc == 0 {
+			break // larger e only costs more
+		}
+	}
+	return best, 2*bestExc <= cnt
+}
+
+// decimalEncoder holds one block's decimal analysis, reusing its buffers.
+type decimalEncoder struct {
+	exp      int
+	ints     []int64 // one per value; exceptions hold a placeholder
+	deltas   []int64
+	excPos   []int
+	excBits  []uint64
+	excSize  int // bytes of the exception section
+	useDelta bool
+	st       intStats
+}
+
+// analyze maps vals to integers and chooses plain or delta integers by packed size. It
+// returns false when more than half the values would be exceptions: then the encoding
+// cannot win.
+func (d *decimalEncoder) analyze(vals []float64) bool {
+	n := len(vals)
+	exp, ok := chooseDecimalExp(vals)
+	if !ok {
+		return false
+	}
+	d.exp = exp
+	d.ints = d.ints[:0]
+	d.excPos = d.excPos[:0]
+	d.excBits = d.excBits[:0]
+	p := pow10[d.exp]
+	var last int64
+	firstValid := -1
+	for i, v := range vals {
+		f := v * p
+		if f > -decimalLimit && f < decimalLimit {
+			x := int64(math.RoundToEven(f))
+			if math.Float64bits(float64(x)/p) == math.Float64bits(v) {
+				d.ints = append(d.ints, x)
+				last = x
+				if firstValid < 0 {
+					firstValid = i
+				}
+				continue
+			}
+		}
+		// An exception keeps the previous integer as a placeholder: a zero delta, and no
+		// wider range.
+		d.excPos = append(d.excPos, i)
+		d.excBits = append(d.excBits, math.Float64bits(v))
+		d.ints = append(d.ints, last)
+		if len(d.excPos) > n/2 {
+			return false
+		}
+	}
+	for i := 0; i < firstValid; i++ {
+		d.ints[i] = d.ints[firstValid]
+	}
+	d.excSize = uvarintLen(uint64(len(d.excPos))) + 8*len(d.excPos)
+	prev := -1
+	for _, p := range d.excPos {
+		d.excSize += uvarintLen(uint64(p - prev - 1))
+		prev = p
+	}
+
+	// One pass for the ranges of the integers and of their deltas; divisors only after.
+	ints := d.ints
+	lo, hi := ints[0], ints[0]
+	dlo, dhi := int64(math.MaxInt64), int64(math.MinInt64)
+	for i := 1; i < n; i++ {
+		x := ints[i]
+		lo, hi = min(lo, x), max(hi, x)
+		dx := x - ints[i-1]
+		dlo, dhi = min(dlo, dx), max(dhi, dx)
+	}
+	stFOR := finishIntStats(ints, lo, hi)
+	sizeFOR := packedIntsSize(n, stFOR, intBitPacked)
+	d.useDelta = false
+	d.st = stFOR
+	if n > 1 && uint64(dhi-dlo) < uint64(hi-lo) {
+		d.deltas = d.deltas[:0]
+		for i := 1; i < n; i++ {
+			d.deltas = append(d.deltas, ints[i]-ints[i-1])
+		}
+		stDelta := finishIntStats(d.deltas, dlo, dhi)
+		if varintLen(ints[0])+packedIntsSize(n-1, stDelta, intBitPacked) < sizeFOR {
+			d.useDelta, d.st = true, stDelta
+		}
+	}
+	return true
+}
+
+// packedLen is how many integers the packed section holds.
+func (d *decimalEncoder) packedLen() int {
+	if d.useDelta {
+		return len(d.deltas)
+	}
+	return len(d.ints)
+}
+
+// size is the payload size in layout l.
+func (d *decimalEncoder) size(l intLayout) int {
+	s := 2 + d.excSize
+	if d.useDelta {
+		return s + varintLen(d.ints[0]) + packedIntsSize(len(d.deltas), d.st, l)
+	}
+	return s + packedIntsSize(len(d.ints), d.st, l)
+}
+
+func (d *decimalEncoder) appendTo(dst []byte, l intLayout) []byte {
+	flags := byte(0)
+	if d.useDelta {
+		flags |= decimalDelta
+	}
+	dst = append(dst, byte(d.exp), flags)
+	dst = binary.AppendUvarint(dst, uint64(len(d.excPos)))
+	prev := -1
+	for _, p := range d.excPos {
+		dst = binary.AppendUvarint(dst, uint64(p-prev-1))
+		prev = p
+	}
+	for _, b := range d.excBits {
+		dst = binary.LittleEndian.AppendUint64(dst, b)
+	}
+	if d.useDelta {
+		dst = binary.AppendVarint(dst, d.ints[0])
+		return appendInts(dst, d.deltas, d.st, l)
+	}
+	return appendInts(dst, d.ints, d.st, l)
+}
+
+// decodeDecimal appends n values to dst; ints is scratch space.
+func decodeDecimal(dst []float64, src []byte, n int, ints *[]int64) ([]float64, error) {
+	d := decbuf{b: src}
+	e := int(d.u8())
+	flags := d.u8()
+	k := d.uvarint()
+	if d.err != nil {
+		return dst, fmt.Errorf("decimal header: %w", d.err)
+	}
+	if e > maxDecimalExp || flags&^decimalDelta != 0 || k > uint64(n) {
+		return dst, fmt.Errorf("decimal: exponent %d, flags %#x, %d exceptions of %d values: %w", e, flags, k, n, ErrOutOfRange)
+	}
+	posBytes := d.b
+	pos := -1
+	for range k {
+		pos += int(min(d.uvarint(), uint64(n))) + 1
+		if pos >= n {
+			return dst, fmt.Errorf("decimal: exception position %d of %d values: %w", pos, n, ErrOutOfRange)
+		}
+	}
+	excVals := d.bytes64(8 * k)
+	var first int64
+	if flags&decimalDelta != 0 {
+		first = d.varint()
+	}
+	if d.err != nil {
+		return dst, fmt.Errorf("decimal exceptions: %w", d.err)
+	}
+
+	var rest []byte
+	var err error
+	xs := (*ints)[:0]
+	if flags&decimalDelta != 0 {
+		xs = append(xs, first)
+		if xs, rest, err = decodeInts(xs, d.b, n-1); err != nil {
+			return dst, err
+		}
+		for i := 1; i < n; i++ {
+			xs[i] += xs[i-1]
+		}
+	} else if xs, rest, err = decodeInts(xs, d.b, n); err != nil {
+		return dst, err
+	}
+	*ints = xs
+	if len(rest) != 0 {
+		return dst, fmt.Errorf("decimal: %d bytes after the integers: %w", len(rest), ErrOutOfRange)
+	}
+
+	start := len(dst)
+	dst = growFloat64(dst, n)
+	out := dst[start:]
+	if e == 0 {
+		for i, x := range xs {
+			out[i] = float64(x)
+		}
+	} else {
+		p := pow10[e]
+		for i, x := range xs {
+			out[i] = float64(x) / p
+		}
+	}
+	// Patch the exceptions; their positions were validated above.
+	pd := decbuf{b: posBytes}
+	pos = -1
+	for j := range int(k) {
+		pos += int(pd.uvarint()) + 1
+		out[pos] = math.Float64frombits(binary.LittleEndian.Uint64(excVals[8*j:]))
+	}
+	return dst, nil
+}

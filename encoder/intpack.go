@@ -1,0 +1,244 @@
+package encoder
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"slices"
+)
+
+// Integer packing: frame of reference, common divisor and fixed width. Both the packed
+// timestamp deltas and the decimal values use it. See docs/format/series.md, "Packed
+// integers".
+//
+//	layout u8 | base varint | divisor uvarint | width u8 | data
+//
+// Value i is base + divisor*q_i, modulo 2^64, where q_i is the i-th width-bit unsigned
+// field of data. Modular arithmetic makes the round trip exact for any int64 input.
+
+// intLayout says how the width-bit fields are laid out in data.
+type intLayout uint8
+
+const (
+	// intBitPacked packs the fields MSB-first, back to back: ceil(n*width/8) bytes.
+	intBitPacked intLayout = 0
+	// intBytePlanes stores ceil(width/8) planes of n bytes; plane k holds byte k (little
+	// endian) of every field. It wastes up to 7 bits a value but keeps each byte of a
+	// value in its own run, which the zstd stage entropy-codes far better than bit-packed
+	// data (the byte-stream-split idea of Parquet).
+	intBytePlanes intLayout = 1
+)
+
+// intStats are what packing needs to know about a sequence.
+type intStats struct {
+	base    int64
+	divisor uint64
+	width   uint
+}
+
+// analyzeInts finds the smallest value, the greatest common divisor of the offsets from
+// it, and the bit width of the largest quotient.
+func analyzeInts(xs []int64) intStats {
+	if len(xs) == 0 {
+		return intStats{divisor: 1}
+	}
+	lo, hi := xs[0], xs[0]
+	for _, x := range xs[1:] {
+		lo = min(lo, x)
+		hi = max(hi, x)
+	}
+	return finishIntStats(xs, lo, hi)
+}
+
+// finishIntStats is analyzeInts given the minimum and maximum of xs.
+func finishIntStats(xs []int64, lo, hi int64) intStats {
+	maxOff := uint64(hi - lo)
+	if maxOff == 0 {
+		return intStats{base: lo, divisor: 1}
+	}
+	// The divisor pass stops as soon as it reaches 1, which for most value streams is
+	// within the first few elements; timestamp deltas on a grid run to the end.
+	var g uint64
+	for _, x := range xs {
+		if off := uint64(x - lo); off != 0 {
+			g = gcd(g, off)
+			if g == 1 {
+				break
+			}
+		}
+	}
+	return intStats{base: lo, divisor: g, width: uint(bits.Len64(maxOff / g))}
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// packedIntsSize is the encoded size of n values with stats s in layout l.
+func packedIntsSize(n int, s intStats, l intLayout) int {
+	hdr := 1 + varintLen(s.base) + uvarintLen(s.divisor) + 1
+	if l == intBytePlanes {
+		return hdr + n*int((s.width+7)/8)
+	}
+	return hdr + (n*int(s.width)+7)/8
+}
+
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+func varintLen(x int64) int { return uvarintLen(uint64(x<<1) ^ uint64(x>>63)) }
+
+// appendInts packs xs with stats s (from analyzeInts(xs)) in layout l.
+func appendInts(dst []byte, xs []int64, s intStats, l intLayout) []byte {
+	dst = append(dst, byte(l))
+	dst = binary.AppendVarint(dst, s.base)
+	dst = binary.AppendUvarint(dst, s.divisor)
+	dst = append(dst, byte(s.width))
+	w := s.width
+	if w == 0 {
+		return dst
+	}
+	div := s.divisor
+	switch l {
+	case intBytePlanes:
+		nb := int((w + 7) / 8)
+		n := len(xs)
+		start := len(dst)
+		dst = append(dst, make([]byte, nb*n)...)
+		planes := dst[start:]
+		if div == 1 {
+			for k := range nb {
+				p, sh := planes[k*n:(k+1)*n], uint(8*k)
+				for i, x := range xs {
+					p[i] = byte(uint64(x-s.base) >> sh)
+				}
+			}
+		} else {
+			for k := range nb {
+				p, sh := planes[k*n:(k+1)*n], uint(8*k)
+				for i, x := range xs {
+					p[i] = byte(uint64(x-s.base) / div >> sh)
+				}
+			}
+		}
+	default:
+		var bw bitWriter
+		bw.reset(dst)
+		if div == 1 {
+			for _, x := range xs {
+				bw.writeBits(uint64(x-s.base), w)
+			}
+		} else {
+			for _, x := range xs {
+				bw.writeBits(uint64(x-s.base)/div, w)
+			}
+		}
+		dst = bw.finish()
+	}
+	return dst
+}
+
+// decodeInts appends n packed values to dst and returns the bytes after them. n is at
+// most MaxBlockPoints, checked by the caller, so dst grows by a bounded amount.
+func decodeInts(dst []int64, src []byte, n int) ([]int64, []byte, error) {
+	d := decbuf{b: src}
+	l := intLayout(d.u8())
+	base := d.varint()
+	div := d.uvarint()
+	w := uint(d.u8())
+	if d.err != nil {
+		return dst, nil, fmt.Errorf("packed ints header: %w", d.err)
+	}
+	if l > intBytePlanes || div == 0 || w > 64 {
+		return dst, nil, fmt.Errorf("packed ints: layout %d, divisor %d, width %d: %w", l, div, w, ErrOutOfRange)
+	}
+	start := len(dst)
+	dst = growInt64(dst, n)
+	out := dst[start:]
+	if w == 0 {
+		for i := range out {
+			out[i] = base
+		}
+		return dst, d.b, nil
+	}
+	var need int
+	if l == intBytePlanes {
+		need = n * int((w+7)/8)
+	} else {
+		need = (n*int(w) + 7) / 8
+	}
+	if len(d.b) < need {
+		return dst[:start], nil, fmt.Errorf("packed ints: %d values of %d bits need %d bytes, have %d: %w", n, w, need, len(d.b), ErrTruncated)
+	}
+	data, rest := d.b[:need], d.b[need:]
+	ubase := uint64(base)
+	if l == intBytePlanes {
+		// Plane by plane: each pass streams one plane, which vectorizes well.
+		nb := int((w + 7) / 8)
+		p0 := data[:n]
+		for i := range out {
+			out[i] = int64(p0[i])
+		}
+		for k := 1; k < nb; k++ {
+			pk := data[k*n : (k+1)*n]
+			sh := uint(8 * k)
+			for i := range out {
+				out[i] |= int64(pk[i]) << sh
+			}
+		}
+		for i := range out {
+			out[i] = int64(ubase + uint64(out[i])*div)
+		}
+		return dst, rest, nil
+	}
+	unpackBits(out, data, w, ubase, div)
+	return dst, rest, nil
+}
+
+// unpackBits decodes len(out) MSB-first fields of w bits (1..64) from data, which holds
+// at least ceil(len(out)*w/8) bytes.
+func unpackBits(out []int64, data []byte, w uint, base, div uint64) {
+	i := 0
+	if w <= 56 {
+		// Fast path: one unaligned 8-byte load per value while 8 bytes remain.
+		shift := 64 - w
+		pos := uint(0)
+		for ; i < len(out); i++ {
+			byteOff := pos >> 3
+			if int(byteOff)+8 > len(data) {
+				break
+			}
+			v := binary.BigEndian.Uint64(data[byteOff:]) << (pos & 7) >> shift
+			out[i] = int64(base + v*div)
+			pos += w
+		}
+		if i == len(out) {
+			return
+		}
+		data = data[(pos >> 3):]
+		var br bitReader
+		br.reset(data)
+		br.readBits64(pos & 7)
+		for ; i < len(out); i++ {
+			out[i] = int64(base + br.readBits64(w)*div)
+		}
+		return
+	}
+	var br bitReader
+	br.reset(data)
+	for ; i < len(out); i++ {
+		out[i] = int64(base + br.readBits64(w)*div)
+	}
+}
+
+// growInt64 extends dst by n elements with append's amortized growth.
+func growInt64(dst []int64, n int) []int64 {
+	return slices.Grow(dst, n)[:len(dst)+n]
+}
+
+// growFloat64 extends dst by n elements with append's amortized growth.
+func growFloat64(dst []float64, n int) []float64 {
+	return slices.Grow(dst, n)[:len(dst)+n]
+}

@@ -1,0 +1,103 @@
+package encoder
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// The zstd stage: bit 0x80 of an encoding byte (format v2) says the column's payload is a
+// zstd frame whose content is the payload of the encoding in the low 7 bits. The writer
+// uses it only when it makes the column smaller (see "Decision rule" in
+// docs/format/series.md). It pays on byte-aligned data with skewed byte distributions,
+// which is why decimal and raw values have byte-plane layouts.
+const zstdFlag = 0x80
+
+// zstdMinBytes: below this a column is not worth a zstd attempt; a frame costs about 9
+// bytes of header and the entropy tables, so it cannot win on tiny payloads.
+const zstdMinBytes = 48
+
+var zstdCodecs = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
+	// Default level: on these small, already reduced payloads it is about as fast as the
+	// fastest level and noticeably smaller. No frame checksum: the block's crc32c covers
+	// the payload. Single segment: the content size goes into the frame header.
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithEncoderCRC(false),
+		zstd.WithSingleSegment(true),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithZeroFrames(true),
+	)
+	if err != nil {
+		panic("BUG: zstd encoder options: " + err.Error())
+	}
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithDecoderMaxMemory(maxPayloadBytes(MaxBlockPoints)),
+		zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderLowmem(true),
+	)
+	if err != nil {
+		panic("BUG: zstd decoder options: " + err.Error())
+	}
+	return enc, dec
+})
+
+// maxPayloadBytes bounds the decompressed payload of one column of a block of n points:
+// the largest encoding is decimal with every value an exception (8 bytes, a position of at
+// most 3 bytes, and a packed int of 8 bytes each) plus headers.
+func maxPayloadBytes(n int) uint64 { return uint64(n)*20 + 64 }
+
+// zstdCompress appends the zstd frame of src to dst.
+func zstdCompress(dst, src []byte) []byte {
+	enc, _ := zstdCodecs()
+	return enc.EncodeAll(src, dst)
+}
+
+// zstdDecompress decompresses src into buf[:0], refusing output beyond the bound for n
+// points, so a hostile frame cannot make the reader allocate more than that.
+func zstdDecompress(buf, src []byte, n int) ([]byte, error) {
+	_, dec := zstdCodecs()
+	limit := maxPayloadBytes(n)
+	if uint64(cap(buf)) < limit {
+		buf = make([]byte, 0, limit)
+	}
+	out, err := dec.DecodeAll(src, buf[:0:limit])
+	if err != nil {
+		return buf[:0], fmt.Errorf("zstd stage of %d bytes: %v: %w", len(src), err, ErrOutOfRange)
+	}
+	return out, nil
+}
+
+// entropyBytes estimates what an order-0 entropy coder (zstd's Huffman literals) makes of
+// planes, the byte planes of planeLen bytes each at the end of a payload: the sum of each
+// plane's order-0 entropy, plus a table's worth per plane. The writer skips the zstd
+// attempt when this estimate cannot beat the best size it already has; zstd's matches can
+// do better on long repeats, which the estimate ignores, so it errs towards skipping only
+// payloads that look incompressible.
+func entropyBytes(planes []byte, planeLen int) int {
+	if planeLen <= 0 {
+		return len(planes)
+	}
+	total := 0.0
+	for len(planes) >= planeLen {
+		var hist [256]uint32
+		p := planes[:planeLen]
+		planes = planes[planeLen:]
+		for _, b := range p {
+			hist[b]++
+		}
+		n := float64(planeLen)
+		bitsSum := n * math.Log2(n)
+		for _, c := range hist {
+			if c > 1 {
+				bitsSum -= float64(c) * math.Log2(float64(c))
+			}
+		}
+		total += bitsSum/8 + 16
+	}
+	return int(total) + len(planes)
+}
