@@ -322,3 +322,51 @@ func (it *SeriesIterator) At() *Series { return &it.cur }
 
 // Err returns the error that stopped the iteration, if any.
 func (it *SeriesIterator) Err() error { return it.err }
+
+// BlockInfo describes one stored block without decoding it.
+type BlockInfo struct {
+	Offset        int64 // absolute file offset of the block
+	Length        int   // bytes, header and checksum included
+	Points        int
+	MinTs, MaxTs  int64
+	TsEncoding    TsEncoding
+	ValueEncoding ValueEncoding
+	TsBytes       int // timestamp payload bytes
+	ValueBytes    int // value payload bytes
+}
+
+// BlockInfo reads the record of index entry e and lists its blocks, checking their
+// headers and checksums but decoding nothing: what a time-range reader would skip, and
+// which encodings the writer chose.
+func (r *Reader) BlockInfo(e IndexEntry) ([]BlockInfo, error) {
+	if e.Length <= 0 || e.Offset < 0 || e.Offset > r.size || e.Length > r.size-e.Offset {
+		return nil, corrupt(e.Offset, "series record", ErrOutOfRange, "length %d outside file of %d bytes", e.Length, r.size)
+	}
+	rec := make([]byte, e.Length)
+	if err := readFull(r.r, rec, e.Offset); err != nil {
+		return nil, fmt.Errorf("read series %v at %d: %w", e.Key, e.Offset, err)
+	}
+	_, _, rest, err := parseSeriesHeader(rec, e.Offset, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []BlockInfo
+	var h blockHeader
+	for blk := 0; len(rest) > 0; blk++ {
+		boff := e.Offset + int64(len(rec)-len(rest))
+		payload, err := h.Unmarshal(rest, r.version)
+		if err != nil {
+			return out, &CorruptError{Offset: boff, What: blockWhat(e.Key, blk), Err: err}
+		}
+		blen := len(rest) - len(payload) + h.tsLen + h.valLen
+		if got, want := checksum(rest[:blen]), binary.LittleEndian.Uint32(rest[blen:]); got != want {
+			return out, corrupt(boff, blockWhat(e.Key, blk), ErrChecksum, "crc32c %#08x, stored %#08x", got, want)
+		}
+		out = append(out, BlockInfo{
+			Offset: boff, Length: blen + 4, Points: h.count, MinTs: h.minTs, MaxTs: h.maxTs,
+			TsEncoding: h.tsEnc, ValueEncoding: h.valEnc, TsBytes: h.tsLen, ValueBytes: h.valLen,
+		})
+		rest = rest[blen+4:]
+	}
+	return out, nil
+}
