@@ -26,7 +26,7 @@ type Segment struct {
 // of up to 249 bytes (Kafka's limit) and the checksum.
 const headProbe = headerFixedSize + 256 + 4
 
-// OpenSegment reads a segment's header, trailer and footer.
+// OpenSegment reads a segment's header, trailer and footer: three small ranged reads.
 func OpenSegment(ctx context.Context, st storage.Store, key string, size int64) (*Segment, error) {
 	if size < 0 {
 		a, err := st.Stat(ctx, key)
@@ -35,20 +35,31 @@ func OpenSegment(ctx context.Context, st storage.Store, key string, size int64) 
 		}
 		size = a.Size
 	}
+	return parseSegment(key, size, func(off, n int64) ([]byte, error) {
+		b, err := storage.ReadRange(ctx, st, key, off, n, nil)
+		if err != nil {
+			return nil, fmt.Errorf("open segment: %w", err)
+		}
+		return b, nil
+	})
+}
+
+// parseSegment opens a segment of size bytes through readAt(off, n).
+func parseSegment(key string, size int64, readAt func(off, n int64) ([]byte, error)) (*Segment, error) {
 	s := &Segment{Key: key, Size: size}
 	if size < int64(TrailerSize+headerFixedSize+4) {
 		return nil, corrupt(key, 0, "file of %d bytes is too small to be a segment (truncated?)", size)
 	}
-	head, err := storage.ReadRange(ctx, st, key, 0, min(size, headProbe), nil)
+	head, err := readAt(0, min(size, headProbe))
 	if err != nil {
-		return nil, fmt.Errorf("open segment: %w", err)
+		return nil, err
 	}
 	if _, err := s.Header.Unmarshal(head); err != nil {
 		return nil, corrupt(key, 0, "%v", err)
 	}
-	tail, err := storage.ReadRange(ctx, st, key, size-TrailerSize, TrailerSize, nil)
+	tail, err := readAt(size-TrailerSize, TrailerSize)
 	if err != nil {
-		return nil, fmt.Errorf("open segment: %w", err)
+		return nil, err
 	}
 	flen, sum, err := unmarshalTrailer(tail)
 	if err != nil {
@@ -59,9 +70,9 @@ func OpenSegment(ctx context.Context, st storage.Store, key string, size int64) 
 		return nil, corrupt(key, uint64(size-TrailerSize), "footer length %d does not fit in a %d-byte file", flen, size)
 	}
 	footerOff := size - TrailerSize - int64(flen)
-	fb, err := storage.ReadRange(ctx, st, key, footerOff, int64(flen), nil)
+	fb, err := readAt(footerOff, int64(flen))
 	if err != nil {
-		return nil, fmt.Errorf("open segment: %w", err)
+		return nil, err
 	}
 	if got := crc(fb); got != sum {
 		return nil, corrupt(key, uint64(footerOff), "footer crc32c %08x, want %08x", got, sum)
