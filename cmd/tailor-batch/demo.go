@@ -22,6 +22,7 @@ import (
 	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
+	"github.com/tailor-metrics/tailor/validate"
 )
 
 // demoOptions are the demo's knobs; flags fill them.
@@ -300,19 +301,27 @@ func checkOutputs(ctx context.Context, st storage.Store, gen *workload.Gen, sum 
 			mism = append(mism, fmt.Sprintf(format, args...))
 		}
 	}
-	var got, bad int64
+	m := validate.Merger{OnDiff: func(k validate.Kind, n, l *validate.Point) {
+		switch {
+		case n == nil:
+			note("%s: %+v ts %d", k, l.Key, l.Ts)
+		case l == nil:
+			note("%s: %+v ts %d", k, n.Key, n.Ts)
+		default:
+			note("%s: %+v ts %d: got bits %016x, want %016x", k, n.Key, n.Ts, math.Float64bits(n.Value), math.Float64bits(l.Value))
+		}
+	}}
+	head, ok := <-next
+	var got int64
 	err := catPoints(ctx, st, "", func(s *encoder.Series) error {
 		for i, ts := range s.Ts {
 			got++
-			e, ok := <-next
-			if !ok {
-				bad++
-				note("extra point %+v ts %d", s.Key, ts)
-				continue
-			}
-			if e.k != s.Key || e.ts != ts || math.Float64bits(e.v) != math.Float64bits(s.Values[i]) {
-				bad++
-				note("point %d: got %+v ts %d value bits %016x, want %+v ts %d bits %016x", got, s.Key, ts, math.Float64bits(s.Values[i]), e.k, e.ts, math.Float64bits(e.v))
+			p := validate.Point{Key: s.Key, Ts: ts, Value: s.Values[i]}
+			m.AddNew(p)
+			// Feed expected points up to p, so the merge buffers almost nothing.
+			for ok && (head.k.Less(p.Key) || head.k == p.Key && head.ts <= p.Ts) {
+				m.AddLegacy(validate.Point{Key: head.k, Ts: head.ts, Value: head.v})
+				head, ok = <-next
 			}
 		}
 		return nil
@@ -320,12 +329,12 @@ func checkOutputs(ctx context.Context, st storage.Store, gen *workload.Gen, sum 
 	if err != nil {
 		return nil, err
 	}
-	missing := int64(0)
-	for range next {
-		missing++
+	for ; ok; head, ok = <-next {
+		m.AddLegacy(validate.Point{Key: head.k, Ts: head.ts, Value: head.v})
 	}
-	if missing > 0 {
-		note("%d expected points missing from the series files", missing)
+	c := m.Close()
+	if c.MissingInNew+c.MissingInLegacy+c.ValueDiffers > 0 {
+		note("diff: %d equal, %d missing from the series files, %d unexpected, %d with another value", c.Equal, c.MissingInNew, c.MissingInLegacy, c.ValueDiffers)
 	}
 	want := gen.Spec().Points()
 	if got != want {

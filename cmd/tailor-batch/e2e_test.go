@@ -14,6 +14,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 func runCLI(t *testing.T, args ...string) (string, error) {
@@ -167,11 +168,26 @@ func TestDemoEndToEnd(t *testing.T) {
 	spec := workload.Default()
 	spec.Series, spec.PointsPerSeries, spec.Redeliver = 300, 400, 0.05
 	var progress bytes.Buffer
-	sum, err := runDemo(context.Background(), demoOptions{spec: spec, flushPayloads: 150, jsonShare: 0.2, malformed: 3, parallel: 2}, &progress)
+	store := t.TempDir()
+	sum, err := runDemo(context.Background(), demoOptions{spec: spec, storeURL: store, flushPayloads: 150, jsonShare: 0.2, malformed: 3, parallel: 2}, &progress)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, progress.String())
 	}
 	if sum.Check != "passed" || sum.PointsOut != uint64(spec.Points()) || sum.DuplicatesRemove == 0 || sum.Rejected != 3 {
 		t.Fatalf("summary %+v", sum)
+	}
+	// The check must be able to fail: against another workload's points it reports diffs.
+	other := spec
+	other.Seed++
+	gen, err := workload.New(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.Open(context.Background(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mism, err := checkOutputs(context.Background(), st, gen, sum); err != nil || len(mism) == 0 {
+		t.Fatalf("check against another workload: %v, mismatches %v", err, mism)
 	}
 }
