@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test race bench demo fmt vet lint
+.PHONY: all build test race bench demo fmt vet lint tools
 
 all: build
 
@@ -16,10 +16,14 @@ build:
 demo: build
 	./$(BIN) demo
 
-test:
+# Test servers built once from the Go module proxy into a cache (versitygw, a real S3 API).
+tools:
+	@if [ -f scripts/versitygw.sh ]; then bash scripts/versitygw.sh; fi
+
+test: tools
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
-race:
+race: tools
 	$(GO) test -count=1 -race -timeout 45m $(PKGS)
 
 bench:
