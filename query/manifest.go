@@ -87,6 +87,17 @@ type Counts struct {
 	BytesOut      int64  `json:"bytes_out"`
 }
 
+// Add adds o's counts to c.
+func (c *Counts) Add(o Counts) {
+	c.PointsIn += o.PointsIn
+	c.Duplicates += o.Duplicates
+	c.OutOfWindow += o.OutOfWindow
+	c.CorruptFrames += o.CorruptFrames
+	c.Series += o.Series
+	c.PointsOut += o.PointsOut
+	c.BytesOut += o.BytesOut
+}
+
 // runID hashes what determines a run's output: code version, shard, window, and each
 // input's identity (key and size), in sorted order so listing order does not matter.
 func runID(shard string, w Window, inputs []Input) string {

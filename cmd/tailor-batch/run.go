@@ -110,17 +110,13 @@ are aligned to the Unix epoch. Without --window, every window that has data is r
 
 // runSummary totals the shard runs of one invocation.
 type runSummary struct {
-	Runs, Skipped, Failed int
-	PointsIn              uint64             `json:"points_in"`
-	Duplicates            uint64             `json:"duplicates"`
-	OutOfWindow           uint64             `json:"out_of_window"`
-	CorruptFrames         uint64             `json:"corrupt_frames"`
-	Series                uint64             `json:"series"`
-	PointsOut             uint64             `json:"points_out"`
-	BytesOut              int64              `json:"bytes_out"`
-	BytesPerPoint         float64            `json:"bytes_per_point"`
-	Seconds               float64            `json:"seconds"`
-	StageSeconds          map[string]float64 `json:"stage_seconds"`
+	Runs          int `json:"runs"`
+	Skipped       int `json:"skipped"`
+	Failed        int `json:"failed"`
+	query.Counts  `json:"counts"`
+	BytesPerPoint float64            `json:"bytes_per_point"`
+	Seconds       float64            `json:"seconds"`
+	StageSeconds  map[string]float64 `json:"stage_seconds"`
 }
 
 func summarize(reports []*query.Report, elapsed time.Duration) runSummary {
@@ -133,14 +129,7 @@ func summarize(reports []*query.Report, elapsed time.Duration) runSummary {
 		case r.Skipped:
 			s.Skipped++
 		}
-		c := r.Counts
-		s.PointsIn += c.PointsIn
-		s.Duplicates += c.Duplicates
-		s.OutOfWindow += c.OutOfWindow
-		s.CorruptFrames += c.CorruptFrames
-		s.Series += c.Series
-		s.PointsOut += c.PointsOut
-		s.BytesOut += c.BytesOut
+		s.Counts.Add(r.Counts)
 		for k, v := range r.Seconds {
 			s.StageSeconds[k] += v
 		}
