@@ -15,12 +15,6 @@ import (
 	"strings"
 )
 
-// ErrNotExist is returned when a key does not exist.
-var ErrNotExist = errors.New("object does not exist")
-
-// ErrExists is returned by Create when the key already exists (S3: 412 Precondition Failed).
-var ErrExists = errors.New("object already exists")
-
 // Attrs describes one stored object.
 type Attrs struct {
 	Key  string
@@ -63,16 +57,35 @@ type LocalFiler interface {
 // Opener opens a store for one URL scheme.
 type Opener func(ctx context.Context, u *url.URL) (Store, error)
 
-var openers = map[string]Opener{
-	"file": func(_ context.Context, u *url.URL) (Store, error) { return OpenLocal(localPathFromURL(u)) },
+// Options configure the stores that Open and OpenWith open. Zero values mean defaults;
+// each store reads only its own part.
+type Options struct {
+	// S3 configures s3:// stores.
+	S3 S3Options
+}
+
+// openerWith is an Opener that takes Options.
+type openerWith func(ctx context.Context, u *url.URL, o Options) (Store, error)
+
+var openers = map[string]openerWith{
+	"file": func(_ context.Context, u *url.URL, _ Options) (Store, error) { return OpenLocal(localPathFromURL(u)) },
 }
 
 // Register adds an Opener for scheme. It is meant to be called from init functions.
-func Register(scheme string, o Opener) { openers[scheme] = o }
+func Register(scheme string, o Opener) {
+	openers[scheme] = func(ctx context.Context, u *url.URL, _ Options) (Store, error) { return o(ctx, u) }
+}
 
-// Open opens the store that rawURL names: file:///path (or a plain path) for a local
-// directory, s3://bucket/prefix for S3.
+func registerWithOptions(scheme string, o openerWith) { openers[scheme] = o }
+
+// Open opens the store that rawURL names, with default options: file:///path (or a plain
+// path) for a local directory, s3://bucket/prefix for S3 (see docs/storage.md).
 func Open(ctx context.Context, rawURL string) (Store, error) {
+	return OpenWith(ctx, rawURL, Options{})
+}
+
+// OpenWith opens the store that rawURL names, with options o.
+func OpenWith(ctx context.Context, rawURL string, o Options) (Store, error) {
 	if rawURL == "" {
 		return nil, errors.New("open store: empty URL; pass --store file:///some/dir or s3://bucket/prefix")
 	}
@@ -81,13 +94,13 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("open store %q: %w", rawURL, err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	o, ok := openers[u.Scheme]
+	opener, ok := openers[u.Scheme]
 	if !ok {
-		return nil, fmt.Errorf("open store %q: unknown scheme %q (want file:// or s3://)", rawURL, u.Scheme)
+		return nil, fmt.Errorf("open store %s: unknown scheme %q (want file:// or s3://)", u.Redacted(), u.Scheme)
 	}
-	return o(ctx, u)
+	return opener(ctx, u, o)
 }
 
 func localPathFromURL(u *url.URL) string {

@@ -1,0 +1,487 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tailor-metrics/tailor/storage"
+	"github.com/tailor-metrics/tailor/storage/s3test"
+	"github.com/tailor-metrics/tailor/storage/storetest"
+)
+
+type httpRequest = http.Request
+
+// testLogger logs the store's debug lines (every retry) into the test log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tLogWriter struct{ t *testing.T }
+
+func (w tLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func staticCreds(key, secret string) aws.CredentialsProvider {
+	return credentials.NewStaticCredentialsProvider(key, secret, "")
+}
+
+var prefixSeq atomic.Int64
+
+func freshPrefix() string { return fmt.Sprintf("p%d", prefixSeq.Add(1)) }
+
+func TestS3Acceptance(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	storetest.RunConfig(t, storetest.Config{
+		PartSize:     storage.MinPartSize,
+		LargeSize:    64<<20 + 3, // 13 parts of 5 MiB
+		LargeInShort: true,
+		AfterAbort: func(t *testing.T, s storage.Store) {
+			if ups := srv.MultipartUploads(t); len(ups) != 0 {
+				t.Fatalf("unfinished multipart uploads left: %q", ups)
+			}
+		},
+	}, func(t *testing.T) storage.Store {
+		// A small page size makes every List paginate.
+		return srv.Open(t, freshPrefix(), storage.S3Options{Concurrency: 4, ListPageSize: 7})
+	})
+}
+
+// fastRetry keeps fault tests quick: the backoff shape is the production one, scaled down.
+var fastRetry = storage.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond, Budget: 20 * time.Second}
+
+// TestS3ThroughFaultProxy uploads and reads objects while a proxy injects 503 SlowDown
+// bursts, 429s, 500s, slow answers, dropped connections before and after the server
+// acted, bodies cut short and stalled bodies. Nothing may be lost, and every injected
+// fault must show up as exactly one retry of its reason.
+func TestS3ThroughFaultProxy(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	px := s3test.StartFaultProxy(t, srv.Endpoint)
+	reg := prometheus.NewRegistry()
+	st := srv.OpenVia(t, px.URL, "faults", storage.S3Options{
+		Concurrency:     4,
+		Retry:           fastRetry,
+		ReadIdleTimeout: time.Second,
+		Registerer:      reg,
+		Logger:          testLogger(t),
+	})
+	ctx := context.Background()
+
+	px.Add(s3test.ProxyRule{Kind: s3test.SlowDown, Period: 5, Burst: 2}) // bursts on everything
+	px.Add(s3test.ProxyRule{Kind: s3test.TooManyRequests, Op: "HeadObject", Period: 3})
+	px.Add(s3test.ProxyRule{Kind: s3test.InternalError, Op: "UploadPart", Period: 7})
+	px.Add(s3test.ProxyRule{Kind: s3test.Slow, Op: "PutObject", Period: 4, Delay: 50 * time.Millisecond})
+	px.Add(s3test.ProxyRule{Kind: s3test.Drop, Op: "UploadPart", After: 1, Period: 9})
+	// The server stores the object, the client never hears: the retry gets 412 (or
+	// NoSuchUpload) and must recognise its own object by ETag.
+	dropPut := px.Add(s3test.ProxyRule{Kind: s3test.DropResponse, Op: "PutObject", Period: 6})
+	dropDone := px.Add(s3test.ProxyRule{Kind: s3test.DropResponse, Op: "CompleteMultipartUpload", Period: 2})
+	px.Add(s3test.ProxyRule{Kind: s3test.DropMidBody, Op: "GetObject", Period: 3, AfterBytes: 1000})
+	px.Add(s3test.ProxyRule{Kind: s3test.Stall, Op: "GetObject", Period: 4, AfterBytes: 5000, Delay: 3 * time.Second})
+
+	sizes := []int64{0, 1, 4096, 1 << 20, 5 << 20, 5<<20 + 1, 16<<20 + 17}
+	objs := map[string][]byte{}
+	for i, size := range sizes {
+		for rep := range 3 {
+			key := fmt.Sprintf("obj-%d-%d", i, rep)
+			objs[key] = storetest.Bytes(uint64(1000+i*10+rep), size)
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	start := time.Now()
+	for key, body := range objs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := st.Create(ctx, key, bytes.NewReader(body)); err != nil {
+				t.Errorf("create %s (%d bytes): %v", key, len(body), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.Fatalf("proxy hits: %s", proxyHits(px))
+	}
+	t.Logf("uploaded in %s", time.Since(start).Round(time.Millisecond))
+	// Read back whole, and in coalesced ranges.
+	for key, body := range objs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			got, err := storage.ReadAll(ctx, st, key)
+			if err != nil {
+				t.Errorf("read %s: %v", key, err)
+				return
+			}
+			if !bytes.Equal(got, body) {
+				t.Errorf("read %s: %d bytes differ from the %d written", key, len(got), len(body))
+			}
+			if len(body) > 100 {
+				rs := []storage.Range{{Off: 0, Len: 10}, {Off: 50, Len: 20}, {Off: int64(len(body)) - 30, Len: 30}}
+				out, err := storage.ReadRanges(ctx, st, key, rs, 40)
+				if err != nil {
+					t.Errorf("read ranges %s: %v", key, err)
+					return
+				}
+				for i, r := range rs {
+					if !bytes.Equal(out[i], body[r.Off:r.End()]) {
+						t.Errorf("read ranges %s: range %d differs", key, i)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("read in %s", time.Since(start).Round(time.Millisecond))
+	var listed []string
+	if err := st.List(ctx, "", func(a storage.Attrs) error {
+		listed = append(listed, a.Key)
+		if want := int64(len(objs[a.Key])); a.Size != want {
+			t.Errorf("list %s: size %d, want %d", a.Key, a.Size, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != len(objs) {
+		t.Fatalf("listed %d objects, want %d", len(listed), len(objs))
+	}
+	px.Clear()
+	if ups := srv.MultipartUploads(t); len(ups) != 0 {
+		t.Fatalf("unfinished multipart uploads left: %q", ups)
+	}
+
+	rs := st.RetryStats()
+	t.Logf("proxy hits: %s", proxyHits(px))
+	t.Logf("retry stats: %+v", rs)
+	if dropPut.Hits() == 0 || dropDone.Hits() == 0 {
+		t.Fatalf("the ambiguous-outcome faults never fired: put %d, complete %d", dropPut.Hits(), dropDone.Hits())
+	}
+	// Exactly one retry per fault of the kinds only the proxy makes.
+	check := func(reason storage.Reason, want int) {
+		t.Helper()
+		if got := rs.Get(reason); got != int64(want) {
+			t.Errorf("%s retries: got %d, want %d (one per injected fault)", reason, got, want)
+		}
+		if want == 0 {
+			t.Errorf("%s: no fault of this reason fired; the test does not cover it", reason)
+		}
+	}
+	check(storage.ReasonSlowDown, px.Hits(s3test.SlowDown))
+	check(storage.ReasonThrottled, px.Hits(s3test.TooManyRequests))
+	check(storage.ReasonServer, px.Hits(s3test.InternalError))
+	// A cut connection is a conn_reset retry, a stalled body a timeout retry. On a loaded
+	// machine the 1s idle watchdog may also fire on a slow body, or before a cut arrives,
+	// turning a conn_reset into a timeout: so the sum is a lower bound, and resets are
+	// at most the cuts.
+	drops := px.Hits(s3test.Drop) + px.Hits(s3test.DropResponse) + px.Hits(s3test.DropMidBody)
+	stalls := px.Hits(s3test.Stall)
+	if rs.ConnReset > int64(drops) || rs.ConnReset+rs.Timeout < int64(drops+stalls) || drops == 0 || stalls == 0 {
+		t.Errorf("conn_reset %d and timeout %d retries do not match %d cut connections and %d stalled bodies",
+			rs.ConnReset, rs.Timeout, drops, stalls)
+	}
+	if rs.BudgetExhausted != 0 {
+		t.Errorf("budget exhausted %d times", rs.BudgetExhausted)
+	}
+	// The same counts are in the metrics.
+	if got := metricSum(t, reg, "tailor_storage_s3_retries_total", "reason", "slowdown"); got != float64(rs.SlowDown) {
+		t.Errorf("metric slowdown retries %v, want %d", got, rs.SlowDown)
+	}
+}
+
+func proxyHits(px *s3test.FaultProxy) string {
+	var b strings.Builder
+	for _, k := range []s3test.FaultKind{s3test.SlowDown, s3test.TooManyRequests, s3test.InternalError, s3test.Slow,
+		s3test.Drop, s3test.DropResponse, s3test.DropMidBody, s3test.Stall} {
+		fmt.Fprintf(&b, "%s=%d ", k, px.Hits(k))
+	}
+	fmt.Fprintf(&b, "requests=%d bad_gateway=%d", px.Requests(""), px.BadGateway())
+	return b.String()
+}
+
+// metricSum returns the sum of a counter vector's series whose label has value.
+func metricSum(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// TestS3BudgetSpent: when the throttling outlasts the budget, Create returns a retryable
+// error and stores nothing; once the throttling stops, the same Create succeeds (the sink
+// pauses and retries, it never skips).
+func TestS3BudgetSpent(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	px := s3test.StartFaultProxy(t, srv.Endpoint)
+	st := srv.OpenVia(t, px.URL, "budget", storage.S3Options{
+		Retry: storage.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond, Budget: 300 * time.Millisecond},
+	})
+	ctx := context.Background()
+	for _, size := range []int{100, 12 << 20} {
+		key := fmt.Sprintf("k%d", size)
+		body := storetest.Bytes(7, int64(size))
+		f := px.Add(s3test.ProxyRule{Kind: s3test.SlowDown, Match: func(r *httpRequest) bool { return r.Method != "DELETE" }})
+		err := st.Create(ctx, key, bytes.NewReader(body))
+		if !storage.IsRetryable(err) {
+			t.Fatalf("create under endless SlowDown: got %v, want a retryable error", err)
+		}
+		var te *storage.TransientError
+		if !errors.As(err, &te) || te.Reason != storage.ReasonSlowDown || te.Attempts < 2 {
+			t.Fatalf("create under endless SlowDown: %#v", te)
+		}
+		f.Remove()
+		if _, err := st.Stat(ctx, key); !errors.Is(err, storage.ErrNotExist) {
+			t.Fatalf("a failed create left an object: %v", err)
+		}
+		if err := st.Create(ctx, key, bytes.NewReader(body)); err != nil {
+			t.Fatalf("create after the throttling stopped: %v", err)
+		}
+	}
+	if st.RetryStats().BudgetExhausted != 2 {
+		t.Fatalf("budget exhausted %d times, want 2", st.RetryStats().BudgetExhausted)
+	}
+	// The multipart upload that gave up was aborted (its abort is not throttled: DELETE).
+	if ups := srv.MultipartUploads(t); len(ups) != 0 {
+		t.Fatalf("unfinished multipart uploads left: %q", ups)
+	}
+}
+
+// TestS3AuthFailsFast: bad credentials fail at once with an AuthError, are never
+// retried, and never look like "already exists".
+func TestS3AuthFailsFast(t *testing.T) {
+	srv := s3test.Start(t)
+	good := srv.Open(t, "auth", storage.S3Options{})
+	if err := good.Create(context.Background(), "exists", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	bad := srv.Open(t, "auth", storage.S3Options{
+		Credentials: staticCreds(s3test.AccessKey, "wrong-secret"),
+		Retry:       storage.RetryPolicy{Budget: time.Minute},
+	})
+	unknown := srv.Open(t, "auth", storage.S3Options{Credentials: staticCreds("no-such-key", "x")})
+	ctx := context.Background()
+	for name, st := range map[string]*storage.S3{"wrong secret": bad, "unknown key": unknown} {
+		start := time.Now()
+		for _, key := range []string{"exists", "new"} {
+			err := st.Create(ctx, key, strings.NewReader("payload"))
+			if !storage.IsAuth(err) || storage.IsRetryable(err) || errors.Is(err, storage.ErrExists) {
+				t.Fatalf("%s: create %s: got %v, want an AuthError only", name, key, err)
+			}
+			if !strings.Contains(err.Error(), "check the AWS credentials chain") {
+				t.Fatalf("%s: the message does not say what to check: %v", name, err)
+			}
+			if strings.Contains(err.Error(), s3test.SecretKey) || strings.Contains(err.Error(), "wrong-secret") {
+				t.Fatalf("%s: the error leaks a secret: %v", name, err)
+			}
+			big := storetest.Bytes(1, 6<<20)
+			if err := st.Create(ctx, key, bytes.NewReader(big)); !storage.IsAuth(err) {
+				t.Fatalf("%s: multipart create %s: got %v, want an AuthError", name, key, err)
+			}
+			// versitygw answers a HEAD with an unknown access key 404 without a body, which
+			// no client can tell from a missing object (AWS answers 403).
+			if _, err := st.Stat(ctx, key); !storage.IsAuth(err) && name != "unknown key" {
+				t.Fatalf("%s: stat: got %v, want an AuthError", name, err)
+			}
+			if _, err := st.GetRange(ctx, key, 0, -1); !storage.IsAuth(err) {
+				t.Fatalf("%s: get: got %v, want an AuthError", name, err)
+			}
+			if err := st.List(ctx, "", func(storage.Attrs) error { return nil }); !storage.IsAuth(err) {
+				t.Fatalf("%s: list: got %v, want an AuthError", name, err)
+			}
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("%s: auth failures took %s; they must fail fast", name, d)
+		}
+		if rs := st.RetryStats(); rs.Total() != 0 {
+			t.Fatalf("%s: auth failures were retried: %+v", name, rs)
+		}
+	}
+	if _, err := good.Stat(ctx, "new"); !errors.Is(err, storage.ErrNotExist) {
+		t.Fatalf("a failed create stored something: %v", err)
+	}
+	// No credentials anywhere in the chain.
+	s3test.Setenv(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	st, err := storage.Open(ctx, srv.URL("auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Stat(ctx, "exists"); !storage.IsAuth(err) {
+		t.Fatalf("no credentials: got %v, want an AuthError", err)
+	}
+}
+
+// TestS3ParallelParts: parts of one upload are in flight together, never more than
+// Concurrency.
+func TestS3ParallelParts(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	px := s3test.StartFaultProxy(t, srv.Endpoint)
+	px.Add(s3test.ProxyRule{Kind: s3test.Slow, Op: "UploadPart", Delay: 100 * time.Millisecond})
+	const conc = 3
+	st := srv.OpenVia(t, px.URL, "par", storage.S3Options{Concurrency: conc})
+	body := storetest.Bytes(3, 8*storage.MinPartSize+5)
+	if err := st.Create(context.Background(), "k", bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	if got := px.Requests("UploadPart"); got != 9 {
+		t.Fatalf("%d parts uploaded, want 9", got)
+	}
+	if got := px.MaxInFlight("UploadPart"); got < 2 || got > conc {
+		t.Fatalf("%d parts in flight at most, want 2..%d", got, conc)
+	}
+	got, err := storage.ReadAll(context.Background(), st, "k")
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read back: %v", err)
+	}
+}
+
+// TestS3SharedPool: uploads that share a small buffer pool all finish (no deadlock) and
+// give every buffer back.
+func TestS3SharedPool(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	pool, err := storage.NewBufferPool(storage.MinPartSize, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := srv.Open(t, "pool-a", storage.S3Options{Pool: pool, Concurrency: 4})
+	b := srv.Open(t, "pool-b", storage.S3Options{Pool: pool, Concurrency: 4})
+	var wg sync.WaitGroup
+	for i := range 6 {
+		st := a
+		if i%2 == 1 {
+			st = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := storetest.Bytes(uint64(i), int64(3*storage.MinPartSize+i))
+			if err := st.Create(context.Background(), fmt.Sprint("k", i), bytes.NewReader(body)); err != nil {
+				t.Errorf("create %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if pool.InUse() != 0 {
+		t.Fatalf("%d buffers not returned", pool.InUse())
+	}
+}
+
+// TestS3AbortOnPartFailure: a part that keeps failing aborts the whole upload.
+func TestS3AbortOnPartFailure(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	px := s3test.StartFaultProxy(t, srv.Endpoint)
+	reg := prometheus.NewRegistry()
+	st := srv.OpenVia(t, px.URL, "abort", storage.S3Options{
+		Registerer: reg,
+		Retry:      storage.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Budget: 200 * time.Millisecond},
+	})
+	px.Add(s3test.ProxyRule{Kind: s3test.InternalError, Op: "UploadPart", After: 1})
+	err := st.Create(context.Background(), "k", bytes.NewReader(storetest.Bytes(1, 3*storage.MinPartSize)))
+	if !storage.IsRetryable(err) {
+		t.Fatalf("got %v, want a retryable error", err)
+	}
+	if ups := srv.MultipartUploads(t); len(ups) != 0 {
+		t.Fatalf("upload not aborted: %q", ups)
+	}
+	if got := metricSum(t, reg, "tailor_storage_s3_multipart_uploads_total", "result", "aborted"); got != 1 {
+		t.Fatalf("aborted uploads metric %v, want 1", got)
+	}
+}
+
+// TestS3Open covers URL parsing, the endpoint variables and path-style rule.
+func TestS3Open(t *testing.T) {
+	srv := s3test.Start(t)
+	s3test.Setenv(t)
+	ctx := context.Background()
+	st, err := storage.Open(ctx, srv.URL("/open/x/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Create(ctx, "k", strings.NewReader("v")); err != nil {
+		t.Fatal(err)
+	}
+	if want := "s3://" + srv.Bucket + "/open/x?endpoint="; !strings.HasPrefix(st.URL(), want) {
+		t.Fatalf("URL %q, want prefix %q", st.URL(), want)
+	}
+	// The endpoint from the environment, path-style by default, region defaulted.
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_ENDPOINT_URL_S3", srv.Endpoint)
+	st2, err := storage.Open(ctx, "s3://"+srv.Bucket+"/open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if b, err := storage.ReadAll(ctx, st2, "x/k"); err != nil || string(b) != "v" {
+		t.Fatalf("read through env endpoint: %q %v", b, err)
+	}
+	st3, err := storage.Open(ctx, "s3://"+srv.Bucket+"/open?path_style=false&region=eu-west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st3.Close()
+	t.Setenv("AWS_ENDPOINT_URL_S3", "")
+	for _, bad := range []string{
+		"s3://",
+		"s3://b/p?part_size=5",
+		"s3://user:pass@b/p",
+		"s3://b/p?endpoint=ftp://x",
+		"s3://b/p?path_style=maybe",
+		"s3://b/a//b",
+		"s3://b/p", // no region and no endpoint
+	} {
+		if st, err := storage.Open(ctx, bad); err == nil {
+			st.Close()
+			t.Errorf("open %q: no error", bad)
+		} else if strings.Contains(err.Error(), "pass@") {
+			t.Errorf("open %q: error shows the password: %v", bad, err)
+		}
+	}
+	if _, err := storage.OpenWith(ctx, srv.URL("o"), storage.Options{S3: storage.S3Options{PartSize: 1 << 20}}); err == nil {
+		t.Error("part size below 5 MiB accepted")
+	}
+}
