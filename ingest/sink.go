@@ -124,6 +124,10 @@ type partState struct {
 	opened  time.Time
 	// next is where the next segment starts (-1: at the first record we see).
 	next int64
+	// staleFrom is set after a rewind (see flushLocked): records at or after it come
+	// from the fetch position before the rewind and are dropped until the refetch
+	// delivers a record before it (-1: no rewind pending).
+	staleFrom int64
 }
 
 // Stats are the sink's running totals.
@@ -199,7 +203,7 @@ func (s *Sink) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) 
 	for topic, ps := range m {
 		for _, p := range ps {
 			s.epoch++
-			s.parts[tp{topic, p}] = &partState{epoch: s.epoch, next: -1}
+			s.parts[tp{topic, p}] = &partState{epoch: s.epoch, next: -1, staleFrom: -1}
 			s.opt.Logger.Info("partition assigned", "topic", topic, "partition", p, "epoch", s.epoch)
 		}
 	}
@@ -315,6 +319,12 @@ func lastOffset(fp kgo.FetchTopicPartition) int64 {
 }
 
 func (s *Sink) add(ctx context.Context, k tp, st *partState, r *kgo.Record) error {
+	if st.staleFrom >= 0 {
+		if r.Offset >= st.staleFrom {
+			return nil // fetched before the rewind: it comes again after the refetch
+		}
+		st.staleFrom = -1
+	}
 	if st.next >= 0 && r.Offset < st.next {
 		return nil // already stored in an existing segment (see flushLocked)
 	}
@@ -426,9 +436,11 @@ func (s *Sink) flushLocked(ctx context.Context, k tp, st *partState, reason stri
 		s.stats.SegmentsExisting++
 		s.metrics.existing.Inc()
 		if existing.Footer.EndOffset < end {
-			// We hold records past the existing segment's end: consume them again so
-			// they land in the next segment of the chain.
+			// We hold records past the existing segment's end: consume them again from
+			// there so they land in the next segment of the chain. Records of the old
+			// fetch position still in flight (offset >= end) are dropped until then.
 			s.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: -1, Offset: existing.Footer.EndOffset}}})
+			st.staleFrom = end
 		}
 		end = existing.Footer.EndOffset
 		s.opt.Logger.Info("segment already stored", "key", w.Key(), "end", end)
