@@ -1,6 +1,9 @@
 package storage_test
 
 import (
+	"io/fs"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tailor-metrics/tailor/storage"
@@ -14,6 +17,16 @@ func TestLocalAcceptance(t *testing.T) {
 		// Past 2 GiB, where int32 offsets overflow. Streamed, checked by hash, deleted;
 		// skipped under -short.
 		LargeSize: 2<<30 + 1<<20 + 13,
+		AfterAbort: func(t *testing.T, s storage.Store) {
+			// No temp file of a broken upload may stay behind.
+			root := s.(*storage.Local).LocalPath(".")
+			filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
+					t.Errorf("broken upload left %s", p)
+				}
+				return nil
+			})
+		},
 	}, func(t *testing.T) storage.Store {
 		s, err := storage.OpenLocal(t.TempDir())
 		if err != nil {

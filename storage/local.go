@@ -63,17 +63,20 @@ func (l *Local) writeTemp(ctx context.Context, key string, r io.Reader) (tmp, fi
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", fmt.Errorf("create %s: %w", key, err)
 	}
-	tmp = filepath.Join(dir, fmt.Sprintf("%s%d-%d-%s", tmpPrefix, os.Getpid(), l.seq.Add(1), filepath.Base(final)))
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	// The temp path lives in its own variable: the error returns below zero the named
+	// result tmp before the deferred cleanup runs.
+	path := filepath.Join(dir, fmt.Sprintf("%s%d-%d-%s", tmpPrefix, os.Getpid(), l.seq.Add(1), filepath.Base(final)))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return "", "", fmt.Errorf("create %s: %w", key, err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close %s: %w", tmp, cerr)
+			err = fmt.Errorf("close %s: %w", path, cerr)
 		}
 		if err != nil {
-			os.Remove(tmp)
+			os.Remove(path)
+			tmp = ""
 		}
 	}()
 	if _, err = io.Copy(f, ctxReader{ctx, r}); err != nil {
@@ -82,7 +85,7 @@ func (l *Local) writeTemp(ctx context.Context, key string, r io.Reader) (tmp, fi
 	if err = f.Sync(); err != nil {
 		return "", "", fmt.Errorf("fsync %s: %w", key, err)
 	}
-	return tmp, final, nil
+	return path, final, nil
 }
 
 // Create implements Store. The temp file is hard-linked into place, which fails if the
