@@ -56,10 +56,9 @@ func (d *blockDecoder) decodeTs(dst []int64, h *blockHeader, src []byte) ([]int6
 	var err error
 	enc := h.tsEnc
 	if enc&TsZstd != 0 {
-		if d.zbuf, err = zstdDecompress(d.zbuf, src, h.count); err != nil {
+		if src, err = zstdDecompress(&d.zbuf, src, h.count); err != nil {
 			return dst, fmt.Errorf("decode %s timestamps: %w", h.tsEnc, err)
 		}
-		src = d.zbuf
 		enc &^= TsZstd
 	}
 	switch enc {
@@ -100,10 +99,9 @@ func (d *blockDecoder) decodeValues(dst []float64, h *blockHeader, src []byte) (
 	var err error
 	enc := h.valEnc
 	if enc&ValueZstd != 0 {
-		if d.zbuf, err = zstdDecompress(d.zbuf, src, h.count); err != nil {
+		if src, err = zstdDecompress(&d.zbuf, src, h.count); err != nil {
 			return dst, fmt.Errorf("decode %s values: %w", h.valEnc, err)
 		}
-		src = d.zbuf
 		enc &^= ValueZstd
 	}
 	switch enc {

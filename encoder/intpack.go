@@ -3,6 +3,7 @@ package encoder
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 )
@@ -56,25 +57,81 @@ func finishIntStats(xs []int64, lo, hi int64) intStats {
 	if maxOff == 0 {
 		return intStats{base: lo, divisor: 1}
 	}
-	// The divisor pass stops as soon as it reaches 1, which for most value streams is
-	// within the first few elements; timestamp deltas on a grid run to the end.
+	// Guess the divisor from a sample, then check every offset with a multiply and a
+	// compare (exactDivider), shrinking the guess on the rare miss. Euclid on every
+	// element cost more than the rest of the encoder on streams whose divisor stays
+	// above 1, such as timestamp deltas on a grid.
 	var g uint64
-	for _, x := range xs {
-		if off := uint64(x - lo); off != 0 {
-			g = gcd(g, off)
-			if g == 1 {
-				break
+	step := max(1, len(xs)/divisorSamples)
+	for i := 0; i < len(xs) && g != 1; i += step {
+		g = gcd(g, uint64(xs[i]-lo))
+	}
+	if g == 0 {
+		g = maxOff // the sample held only the minimum
+	}
+	if g > 1 {
+		dv := newExactDivider(g)
+		for _, x := range xs {
+			if off := uint64(x - lo); !dv.divides(off) {
+				if g = gcd(g, off); g == 1 {
+					break
+				}
+				dv = newExactDivider(g)
 			}
 		}
 	}
 	return intStats{base: lo, divisor: g, width: uint(bits.Len64(maxOff / g))}
 }
 
-func gcd(a, b uint64) uint64 {
-	for b != 0 {
-		a, b = b, a%b
+// divisorSamples offsets vote on the divisor before the full check.
+const divisorSamples = 64
+
+// exactDivider divides by g = d<<shift (d odd) values known to be multiples of g with a
+// shift and a multiplication by d's inverse modulo 2^64, and tests divisibility the same
+// way (Granlund and Montgomery): x is a multiple of d iff x*inv <= (2^64-1)/d.
+type exactDivider struct {
+	shift uint
+	mask  uint64
+	inv   uint64
+	lim   uint64
+}
+
+func newExactDivider(g uint64) exactDivider {
+	shift := uint(bits.TrailingZeros64(g))
+	d := g >> shift
+	inv := d // correct to 3 bits for odd d; each Newton step doubles that
+	for range 5 {
+		inv *= 2 - d*inv
 	}
-	return a
+	return exactDivider{shift: shift, mask: 1<<shift - 1, inv: inv, lim: math.MaxUint64 / d}
+}
+
+func (v exactDivider) divides(x uint64) bool {
+	return x&v.mask == 0 && (x>>v.shift)*v.inv <= v.lim
+}
+
+// div returns x/g for a multiple x of g.
+func (v exactDivider) div(x uint64) uint64 { return (x >> v.shift) * v.inv }
+
+// gcd is the binary (Stein's) greatest common divisor: shifts and subtractions, no
+// division.
+func gcd(a, b uint64) uint64 {
+	if a == 0 {
+		return b
+	}
+	if b == 0 {
+		return a
+	}
+	shift := bits.TrailingZeros64(a | b)
+	a >>= bits.TrailingZeros64(a)
+	for b != 0 {
+		b >>= bits.TrailingZeros64(b)
+		if a > b {
+			a, b = b, a
+		}
+		b -= a
+	}
+	return a << shift
 }
 
 // packedIntsSize is the encoded size of n values with stats s in layout l.
@@ -100,7 +157,7 @@ func appendInts(dst []byte, xs []int64, s intStats, l intLayout) []byte {
 	if w == 0 {
 		return dst
 	}
-	div := s.divisor
+	dv := newExactDivider(s.divisor)
 	switch l {
 	case intBytePlanes:
 		nb := int((w + 7) / 8)
@@ -108,32 +165,17 @@ func appendInts(dst []byte, xs []int64, s intStats, l intLayout) []byte {
 		start := len(dst)
 		dst = append(dst, make([]byte, nb*n)...)
 		planes := dst[start:]
-		if div == 1 {
-			for k := range nb {
-				p, sh := planes[k*n:(k+1)*n], uint(8*k)
-				for i, x := range xs {
-					p[i] = byte(uint64(x-s.base) >> sh)
-				}
-			}
-		} else {
-			for k := range nb {
-				p, sh := planes[k*n:(k+1)*n], uint(8*k)
-				for i, x := range xs {
-					p[i] = byte(uint64(x-s.base) / div >> sh)
-				}
+		for k := range nb {
+			p, sh := planes[k*n:(k+1)*n], uint(8*k)
+			for i, x := range xs {
+				p[i] = byte(dv.div(uint64(x-s.base)) >> sh)
 			}
 		}
 	default:
 		var bw bitWriter
 		bw.reset(dst)
-		if div == 1 {
-			for _, x := range xs {
-				bw.writeBits(uint64(x-s.base), w)
-			}
-		} else {
-			for _, x := range xs {
-				bw.writeBits(uint64(x-s.base)/div, w)
-			}
+		for _, x := range xs {
+			bw.writeBits(dv.div(uint64(x-s.base)), w)
 		}
 		dst = bw.finish()
 	}
@@ -175,21 +217,35 @@ func decodeInts(dst []int64, src []byte, n int) ([]int64, []byte, error) {
 	data, rest := d.b[:need], d.b[need:]
 	ubase := uint64(base)
 	if l == intBytePlanes {
-		// Plane by plane: each pass streams one plane, which vectorizes well.
+		// One and two planes (most decimal and delta streams) in a single pass; wider
+		// values plane by plane, each pass streaming one plane.
 		nb := int((w + 7) / 8)
-		p0 := data[:n]
-		for i := range out {
-			out[i] = int64(p0[i])
-		}
-		for k := 1; k < nb; k++ {
-			pk := data[k*n : (k+1)*n]
-			sh := uint(8 * k)
+		switch nb {
+		case 1:
+			p0 := data[:n]
 			for i := range out {
-				out[i] |= int64(pk[i]) << sh
+				out[i] = int64(ubase + uint64(p0[i])*div)
 			}
-		}
-		for i := range out {
-			out[i] = int64(ubase + uint64(out[i])*div)
+		case 2:
+			p0, p1 := data[:n], data[n:2*n]
+			for i := range out {
+				out[i] = int64(ubase + (uint64(p0[i])|uint64(p1[i])<<8)*div)
+			}
+		default:
+			p0 := data[:n]
+			for i := range out {
+				out[i] = int64(p0[i])
+			}
+			for k := 1; k < nb; k++ {
+				pk := data[k*n : (k+1)*n]
+				sh := uint(8 * k)
+				for i := range out {
+					out[i] |= int64(pk[i]) << sh
+				}
+			}
+			for i := range out {
+				out[i] = int64(ubase + uint64(out[i])*div)
+			}
 		}
 		return dst, rest, nil
 	}

@@ -334,7 +334,7 @@ func (e *blockEncoder) appendTs(dst []byte, ts []int64) (TsEncoding, []byte) {
 		}
 		start := len(dst)
 		dst = zstdCompress(dst, e.scratch)
-		if len(dst)-start < bestSize {
+		if float64(len(dst)-start) <= float64(bestSize)*(1-zstdGain) {
 			return TsDeltaPacked | TsZstd, dst
 		}
 		dst = dst[:start]

@@ -198,6 +198,9 @@ func decodeValueRaw(dst []float64, src []byte, n int) ([]float64, error) {
 // gorillaTryBytes: above this many bytes a value for decimal, gorilla is worth a try.
 const gorillaTryBytes = 4
 
+// gorillaGain is the fraction of the best other encoding that gorilla must save.
+const gorillaGain = 0.10
+
 // appendValues chooses and writes the value encoding of one v2 block. The decision rule
 // (docs/format/series.md, "Decision rule"):
 //
@@ -205,8 +208,9 @@ const gorillaTryBytes = 4
 //  2. otherwise the smallest of decimal (when at most half the values are exceptions),
 //     raw, and gorilla (tried only when decimal is out or above gorillaTryBytes a
 //     value);
-//  3. when that is at least zstdMinBytes, also decimal in byte planes through zstd (or raw
-//     through zstd when decimal does not apply), kept only if smaller.
+//  3. when that is at least zstdMinBytes and the byte planes' entropy says it can win,
+//     also decimal in byte planes through zstd (or raw through zstd when decimal does not
+//     apply), kept if it saves zstdGain.
 //
 // Ties keep the earlier candidate.
 func (e *blockEncoder) appendValues(dst []byte, vals []float64) (ValueEncoding, []byte) {
@@ -236,7 +240,9 @@ func (e *blockEncoder) appendValues(dst []byte, vals []float64) (ValueEncoding, 
 	// is tried only when decimal is out or costs more than gorillaTryBytes a value.
 	if !decOK || bestSize > gorillaTryBytes*n {
 		e.gorilla = appendGorilla(e.gorilla[:0], vals)
-		if s := len(e.gorilla); s < bestSize {
+		// Gorilla decodes several times slower than the others (a bit at a time), so it
+		// must save gorillaGain to be chosen.
+		if s := len(e.gorilla); float64(s) < float64(bestSize)*(1-gorillaGain) {
 			best, bestSize = ValueGorilla, s
 		}
 	}
@@ -255,7 +261,7 @@ func (e *blockEncoder) appendValues(dst []byte, vals []float64) (ValueEncoding, 
 		}
 		start := len(dst)
 		dst = zstdCompress(dst, e.scratch)
-		if len(dst)-start < bestSize {
+		if float64(len(dst)-start) <= float64(bestSize)*(1-zstdGain) {
 			if decOK {
 				return ValueDecimal | ValueZstd, dst
 			}

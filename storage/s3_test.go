@@ -180,7 +180,7 @@ func TestS3ThroughFaultProxy(t *testing.T) {
 	if dropPut.Hits() == 0 || dropDone.Hits() == 0 {
 		t.Fatalf("the ambiguous-outcome faults never fired: put %d, complete %d", dropPut.Hits(), dropDone.Hits())
 	}
-	// Exactly one retry per fault of the kinds only the proxy makes.
+	// Exactly one retry per fault the proxy answers itself: those are deterministic.
 	check := func(reason storage.Reason, want int) {
 		t.Helper()
 		if got := rs.Get(reason); got != int64(want) {
@@ -192,14 +192,19 @@ func TestS3ThroughFaultProxy(t *testing.T) {
 	}
 	check(storage.ReasonSlowDown, px.Hits(s3test.SlowDown))
 	check(storage.ReasonThrottled, px.Hits(s3test.TooManyRequests))
-	check(storage.ReasonServer, px.Hits(s3test.InternalError))
+	// A 5xx retry is an injected 500, or a 502 the proxy sends when its own connection
+	// to the server broke (keep-alive races on a loaded machine): between the two.
+	if got, lo := rs.Server, int64(px.Hits(s3test.InternalError)); got < lo || got > lo+int64(px.BadGateway()) || lo == 0 {
+		t.Errorf("5xx retries: got %d, want %d injected 500s plus at most %d 502s", got, lo, px.BadGateway())
+	}
 	// A cut connection is a conn_reset retry, a stalled body a timeout retry. On a loaded
 	// machine the 1s idle watchdog may also fire on a slow body, or before a cut arrives,
-	// turning a conn_reset into a timeout: so the sum is a lower bound, and resets are
-	// at most the cuts.
+	// turning a conn_reset into a timeout, and a reused idle connection may be reset by
+	// the proxy: so the sum is at least the faults, and a retry storm (more than two per
+	// fault) fails.
 	drops := px.Hits(s3test.Drop) + px.Hits(s3test.DropResponse) + px.Hits(s3test.DropMidBody)
 	stalls := px.Hits(s3test.Stall)
-	if rs.ConnReset > int64(drops) || rs.ConnReset+rs.Timeout < int64(drops+stalls) || drops == 0 || stalls == 0 {
+	if sum := rs.ConnReset + rs.Timeout; sum < int64(drops+stalls) || sum > 2*int64(drops+stalls) || drops == 0 || stalls == 0 {
 		t.Errorf("conn_reset %d and timeout %d retries do not match %d cut connections and %d stalled bodies",
 			rs.ConnReset, rs.Timeout, drops, stalls)
 	}
