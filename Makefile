@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test race bench demo fmt vet lint tools
+.PHONY: all build test race bench bench-codec demo fmt vet lint tools
 
 all: build
 
@@ -28,6 +28,11 @@ race: tools
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./columnar/ ./encoder/ ./ingest/...
+
+# Series file codec against Prometheus XOR and zstd Parquet; its own module keeps
+# Prometheus out of the product's dependencies.
+bench-codec:
+	cd bench/codec && $(GO) run .
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
