@@ -15,6 +15,29 @@ func TestWorkedExamples(t *testing.T) {
 		}
 	}
 	f("dod", appendTsDoD(nil, []int64{1000, 1010, 1020, 1031}), []byte{0x85, 0x20, 0x20})
+
+	// delta-rle: 100 points every 15 s with one missed scrape, through the writer's choice.
+	ts := []int64{0}
+	for i := 1; i < 100; i++ {
+		d := int64(15000)
+		if i == 51 {
+			d = 30000
+		}
+		ts = append(ts, ts[i-1]+d)
+	}
+	var e blockEncoder
+	e.version = Version2
+	enc, got := e.appendTs(nil, ts)
+	if enc != TsDeltaRLE {
+		t.Fatalf("rle example encoded as %s", enc)
+	}
+	f("delta-rle", got, []byte{0x98, 0x75, 0x32, 0xb0, 0xea, 0x01, 0x01, 0x98, 0x75, 0x30})
+
+	venc, vgot := e.appendValues(nil, []float64{0.5, 0.25, 1.75, 2})
+	if venc != ValueDecimal {
+		t.Fatalf("decimal example encoded as %s", venc)
+	}
+	f("decimal", vgot, []byte{0x02, 0x00, 0x00, 0x00, 0x32, 0x19, 0x03, 0x23, 0x70})
 }
 
 func TestTsDoDBuckets(t *testing.T) {
