@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // A frame's raw (decompressed) payload holds whole groups: one group is the points of one
@@ -122,6 +123,13 @@ type Columns struct {
 
 // Len is the number of rows.
 func (c *Columns) Len() int { return len(c.Ts) }
+
+// grow makes room for n rows in every column.
+func (c *Columns) grow(n int) {
+	c.Org, c.Metric, c.Context = slices.Grow(c.Org, n), slices.Grow(c.Metric, n), slices.Grow(c.Context, n)
+	c.Ts, c.Value, c.RecordTs = slices.Grow(c.Ts, n), slices.Grow(c.Value, n), slices.Grow(c.RecordTs, n)
+	c.Topic, c.Partition, c.Offset = slices.Grow(c.Topic, n), slices.Grow(c.Partition, n), slices.Grow(c.Offset, n)
+}
 
 // Reset empties c, keeping capacity.
 func (c *Columns) Reset() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -22,6 +23,9 @@ type ReadOptions struct {
 	Readers int
 	// BatchRows is the target rows per record batch (default DefaultBatchRows).
 	BatchRows int
+	// FetchBytes caps one coalesced ranged GET on object stores (default
+	// DefaultFetchBytes). Local stores map the file instead.
+	FetchBytes int64
 	// Window keeps only points with ts inside it (the zero Window means AllTime).
 	Window Window
 	// SkipCorrupt counts and skips corrupt frames instead of failing.
@@ -32,27 +36,13 @@ type ReadOptions struct {
 	Tags func(k SeriesKey, src Source, tags []string)
 }
 
-// FrameStats counts what decoding saw.
-type FrameStats struct {
-	Frames, CorruptFrames uint64
-	RowsIn, RowsOut       uint64
-	OutOfWindow           uint64
-	Bytes                 uint64
-}
-
-func (s *FrameStats) add(o FrameStats) {
-	s.Frames += o.Frames
-	s.CorruptFrames += o.CorruptFrames
-	s.RowsIn += o.RowsIn
-	s.RowsOut += o.RowsOut
-	s.OutOfWindow += o.OutOfWindow
-	s.Bytes += o.Bytes
-}
-
 // PointReader is an array.RecordReader over the points of a set of splits, decoded by
 // parallel goroutines. Batches arrive in no particular order. Each record is valid until
 // the next call to Next; its memory returns to the reader's pool when every holder (the
 // reader and, for DuckDB, the exported C array) has released it.
+//
+// Memory is bounded: see MemoryStats. Batches are handed over unbuffered, so a reader
+// that is ahead of the consumer waits instead of piling up batches.
 type PointReader struct {
 	refs   atomic.Int64
 	cancel context.CancelFunc
@@ -62,8 +52,10 @@ type PointReader struct {
 	wg     sync.WaitGroup
 	cur    arrow.RecordBatch
 	pool   batchPool
+	mem    memMeter
 	statMu sync.Mutex
 	stats  FrameStats
+	memory MemoryStats
 }
 
 var _ array.RecordReader = (*PointReader)(nil)
@@ -76,12 +68,19 @@ func NewPointReader(ctx context.Context, st storage.Store, splits []Split, topic
 	if opt.BatchRows <= 0 {
 		opt.BatchRows = DefaultBatchRows
 	}
+	if opt.FetchBytes <= 0 {
+		opt.FetchBytes = DefaultFetchBytes
+	}
 	if opt.Window == (Window{}) {
 		opt.Window = AllTime
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &PointReader{cancel: cancel, out: make(chan *batch, opt.Readers)}
+	r := &PointReader{cancel: cancel, out: make(chan *batch)}
 	r.refs.Store(1)
+	r.memory = memoryBound(st, splits, opt)
+	// A batch takes a whole frame past BatchRows at most, so sizing it for that once
+	// means its columns never grow.
+	r.pool = batchPool{rows: int(r.memory.BatchBytes / pointBytes), mem: &r.mem}
 	work := make(chan int)
 	go func() {
 		defer close(work)
@@ -107,53 +106,106 @@ func NewPointReader(ctx context.Context, st storage.Store, splits []Split, topic
 	return r
 }
 
+// pointBytes is the size of one row across the point schema's columns.
+const pointBytes = 4 + 8 + 8 + 8 + 8 + 8 + 2 + 4 + 8
+
+// memoryBound works out the buffers the reader will need for splits.
+func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats {
+	var maxLen, maxRaw, maxRows, maxExtent uint64
+	for i := range splits {
+		sp := &splits[i]
+		for _, f := range sp.Frames {
+			maxLen = max(maxLen, uint64(f.Length))
+			maxRaw = max(maxRaw, uint64(f.RawLength))
+			maxRows = max(maxRows, uint64(f.Rows))
+		}
+		if len(sp.Frames) > 0 {
+			maxExtent = max(maxExtent, sp.End()-sp.Start())
+		}
+	}
+	m := MemoryStats{Readers: opt.Readers, FetchBytes: int64(maxLen), LargestRaw: int64(maxRaw)}
+	if _, local := st.(storage.LocalFiler); !local || !mmapSupported {
+		// One GET spans up to FetchBytes of neighbouring frames (and the gaps between).
+		m.FetchBytes = max(m.FetchBytes, min(opt.FetchBytes, int64(maxExtent)))
+	}
+	rows := uint64(opt.BatchRows)
+	if maxRows > 0 {
+		rows += maxRows - 1
+	}
+	m.BatchBytes = int64(rows) * pointBytes
+	m.BoundBytes = int64(m.Readers)*(m.FetchBytes+m.LargestRaw+m.BatchBytes) + m.BatchBytes
+	return m
+}
+
 func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Split, topics map[string]uint16, opt ReadOptions, work <-chan int) error {
-	dec := NewFrameDecoder()
-	defer dec.Close()
 	var local FrameStats
+	dec := NewFrameDecoder()
+	dec.mem = &r.mem
+	fetch := newFetcher(st, opt.FetchBytes, &r.mem, &local)
 	defer func() {
+		dec.Close()
+		r.mem.add(-int64(cap(dec.raw)))
+		if rf, ok := fetch.(*rangeFetcher); ok {
+			r.mem.add(-int64(cap(rf.buf)))
+		}
 		r.statMu.Lock()
 		r.stats.add(local)
 		r.statMu.Unlock()
 	}()
-	var buf []byte
 	b := r.pool.get()
 	send := func() bool {
+		t := time.Now()
+		ok := false
 		select {
 		case r.out <- b:
-			b = r.pool.get()
-			return true
+			b, ok = r.pool.get(), true
 		case <-ctx.Done():
-			return false
 		}
+		local.Timers.Read -= time.Since(t) // waiting for the consumer is not reading
+		return ok
 	}
 	defer func() {
 		if b != nil {
 			r.pool.put(b)
 		}
 	}()
+	start := time.Now()
+	defer func() { local.Timers.Read += time.Since(start) }()
 	for i := range work {
-		sp := &splits[i]
-		var err error
-		buf, err = ReadSplitBytes(ctx, st, sp, buf)
-		if err != nil {
+		if err := r.readSplit(ctx, dec, fetch, &splits[i], topics, opt, &b, send, &local); err != nil {
 			return err
-		}
-		local.Bytes += uint64(len(buf))
-		topic := topics[sp.Seg.Header.Topic]
-		base := sp.Start()
-		for _, f := range sp.Frames {
-			fb := buf[f.Offset-base : f.Offset-base+uint64(f.Length)]
-			if err := dec.DecodeFrame(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, &b.Columns, &local, opt.Tags); err != nil {
-				return err
-			}
-			if b.Len() >= opt.BatchRows && !send() {
-				return ctx.Err()
-			}
 		}
 	}
 	if b.Len() > 0 && !send() {
 		return ctx.Err()
+	}
+	return nil
+}
+
+// readSplit decodes the frames of sp into *b, handing b over with send whenever it holds
+// BatchRows rows.
+func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fetcher, sp *Split, topics map[string]uint16, opt ReadOptions, b **batch, send func() bool, st *FrameStats) error {
+	t := time.Now()
+	err := fetch.start(ctx, sp)
+	st.Timers.Fetch += time.Since(t)
+	if err != nil {
+		return err
+	}
+	defer fetch.done()
+	topic := topics[sp.Seg.Header.Topic]
+	for j, f := range sp.Frames {
+		t := time.Now()
+		fb, err := fetch.frame(ctx, j)
+		st.Timers.Fetch += time.Since(t)
+		if err != nil {
+			return err
+		}
+		if err := dec.DecodeFrame(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, &(*b).Columns, st, opt.Tags); err != nil {
+			return err
+		}
+		if (*b).Len() >= opt.BatchRows && !send() {
+			return ctx.Err()
+		}
 	}
 	return nil
 }
@@ -166,11 +218,19 @@ func (r *PointReader) setErr(err error) {
 	}
 }
 
-// Stats returns the decode counts; complete once Next has returned false.
+// Stats returns the decode counts and timers; complete once Next has returned false.
 func (r *PointReader) Stats() FrameStats {
 	r.statMu.Lock()
 	defer r.statMu.Unlock()
 	return r.stats
+}
+
+// ReadStats returns counts, timers, the memory bound and the measured peak; complete
+// once Next has returned false.
+func (r *PointReader) ReadStats() ReadStats {
+	s := ReadStats{FrameStats: r.Stats(), Memory: r.memory}
+	s.Memory.PeakBytes = r.mem.peak.Load()
+	return s
 }
 
 // Schema implements array.RecordReader.
@@ -232,18 +292,36 @@ type batch struct {
 	pool *batchPool
 }
 
-type batchPool struct{ p sync.Pool }
+// batchPool keeps released batches for reuse. It is a plain free list, not a sync.Pool,
+// so a GC never drops warm batches (a dropped batch would be reallocated: garbage and
+// allocations per batch). It holds at most the batches that were ever out at once.
+type batchPool struct {
+	mu   sync.Mutex
+	free []*batch
+	rows int // capacity of every batch's columns
+	mem  *memMeter
+}
 
 func (p *batchPool) get() *batch {
-	if b, ok := p.p.Get().(*batch); ok {
+	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
 		return b
 	}
-	return &batch{pool: p}
+	p.mu.Unlock()
+	b := &batch{pool: p}
+	b.grow(p.rows)
+	p.mem.add(int64(p.rows) * pointBytes)
+	return b
 }
 
 func (p *batchPool) put(b *batch) {
 	b.Reset()
-	p.p.Put(b)
+	p.mu.Lock()
+	p.free = append(p.free, b)
+	p.mu.Unlock()
 }
 
 // Allocate implements memory.Allocator; batches never allocate through arrow.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -104,13 +105,20 @@ func ListSegments(ctx context.Context, st storage.Store) ([]*Segment, error) {
 	return segs, nil
 }
 
-// Split is a contiguous byte range of one segment and the frames that start inside it.
+// DefaultSplitBytes is the default size of the byte range one reader takes.
+const DefaultSplitBytes = 1 << 30
+
+// Split is the byte range [From, To) of one segment and the planned frames that start
+// inside it. A frame belongs to the split its first byte falls in, so however the file is
+// cut, every frame is owned by exactly one split and read exactly once; a frame may run
+// past To. Frames are in file order.
 type Split struct {
-	Seg    *Segment
-	Frames []FrameInfo
+	Seg      *Segment
+	From, To uint64
+	Frames   []FrameInfo
 }
 
-// Start and End bound the split's bytes.
+// Start and End bound the bytes of the split's frames.
 func (s *Split) Start() uint64 { return s.Frames[0].Offset }
 func (s *Split) End() uint64 {
 	f := s.Frames[len(s.Frames)-1]
@@ -143,36 +151,48 @@ func (w Window) Overlaps(lo, hi int64) bool { return hi >= w.From && w.Contains(
 // Covers reports whether [lo, hi] (inclusive) lies inside the window.
 func (w Window) Covers(lo, hi int64) bool { return w.Contains(lo) && w.Contains(hi) }
 
-// PlanSplits picks shard's frames that overlap win from segs and cuts them into splits
-// of at most splitBytes (a single frame may exceed it). A split's frames are contiguous
-// in the file, so each split is read with one ranged GET.
+// PlanSplits cuts every segment of segs into byte ranges [k·splitBytes, (k+1)·splitBytes)
+// (splitBytes ≤ 0 means DefaultSplitBytes) and keeps, in each range, the frames of shard
+// that start there and whose [MinTs, MaxTs] overlaps win. Only the footer is used: no
+// frame is read to plan. Ranges without such frames are dropped.
 func PlanSplits(segs []*Segment, shard string, win Window, splitBytes int64) []Split {
+	if splitBytes <= 0 {
+		splitBytes = DefaultSplitBytes
+	}
+	step := uint64(splitBytes)
 	var out []Split
 	for _, s := range segs {
-		si := -1
-		for i, name := range s.Footer.Shards {
-			if name == shard {
-				si = i
-				break
-			}
-		}
+		si := s.Footer.shardIndex(shard)
 		if si < 0 {
 			continue
 		}
 		var cur *Split
 		for _, f := range s.Footer.Frames {
 			if f.Shard != uint32(si) || !win.Overlaps(f.MinTs, f.MaxTs) {
-				cur = nil // a gap: the next frame starts a new ranged read
 				continue
 			}
-			if cur == nil || int64(f.Offset+uint64(f.Length)-cur.Start()) > splitBytes {
-				out = append(out, Split{Seg: s})
+			if cur == nil || f.Offset >= cur.To {
+				from := f.Offset / step * step
+				out = append(out, Split{Seg: s, From: from, To: min(from+step, uint64(s.Size))})
+				if from+step < from { // a split size near 2^64 wraps: one split to the end
+					out[len(out)-1].To = uint64(s.Size)
+				}
 				cur = &out[len(out)-1]
 			}
 			cur.Frames = append(cur.Frames, f)
 		}
 	}
 	return out
+}
+
+// shardIndex returns the index of shard in f.Shards, or -1.
+func (f *Footer) shardIndex(shard string) int {
+	for i, name := range f.Shards {
+		if name == shard {
+			return i
+		}
+	}
+	return -1
 }
 
 // Topics returns the sorted topic names of segs and each topic's id (its rank), which
@@ -199,6 +219,7 @@ func Topics(segs []*Segment) map[string]uint16 {
 type FrameDecoder struct {
 	zd  *zstd.Decoder
 	raw []byte
+	mem *memMeter // counts raw's growth, when not nil
 }
 
 // NewFrameDecoder returns a decoder with its own zstd state.
@@ -213,24 +234,32 @@ func NewFrameDecoder() *FrameDecoder {
 // Close releases the zstd decoder.
 func (d *FrameDecoder) Close() { d.zd.Close() }
 
-// Decode validates the frame whose bytes (frame header included) are b against its footer
-// entry and returns a view of its decompressed payload, valid until the next Decode.
-func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte) (frameView, error) {
+// decode validates the frame whose bytes (frame header included) are b against its footer
+// entry and returns a view of its decompressed payload, valid until the next decode.
+func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte, t *ReadTimers) (frameView, error) {
 	if len(b) != int(info.Length) {
-		return frameView{}, corrupt(key, info.Offset, "frame: have %d bytes, footer says %d", len(b), info.Length)
+		return frameView{}, corrupt(key, info.Offset, "frame: have %d bytes, footer says %d (truncated)", len(b), info.Length)
 	}
 	clen := binary.LittleEndian.Uint32(b)
 	if clen != info.Length-FrameHeaderSize {
-		return frameView{}, corrupt(key, info.Offset, "frame: length field %d, footer says %d", clen, info.Length-FrameHeaderSize)
+		return frameView{}, corrupt(key, info.Offset, "frame: bad length: length field %d, footer says %d", clen, info.Length-FrameHeaderSize)
 	}
 	comp := b[FrameHeaderSize:]
-	if got, want := crc(comp), binary.LittleEndian.Uint32(b[4:]); got != want {
-		return frameView{}, corrupt(key, info.Offset, "frame: crc32c %08x, want %08x", got, want)
+	t0 := time.Now()
+	sum := crc(comp)
+	t1 := time.Now()
+	t.Verify += t1.Sub(t0)
+	if want := binary.LittleEndian.Uint32(b[4:]); sum != want {
+		return frameView{}, corrupt(key, info.Offset, "frame: bad crc32c %08x, want %08x", sum, want)
 	}
 	if cap(d.raw) < int(info.RawLength) {
+		if d.mem != nil {
+			d.mem.add(int64(info.RawLength) - int64(cap(d.raw)))
+		}
 		d.raw = make([]byte, 0, info.RawLength)
 	}
 	raw, err := d.zd.DecodeAll(comp, d.raw[:0])
+	t.Decompress += time.Since(t1)
 	if err != nil {
 		return frameView{}, corrupt(key, info.Offset, "frame: zstd: %v", err)
 	}
@@ -248,7 +277,7 @@ func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte) (frameView, 
 	return v, nil
 }
 
-// ReadSplitBytes fetches the bytes of a split with one ranged read into dst.
+// ReadSplitBytes fetches the bytes of a split's frames with one ranged read into dst.
 func ReadSplitBytes(ctx context.Context, st storage.Store, sp *Split, dst []byte) ([]byte, error) {
 	b, err := storage.ReadRange(ctx, st, sp.Seg.Key, int64(sp.Start()), int64(sp.End()-sp.Start()), dst)
 	if err != nil {
@@ -260,10 +289,11 @@ func ReadSplitBytes(ctx context.Context, st storage.Store, sp *Split, dst []byte
 // DecodeFrame decodes one frame of sp, whose bytes (frame header included) are b, and
 // appends its rows inside win to c. A corrupt frame returns a *CorruptError naming the
 // segment and offset; with skipCorrupt it is counted and skipped instead. tags, when not
-// nil, is called for every group that carries tags.
+// nil, is called for every group that carries tags. After warm-up (c and the decoder's
+// buffers large enough) it does not allocate.
 func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, c *Columns, st *FrameStats, tags func(k SeriesKey, src Source, tags []string)) error {
 	st.Frames++
-	v, err := d.decode(sp.Seg.Key, f, b)
+	v, err := d.decode(sp.Seg.Key, f, b, &st.Timers)
 	if err == nil && tags != nil {
 		if terr := v.groupTags(sp.Seg.Header.Topic, sp.Seg.Header.Partition, tags); terr != nil {
 			err = corrupt(sp.Seg.Key, f.Offset, "%v", terr)
@@ -276,6 +306,8 @@ func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint1
 		}
 		return err
 	}
+	t := time.Now()
+	defer func() { st.Timers.Decode += time.Since(t) }()
 	start := c.Len()
 	v.appendRows(c, topic, sp.Seg.Header.Partition)
 	st.RowsIn += uint64(v.rows)
