@@ -57,6 +57,8 @@ type demoSummary struct {
 	Stages           map[string]float64 `json:"stage_seconds"`
 	Check            string             `json:"check"`
 	Mismatches       []string           `json:"mismatches,omitempty"`
+	// Retries are the store's request retries by reason over the whole demo (S3 only).
+	Retries *storage.RetryStats `json:"store_retries,omitempty"`
 }
 
 func newDemoCmd() *cobra.Command {
@@ -126,7 +128,7 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 		}
 		o.storeURL = "file://" + dir
 	}
-	st, err := storage.Open(ctx, o.storeURL)
+	st, err := openStore(ctx, o.storeURL)
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +203,7 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 		return sum, err
 	}
 	stage("check", start)
+	sum.Retries = storeRetries(st)
 	sum.Check = "passed"
 	if len(sum.Mismatches) > 0 {
 		sum.Check = "FAILED"
@@ -357,6 +360,10 @@ func (s *demoSummary) print(w io.Writer) {
 	fmt.Fprintf(w, "  run               %d shard windows, %d redelivered points removed\n", s.ShardRuns, s.DuplicatesRemove)
 	fmt.Fprintf(w, "  series files      %d points in %d series, %d bytes = %.2f bytes/point\n", s.PointsOut, s.SeriesOut, s.BytesOut, s.BytesPerPoint)
 	fmt.Fprintf(w, "  seconds           produce %.1f, sink %.1f, run %.1f, check %.1f\n", s.Stages["produce"], s.Stages["sink"], s.Stages["run"], s.Stages["check"])
+	if s.Retries != nil {
+		fmt.Fprint(w, "  ")
+		printRetries(w, *s.Retries)
+	}
 	fmt.Fprintf(w, "  check             %s", s.Check)
 	if s.Check == "passed" {
 		fmt.Fprintf(w, ": every distinct (series, ts) appears exactly once with its latest value\n")

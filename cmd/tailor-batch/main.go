@@ -47,7 +47,9 @@ func newRoot() *cobra.Command {
 	var stopProfile func()
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file (go tool pprof)")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	storeOpts := storeOptionFlags(root.PersistentFlags())
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		cmd.SetContext(withStoreOptions(cmd.Context(), *storeOpts))
 		if cpuProfile == "" {
 			return nil
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 func newRunCmd() *cobra.Command {
@@ -73,6 +74,7 @@ are aligned to the Unix epoch. Without --window, every window that has data is r
 			start := time.Now()
 			reports, runErr := query.RunAll(ctx, opt)
 			sum := summarize(reports, time.Since(start))
+			sum.Retries = storeRetries(st)
 			if jsonOut {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -117,6 +119,9 @@ type runSummary struct {
 	BytesPerPoint float64            `json:"bytes_per_point"`
 	Seconds       float64            `json:"seconds"`
 	StageSeconds  map[string]float64 `json:"stage_seconds"`
+	// Retries are the store's request retries by reason (S3 only; nil for stores that
+	// never retry).
+	Retries *storage.RetryStats `json:"store_retries,omitempty"`
 }
 
 func summarize(reports []*query.Report, elapsed time.Duration) runSummary {
@@ -158,4 +163,7 @@ func (s runSummary) print(w io.Writer) {
 		fmt.Fprintf(w, " %s=%.2f", k, s.StageSeconds[k])
 	}
 	fmt.Fprintln(w)
+	if s.Retries != nil {
+		printRetries(w, *s.Retries)
+	}
 }
