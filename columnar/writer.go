@@ -195,27 +195,35 @@ func (w *SegmentWriter) seal(si uint32) error {
 	if b.groups() == 0 {
 		return nil
 	}
-	w.raw = b.marshal(w.raw[:0])
-	if len(w.raw) > MaxFrameBytes {
-		return fmt.Errorf("BUG: frame of %d raw bytes exceeds %d", len(w.raw), MaxFrameBytes)
+	info, data, err := b.encode(&w.raw)
+	if err != nil {
+		return err
 	}
-	data := make([]byte, FrameHeaderSize, FrameHeaderSize+len(w.raw)/2)
-	data = zstdEncoder.EncodeAll(w.raw, data)
-	comp := data[FrameHeaderSize:]
-	binary.LittleEndian.PutUint32(data, uint32(len(comp)))
-	binary.LittleEndian.PutUint32(data[4:], crc(comp))
-	w.sealed[si] = append(w.sealed[si], sealedFrame{
-		info: FrameInfo{
-			Length: uint32(len(data)), RawLength: uint32(len(w.raw)), Shard: si,
-			Rows: uint32(b.rows()), Groups: uint32(b.groups()),
-			MinTs: b.minTs, MaxTs: b.maxTs, MinOffset: b.minOffset, MaxOffset: b.maxOffset,
-			MinRecordTs: b.minRecordTs, MaxRecordTs: b.maxRecordTs,
-		},
-		data: data,
-	})
+	info.Shard = si
+	w.sealed[si] = append(w.sealed[si], sealedFrame{info: info, data: data})
 	w.bytes += int64(len(data)) - int64(16*b.rows())
 	b.reset()
 	return nil
+}
+
+// encode compresses the builder's groups into a frame (frame header included) and
+// returns its footer entry, without Offset and Shard. *raw is scratch space, reused.
+func (b *frameBuilder) encode(raw *[]byte) (FrameInfo, []byte, error) {
+	*raw = b.marshal((*raw)[:0])
+	if len(*raw) > MaxFrameBytes {
+		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes exceeds %d", len(*raw), MaxFrameBytes)
+	}
+	data := make([]byte, FrameHeaderSize, FrameHeaderSize+len(*raw)/2)
+	data = zstdEncoder.EncodeAll(*raw, data)
+	comp := data[FrameHeaderSize:]
+	binary.LittleEndian.PutUint32(data, uint32(len(comp)))
+	binary.LittleEndian.PutUint32(data[4:], crc(comp))
+	return FrameInfo{
+		Length: uint32(len(data)), RawLength: uint32(len(*raw)),
+		Rows: uint32(b.rows()), Groups: uint32(b.groups()),
+		MinTs: b.minTs, MaxTs: b.maxTs, MinOffset: b.minOffset, MaxOffset: b.maxOffset,
+		MinRecordTs: b.minRecordTs, MaxRecordTs: b.maxRecordTs,
+	}, data, nil
 }
 
 // Key is the segment's object key.
@@ -245,36 +253,68 @@ func (w *SegmentWriter) WriteTo(out io.Writer) (int64, error) {
 		}
 		return 0
 	})
-	ft := Footer{EndOffset: w.EndOffset(), Records: w.records, Rejected: w.rejected, Collapsed: w.collapsed, Rows: w.rows}
-	hdr := w.hdr.Marshal(nil)
-	n, err := out.Write(hdr)
-	total := int64(n)
+	ss, err := newSegmentStream(out, &w.hdr)
 	if err != nil {
-		return total, fmt.Errorf("write segment header: %w", err)
+		return ss.off, err
 	}
 	for newIdx, si := range order {
-		ft.Shards = append(ft.Shards, w.names[si])
+		ss.ft.Shards = append(ss.ft.Shards, w.names[si])
 		for _, f := range w.sealed[si] {
-			f.info.Offset = uint64(total)
 			f.info.Shard = uint32(newIdx)
-			ft.Frames = append(ft.Frames, f.info)
-			n, err := out.Write(f.data)
-			total += int64(n)
-			if err != nil {
-				return total, fmt.Errorf("write segment frame at %d: %w", f.info.Offset, err)
+			if err := ss.frame(f.info, f.data); err != nil {
+				return ss.off, err
 			}
 		}
 		w.sealed[si] = nil
 	}
-	footer := ft.Marshal(nil)
+	ss.ft.EndOffset, ss.ft.Records, ss.ft.Rejected = w.EndOffset(), w.records, w.rejected
+	ss.ft.Collapsed, ss.ft.Rows = w.collapsed, w.rows
+	return ss.finish()
+}
+
+// segmentStream writes a segment front to back (header, frames, footer, trailer) and
+// keeps only the footer index in memory, so a segment of any size streams through it.
+// Offsets are 64-bit throughout: a segment may be far larger than 4 GiB.
+type segmentStream struct {
+	out io.Writer
+	off int64
+	ft  Footer
+}
+
+func newSegmentStream(out io.Writer, h *Header) (*segmentStream, error) {
+	s := &segmentStream{out: out}
+	n, err := out.Write(h.Marshal(nil))
+	s.off = int64(n)
+	if err != nil {
+		return s, fmt.Errorf("write segment header: %w", err)
+	}
+	return s, nil
+}
+
+// frame writes data (frame header included) at the current offset and indexes it;
+// info.Offset is set here. Frames of one shard must be written together.
+func (s *segmentStream) frame(info FrameInfo, data []byte) error {
+	info.Offset = uint64(s.off)
+	s.ft.Frames = append(s.ft.Frames, info)
+	n, err := s.out.Write(data)
+	s.off += int64(n)
+	if err != nil {
+		return fmt.Errorf("write segment frame at %d: %w", info.Offset, err)
+	}
+	return nil
+}
+
+// finish writes the footer and the trailer and returns the segment's size.
+func (s *segmentStream) finish() (int64, error) {
+	footer := s.ft.Marshal(nil)
 	if len(footer) > MaxFooterBytes {
-		return total, fmt.Errorf("segment footer of %d bytes is larger than max allowed %d; flush segments earlier", len(footer), MaxFooterBytes)
+		return s.off, fmt.Errorf("segment footer of %d bytes is larger than max allowed %d; flush segments earlier", len(footer), MaxFooterBytes)
 	}
 	footer = marshalTrailer(footer, uint32(len(footer)), crc(footer))
-	n, err = out.Write(footer)
-	total += int64(n)
+	n, err := s.out.Write(footer)
+	s.off += int64(n)
 	if err != nil {
-		return total, fmt.Errorf("write segment footer: %w", err)
+		return s.off, fmt.Errorf("write segment footer: %w", err)
 	}
-	return total, nil
+	return s.off, nil
 }
