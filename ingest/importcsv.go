@@ -147,7 +147,7 @@ func ImportCSV(ctx context.Context, name string, r io.Reader, opt ImportOptions)
 
 func flushSegment(ctx context.Context, st storage.Store, w **columnar.SegmentWriter, stats *ImportStats) error {
 	end := (*w).EndOffset()
-	_, existing, err := storeSegment(ctx, st, *w)
+	_, existing, err := storeSegment(ctx, st, *w, nil)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}

@@ -429,7 +429,18 @@ func (s *Sink) flushLocked(ctx context.Context, k tp, st *partState, reason stri
 			return fmt.Errorf("sink: store rejects %s: %w", key, err)
 		}
 	}
-	size, existing, err := storeSegment(ctx, s.opt.Store, w)
+	var onPause func(error, time.Duration)
+	if reason != "revoke" && reason != "shutdown" {
+		// In the poll loop the sink pauses (polls nothing) and stores the segment again
+		// when the store gave up: never skip. On revoke and shutdown it abandons the
+		// segment instead; its offsets stay uncommitted and the next owner re-consumes.
+		onPause = func(err error, wait time.Duration) {
+			s.metrics.uploadErrors.Inc()
+			s.opt.Logger.Warn("store failed; sink paused, will store the segment again",
+				"key", w.Key(), "wait", wait, "err", err)
+		}
+	}
+	size, existing, err := storeSegment(ctx, s.opt.Store, w, onPause)
 	switch {
 	case existing != nil:
 		// Someone stored this start offset first. Continue the chain from its end.
