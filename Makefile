@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test race bench bench-codec demo fmt vet lint tools
+.PHONY: all build test race bench bench-codec bench-s3 demo demo-s3 fmt vet lint tools
 
 all: build
 
@@ -15,6 +15,11 @@ build:
 # The main job end to end on the embedded defaults (kfake broker, local-directory store).
 demo: build
 	./$(BIN) demo
+
+# The same demo on s3:// against a local S3 server (versitygw from the tool cache, started
+# on a free loopback port and stopped at the end). Demo flags: make demo-s3 ARGS="--series 1000".
+demo-s3: build tools
+	BIN=$(BIN) bash scripts/demo-s3.sh $(ARGS)
 
 # Test servers built once from the Go module proxy into a cache (versitygw, a real S3 API).
 tools:
@@ -28,6 +33,11 @@ race: tools
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./columnar/ ./encoder/ ./ingest/...
+
+# Upload and ranged-read MB/s through Tailor's S3 store beside the aws-sdk-go-v2 transfer
+# manager, on the same objects against a local versitygw, with the tailor/manager ratio.
+bench-s3: tools
+	$(GO) test -run '^$$' -bench 'BenchmarkS3' -benchtime 5x -timeout 20m ./storage/
 
 # Series file codec against Prometheus XOR and zstd Parquet; its own module keeps
 # Prometheus out of the product's dependencies.
