@@ -13,3 +13,19 @@ var GroupSort string
 //
 //go:embed latest.sql
 var Latest string
+
+// Diff is the one-to-one full outer join of the views "new" and "legacy", one row per
+// (series, ts) with its kind (validate.Kind codes).
+//
+//go:embed diff.sql
+var Diff string
+
+// DiffSummary counts the view "diff" per org, metric, time bucket and kind.
+//
+//go:embed diffsummary.sql
+var DiffSummary string
+
+// DiffRows selects the differing rows of the view "diff".
+//
+//go:embed diffrows.sql
+var DiffRows string

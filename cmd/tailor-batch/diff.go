@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/validate"
+)
+
+// diffJob is one diff of a store's series files against legacy data.
+type diffJob struct {
+	newURL    string
+	legacy    query.LegacyOptions
+	scope     query.Scope
+	tolerance float64
+	bucket    time.Duration
+	// out, when set, receives every differing row as Parquet.
+	out string
+}
+
+type diffResult struct {
+	groups  []validate.Group
+	rowsOut uint64
+	seconds float64
+}
+
+func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult, err error) {
+	start := time.Now()
+	st, err := openStore(ctx, j.newURL)
+	if err != nil {
+		return res, fmt.Errorf("%w (--new)", err)
+	}
+	defer st.Close()
+	eng, err := query.Open(ctx, query.Options{TempDir: os.TempDir() + "/tailor-duckdb"})
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, eng.Close()) }()
+	lv, err := query.LegacyView(ctx, eng, "legacy", j.legacy, j.scope)
+	if err != nil {
+		return res, err
+	}
+	opt := query.DiffOptions{New: query.SeriesView("new", st, j.scope), Legacy: lv, Scope: j.scope, Tolerance: j.tolerance, Bucket: j.bucket}
+	var pw *validate.ParquetWriter[validate.DiffRow]
+	if j.out != "" {
+		f, err := os.Create(j.out)
+		if err != nil {
+			return res, fmt.Errorf("--out: %w", err)
+		}
+		defer func() { err = errors.Join(err, f.Close()) }()
+		pw = validate.NewParquetWriter[validate.DiffRow](f)
+		opt.Rows = func(r query.DiffRow) error {
+			row := validate.DiffRow{Kind: validate.Kind(r.Kind).String(), Org: r.Org, Metric: r.Metric, Context: r.Context, Ts: r.Ts}
+			if r.HasNew {
+				v := r.New
+				row.New = &v
+			}
+			if r.HasLegacy {
+				v := r.Legacy
+				row.Legacy = &v
+			}
+			return pw.Write(row)
+		}
+	}
+	fmt.Fprintf(progress, "diff: joining %s with %s on (series, ts) in DuckDB…\n", st.URL(), j.legacy.Source)
+	groups, err := eng.Diff(ctx, opt)
+	if err != nil {
+		return res, err
+	}
+	if pw != nil {
+		if err := pw.Close(); err != nil {
+			return res, err
+		}
+		res.rowsOut = pw.Rows()
+	}
+	for _, g := range groups {
+		res.groups = append(res.groups, validate.Group{Org: g.Org, Metric: g.Metric, Bucket: g.Bucket, Kind: validate.Kind(g.Kind), Points: g.Points})
+	}
+	res.seconds = time.Since(start).Seconds()
+	fmt.Fprintf(progress, "diff: done in %.1fs\n", res.seconds)
+	return res, nil
+}
+
+// diffFlags are the flags diff and validate share.
+type diffFlags struct {
+	newURL    string
+	sf        scopeFlags
+	lf        legacyFlags
+	tolerance float64
+	bucket    time.Duration
+}
+
+func (f *diffFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.newURL, "new", "", "store with Tailor's series files (required)")
+	_ = cmd.MarkFlagRequired("new")
+	f.sf.add(cmd)
+	f.lf.add(cmd, true)
+	cmd.Flags().Float64Var(&f.tolerance, "tolerance", 0, "values within this absolute difference count as equal (default: bits must match; NaN equals NaN)")
+	cmd.Flags().DurationVar(&f.bucket, "bucket", query.DefaultBucket, "width of the time buckets of the summary")
+}
+
+func (f *diffFlags) job() (diffJob, error) {
+	scope, err := f.sf.scope()
+	if err != nil {
+		return diffJob{}, err
+	}
+	lo, err := f.lf.options()
+	if err != nil {
+		return diffJob{}, err
+	}
+	return diffJob{newURL: f.newURL, legacy: lo, scope: scope, tolerance: f.tolerance, bucket: f.bucket}, nil
+}
+
+func newDiffCmd() *cobra.Command {
+	var (
+		df          diffFlags
+		format, out string
+		top         int
+	)
+	cmd := &cobra.Command{
+		Use:   "diff --new URL --legacy SRC [--shard S] [--window W] [--tolerance X] [--format text|json] [--out FILE.parquet]",
+		Short: "One-to-one diff of the series files against legacy data",
+		Long: `A full outer join of the series files (--new) and the legacy data on (series, ts),
+with the SQL in sql/diff.sql. Every point is equal, missing in new, missing in legacy,
+or has another value (compared by bits; NaN equals NaN; --tolerance relaxes it).
+Prints the counts by org and by metric; --format json prints the totals as one JSON
+object. --out writes every differing row to a Parquet file for drill-down.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "text" && format != "json" {
+				return fmt.Errorf("--format %q: want text or json", format)
+			}
+			j, err := df.job()
+			if err != nil {
+				return err
+			}
+			j.out = out
+			res, err := runDiff(cmd.Context(), j, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			var total validate.Counts
+			for _, g := range res.groups {
+				total.Add(g.Kind, g.Points)
+			}
+			if format == "json" {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(total)
+			}
+			printDiff(cmd.OutOrStdout(), res.groups, top)
+			if out != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%d differing rows written to %s\n", res.rowsOut, out)
+			}
+			return nil
+		},
+	}
+	df.add(cmd)
+	cmd.Flags().StringVar(&format, "format", "text", "output: text (by org and metric) or json (totals)")
+	cmd.Flags().StringVar(&out, "out", "", "write every differing row to this Parquet file")
+	cmd.Flags().IntVar(&top, "top", 20, "metrics to list, most differences first")
+	return cmd
+}
+
+func printDiff(w io.Writer, groups []validate.Group, top int) {
+	rep, _ := validate.BuildReport(groups, validate.ReportOptions{})
+	hdr := "%-22s %14s %14s %14s %17s %14s\n"
+	row := "%-22s %14d %14d %14d %17d %14d\n"
+	fmt.Fprintf(w, "By org\n"+hdr, "org", "compared", "equal", "missing_in_new", "missing_in_legacy", "value_differs")
+	for _, o := range rep.Orgs {
+		fmt.Fprintf(w, row, fmt.Sprint(o.Org), o.PointsCompared, o.Equal, o.MissingInNew, o.MissingInLegacy, o.ValueDiffers)
+	}
+	t := rep.Total
+	fmt.Fprintf(w, row, "total", t.PointsCompared, t.Equal, t.MissingInNew, t.MissingInLegacy, t.ValueDiffers)
+	fmt.Fprintf(w, "\nBy metric (with differences, most first)\n"+hdr, "org/metric", "compared", "equal", "missing_in_new", "missing_in_legacy", "value_differs")
+	n := 0
+	for _, m := range validate.Metrics(groups) {
+		if m.Differences() == 0 || n == top {
+			continue
+		}
+		n++
+		fmt.Fprintf(w, row, fmt.Sprintf("%d/%d", m.Org, m.Metric), m.Compared(), m.Equal, m.MissingInNew, m.MissingInLegacy, m.ValueDiffers)
+	}
+	if n == 0 {
+		fmt.Fprintln(w, "(no metric has differences)")
+	}
+}

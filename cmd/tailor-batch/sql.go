@@ -1,0 +1,354 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/spf13/cobra"
+
+	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/query"
+)
+
+// scopeFlags are the shard and window filters of sql, diff and validate: the same as run's.
+type scopeFlags struct {
+	shard, window, shardMap string
+}
+
+func (f *scopeFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.shard, "shard", "", "only this shard (a number, org-mod-N, org-X or org-X-pK; default: all)")
+	cmd.Flags().StringVar(&f.window, "window", "", "only this window, FROM/DURATION like run's (default: all time)")
+	cmd.Flags().StringVar(&f.shardMap, "shard-map", "", "shard map YAML, to select a shard's orgs in legacy data (default: 64 shared shards)")
+}
+
+func (f *scopeFlags) scope() (query.Scope, error) {
+	var s query.Scope
+	if f.shard != "" {
+		sh, err := columnar.NormalizeShard(f.shard)
+		if err != nil {
+			return s, fmt.Errorf("--shard: %w", err)
+		}
+		s.Shard = sh
+	}
+	if f.window != "" {
+		w, err := query.ParseWindow(f.window, query.DefaultWindowSize)
+		if err != nil {
+			return s, fmt.Errorf("--window: %w", err)
+		}
+		s.Window = w.TsRange()
+	}
+	m, err := loadShardMap(f.shardMap)
+	if err != nil {
+		return s, fmt.Errorf("--shard-map: %w", err)
+	}
+	s.ShardMap = m
+	return s, nil
+}
+
+func (f *scopeFlags) windowName() string {
+	if f.window == "" {
+		return ""
+	}
+	w, err := query.ParseWindow(f.window, query.DefaultWindowSize)
+	if err != nil {
+		return f.window
+	}
+	return w.Name()
+}
+
+// legacyFlags name the legacy data and map its columns.
+type legacyFlags struct {
+	source  string
+	columns []string
+}
+
+func (f *legacyFlags) add(cmd *cobra.Command, required bool) {
+	cmd.Flags().StringVar(&f.source, "legacy", "", "legacy data: a .parquet, .csv or .tsf file, or a store URL with series files")
+	cmd.Flags().StringArrayVar(&f.columns, "legacy-column", nil, "map a point column to a legacy Parquet column, e.g. --legacy-column ts=time_ms (repeatable)")
+	if required {
+		_ = cmd.MarkFlagRequired("legacy")
+	}
+}
+
+func (f *legacyFlags) options() (query.LegacyOptions, error) {
+	o := query.LegacyOptions{Source: f.source, Columns: map[string]string{}}
+	for _, c := range f.columns {
+		k, v, ok := strings.Cut(c, "=")
+		if !ok || k == "" || v == "" {
+			return o, fmt.Errorf("--legacy-column %q: want COLUMN=NAME, e.g. ts=time_ms", c)
+		}
+		o.Columns[k] = v
+	}
+	return o, nil
+}
+
+func newSQLCmd() *cobra.Command {
+	var (
+		storeURL, format, out string
+		explain               bool
+		sf                    scopeFlags
+		lf                    legacyFlags
+	)
+	cmd := &cobra.Command{
+		Use:   `sql --store URL [--shard S] [--window W] [--legacy SRC] [--format table|csv|json|parquet] "SELECT …"`,
+		Short: "Run ad-hoc DuckDB SQL over the segments, the series files and legacy data",
+		Long: `Runs one DuckDB statement over these views, each filtered by --shard and --window
+the same way run selects its input:
+
+  points   every point of the raw segments, duplicates included, with provenance
+           (org_id, metric_id, context_key, ts, value, record_ts, topic_id, partition, offset)
+  latest   points de-duplicated by the run's rule (latest arrival wins)
+  series   the published series files (org_id, metric_id, context_key, ts, value)
+  legacy   the --legacy data, with the same five columns
+
+Only the views the statement names are read. Output is a table, or CSV, JSON or Parquet
+(--format parquet needs --out FILE). --explain prints DuckDB's plan instead.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			switch format {
+			case "table", "csv", "json":
+			case "parquet":
+				if out == "" {
+					return errors.New("--format parquet: give the file with --out FILE.parquet")
+				}
+			default:
+				return fmt.Errorf("--format %q: want table, csv, json or parquet", format)
+			}
+			scope, err := sf.scope()
+			if err != nil {
+				return err
+			}
+			st, err := openStore(ctx, storeURL)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			eng, err := query.Open(ctx, query.Options{})
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			views := []query.View{
+				query.PointsView(st, scope, columnar.ReadOptions{Readers: 2}),
+				query.LatestView(),
+				query.SeriesView("series", st, scope),
+			}
+			stmt := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(args[0]), ";"))
+			if lf.source != "" {
+				lo, err := lf.options()
+				if err != nil {
+					return err
+				}
+				lv, err := query.LegacyView(ctx, eng, "legacy", lo, scope)
+				if err != nil {
+					return err
+				}
+				views = append(views, lv)
+			}
+			if explain {
+				stmt = "EXPLAIN " + stmt
+			}
+			w := bufio.NewWriter(cmd.OutOrStdout())
+			defer w.Flush()
+			if format == "parquet" && !explain {
+				vs, err := eng.DefineViews(ctx, []string{stmt}, views, scope)
+				if err != nil {
+					return err
+				}
+				err = vs.Exec(ctx, fmt.Sprintf("COPY (%s) TO '%s' (FORMAT parquet)", stmt, strings.ReplaceAll(out, "'", "''")))
+				if cerr := vs.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", out)
+				return nil
+			}
+			res, err := eng.QueryViews(ctx, stmt, views, scope)
+			if err != nil {
+				return err
+			}
+			defer res.Release()
+			if explain {
+				return printExplain(w, res)
+			}
+			return printResult(w, res, format)
+		},
+	}
+	storeFlag(cmd, &storeURL)
+	sf.add(cmd)
+	lf.add(cmd, false)
+	cmd.Flags().StringVar(&format, "format", "table", "output: table, csv, json or parquet")
+	cmd.Flags().StringVar(&out, "out", "", "output file (for --format parquet)")
+	cmd.Flags().BoolVar(&explain, "explain", false, "print the query plan instead of running the query")
+	return cmd
+}
+
+func printExplain(w io.Writer, res array.RecordReader) error {
+	for res.Next() {
+		rec := res.RecordBatch()
+		col := rec.Column(int(rec.NumCols()) - 1)
+		for i := 0; i < col.Len(); i++ {
+			fmt.Fprintln(w, col.ValueStr(i))
+		}
+	}
+	return res.Err()
+}
+
+// cell formats one value: floats in their shortest exact form (NaN, +Inf, -Inf, -0),
+// NULL as empty in CSV and "NULL" in tables.
+func cell(col arrow.Array, i int, null string) string {
+	if col.IsNull(i) {
+		return null
+	}
+	switch c := col.(type) {
+	case *array.Float64:
+		return string(columnar.AppendValue(nil, c.Value(i)))
+	case *array.Float32:
+		return string(columnar.AppendValue(nil, float64(c.Value(i))))
+	}
+	return col.ValueStr(i)
+}
+
+func jsonCell(col arrow.Array, i int) any {
+	if col.IsNull(i) {
+		return nil
+	}
+	switch c := col.(type) {
+	case *array.Float64:
+		if v := c.Value(i); math.IsNaN(v) || math.IsInf(v, 0) {
+			return string(columnar.AppendValue(nil, v)) // JSON has no NaN or Inf
+		}
+		return json.RawMessage(columnar.AppendValue(nil, c.Value(i)))
+	case *array.Uint64:
+		return c.Value(i) // exact, beyond 2^53 too
+	case *array.Int64:
+		return c.Value(i)
+	case *array.Uint32:
+		return c.Value(i)
+	case *array.Boolean:
+		return c.Value(i)
+	}
+	return col.ValueStr(i)
+}
+
+func printResult(w io.Writer, res array.RecordReader, format string) error {
+	schema := res.Schema()
+	names := make([]string, schema.NumFields())
+	for i, f := range schema.Fields() {
+		names[i] = f.Name
+	}
+	switch format {
+	case "csv":
+		fmt.Fprintln(w, strings.Join(names, ","))
+		for res.Next() {
+			rec := res.RecordBatch()
+			row := make([]string, len(names))
+			for i := 0; i < int(rec.NumRows()); i++ {
+				for c := range names {
+					row[c] = csvQuote(cell(rec.Column(c), i, ""))
+				}
+				fmt.Fprintln(w, strings.Join(row, ","))
+			}
+		}
+		return res.Err()
+	case "json":
+		// One JSON object per row (JSON Lines): streams, and every tool reads it.
+		enc := json.NewEncoder(w)
+		for res.Next() {
+			rec := res.RecordBatch()
+			for i := 0; i < int(rec.NumRows()); i++ {
+				obj := make(jsonObject, len(names))
+				for c, n := range names {
+					obj[c] = jsonField{n, jsonCell(rec.Column(c), i)}
+				}
+				if err := enc.Encode(obj); err != nil {
+					return err
+				}
+			}
+		}
+		return res.Err()
+	}
+	// A table: widths from the whole result, which DuckDB has computed anyway.
+	rows := [][]string{names}
+	for res.Next() {
+		rec := res.RecordBatch()
+		for i := 0; i < int(rec.NumRows()); i++ {
+			row := make([]string, len(names))
+			for c := range names {
+				row[c] = cell(rec.Column(c), i, "NULL")
+			}
+			rows = append(rows, row)
+		}
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	width := make([]int, len(names))
+	for _, r := range rows {
+		for c, v := range r {
+			width[c] = max(width[c], utf8.RuneCountInString(v))
+		}
+	}
+	for ri, r := range rows {
+		for c, v := range r {
+			if c > 0 {
+				io.WriteString(w, "  ")
+			}
+			io.WriteString(w, v+strings.Repeat(" ", width[c]-utf8.RuneCountInString(v)))
+		}
+		fmt.Fprintln(w)
+		if ri == 0 {
+			for c := range r {
+				if c > 0 {
+					io.WriteString(w, "  ")
+				}
+				io.WriteString(w, strings.Repeat("-", width[c]))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintf(w, "(%d rows)\n", len(rows)-1)
+	return nil
+}
+
+func csvQuote(s string) string {
+	if strings.ContainsAny(s, ",\"\n\r") {
+		return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	}
+	return s
+}
+
+// jsonObject keeps the columns in result order.
+type jsonObject []jsonField
+
+type jsonField struct {
+	name string
+	v    any
+}
+
+func (o jsonObject) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for i, f := range o {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		k, _ := json.Marshal(f.name)
+		v, err := json.Marshal(f.v)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(b, k...), ':'), v...)
+	}
+	return append(b, '}'), nil
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tailor-metrics/tailor/columnar"
+)
+
+// validationStore imports pts into a new store and runs every shard with 1h windows;
+// it returns the store URL.
+func validationStore(t *testing.T, pts []csvPoint) string {
+	t.Helper()
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "in.csv")
+	writePointsCSV(t, csv, pts)
+	store := "file://" + filepath.Join(dir, "store")
+	if out, err := runCLI(t, "import", "--store", store, "--csv", csv); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "run", "--store", store, "--all", "--window-size", "1h"); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	return store
+}
+
+func writePointsCSV(t *testing.T, path string, pts []csvPoint) {
+	t.Helper()
+	b := []byte(columnar.CSVHeader + "\n")
+	for _, p := range pts {
+		b = columnar.AppendCSVPoint(b, p.k, p.ts, p.v)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// validationPoints: 3 orgs, 4 metrics each, 2 hours of 5-minute points, with special values.
+func validationPoints() []csvPoint {
+	var pts []csvPoint
+	specials := []float64{math.NaN(), math.Inf(1), math.Inf(-1), math.Copysign(0, -1), 5e-324, 1e21}
+	for org := uint32(1); org <= 3; org++ {
+		for m := uint64(1); m <= 4; m++ {
+			for i := int64(0); i < 24; i++ {
+				v := float64(i) * 1.25
+				if m == 4 && int(i) < len(specials) {
+					v = specials[i]
+				}
+				pts = append(pts, csvPoint{columnar.SeriesKey{Org: org, Metric: m << 62, Context: 9}, 1763942400000 + i*300_000, v})
+			}
+		}
+	}
+	return pts
+}
+
+func TestSQLSeriesEqualsCat(t *testing.T) {
+	store := validationStore(t, validationPoints())
+	cat, err := runCLI(t, "cat", "--store", store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := runCLI(t, "sql", "--store", store, "--format", "csv", "SELECT org_id, metric_id, context_key, ts, value FROM series ORDER BY org_id, metric_id, context_key, ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != cat {
+		t.Fatalf("sql over the series view differs from cat:\n%s\nwant\n%s", got, cat)
+	}
+	if n := strings.Count(cat, "\n"); n != 3*4*24+1 {
+		t.Fatalf("cat printed %d lines", n)
+	}
+}
+
+func TestSQLFormats(t *testing.T) {
+	store := validationStore(t, validationPoints())
+	out, err := runCLI(t, "sql", "--store", store, "--shard", "2", "SELECT org_id, count(*) AS n FROM points GROUP BY org_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "org_id  n ") || !strings.Contains(out, "2       96") || !strings.Contains(out, "(1 rows)") {
+		t.Fatalf("table:\n%s", out)
+	}
+	out, err = runCLI(t, "sql", "--store", store, "--format", "json", "--window", "2025-11-24T01:00:00Z/1h",
+		"SELECT org_id, metric_id, value FROM series WHERE metric_id = 13835058055282163712 AND org_id = 1 ORDER BY ts LIMIT 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second hour starts at point 12: 12 * 1.25 = 15 and 16.25; uint64 above 2^63 stays exact.
+	want := `{"org_id":1,"metric_id":13835058055282163712,"value":15}` + "\n" + `{"org_id":1,"metric_id":13835058055282163712,"value":16.25}` + "\n"
+	if out != want {
+		t.Fatalf("json:\n%s\nwant\n%s", out, want)
+	}
+	out, err = runCLI(t, "sql", "--store", store, "--format", "json", "SELECT value FROM series WHERE org_id = 1 AND metric_id = 0 AND ts = 1763942400000")
+	if err != nil || out != `{"value":"NaN"}`+"\n" {
+		t.Fatalf("NaN in json: %q %v", out, err)
+	}
+	out, err = runCLI(t, "sql", "--store", store, "--explain", "SELECT count(*) FROM latest")
+	if err != nil || !strings.Contains(out, "ARROW_SCAN") {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	pq := filepath.Join(t.TempDir(), "out.parquet")
+	if out, err := runCLI(t, "sql", "--store", store, "--format", "parquet", "--out", pq, "SELECT * FROM series"); err != nil {
+		t.Fatalf("parquet: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "sql", "--store", store, "--format", "csv", "--legacy", pq, "SELECT count(*) AS n, count(*) FILTER (WHERE isnan(value)) AS nan FROM legacy")
+	if err != nil || out != "n,nan\n288,3\n" {
+		t.Fatalf("parquet read back as legacy: %q %v", out, err)
+	}
+	_, err = runCLI(t, "sql", "--store", store, "SELECT org_id FROM series WHER org_id = 1")
+	if err == nil || !strings.Contains(err.Error(), "Parser Error") || !strings.Contains(err.Error(), "LINE 1") {
+		t.Fatalf("sql error: %v", err)
+	}
+}
+
+func TestDiffCommand(t *testing.T) {
+	pts := validationPoints()
+	store := validationStore(t, pts)
+	dir := t.TempDir()
+	// Legacy: drop 2 points, change 3 values (the sign of 15), add 1.
+	var legacy []csvPoint
+	for i, p := range pts {
+		switch i {
+		case 5, 77:
+			continue
+		case 10, 11:
+			p.v += 1
+		case 12:
+			p.v = -p.v
+		}
+		legacy = append(legacy, p)
+	}
+	legacy = append(legacy, csvPoint{columnar.SeriesKey{Org: 3, Metric: 1, Context: 1}, 1763942400000, 1})
+	csv := filepath.Join(dir, "legacy.csv")
+	writePointsCSV(t, csv, legacy)
+
+	out, err := runCLI(t, "diff", "--new", store, "--legacy", csv, "--format", "json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var got map[string]uint64
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := map[string]uint64{"equal": 288 - 2 - 3, "missing_in_new": 1, "missing_in_legacy": 2, "value_differs": 3}
+	if len(got) != 4 || got["equal"] != want["equal"] || got["missing_in_new"] != 1 || got["missing_in_legacy"] != 2 || got["value_differs"] != 3 {
+		t.Fatalf("totals %v, want %v", got, want)
+	}
+	pq := filepath.Join(dir, "diffs.parquet")
+	out, err = runCLI(t, "diff", "--new", store, "--legacy", csv, "--out", pq, "--shard", "1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, s := range []string{"By org", "total", "1/4611686018427387904", "5 differing rows written"} {
+		if !strings.Contains(out, s) {
+			t.Fatalf("diff text output lacks %q:\n%s", s, out)
+		}
+	}
+	out, err = runCLI(t, "sql", "--store", store, "--format", "csv", "SELECT kind, count(*) AS n FROM read_parquet('"+pq+"') GROUP BY kind ORDER BY kind")
+	if err != nil || out != "kind,n\nmissing_in_legacy,2\nvalue_differs,3\n" {
+		t.Fatalf("diff rows: %q %v", out, err)
+	}
+}

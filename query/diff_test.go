@@ -1,0 +1,216 @@
+//go:build duckdb_arrow
+
+package query
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/encoder"
+)
+
+type diffPoint struct {
+	k  columnar.SeriesKey
+	ts int64
+	v  float64
+}
+
+// diffFixture is the new side (testCSV plus NaN and 0 points, through import and run)
+// and a legacy copy with one difference of each kind, plus a value within 1e-6.
+func diffFixture(t *testing.T) (newCSV string, legacy []diffPoint) {
+	t.Helper()
+	k := func(org uint32, m uint64) columnar.SeriesKey {
+		return columnar.SeriesKey{Org: org, Metric: m, Context: 7}
+	}
+	newCSV = testCSV() +
+		string(columnar.AppendCSVPoint(nil, k(1, 4), 0, math.NaN())) +
+		string(columnar.AppendCSVPoint(nil, k(1, 4), 1, 0))
+	for _, org := range []uint32{1, 2} {
+		for m := uint64(1); m <= 3; m++ {
+			for i := int64(0); i < 10; i++ {
+				p := diffPoint{k(org, m), i * hourMs / 5, float64(i) + 0.5}
+				switch {
+				case org == 1 && m == 1 && i == 0:
+					p.v = 99 // the redelivered value
+				case org == 1 && m == 2 && i == 0:
+					continue // dropped: missing in legacy
+				case org == 1 && m == 3 && i == 3:
+					p.v = 42 // value differs
+				case org == 2 && m == 1 && i == 2:
+					p.v += 1e-9 // differs by bits, equal within a tolerance
+				}
+				legacy = append(legacy, p)
+			}
+		}
+	}
+	legacy = append(legacy,
+		diffPoint{k(1, 4), 0, math.Float64frombits(0x7ff8000000000bad)}, // NaN = NaN
+		diffPoint{k(1, 4), 1, math.Copysign(0, -1)},                     // -0 differs from 0
+		diffPoint{k(2, 9), 5 * hourMs / 4, 1},                           // missing in new
+	)
+	return newCSV, legacy
+}
+
+func writeLegacyCSV(t *testing.T, path string, pts []diffPoint) {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString(columnar.CSVHeader + "\n")
+	for _, p := range pts {
+		b.Write(columnar.AppendCSVPoint(nil, p.k, p.ts, p.v))
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeLegacyTSF writes pts as one series file of format version 1 (an older version).
+func writeLegacyTSF(t *testing.T, path string, pts []diffPoint) {
+	t.Helper()
+	sort.Slice(pts, func(i, j int) bool {
+		if pts[i].k != pts[j].k {
+			return pts[i].k.Less(pts[j].k)
+		}
+		return pts[i].ts < pts[j].ts
+	})
+	var buf bytes.Buffer
+	w := encoder.NewWriter(&buf, encoder.FormatVersion(1))
+	for i := 0; i < len(pts); {
+		j := i
+		var ts []int64
+		var vs []float64
+		for ; j < len(pts) && pts[j].k == pts[i].k; j++ {
+			ts, vs = append(ts, pts[j].ts), append(vs, pts[j].v)
+		}
+		if err := w.Append(pts[i].k, nil, ts, vs); err != nil {
+			t.Fatal(err)
+		}
+		i = j
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func totals(groups []DiffGroup) (byKind [4]uint64, byOrg map[uint32][4]uint64) {
+	byOrg = map[uint32][4]uint64{}
+	for _, g := range groups {
+		byKind[g.Kind] += g.Points
+		o := byOrg[g.Org]
+		o[g.Kind] += g.Points
+		byOrg[g.Org] = o
+	}
+	return byKind, byOrg
+}
+
+func TestDiffEveryLegacyFormat(t *testing.T) {
+	newCSV, legacy := diffFixture(t)
+	st := pipelineStore(t, newCSV)
+	e := openEngine(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	csvPath := filepath.Join(dir, "legacy.csv")
+	writeLegacyCSV(t, csvPath, legacy)
+	tsfPath := filepath.Join(dir, "legacy.tsf")
+	writeLegacyTSF(t, tsfPath, append([]diffPoint(nil), legacy...))
+	// Parquet with other column names, written by DuckDB from the CSV copy.
+	pqPath := filepath.Join(dir, "legacy.parquet")
+	csvView, err := LegacyView(ctx, e, "legacy", LegacyOptions{Source: csvPath}, Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := e.DefineViews(ctx, []string{"legacy"}, []View{csvView}, Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vs.Exec(ctx, fmt.Sprintf("COPY (SELECT org_id AS org, metric_id, context_key, ts AS time_ms, value FROM legacy) TO %s (FORMAT parquet)", quoteString(pqPath))); err != nil {
+		t.Fatal(err)
+	}
+	if err := vs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Series files of another root: the legacy points through import and run.
+	var lcsv strings.Builder
+	lcsv.WriteString(columnar.CSVHeader + "\n")
+	for _, p := range legacy {
+		lcsv.Write(columnar.AppendCSVPoint(nil, p.k, p.ts, p.v))
+	}
+	legacyStore := pipelineStore(t, lcsv.String())
+
+	for _, tc := range []struct {
+		name string
+		opt  LegacyOptions
+	}{
+		{"csv", LegacyOptions{Source: csvPath}},
+		{"parquet", LegacyOptions{Source: pqPath, Columns: map[string]string{"org_id": "org", "ts": "time_ms"}}},
+		{"series file v1", LegacyOptions{Source: tsfPath}},
+		{"series store", LegacyOptions{Source: legacyStore.URL()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lv, err := LegacyView(ctx, e, "x", tc.opt, Scope{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []string
+			groups, err := e.Diff(ctx, DiffOptions{New: SeriesView("x", st, Scope{}), Legacy: lv, Rows: func(r DiffRow) error {
+				rows = append(rows, fmt.Sprintf("%d/%d %d %d new=%v/%v legacy=%v/%v", r.Org, r.Metric, r.Ts, r.Kind, r.HasNew, r.New, r.HasLegacy, r.Legacy))
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			byKind, byOrg := totals(groups)
+			// 62 points on each side; 1 dropped from legacy, 1 only in legacy, and value
+			// differences: 42 vs 3.5, 1e-9 off, 0 vs -0.
+			if want := [4]uint64{58, 1, 1, 3}; byKind != want {
+				t.Fatalf("equal, missing in new, missing in legacy, value differs = %v, want %v", byKind, want)
+			}
+			if want := [4]uint64{29, 0, 1, 2}; byOrg[1] != want {
+				t.Fatalf("org 1: %v, want %v", byOrg[1], want)
+			}
+			want := []string{
+				"1/2 0 2 new=true/0.5 legacy=false/0",
+				"1/3 2160000 3 new=true/3.5 legacy=true/42",
+				"1/4 1 3 new=true/0 legacy=true/-0",
+				"2/1 1440000 3 new=true/2.5 legacy=true/2.500000001",
+				"2/9 4500000 1 new=false/0 legacy=true/1",
+			}
+			if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+
+	t.Run("tolerance and scope", func(t *testing.T) {
+		scope := Scope{Shard: "org-mod-2", Window: columnar.Window{From: 0, To: hourMs}}
+		lv, err := LegacyView(ctx, e, "x", LegacyOptions{Source: pqPath, Columns: map[string]string{"org_id": "org", "ts": "time_ms"}}, scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups, err := e.Diff(ctx, DiffOptions{New: SeriesView("x", st, scope), Legacy: lv, Scope: scope, Tolerance: 1e-6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Org 2's first hour: 3 metrics x 5 points, the 1e-9 difference within tolerance;
+		// the point only in legacy is in the second hour.
+		if byKind, _ := totals(groups); byKind != [4]uint64{15, 0, 0, 0} {
+			t.Fatalf("counts %v", byKind)
+		}
+		for _, g := range groups {
+			if g.Org != 2 || g.Bucket != 0 {
+				t.Fatalf("group outside the scope: %+v", g)
+			}
+		}
+	})
+}

@@ -1,0 +1,421 @@
+//go:build duckdb_arrow
+
+package query
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/encoder"
+	tsql "github.com/tailor-metrics/tailor/sql"
+	"github.com/tailor-metrics/tailor/storage"
+)
+
+// PointsView is the view "points" over the raw segments of st: every point as the sink
+// stored it, duplicates included, with its provenance columns. Without a shard in
+// scope, every shard the segments hold is read.
+func PointsView(st storage.Store, scope Scope, opt columnar.ReadOptions) View {
+	return View{Name: "points", Arrow: func(ctx context.Context) (array.RecordReader, error) {
+		segs, err := columnar.ListSegments(ctx, st)
+		if err != nil {
+			return nil, fmt.Errorf("list segments: %w", err)
+		}
+		shards := []string{scope.Shard}
+		if scope.Shard == "" {
+			shards = segmentShards(segs)
+		}
+		var splits []columnar.Split
+		for _, sh := range shards {
+			splits = append(splits, columnar.PlanSplits(segs, sh, scope.window(), 1<<30)...)
+		}
+		opt.Window = scope.window()
+		return columnar.NewPointReader(ctx, st, splits, columnar.Topics(segs), opt), nil
+	}}
+}
+
+func segmentShards(segs []*columnar.Segment) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range segs {
+		for _, sh := range s.Footer.Shards {
+			if !seen[sh] {
+				seen[sh] = true
+				out = append(out, sh)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LatestView is the view "latest": points de-duplicated by the run's rule (sql/latest.sql).
+func LatestView() View {
+	return View{Name: "latest", From: "(" + tsql.Latest + ")", Deps: []string{"points"}, Unscoped: true}
+}
+
+// SeriesView is a view over the published series files of st (every run whose shard
+// and window the scope selects), in columnar.SortedSchema.
+func SeriesView(name string, st storage.Store, scope Scope) View {
+	return View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
+		keys, err := SeriesParts(ctx, st, scope)
+		if err != nil {
+			return nil, err
+		}
+		return newPartsReader(ctx, st, keys, scope.window()), nil
+	}}
+}
+
+// SeriesParts lists the part files of the published runs that the scope selects.
+func SeriesParts(ctx context.Context, st storage.Store, scope Scope) ([]string, error) {
+	runs, err := Published(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	win := scope.window()
+	var keys []string
+	for _, m := range runs {
+		if scope.Shard != "" && m.Shard != scope.Shard {
+			continue
+		}
+		if !win.Overlaps(m.From, m.To-1) {
+			continue
+		}
+		for _, p := range m.Parts {
+			keys = append(keys, p.Key)
+		}
+	}
+	return keys, nil
+}
+
+// partsReader decodes series files one after the other into one Arrow stream, so only
+// one file is in memory at a time.
+type partsReader struct {
+	refs atomic.Int64
+	ctx  context.Context
+	st   storage.Store
+	keys []string
+	win  columnar.Window
+	cur  array.RecordReader
+	key  string
+	err  error
+}
+
+func newPartsReader(ctx context.Context, st storage.Store, keys []string, win columnar.Window) *partsReader {
+	r := &partsReader{ctx: ctx, st: st, keys: keys, win: win}
+	r.refs.Store(1)
+	return r
+}
+
+func (r *partsReader) Retain() { r.refs.Add(1) }
+func (r *partsReader) Release() {
+	if r.refs.Add(-1) == 0 && r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+}
+func (r *partsReader) Schema() *arrow.Schema { return columnar.SortedSchema }
+func (r *partsReader) Err() error            { return r.err }
+func (r *partsReader) RecordBatch() arrow.RecordBatch {
+	if r.cur == nil {
+		return nil
+	}
+	return r.cur.RecordBatch()
+}
+func (r *partsReader) Record() arrow.RecordBatch { return r.RecordBatch() }
+
+func (r *partsReader) Next() bool {
+	for r.err == nil {
+		if r.cur != nil {
+			if r.cur.Next() {
+				return true
+			}
+			if err := r.cur.Err(); err != nil {
+				r.err = fmt.Errorf("decode %s: %w", r.key, err)
+				return false
+			}
+			r.cur.Release()
+			r.cur = nil
+		}
+		if len(r.keys) == 0 {
+			return false
+		}
+		r.key, r.keys = r.keys[0], r.keys[1:]
+		b, err := storage.ReadAll(r.ctx, r.st, r.key)
+		if err != nil {
+			r.err = err
+			return false
+		}
+		sr, err := encoder.Open(bytesReaderAt(b), int64(len(b)))
+		if err != nil {
+			r.err = fmt.Errorf("open %s: %w", r.key, err)
+			return false
+		}
+		var opts []encoder.IterOpt
+		if r.win != columnar.AllTime {
+			opts = append(opts, encoder.IterTimeRange(r.win.From, r.win.To-1))
+		}
+		r.cur = sr.RecordReader(0, opts...)
+	}
+	return false
+}
+
+type bytesReaderAt []byte
+
+func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > int64(len(b)) {
+		return 0, fmt.Errorf("read at %d: out of range", off)
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// LegacyOptions describes the legacy data.
+type LegacyOptions struct {
+	// Source is a .parquet or .csv file, a .tsf series file, or a store URL (or
+	// directory) holding published series files of another root.
+	Source string
+	// Columns maps the point columns (org_id, metric_id, context_key, ts, value) to the
+	// Parquet file's column names where they differ.
+	Columns map[string]string
+}
+
+// PointColumnNames are the point columns in schema order.
+var PointColumnNames = []string{"org_id", "metric_id", "context_key", "ts", "value"}
+
+// LegacyView returns a view of the legacy data under name. Parquet is read by DuckDB
+// after its schema was checked; CSV (the same header as `cat`) and series files are
+// decoded in Go, bit for bit.
+func LegacyView(ctx context.Context, e *Engine, name string, opt LegacyOptions, scope Scope) (View, error) {
+	src := opt.Source
+	lower := strings.ToLower(src)
+	for k := range opt.Columns {
+		if !isPointColumn(k) {
+			return View{}, fmt.Errorf("legacy column mapping %q: want one of %s", k, strings.Join(PointColumnNames, ", "))
+		}
+	}
+	switch {
+	case strings.HasSuffix(lower, ".parquet"):
+		cols, err := checkParquet(ctx, e, src, opt.Columns)
+		if err != nil {
+			return View{}, err
+		}
+		return View{Name: name, From: "read_parquet(" + quoteString(src) + ")", Columns: cols}, nil
+	case strings.HasSuffix(lower, ".csv"):
+		if len(opt.Columns) > 0 {
+			return View{}, errors.New("legacy CSV: column mapping applies to Parquet only; CSV must have the header " + columnar.CSVHeader)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return View{}, fmt.Errorf("legacy CSV: %w", err)
+		}
+		return View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
+			return newCSVReader(src)
+		}}, nil
+	case strings.HasSuffix(lower, ".tsf"):
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return View{}, fmt.Errorf("legacy series file: %w", err)
+		}
+		return View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
+			r, err := encoder.Open(bytesReaderAt(b), int64(len(b)))
+			if err != nil {
+				return nil, fmt.Errorf("open %s: %w", src, err)
+			}
+			return r.RecordReader(0), nil
+		}}, nil
+	}
+	st, err := storage.Open(ctx, src)
+	if err != nil {
+		return View{}, fmt.Errorf("legacy %s: want a .parquet, .csv or .tsf file, or a store URL: %w", src, err)
+	}
+	keys, err := SeriesParts(ctx, st, scope)
+	if err != nil {
+		return View{}, fmt.Errorf("legacy %s: %w", src, err)
+	}
+	if len(keys) == 0 {
+		runs, _ := Published(ctx, st)
+		if len(runs) == 0 {
+			return View{}, fmt.Errorf("legacy %s: no published series files (want a .parquet, .csv or .tsf file, or a store with series/)", src)
+		}
+	}
+	return View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
+		return newPartsReader(ctx, st, keys, scope.window()), nil
+	}}, nil
+}
+
+func isPointColumn(s string) bool {
+	for _, c := range PointColumnNames {
+		if c == s {
+			return true
+		}
+	}
+	return false
+}
+
+// checkParquet checks that the file has each point column with a type that converts
+// without loss, and returns the projection that renames and casts them.
+func checkParquet(ctx context.Context, e *Engine, path string, mapping map[string]string) (string, error) {
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("legacy Parquet: %w", err)
+	}
+	res, err := e.Query(ctx, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet("+quoteString(path)+"))", nil)
+	if err != nil {
+		return "", fmt.Errorf("legacy Parquet %s: %w", path, err)
+	}
+	defer res.Release()
+	types := map[string]string{}
+	for res.Next() {
+		rec := res.RecordBatch()
+		n, t := rec.Column(0).(*array.String), rec.Column(1).(*array.String)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			types[strings.Clone(n.Value(i))] = strings.Clone(t.Value(i))
+		}
+	}
+	if err := res.Err(); err != nil {
+		return "", fmt.Errorf("legacy Parquet %s: %w", path, err)
+	}
+	want := map[string][]string{
+		"org_id":      {"UINTEGER", "USMALLINT", "UTINYINT", "INTEGER", "BIGINT", "UBIGINT", "SMALLINT", "TINYINT"},
+		"metric_id":   {"UBIGINT", "BIGINT", "UINTEGER", "INTEGER"},
+		"context_key": {"UBIGINT", "BIGINT", "UINTEGER", "INTEGER"},
+		"ts":          {"BIGINT", "INTEGER", "UINTEGER"},
+		"value":       {"DOUBLE", "FLOAT"},
+	}
+	wantName := map[string]string{"org_id": "UINTEGER (uint32)", "metric_id": "UBIGINT (uint64)", "context_key": "UBIGINT (uint64)", "ts": "BIGINT (int64 Unix ms)", "value": "DOUBLE (float64)"}
+	names := make([]string, len(PointColumnNames))
+	for i, c := range PointColumnNames {
+		col := c
+		if m, ok := mapping[c]; ok {
+			col = m
+		}
+		names[i] = col
+		t, ok := types[col]
+		if !ok {
+			return "", fmt.Errorf("legacy Parquet %s: no column %q (for %s, type %s); map another column with --legacy-column %s=NAME", path, col, c, wantName[c], c)
+		}
+		okType := false
+		for _, w := range want[c] {
+			okType = okType || t == w
+		}
+		if !okType {
+			return "", fmt.Errorf("legacy Parquet %s: column %q has type %s, want %s", path, col, t, wantName[c])
+		}
+	}
+	return pointColumns(names[0], names[1], names[2], names[3], names[4]), nil
+}
+
+// csvReader decodes a point CSV file into record batches of the point columns.
+type csvReader struct {
+	refs atomic.Int64
+	f    *os.File
+	sc   *bufio.Scanner
+	path string
+	line int
+	b    *array.RecordBuilder
+	cur  arrow.RecordBatch
+	err  error
+	done bool
+}
+
+func newCSVReader(path string) (*csvReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("legacy CSV: %w", err)
+	}
+	r := &csvReader{f: f, sc: bufio.NewScanner(f), path: path, b: array.NewRecordBuilder(memory.DefaultAllocator, columnar.SortedSchema)}
+	r.sc.Buffer(make([]byte, 64<<10), 1<<20)
+	r.refs.Store(1)
+	if !r.sc.Scan() {
+		err := r.sc.Err()
+		if err == nil {
+			err = errors.New("empty file")
+		}
+		r.Release()
+		return nil, fmt.Errorf("legacy CSV %s: %w", path, err)
+	}
+	r.line = 1
+	if h := strings.TrimSpace(strings.TrimPrefix(r.sc.Text(), "\ufeff")); h != columnar.CSVHeader {
+		r.Release()
+		return nil, fmt.Errorf("legacy CSV %s line 1: header %q, want %q", path, h, columnar.CSVHeader)
+	}
+	return r, nil
+}
+
+func (r *csvReader) Retain() { r.refs.Add(1) }
+func (r *csvReader) Release() {
+	if r.refs.Add(-1) == 0 {
+		if r.cur != nil {
+			r.cur.Release()
+			r.cur = nil
+		}
+		r.b.Release()
+		r.f.Close()
+	}
+}
+func (r *csvReader) Schema() *arrow.Schema          { return columnar.SortedSchema }
+func (r *csvReader) Err() error                     { return r.err }
+func (r *csvReader) RecordBatch() arrow.RecordBatch { return r.cur }
+func (r *csvReader) Record() arrow.RecordBatch      { return r.cur }
+
+func (r *csvReader) Next() bool {
+	if r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+	if r.done {
+		return false
+	}
+	org := r.b.Field(0).(*array.Uint32Builder)
+	met := r.b.Field(1).(*array.Uint64Builder)
+	cx := r.b.Field(2).(*array.Uint64Builder)
+	ts := r.b.Field(3).(*array.Int64Builder)
+	val := r.b.Field(4).(*array.Float64Builder)
+	rows := 0
+	for rows < encoder.DefaultBatchRows && r.sc.Scan() {
+		r.line++
+		line := r.sc.Bytes()
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 {
+			continue
+		}
+		k, t, v, err := columnar.ParseCSVPoint(line)
+		if err != nil {
+			r.err = fmt.Errorf("legacy CSV %s line %d: %w", r.path, r.line, err)
+			r.done = true
+			return false
+		}
+		org.Append(k.Org)
+		met.Append(k.Metric)
+		cx.Append(k.Context)
+		ts.Append(t)
+		val.Append(v)
+		rows++
+	}
+	if err := r.sc.Err(); err != nil {
+		r.err = fmt.Errorf("legacy CSV %s line %d: %w", r.path, r.line+1, err)
+		r.done = true
+		return false
+	}
+	if rows == 0 {
+		r.done = true
+		return false
+	}
+	r.cur = r.b.NewRecordBatch()
+	return true
+}
