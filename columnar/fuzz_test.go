@@ -2,8 +2,11 @@ package columnar
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -68,6 +71,116 @@ func FuzzParseCSVPoint(f *testing.F) {
 		k2, ts2, v2, err := ParseCSVPoint(bytes.TrimSuffix(out, []byte("\n")))
 		if err != nil || k2 != k || ts2 != ts || (math.Float64bits(v2) != math.Float64bits(v) && !(v != v && v2 != v2)) {
 			t.Fatalf("%q → %q → %+v %d %v (%v)", line, out, k2, ts2, v2, err)
+		}
+	})
+}
+
+// fuzzSegmentBytes is a small valid segment for seeds.
+func fuzzSegmentBytes(t testing.TB, seed uint64, frameRows int) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	ps, srcs := genPayloads(rng, 5)
+	w := NewSegmentWriter(Header{Topic: "t", Partition: 1, StartOffset: srcs[0].Offset}, DefaultShardMap(), frameRows)
+	for i := range ps {
+		if err := w.Add(srcs[i], ps[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// FuzzFooter decodes arbitrary footer bytes, past the trailer's checksum. Invariants: it
+// never panics; a footer that decodes re-encodes to the same bytes, and its frames tile
+// [headerEnd, dataEnd) inside the limits, each naming a shard that exists.
+func FuzzFooter(f *testing.F) {
+	// Seeds with few frames: the fuzzer minimizes every new input byte by byte, which
+	// takes minutes on a footer of many frames.
+	for _, seed := range []uint64{1, 2, 3} {
+		b := fuzzSegmentBytes(f, seed, 1000)
+		seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
+		if err != nil {
+			f.Fatal(err)
+		}
+		fb := seg.Footer.Marshal(nil)
+		f.Add(fb, uint64(seg.Header.HeaderSize()), uint64(len(b)-TrailerSize-len(fb)))
+	}
+	f.Add([]byte{}, uint64(0), uint64(0))
+	f.Fuzz(func(t *testing.T, b []byte, headerEnd, dataEnd uint64) {
+		var ft Footer
+		if err := ft.Unmarshal(b, headerEnd, dataEnd); err != nil {
+			return
+		}
+		if got := ft.Marshal(nil); !bytes.Equal(got, b) {
+			t.Fatalf("footer re-encodes to %d bytes that differ from its %d", len(got), len(b))
+		}
+		next := headerEnd
+		for i, fr := range ft.Frames {
+			if fr.Offset != next || fr.Length <= FrameHeaderSize || fr.Length > MaxFrameBytes || fr.RawLength > MaxFrameBytes || int(fr.Shard) >= len(ft.Shards) {
+				t.Fatalf("frame %d %+v accepted after offset %d", i, fr, next)
+			}
+			next += uint64(fr.Length)
+		}
+		if next != dataEnd {
+			t.Fatalf("frames end at %d, data ends at %d", next, dataEnd)
+		}
+	})
+}
+
+// FuzzFrame decodes an arbitrary frame body (the bytes after the frame header), with a
+// correct length and checksum in front, so the fuzzer reaches zstd and the payload
+// parser. Invariants: it never panics and never allocates past the footer's raw length;
+// an error is a CorruptError at the frame's offset; a frame that decodes yields exactly
+// the footer's row count, every group's tags parse, and decoding it again gives the same
+// rows.
+func FuzzFrame(f *testing.F) {
+	for _, seed := range []uint64{1, 2} {
+		b := fuzzSegmentBytes(f, seed, 64)
+		seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, fr := range seg.Footer.Frames[:2] {
+			f.Add(b[fr.Offset+FrameHeaderSize:fr.Offset+uint64(fr.Length)], fr.RawLength, fr.Rows, fr.Groups)
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte, rawLen, rows, groups uint32) {
+		rawLen %= 1 << 20 // the footer caps it (MaxFrameBytes); keep fuzzing fast
+		fb := binary.LittleEndian.AppendUint32(nil, uint32(len(body)))
+		fb = binary.LittleEndian.AppendUint32(fb, crc(body))
+		fb = append(fb, body...)
+		info := FrameInfo{Offset: 77, Length: uint32(len(fb)), RawLength: rawLen, Rows: rows, Groups: groups, MinTs: math.MinInt64, MaxTs: math.MaxInt64}
+		seg := &Segment{Key: "x.tseg"}
+		sp := Split{Seg: seg, Frames: []FrameInfo{info}}
+		dec := NewFrameDecoder()
+		defer dec.Close()
+		var c Columns
+		var fs FrameStats
+		ntags := 0
+		err := dec.DecodeFrame(&sp, info, fb, 0, AllTime, false, &c, &fs, func(_ SeriesKey, _ Source, tags []string) { ntags += len(tags) })
+		if err != nil {
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Offset != 77 {
+				t.Fatalf("error %v is not a CorruptError at byte 77", err)
+			}
+			return
+		}
+		if c.Len() != int(rows) || cap(dec.raw) > int(rawLen) && rawLen > 0 {
+			t.Fatalf("decoded %d rows (footer %d), raw buffer %d (footer %d)", c.Len(), rows, cap(dec.raw), rawLen)
+		}
+		var again Columns
+		if err := dec.DecodeFrame(&sp, info, fb, 0, AllTime, false, &again, &fs, nil); err != nil {
+			t.Fatalf("second decode: %v", err)
+		}
+		if !slices.Equal(c.Ts, again.Ts) || !slices.Equal(c.Offset, again.Offset) || len(c.Value) != len(again.Value) {
+			t.Fatal("second decode differs")
+		}
+		for i := range c.Value {
+			if math.Float64bits(c.Value[i]) != math.Float64bits(again.Value[i]) {
+				t.Fatalf("row %d value differs", i)
+			}
 		}
 	})
 }

@@ -56,7 +56,7 @@ func parseSegment(key string, size int64, readAt func(off, n int64) ([]byte, err
 		return nil, err
 	}
 	if _, err := s.Header.Unmarshal(head); err != nil {
-		return nil, corrupt(key, 0, "%v", err)
+		return nil, corrupt(key, 0, "bad %v", err)
 	}
 	tail, err := readAt(size-TrailerSize, TrailerSize)
 	if err != nil {
@@ -68,7 +68,7 @@ func parseSegment(key string, size int64, readAt func(off, n int64) ([]byte, err
 	}
 	headerEnd := uint64(s.Header.HeaderSize())
 	if flen > MaxFooterBytes || int64(flen) > size-TrailerSize-int64(headerEnd) {
-		return nil, corrupt(key, uint64(size-TrailerSize), "footer length %d does not fit in a %d-byte file", flen, size)
+		return nil, corrupt(key, uint64(size-TrailerSize), "bad footer: length %d does not fit in a %d-byte file", flen, size)
 	}
 	footerOff := size - TrailerSize - int64(flen)
 	fb, err := readAt(footerOff, int64(flen))
@@ -76,10 +76,10 @@ func parseSegment(key string, size int64, readAt func(off, n int64) ([]byte, err
 		return nil, err
 	}
 	if got := crc(fb); got != sum {
-		return nil, corrupt(key, uint64(footerOff), "footer crc32c %08x, want %08x", got, sum)
+		return nil, corrupt(key, uint64(footerOff), "bad footer: crc32c %08x, want %08x", got, sum)
 	}
 	if err := s.Footer.Unmarshal(fb, headerEnd, uint64(footerOff)); err != nil {
-		return nil, corrupt(key, uint64(footerOff), "%v", err)
+		return nil, corrupt(key, uint64(footerOff), "bad %v", err)
 	}
 	return s, nil
 }
