@@ -57,8 +57,8 @@ type ReportOptions struct {
 	Shard       string // "" means all shards
 	Window      string // "" means all time
 	Tolerance   float64
-	// MaxDiffPct is the pass threshold in percent (0 means DefaultMaxDiffPct; a
-	// negative value means 0: no difference allowed).
+	// MaxDiffPct is the pass threshold in percent: 0 allows no difference; callers
+	// usually pass DefaultMaxDiffPct.
 	MaxDiffPct float64
 	// Bucket is the width of the timeline's buckets.
 	Bucket time.Duration
@@ -119,13 +119,7 @@ func pct(d, n uint64) float64 {
 // BuildReport rolls the diff's groups up per org, metric and time bucket and applies the
 // threshold. An org passes when its share of differing points is at most MaxDiffPct.
 func BuildReport(groups []Group, opt ReportOptions) (*Report, error) {
-	if opt.MaxDiffPct == 0 {
-		opt.MaxDiffPct = DefaultMaxDiffPct
-	}
-	if opt.MaxDiffPct < 0 {
-		opt.MaxDiffPct = 0
-	}
-	if opt.MaxDiffPct > 100 || math.IsNaN(opt.MaxDiffPct) {
+	if opt.MaxDiffPct < 0 || opt.MaxDiffPct > 100 || math.IsNaN(opt.MaxDiffPct) {
 		return nil, fmt.Errorf("max diff %v%%: want a percentage in [0, 100]", opt.MaxDiffPct)
 	}
 	if opt.TopMetrics <= 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -162,5 +163,53 @@ func TestDiffCommand(t *testing.T) {
 	out, err = runCLI(t, "sql", "--store", store, "--format", "csv", "SELECT kind, count(*) AS n FROM read_parquet('"+pq+"') GROUP BY kind ORDER BY kind")
 	if err != nil || out != "kind,n\nmissing_in_legacy,2\nvalue_differs,3\n" {
 		t.Fatalf("diff rows: %q %v", out, err)
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	pts := validationPoints()
+	store := validationStore(t, pts)
+	dir := t.TempDir()
+	legacy := append([]csvPoint(nil), pts[1:]...) // org 1 misses one point in legacy
+	csv := filepath.Join(dir, "legacy.csv")
+	writePointsCSV(t, csv, legacy)
+	out := filepath.Join(dir, "report")
+	stdout, err := runCLI(t, "validate", "--new", store, "--legacy", csv, "--out-dir", out)
+	var cf *checkFailed
+	if !errors.As(err, &cf) {
+		t.Fatalf("validate must fail with one difference in 96 points at 0.0001%%: %v\n%s", err, stdout)
+	}
+	if !strings.Contains(stdout, "| 1 | 96 | 95 | 0 | 1 | 0 | 1.041667% | FAIL |") || !strings.Contains(stdout, "| 2 | 96 | 96 | 0 | 0 | 0 | 0% | PASS |") {
+		t.Fatalf("summary:\n%s", stdout)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Pass bool `json:"pass"`
+		Orgs []struct {
+			Org             uint32 `json:"org_id"`
+			MissingInLegacy uint64 `json:"missing_in_legacy"`
+			Pass            bool   `json:"pass"`
+		} `json:"orgs"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pass || len(rep.Orgs) != 3 || rep.Orgs[0].MissingInLegacy != 1 || rep.Orgs[0].Pass || !rep.Orgs[1].Pass {
+		t.Fatalf("report.json: %s", b)
+	}
+	for _, f := range []string{"report.md", "report.html"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	// A threshold above 1.04% passes, for one shard and window too.
+	if stdout, err := runCLI(t, "validate", "--new", store, "--legacy", csv, "--out-dir", out, "--max-diff-pct", "1.5"); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if stdout, err := runCLI(t, "validate", "--new", store, "--legacy", csv, "--out-dir", out, "--shard", "2", "--window", "2025-11-24T00:00:00Z/1h", "--max-diff-pct", "0"); err != nil || !strings.Contains(stdout, "| 2 | 48 | 48 |") {
+		t.Fatalf("shard 2, first hour: %v\n%s", err, stdout)
 	}
 }
