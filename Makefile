@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test race bench bench-codec bench-s3 demo demo-s3 fmt vet lint tools
+.PHONY: all build test race bench bench-reader bench-codec bench-s3 demo demo-s3 fmt vet lint tools
 
 all: build
 
@@ -31,8 +31,14 @@ test: tools
 race: tools
 	$(GO) test -count=1 -race -timeout 45m $(PKGS)
 
-bench:
+bench: bench-reader
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./columnar/ ./encoder/ ./ingest/...
+
+# Segment reader against arrow-go's Parquet reader on the same points (NAB and 20M
+# synthetic): points/s per core, the ratio, allocations per frame, reader memory. Its own
+# module keeps pqarrow's dependencies out of the product's.
+bench-reader:
+	cd bench/reader && $(GO) run .
 
 # Upload and ranged-read MB/s through Tailor's S3 store beside the aws-sdk-go-v2 transfer
 # manager, on the same objects against a local versitygw, with the tailor/manager ratio.
