@@ -26,6 +26,14 @@ func StreamTags(fn func(columnar.SeriesKey) []string) StreamOpt {
 	return func(s *SortedStream) { s.tags = fn }
 }
 
+// StreamAfterSeries sets a function called after each series has been handed to the
+// Writer, with that Writer. It returns the Writer for the next series: the same one, or a
+// new one once it has closed the old, so a caller can roll output files at series
+// boundaries. The default keeps one Writer.
+func StreamAfterSeries(fn func(w *Writer) (*Writer, error)) StreamOpt {
+	return func(s *SortedStream) { s.after = fn }
+}
+
 // SortedStream feeds a Writer from Arrow record batches in columnar.SortedSchema, sorted
 // by (org_id, metric_id, context_key, ts). A (series, ts) may repeat on consecutive rows:
 // the first row of each run is kept and the others are dropped and counted, because the
@@ -33,8 +41,9 @@ func StreamTags(fn func(columnar.SeriesKey) []string) StreamOpt {
 // stream copies what it needs, so a batch may be released as soon as Write returns.
 // Not safe for concurrent use.
 type SortedStream struct {
-	w    *Writer
-	tags func(columnar.SeriesKey) []string
+	w     *Writer
+	tags  func(columnar.SeriesKey) []string
+	after func(*Writer) (*Writer, error)
 
 	has  bool
 	key  columnar.SeriesKey
@@ -157,6 +166,14 @@ func (s *SortedStream) flush() error {
 	s.stats.PointsOut += int64(len(s.ts))
 	s.has = false
 	s.ts, s.vals = s.ts[:0], s.vals[:0]
+	if s.after != nil {
+		w, err := s.after(s.w)
+		if err != nil {
+			s.err = fmt.Errorf("sorted stream: %w", err)
+			return s.err
+		}
+		s.w = w
+	}
 	return nil
 }
 

@@ -16,7 +16,8 @@ import (
 
 // Output layout (docs/run.md):
 //
-//	series/<shard>/<window>/<run-id>/part-00000.tsf …
+//	series/<shard>/<window>/<run-id>/part-00000.tsf …   the window's points
+//	series/<shard>/<window>/<run-id>/late-00000.tsf …   its late output (docs/run.md)
 //	series/<shard>/<window>/<run-id>/_MANIFEST.json   written last: publishes the run
 //	series/<shard>/<window>/_CURRENT.json             names the run readers use
 //
@@ -27,7 +28,7 @@ const (
 	manifestName = "_MANIFEST.json"
 	currentName  = "_CURRENT.json"
 	// algoVersion changes whenever the same inputs would give different output bytes.
-	algoVersion = "tailor-run/1"
+	algoVersion = "tailor-run/2"
 )
 
 // RunDir is the prefix of a run's objects.
@@ -38,6 +39,11 @@ func RunDir(shard string, w Window, runID string) string {
 // PartKey is the key of part i of a run.
 func PartKey(shard string, w Window, runID string, i int) string {
 	return fmt.Sprintf("%spart-%05d.tsf", RunDir(shard, w, runID), i)
+}
+
+// LatePartKey is the key of part i of a run's late output.
+func LatePartKey(shard string, w Window, runID string, i int) string {
+	return fmt.Sprintf("%slate-%05d.tsf", RunDir(shard, w, runID), i)
 }
 
 // Input is one segment a run read.
@@ -68,22 +74,40 @@ type Manifest struct {
 	Shard  string `json:"shard"`
 	Window string `json:"window"`
 	// From and To bound the window's ts, Unix ms, [From, To).
-	From   int64    `json:"from"`
-	To     int64    `json:"to"`
-	Inputs []Input  `json:"inputs"`
-	Parts  []Part   `json:"parts"`
-	Counts Counts   `json:"counts"`
-	Tags   []string `json:"-"`
+	From int64 `json:"from"`
+	To   int64 `json:"to"`
+	// LatenessMs and FlushAgeMs are the arrival rule the run applied (docs/run.md);
+	// LatenessMs is -1 when windows stay open.
+	LatenessMs int64   `json:"lateness_ms"`
+	FlushAgeMs int64   `json:"flush_age_ms"`
+	Inputs     []Input `json:"inputs"`
+	Parts      []Part  `json:"parts"`
+	// LateParts hold the points of earlier (and, rarely, later) windows that arrived
+	// after those windows' lateness: the late output.
+	LateParts []Part `json:"late_parts"`
+	Counts    Counts `json:"counts"`
 }
 
-// Counts are a run's point counts.
+// Counts are a run's point counts. PointsIn = PointsOut + Duplicates: every point a
+// run takes is written once or removed as an earlier arrival of its (series, ts).
 type Counts struct {
-	PointsIn      uint64 `json:"points_in"`
-	Duplicates    uint64 `json:"duplicates"`
-	OutOfWindow   uint64 `json:"out_of_window"`
+	// PointsIn are the points the run took: its window's, plus Late and Early.
+	PointsIn   uint64 `json:"points_in"`
+	Duplicates uint64 `json:"duplicates"`
+	// OutOfWindow are points read with the window's frames that belong to another
+	// window: another run writes them. They are not part of PointsIn.
+	OutOfWindow uint64 `json:"out_of_window"`
+	// Late and Early are the points taken into the late output: ts before the window
+	// (arrived after their own window's lateness) and ts after it (more than the flush
+	// age ahead of their arrival).
+	Late          uint64 `json:"late"`
+	Early         uint64 `json:"early"`
 	CorruptFrames uint64 `json:"corrupt_frames"`
 	Series        uint64 `json:"series"`
+	LateSeries    uint64 `json:"late_series"`
+	// PointsOut are the points written, LatePointsOut of them to the late output.
 	PointsOut     uint64 `json:"points_out"`
+	LatePointsOut uint64 `json:"late_points_out"`
 	BytesOut      int64  `json:"bytes_out"`
 }
 
@@ -92,17 +116,22 @@ func (c *Counts) Add(o Counts) {
 	c.PointsIn += o.PointsIn
 	c.Duplicates += o.Duplicates
 	c.OutOfWindow += o.OutOfWindow
+	c.Late += o.Late
+	c.Early += o.Early
 	c.CorruptFrames += o.CorruptFrames
 	c.Series += o.Series
+	c.LateSeries += o.LateSeries
 	c.PointsOut += o.PointsOut
+	c.LatePointsOut += o.LatePointsOut
 	c.BytesOut += o.BytesOut
 }
 
-// runID hashes what determines a run's output: code version, shard, window, and each
-// input's identity (key and size), in sorted order so listing order does not matter.
-func runID(shard string, w Window, inputs []Input) string {
+// runID hashes what determines a run's output: code version, shard, window, arrival
+// rule, and each input's identity (key and size), in sorted order so listing order does
+// not matter.
+func runID(shard string, w Window, a Arrival, inputs []Input) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", algoVersion, shard, w.Name())
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v\x00%d\x00%d\x00", algoVersion, shard, w.Name(), a.Closed, a.Lateness, a.FlushAge)
 	keys := make([]string, len(inputs))
 	for i, in := range inputs {
 		keys[i] = fmt.Sprintf("%s\x00%d", in.Key, in.Size)

@@ -10,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"math"
 	"sync"
 	"time"
 
@@ -27,6 +27,9 @@ type RunOptions struct {
 	Store  storage.Store
 	Shard  string
 	Window Window
+	// Arrival is the late-data rule; its Size is taken from Window. Callers normally
+	// start from DefaultArrival (the zero value closes windows at their end).
+	Arrival Arrival
 	// Segments are the store's segments (listed once by the caller, shared by runs).
 	Segments []*columnar.Segment
 	// Readers decode splits in parallel (default 1); SplitBytes caps a split (default
@@ -41,44 +44,58 @@ type RunOptions struct {
 	PartBytes int64
 	// Force re-runs even if a complete run for the same inputs exists.
 	Force bool
-	// Engine, when not nil, is used instead of opening a DuckDB per run (RunAll keeps
-	// one per worker: opening one costs tens of milliseconds).
-	DB     *Engine
+	// DryRun plans the run and stops: the report carries the plan, nothing is read.
+	DryRun bool
+	// DB, when not nil, is used instead of opening a DuckDB per run (RunAll keeps one
+	// per worker: opening one costs tens of milliseconds).
+	DB *Engine
+	// Stage, when not nil, is called as the run enters each stage, for progress output.
+	Stage  func(shard, window, stage string)
 	Logger *slog.Logger
 }
 
 // Report describes one shard run.
 type Report struct {
-	Shard   string             `json:"shard"`
-	Window  string             `json:"window"`
-	RunID   string             `json:"run_id"`
-	Skipped bool               `json:"skipped,omitempty"`
-	Inputs  int                `json:"inputs"`
-	Splits  int                `json:"splits"`
-	Frames  uint64             `json:"frames"`
-	BytesIn uint64             `json:"bytes_in"`
-	Parts   int                `json:"parts"`
-	Counts  Counts             `json:"counts"`
-	Timers  map[string]string  `json:"timers"`
+	Shard   string `json:"shard"`
+	Window  string `json:"window"`
+	RunID   string `json:"run_id"`
+	Skipped bool   `json:"skipped,omitempty"`
+	// NoData is set when no segment holds points for the run.
+	NoData bool   `json:"no_data,omitempty"`
+	DryRun bool   `json:"dry_run,omitempty"`
+	Plan   *Plan  `json:"plan,omitempty"`
+	Frames uint64 `json:"frames"`
+	// BytesIn is what the readers fetched.
+	BytesIn    uint64 `json:"bytes_in"`
+	Parts      int    `json:"parts"`
+	LateParts  int    `json:"late_parts"`
+	Counts     Counts `json:"counts"`
+	ReaderPeak int64  `json:"reader_peak_bytes"`
+	// Seconds times each stage: list, plan, fetch, verify, zstd, decode (reader steps,
+	// summed over reader goroutines), duckdb (the query's wall time, which includes
+	// the scan that drives the readers), encode, upload and publish.
 	Seconds map[string]float64 `json:"seconds"`
 	Err     string             `json:"error,omitempty"`
 }
 
-func (r *Report) time(stage string, start time.Time) {
+func (r *Report) add(stage string, d time.Duration) {
 	if r.Seconds == nil {
 		r.Seconds = map[string]float64{}
 	}
-	r.Seconds[stage] += time.Since(start).Seconds()
+	r.Seconds[stage] += d.Seconds()
 }
 
+func (r *Report) time(stage string, start time.Time) { r.add(stage, time.Since(start)) }
+
 // RunShard reads one shard's points of one window, de-duplicates and sorts them in
-// DuckDB, encodes them into series files, and publishes them with a manifest.
+// DuckDB, encodes them into series files, and publishes them with a manifest. Points that
+// arrived too late for their own window go to this run's late output (see Arrival).
 func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	if opt.Readers <= 0 {
 		opt.Readers = 1
 	}
 	if opt.SplitBytes <= 0 {
-		opt.SplitBytes = 1 << 30
+		opt.SplitBytes = columnar.DefaultSplitBytes
 	}
 	if opt.PartBytes <= 0 {
 		opt.PartBytes = 256 << 20
@@ -86,29 +103,39 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
+	opt.Arrival.Size = opt.Window.Size
+	stage := func(s string) {
+		if opt.Stage != nil {
+			opt.Stage(opt.Shard, opt.Window.Name(), s)
+		}
+	}
 	rep = &Report{Shard: opt.Shard, Window: opt.Window.Name()}
+	if err := opt.Arrival.validate(); err != nil {
+		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
+	}
+	stage("plan")
 	start := time.Now()
-	win := opt.Window.TsRange()
-	splits := columnar.PlanSplits(opt.Segments, opt.Shard, win, opt.SplitBytes)
-	inputs := runInputs(splits)
-	rep.Inputs, rep.Splits = len(inputs), len(splits)
-	rep.RunID = runID(opt.Shard, opt.Window, inputs)
+	plan := PlanRun(opt.Segments, opt.Shard, opt.Window, opt.Arrival, opt.SplitBytes)
+	rep.RunID, rep.Plan = plan.RunID, plan
 	rep.time("plan", start)
-	if len(splits) == 0 {
-		rep.Skipped = true
+	if plan.Empty() {
+		rep.Skipped, rep.NoData = true, true
 		return rep, nil
 	}
+	if opt.DryRun {
+		rep.DryRun = true
+		return rep, nil
+	}
+	curKey := SeriesPrefix + opt.Shard + "/" + opt.Window.Name() + "/" + currentName
 	if !opt.Force {
 		if m, err := ReadManifest(ctx, opt.Store, opt.Shard, opt.Window, rep.RunID); err == nil {
 			// Published before (perhaps by a run killed before it set _CURRENT).
-			rep.Skipped, rep.Counts, rep.Parts = true, m.Counts, len(m.Parts)
-			return rep, putJSON(ctx, opt.Store, SeriesPrefix+opt.Shard+"/"+opt.Window.Name()+"/"+currentName, current{RunID: rep.RunID})
+			rep.Skipped, rep.Counts, rep.Parts, rep.LateParts = true, m.Counts, len(m.Parts), len(m.LateParts)
+			return rep, putJSON(ctx, opt.Store, curKey, current{RunID: rep.RunID})
 		} else if !errors.Is(err, storage.ErrNotExist) {
 			return rep, err
 		}
 	}
-
-	start = time.Now()
 	eng := opt.DB
 	if eng == nil {
 		if eng, err = Open(ctx, opt.Engine); err != nil {
@@ -116,86 +143,184 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		}
 		defer func() { err = errors.Join(err, eng.Close()) }()
 	}
-	tags := newTagCollector()
-	points := columnar.NewPointReader(ctx, opt.Store, splits, columnar.Topics(opt.Segments), columnar.ReadOptions{
-		Readers: opt.Readers, BatchRows: opt.BatchRows, Window: win, SkipCorrupt: opt.SkipCorrupt, Tags: tags.add,
-	})
-	defer points.Release()
-	sorted, err := eng.GroupSort(ctx, points)
-	if rerr := points.Err(); rerr != nil {
-		// DuckDB only sees "stream error"; the reader knows the file and offset.
-		if sorted != nil {
-			sorted.Release()
-		}
-		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), rerr)
-	}
-	if err != nil {
+	fail := func(err error) (*Report, error) {
 		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
 	}
-	defer sorted.Release()
-	rep.time("read+duckdb", start)
-	fs := points.Stats()
-	rep.Frames, rep.BytesIn = fs.Frames, fs.Bytes
-	rep.Counts.PointsIn = fs.RowsIn
-	rep.Counts.OutOfWindow = fs.OutOfWindow
-	rep.Counts.CorruptFrames = fs.CorruptFrames
 
-	start = time.Now()
-	pw := &partWriter{ctx: ctx, opt: &opt, runID: rep.RunID, tags: tags}
-	if err := pw.consume(sorted); err != nil {
-		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
+	// The window's own points.
+	stage("read+sort")
+	win := opt.Window.TsRange()
+	own := &output{opt: &opt, rep: rep, key: func(i int) string { return PartKey(opt.Shard, opt.Window, rep.RunID, i) }}
+	var ownStats columnar.FrameStats
+	if len(plan.own) > 0 {
+		rd := newRunReader(ctx, &opt, own.tags.add)
+		rd.add(plan.own, win)
+		if err := own.write(ctx, eng, rd, stage); err != nil {
+			return fail(err)
+		}
+		ownStats = rd.stats()
+		rep.Counts.OutOfWindow = ownStats.OutOfWindow
 	}
-	if err := pw.finish(); err != nil {
-		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
+
+	// The late output: points of owned segments outside the windows that read them.
+	late := &output{opt: &opt, rep: rep, key: func(i int) string { return LatePartKey(opt.Shard, opt.Window, rep.RunID, i) }}
+	var lateRows, earlyRows uint64
+	if len(plan.late) > 0 || len(plan.early) > 0 {
+		stage("late")
+		rd := newRunReader(ctx, &opt, late.tags.add)
+		if len(plan.late) > 0 {
+			rd.add(plan.late, columnar.Window{From: math.MinInt64, To: win.From})
+		}
+		for _, e := range plan.early {
+			rd.add(e.splits, columnar.Window{From: e.from, To: math.MaxInt64})
+		}
+		if err := late.write(ctx, eng, rd, stage); err != nil {
+			return fail(err)
+		}
+		for i, r := range rd.done {
+			if i == 0 && len(plan.late) > 0 {
+				lateRows = r.Stats().RowsOut
+			} else {
+				earlyRows += r.Stats().RowsOut
+			}
+		}
 	}
-	rep.time("encode+upload", start)
-	rep.Counts.Duplicates = pw.dups
-	rep.Counts.Series = pw.series
-	rep.Counts.PointsOut = pw.points
-	for _, p := range pw.parts {
+	rep.Counts.Late, rep.Counts.Early = lateRows, earlyRows
+	rep.Counts.PointsIn = ownStats.RowsOut + lateRows + earlyRows
+	ws, ls := own.stream, late.stream
+	rep.Counts.Duplicates = uint64(ws.Duplicates + ls.Duplicates)
+	rep.Counts.Series = uint64(ws.Series + ls.Series)
+	rep.Counts.LateSeries = uint64(ls.Series)
+	rep.Counts.PointsOut = uint64(ws.PointsOut + ls.PointsOut)
+	rep.Counts.LatePointsOut = uint64(ls.PointsOut)
+	for _, p := range append(append([]Part(nil), own.parts...), late.parts...) {
 		rep.Counts.BytesOut += p.Size
 	}
-	rep.Parts = len(pw.parts)
-	if got := rep.Counts.PointsOut + rep.Counts.Duplicates; got != fs.RowsOut {
-		return rep, fmt.Errorf("BUG: run %s %s: %d points out + %d duplicates != %d points read", opt.Shard, opt.Window.Name(), rep.Counts.PointsOut, rep.Counts.Duplicates, fs.RowsOut)
+	rep.Parts, rep.LateParts = len(own.parts), len(late.parts)
+	if got := rep.Counts.PointsOut + rep.Counts.Duplicates; got != rep.Counts.PointsIn {
+		return fail(fmt.Errorf("BUG: %d points out + %d duplicates != %d points taken", rep.Counts.PointsOut, rep.Counts.Duplicates, rep.Counts.PointsIn))
 	}
 
-	// Publish: the manifest last inside the run directory, then _CURRENT.
+	// Publish: every part is uploaded; now the manifest inside the run directory, which
+	// makes the run complete, and last _CURRENT, which points readers at it.
+	stage("publish")
 	start = time.Now()
 	m := Manifest{
 		RunID: rep.RunID, Algo: algoVersion, Shard: opt.Shard, Window: opt.Window.Name(),
-		From: win.From, To: win.To, Inputs: inputs, Parts: pw.parts, Counts: rep.Counts,
+		From: win.From, To: win.To, LatenessMs: latenessMs(opt.Arrival), FlushAgeMs: opt.Arrival.FlushAge.Milliseconds(),
+		Inputs: plan.inputs, Parts: nonNil(own.parts), LateParts: nonNil(late.parts), Counts: rep.Counts,
 	}
 	if err := putJSON(ctx, opt.Store, RunDir(opt.Shard, opt.Window, rep.RunID)+manifestName, m); err != nil {
-		return rep, fmt.Errorf("publish manifest: %w", err)
+		return fail(fmt.Errorf("publish manifest: %w", err))
 	}
-	if err := putJSON(ctx, opt.Store, SeriesPrefix+opt.Shard+"/"+opt.Window.Name()+"/"+currentName, current{RunID: rep.RunID}); err != nil {
-		return rep, fmt.Errorf("publish current run: %w", err)
+	if err := putJSON(ctx, opt.Store, curKey, current{RunID: rep.RunID}); err != nil {
+		return fail(fmt.Errorf("publish current run: %w", err))
 	}
 	rep.time("publish", start)
 	return rep, nil
 }
 
-func runInputs(splits []columnar.Split) []Input {
-	byKey := map[string]*Input{}
-	var keys []string
-	for _, sp := range splits {
-		in := byKey[sp.Seg.Key]
-		if in == nil {
-			h := sp.Seg.Header
-			in = &Input{Key: sp.Seg.Key, Size: sp.Seg.Size, Topic: h.Topic, Partition: h.Partition, StartOffset: h.StartOffset, EndOffset: sp.Seg.Footer.EndOffset}
-			byKey[sp.Seg.Key] = in
-			keys = append(keys, sp.Seg.Key)
+func latenessMs(a Arrival) int64 {
+	if !a.Bounded() {
+		return -1
+	}
+	return a.Lateness.Milliseconds()
+}
+
+func nonNil(p []Part) []Part {
+	if p == nil {
+		return []Part{}
+	}
+	return p
+}
+
+// output group-sorts one reader's points and streams them into part files.
+type output struct {
+	opt  *RunOptions
+	rep  *Report
+	key  func(i int) string
+	tags tagCollector
+
+	buf    bytes.Buffer
+	parts  []Part
+	stream encoder.StreamStats
+	// series and points already in closed parts.
+	doneSeries, donePoints int64
+}
+
+func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage func(string)) (err error) {
+	defer rd.Release()
+	start := time.Now()
+	sorted, err := eng.GroupSort(ctx, rd)
+	if rerr := rd.Err(); rerr != nil {
+		// DuckDB only sees "stream error"; the reader knows the file and offset.
+		if sorted != nil {
+			sorted.Release()
 		}
-		in.Frames += len(sp.Frames)
-		in.Rows += sp.Rows()
+		return rerr
 	}
-	sort.Strings(keys)
-	out := make([]Input, len(keys))
-	for i, k := range keys {
-		out[i] = *byKey[k]
+	if err != nil {
+		return err
 	}
-	return out
+	defer sorted.Release()
+	o.rep.time("duckdb", start)
+	rd.report(o.rep)
+	stage("encode")
+
+	start = time.Now()
+	var upload time.Duration
+	var s *encoder.SortedStream
+	s = encoder.NewSortedStream(encoder.NewWriter(&o.buf),
+		encoder.StreamTags(o.tags.get),
+		encoder.StreamAfterSeries(func(w *encoder.Writer) (*encoder.Writer, error) {
+			if int64(o.buf.Len()) < o.opt.PartBytes {
+				return w, nil
+			}
+			if err := w.Close(); err != nil {
+				return nil, fmt.Errorf("close part: %w", err)
+			}
+			t := time.Now()
+			err := o.upload(ctx, s.Stats())
+			upload += time.Since(t)
+			return encoder.NewWriter(&o.buf), err
+		}))
+	for sorted.Next() {
+		if err := s.Write(sorted.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	if err := sorted.Err(); err != nil {
+		return fmt.Errorf("read group-sort result: %w", err)
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	o.stream = s.Stats()
+	if o.stream.Series > o.doneSeries {
+		t := time.Now()
+		err := o.upload(ctx, o.stream)
+		upload += time.Since(t)
+		if err != nil {
+			return err
+		}
+	}
+	o.rep.add("encode", time.Since(start)-upload)
+	o.rep.add("upload", upload)
+	return nil
+}
+
+// upload stores the closed part in o.buf and empties it.
+func (o *output) upload(ctx context.Context, st encoder.StreamStats) error {
+	key := o.key(len(o.parts))
+	sum := sha256.Sum256(o.buf.Bytes())
+	size := int64(o.buf.Len())
+	if err := o.opt.Store.Put(ctx, key, bytes.NewReader(o.buf.Bytes())); err != nil {
+		return fmt.Errorf("upload %s: %w", key, err)
+	}
+	o.parts = append(o.parts, Part{Key: key, Size: size, Series: uint64(st.Series - o.doneSeries), Points: uint64(st.PointsOut - o.donePoints), SHA256: hex.EncodeToString(sum[:])})
+	o.doneSeries, o.donePoints = st.Series, st.PointsOut
+	o.buf.Reset()
+	return nil
 }
 
 // tagCollector keeps, per series, the tags of its latest payload (the same arrival rule
@@ -210,16 +335,20 @@ type tagEntry struct {
 	tags []string
 }
 
-func newTagCollector() *tagCollector { return &tagCollector{m: map[columnar.SeriesKey]tagEntry{}} }
-
 func (c *tagCollector) add(k columnar.SeriesKey, src columnar.Source, tags []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[columnar.SeriesKey]tagEntry{}
+	}
 	if cur, ok := c.m[k]; ok && !later(src, cur.src) {
 		return
 	}
 	c.m[k] = tagEntry{src: src, tags: append([]string(nil), tags...)}
 }
+
+// get is called after reading has finished, from one goroutine.
+func (c *tagCollector) get(k columnar.SeriesKey) []string { return c.m[k].tags }
 
 // later reports whether a arrived after b (docs/dedup.md).
 func later(a, b columnar.Source) bool {
@@ -235,122 +364,113 @@ func later(a, b columnar.Source) bool {
 	return a.Offset > b.Offset
 }
 
-// partWriter turns the group-sorted stream into series and the series into part files.
-type partWriter struct {
-	ctx   context.Context
-	opt   *RunOptions
-	runID string
-	tags  *tagCollector
+// runReader chains point readers, each over its own splits and ts range, into one
+// record reader for one DuckDB query. Each is started when the previous one is drained,
+// and all are released together (DuckDB may still hold a batch of the previous one).
+type runReader struct {
+	ctx  context.Context
+	opt  *RunOptions
+	tags func(columnar.SeriesKey, columnar.Source, []string)
+	refs int64
+	mu   sync.Mutex
 
-	buf bytes.Buffer
-	w   *encoder.Writer
-
-	cur    columnar.SeriesKey
-	have   bool
-	ts     []int64
-	vals   []float64
-	parts  []Part
-	dups   uint64
-	series uint64
-	points uint64
-	// partSeries and partPoints count the open part.
-	partSeries, partPoints uint64
+	todo []func() *columnar.PointReader
+	cur  *columnar.PointReader
+	done []*columnar.PointReader
+	err  error
 }
 
-func sortedColumns(rec arrow.RecordBatch) (org []uint32, met, ctx []uint64, ts []int64, val []float64, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("group-sort result has schema %s, want %s", rec.Schema(), columnar.SortedSchema)
-		}
-	}()
-	return rec.Column(0).(*array.Uint32).Uint32Values(), rec.Column(1).(*array.Uint64).Uint64Values(),
-		rec.Column(2).(*array.Uint64).Uint64Values(), rec.Column(3).(*array.Int64).Int64Values(),
-		rec.Column(4).(*array.Float64).Float64Values(), nil
+var _ array.RecordReader = (*runReader)(nil)
+
+func newRunReader(ctx context.Context, opt *RunOptions, tags func(columnar.SeriesKey, columnar.Source, []string)) *runReader {
+	return &runReader{ctx: ctx, opt: opt, tags: tags, refs: 1}
 }
 
-func (p *partWriter) consume(r array.RecordReader) error {
-	for r.Next() {
-		org, met, ctx, ts, val, err := sortedColumns(r.RecordBatch())
-		if err != nil {
-			return err
-		}
-		for i := range ts {
-			k := columnar.SeriesKey{Org: org[i], Metric: met[i], Context: ctx[i]}
-			if !p.have || k != p.cur {
-				if p.have && k.Less(p.cur) {
-					return fmt.Errorf("BUG: group-sort output not sorted: series %+v after %+v", k, p.cur)
-				}
-				if err := p.flushSeries(); err != nil {
-					return err
-				}
-				p.cur, p.have = k, true
-			} else if n := len(p.ts); n > 0 {
-				switch {
-				case ts[i] == p.ts[n-1]:
-					p.dups++ // an earlier arrival of the same (series, ts): the first row won
-					continue
-				case ts[i] < p.ts[n-1]:
-					return fmt.Errorf("BUG: group-sort output not sorted: series %+v ts %d after %d", k, ts[i], p.ts[n-1])
-				}
+func (r *runReader) add(splits []columnar.Split, win columnar.Window) {
+	r.todo = append(r.todo, func() *columnar.PointReader {
+		return columnar.NewPointReader(r.ctx, r.opt.Store, splits, columnar.Topics(r.opt.Segments), columnar.ReadOptions{
+			Readers: r.opt.Readers, BatchRows: r.opt.BatchRows, Window: win, SkipCorrupt: r.opt.SkipCorrupt, Tags: r.tags,
+		})
+	})
+}
+
+func (r *runReader) Schema() *arrow.Schema { return columnar.PointSchema }
+
+func (r *runReader) Next() bool {
+	for r.err == nil {
+		if r.cur == nil {
+			if len(r.todo) == 0 {
+				return false
 			}
-			p.ts = append(p.ts, ts[i])
-			p.vals = append(p.vals, val[i])
+			r.cur = r.todo[0]()
+			r.todo = r.todo[1:]
 		}
+		if r.cur.Next() {
+			return true
+		}
+		r.err = r.cur.Err()
+		r.done = append(r.done, r.cur)
+		r.cur = nil
 	}
-	if err := r.Err(); err != nil {
-		return fmt.Errorf("read group-sort result: %w", err)
-	}
-	return p.flushSeries()
+	return false
 }
 
-func (p *partWriter) flushSeries() error {
-	if len(p.ts) == 0 {
-		return nil
-	}
-	if p.w == nil {
-		p.buf.Reset()
-		p.w = encoder.NewWriter(&p.buf)
-	}
-	var tags []string
-	if e, ok := p.tags.m[p.cur]; ok {
-		tags = e.tags
-	}
-	if err := p.w.Append(p.cur, tags, p.ts, p.vals); err != nil {
-		return fmt.Errorf("encode series %+v: %w", p.cur, err)
-	}
-	p.series++
-	p.points += uint64(len(p.ts))
-	p.partSeries++
-	p.partPoints += uint64(len(p.ts))
-	p.ts, p.vals = p.ts[:0], p.vals[:0]
-	if int64(p.buf.Len()) >= p.opt.PartBytes {
-		return p.closePart()
-	}
-	return nil
+func (r *runReader) RecordBatch() arrow.RecordBatch { return r.cur.RecordBatch() }
+
+// Record implements array.RecordReader (deprecated name of RecordBatch).
+func (r *runReader) Record() arrow.RecordBatch { return r.cur.RecordBatch() }
+
+func (r *runReader) Err() error { return r.err }
+
+func (r *runReader) Retain() {
+	r.mu.Lock()
+	r.refs++
+	r.mu.Unlock()
 }
 
-func (p *partWriter) closePart() error {
-	if p.w == nil {
-		return nil
+func (r *runReader) Release() {
+	r.mu.Lock()
+	r.refs--
+	last := r.refs == 0
+	r.mu.Unlock()
+	if !last {
+		return
 	}
-	if err := p.w.Close(); err != nil {
-		return fmt.Errorf("close part: %w", err)
+	if r.cur != nil {
+		r.done = append(r.done, r.cur)
+		r.cur = nil
 	}
-	p.w = nil
-	key := PartKey(p.opt.Shard, p.opt.Window, p.runID, len(p.parts))
-	sum := sha256.Sum256(p.buf.Bytes())
-	size := int64(p.buf.Len())
-	if err := p.opt.Store.Put(p.ctx, key, bytes.NewReader(p.buf.Bytes())); err != nil {
-		return fmt.Errorf("upload %s: %w", key, err)
+	for _, p := range r.done {
+		p.Release()
 	}
-	p.parts = append(p.parts, Part{Key: key, Size: size, Series: p.partSeries, Points: p.partPoints, SHA256: hex.EncodeToString(sum[:])})
-	p.partSeries, p.partPoints = 0, 0
-	return nil
 }
 
-func (p *partWriter) finish() error {
-	if err := p.flushSeries(); err != nil {
-		return err
+// stats sums the counts of the drained readers.
+func (r *runReader) stats() columnar.FrameStats {
+	var s columnar.FrameStats
+	for _, p := range r.done {
+		o := p.Stats()
+		s.Frames += o.Frames
+		s.CorruptFrames += o.CorruptFrames
+		s.RowsIn += o.RowsIn
+		s.RowsOut += o.RowsOut
+		s.OutOfWindow += o.OutOfWindow
+		s.Bytes += o.Bytes
 	}
-	return p.closePart()
+	return s
+}
+
+// report adds the readers' fetch counts, step timers and memory peak to rep.
+func (r *runReader) report(rep *Report) {
+	for _, p := range r.done {
+		s := p.ReadStats()
+		rep.Frames += s.Frames
+		rep.BytesIn += s.Bytes
+		rep.Counts.CorruptFrames += s.CorruptFrames
+		rep.add("fetch", s.Timers.Fetch)
+		rep.add("verify", s.Timers.Verify)
+		rep.add("zstd", s.Timers.Decompress)
+		rep.add("decode", s.Timers.Decode)
+		rep.ReaderPeak = max(rep.ReaderPeak, s.Memory.PeakBytes)
+	}
 }

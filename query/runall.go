@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,28 +14,43 @@ import (
 	"github.com/tailor-metrics/tailor/storage"
 )
 
-// maxEnumeratedWindows bounds how many windows a frame's [min, max] ts range may span
-// before its windows are found by decoding its timestamps instead of enumerating.
+// maxEnumeratedWindows bounds how many windows a frame's ts range may span before its
+// windows are found by decoding its timestamps instead of enumerating.
 const maxEnumeratedWindows = 64
 
-// ShardWindows lists every (shard, window) that segs hold points for, shards sorted by
-// name and windows by time. A frame whose ts range spans few windows contributes all of
-// them (a window may turn out empty); a wider one is decoded to find its exact windows.
-func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segment, size time.Duration) (map[string][]Window, error) {
+// ShardWindows lists every (shard, window) that segs give points to under the arrival
+// rule a: the windows a frame's [min ts, max ts] reaches inside its segment's on-time
+// range, and the owner's late output when the frame reaches outside it. Shards are
+// sorted by name and windows by time. A frame whose range spans few windows contributes
+// all of them (a window may turn out empty, and its run publishes an empty manifest);
+// a wider one is decoded to find its exact windows.
+func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segment, a Arrival) (map[string][]Window, error) {
 	seen := map[string]map[int64]bool{}
 	dec := columnar.NewFrameDecoder()
 	defer dec.Close()
 	var buf []byte
 	var cols columnar.Columns
 	for _, s := range segs {
+		start := s.Header.StartTimestamp
+		on := a.OnTime(start)
 		for _, f := range s.Footer.Frames {
 			shard := s.Footer.Shards[f.Shard]
 			if seen[shard] == nil {
 				seen[shard] = map[int64]bool{}
 			}
-			lo, hi := WindowOf(f.MinTs, size), WindowOf(f.MaxTs, size)
-			if n := hi.From.Sub(lo.From) / size; n < maxEnumeratedWindows {
-				for w := lo; !w.From.After(hi.From); w.From = w.From.Add(size) {
+			if a.Bounded() && (f.MinTs < on.From || f.MaxTs >= on.To) {
+				seen[shard][a.Owner(start).From.UnixMilli()] = true
+			}
+			lo, hi := max(f.MinTs, on.From), f.MaxTs
+			if on.To != columnar.AllTime.To {
+				hi = min(hi, on.To-1)
+			}
+			if lo > hi {
+				continue
+			}
+			first, last := WindowOf(lo, a.Size), WindowOf(hi, a.Size)
+			if n := last.From.Sub(first.From) / a.Size; n < maxEnumeratedWindows {
+				for w := first; !w.From.After(last.From); w.From = w.From.Add(a.Size) {
 					seen[shard][w.From.UnixMilli()] = true
 				}
 				continue
@@ -46,31 +62,109 @@ func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segmen
 			}
 			cols.Reset()
 			var fs columnar.FrameStats
-			if err := dec.DecodeFrame(&sp, f, buf, 0, columnar.AllTime, false, &cols, &fs, nil); err != nil {
+			if err := dec.DecodeFrame(&sp, f, buf, 0, on, false, &cols, &fs, nil); err != nil {
 				return nil, err
 			}
 			for _, ts := range cols.Ts {
-				seen[shard][WindowOf(ts, size).From.UnixMilli()] = true
+				seen[shard][WindowOf(ts, a.Size).From.UnixMilli()] = true
 			}
 		}
 	}
 	out := map[string][]Window{}
 	for shard, ws := range seen {
 		for from := range ws {
-			out[shard] = append(out[shard], Window{From: time.UnixMilli(from).UTC(), Size: size})
+			out[shard] = append(out[shard], Window{From: time.UnixMilli(from).UTC(), Size: a.Size})
 		}
 		sort.Slice(out[shard], func(i, j int) bool { return out[shard][i].From.Before(out[shard][j].From) })
 	}
 	return out, nil
 }
 
+// openers bounds the footers opened at once: each is two or three small ranged reads,
+// dominated by latency on an object store.
+const openers = 16
+
+// ListSegments opens the segments under segments/ that a run of one of windows reads
+// under the arrival rule a, or every segment when windows is empty. The hour in a
+// segment's key prunes before any footer is opened; a key without a readable hour is
+// opened anyway. The result is sorted by key.
+func ListSegments(ctx context.Context, st storage.Store, windows []Window, a Arrival) ([]*columnar.Segment, error) {
+	var attrs []storage.Attrs
+	if !a.Bounded() {
+		windows = nil // every segment may hold points of any window
+	}
+	err := st.List(ctx, "segments/", func(at storage.Attrs) error {
+		if len(windows) == 0 || hourMayMatch(at.Key, windows, a) {
+			attrs = append(attrs, at)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list segments: %w", err)
+	}
+	segs := make([]*columnar.Segment, len(attrs))
+	errs := make([]error, len(attrs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, openers)
+	for i, at := range attrs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			segs[i], errs[i] = columnar.OpenSegment(ctx, st, at.Key, at.Size)
+		}()
+	}
+	wg.Wait()
+	out := segs[:0]
+	for i, s := range segs {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if len(windows) == 0 || readByAny(s.Header.StartTimestamp, windows, a) {
+			out = append(out, s)
+		}
+	}
+	sortSegs(out)
+	return out, nil
+}
+
+func readByAny(start int64, windows []Window, a Arrival) bool {
+	for _, w := range windows {
+		if a.Reads(w, start) {
+			return true
+		}
+	}
+	return false
+}
+
+// hourMayMatch reads the hour from segments/<h>/<hour>/… and reports whether a segment
+// that started in that hour may be read by one of windows.
+func hourMayMatch(key string, windows []Window, a Arrival) bool {
+	parts := strings.Split(key, "/")
+	if len(parts) < 4 {
+		return true
+	}
+	h, err := time.Parse("2006010215", parts[2])
+	if err != nil {
+		return true
+	}
+	lo, hi := h.UnixMilli(), h.Add(time.Hour).UnixMilli()
+	for _, w := range windows {
+		if s, e := a.startRange(w); lo < e && hi > s {
+			return true
+		}
+	}
+	return false
+}
+
 // AllOptions configures RunAll.
 type AllOptions struct {
 	RunOptions
+	// WindowSize, when set, is the window size (Arrival.Size), else 4 h.
 	WindowSize time.Duration
 	// Shard, when set, limits the run to that shard's windows.
 	Shard string
-	// Windows, when set, limits the run to these windows.
+	// Windows, when set, limits the run to these windows (of Arrival.Size).
 	Windows []Window
 	// Parallel runs this many shard runs at once (default 1).
 	Parallel int
@@ -81,19 +175,25 @@ type AllOptions struct {
 // RunAll runs every (shard, window) that has data. A failed run does not stop the
 // others: its report carries the error, and RunAll returns an error naming the failures.
 func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
-	if opt.WindowSize <= 0 {
-		opt.WindowSize = DefaultWindowSize
+	if opt.WindowSize > 0 {
+		opt.Arrival.Size = opt.WindowSize
+	}
+	if opt.Arrival.Size <= 0 {
+		opt.Arrival.Size = DefaultWindowSize
+	}
+	if err := opt.Arrival.validate(); err != nil {
+		return nil, err
 	}
 	if opt.Parallel <= 0 {
 		opt.Parallel = 1
 	}
 	listStart := time.Now()
-	segs, err := columnar.ListSegments(ctx, opt.Store)
+	segs, err := ListSegments(ctx, opt.Store, opt.Windows, opt.Arrival)
 	if err != nil {
 		return nil, err
 	}
 	opt.Segments = segs
-	sw, err := ShardWindows(ctx, opt.Store, segs, opt.WindowSize)
+	sw, err := ShardWindows(ctx, opt.Store, segs, opt.Arrival)
 	if err != nil {
 		return nil, err
 	}
@@ -137,16 +237,19 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			db, err := Open(ctx, opt.Engine)
-			if err != nil {
-				mu.Lock()
-				failed = append(failed, err.Error())
-				mu.Unlock()
-				for range next {
+			var db *Engine
+			if !opt.DryRun {
+				var err error
+				if db, err = Open(ctx, opt.Engine); err != nil {
+					mu.Lock()
+					failed = append(failed, err.Error())
+					mu.Unlock()
+					for range next {
+					}
+					return
 				}
-				return
+				defer db.Close()
 			}
-			defer db.Close()
 			for i := range next {
 				runOne(ctx, opt, db, jobs[i].shard, jobs[i].w, listSecs/float64(len(jobs)), &reports[i], func(rep *Report, err error) {
 					mu.Lock()
@@ -180,10 +283,7 @@ func runOne(ctx context.Context, opt AllOptions, db *Engine, shard string, w Win
 	if err != nil {
 		rep.Err = err.Error()
 	}
-	if rep.Seconds == nil {
-		rep.Seconds = map[string]float64{}
-	}
-	rep.Seconds["list"] = listSecs
+	rep.add("list", time.Duration(listSecs*float64(time.Second)))
 	*out = rep
 	done(rep, err)
 }

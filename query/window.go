@@ -88,3 +88,86 @@ func ParseWindow(s string, defaultSize time.Duration) (Window, error) {
 	}
 	return w, nil
 }
+
+// DefaultFlushAge is the sink's default flush age (ingest), the longest a segment stays
+// open: a segment that started up to this long before a window can hold its points.
+const DefaultFlushAge = 10 * time.Minute
+
+// Arrival assigns every point to exactly one output, from its own ts and the start of
+// the segment that holds it (the Kafka record timestamp at the segment's first offset,
+// which names the segment's hour). See docs/run.md, "Late data".
+//
+// A segment that started at s is read by the runs of the windows W with
+//
+//	W.start − FlushAge ≤ s < W.end + Lateness
+//
+// and its points with ts in one of those windows go to that window's output. Its other
+// points go to the late output of Owner(s), the window of s − Lateness: points whose
+// window was already closed when they arrived (late), and points more than FlushAge
+// ahead of their arrival (early, a producer's clock running fast). Owner(s) is always
+// one of the windows that read the segment, so every point is written by exactly one run.
+//
+// The rule applies only when Closed is set. The zero Arrival leaves windows open: every
+// segment may hold points of every window, each point goes to its own window whenever it
+// arrives, and a run's inputs (so its run id) change when more arrive. Open is the
+// default, since imports and replays stamp arbitrary arrival times; a sink deployment
+// that wants windows to close sets a lateness.
+type Arrival struct {
+	Size     time.Duration
+	Closed   bool
+	Lateness time.Duration
+	FlushAge time.Duration
+}
+
+// DefaultArrival is the default: 4 h windows that stay open.
+func DefaultArrival() Arrival {
+	return Arrival{Size: DefaultWindowSize, FlushAge: DefaultFlushAge}
+}
+
+// Bounded reports whether windows close Lateness after their end.
+func (a Arrival) Bounded() bool { return a.Closed }
+
+func (a Arrival) validate() error {
+	if a.Size <= 0 || a.Size%time.Millisecond != 0 {
+		return fmt.Errorf("window size %s: want a positive whole number of milliseconds", a.Size)
+	}
+	if a.Lateness < 0 || a.FlushAge < 0 {
+		return fmt.Errorf("lateness %s and flush age %s must not be negative", a.Lateness, a.FlushAge)
+	}
+	if a.Lateness%time.Millisecond != 0 || a.FlushAge%time.Millisecond != 0 {
+		return fmt.Errorf("lateness %s and flush age %s must be whole milliseconds", a.Lateness, a.FlushAge)
+	}
+	return nil
+}
+
+// Reads reports whether the run of w reads a segment that started at segStart (Unix ms).
+func (a Arrival) Reads(w Window, segStart int64) bool {
+	if !a.Bounded() {
+		return true
+	}
+	lo, hi := a.startRange(w)
+	return segStart >= lo && segStart < hi
+}
+
+// Owner is the window whose late output takes a segment's points that no window reading
+// it holds (none when !Bounded: OnTime is then all time).
+func (a Arrival) Owner(segStart int64) Window {
+	return WindowOf(segStart-a.Lateness.Milliseconds(), a.Size)
+}
+
+// OnTime is the ts range [first.start, last.end) of the windows that read a segment that
+// started at segStart: its points inside go to their own window's output, the others to
+// Owner's late output.
+func (a Arrival) OnTime(segStart int64) columnar.Window {
+	if !a.Bounded() {
+		return columnar.AllTime
+	}
+	first := a.Owner(segStart)
+	last := WindowOf(segStart+a.FlushAge.Milliseconds(), a.Size)
+	return columnar.Window{From: first.From.UnixMilli(), To: last.From.Add(last.Size).UnixMilli()}
+}
+
+// startRange is the range of segment start times [lo, hi) (Unix ms) the run of w reads.
+func (a Arrival) startRange(w Window) (lo, hi int64) {
+	return w.From.Add(-a.FlushAge).UnixMilli(), w.From.Add(w.Size + a.Lateness).UnixMilli()
+}

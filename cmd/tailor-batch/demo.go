@@ -178,7 +178,7 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 	// 4. Run every shard and window.
 	start = time.Now()
 	reports, err := query.RunAll(ctx, query.AllOptions{
-		RunOptions: query.RunOptions{Store: st, Readers: runtime.NumCPU(), Engine: query.Options{Threads: runtime.NumCPU(), TempDir: os.TempDir() + "/tailor-demo-duckdb"}},
+		RunOptions: query.RunOptions{Store: st, Arrival: query.DefaultArrival(), Readers: runtime.NumCPU(), Engine: query.Options{Threads: runtime.NumCPU(), TempDir: os.TempDir() + "/tailor-demo-duckdb"}},
 		Parallel:   o.parallel,
 		Progress: func(done, total int, rep *query.Report) {
 			if done%16 == 0 || done == total {

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,23 +22,36 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var (
-		storeURL, shard, window, tempDir string
-		all, jsonOut, verbose            bool
-		windowSize                       time.Duration
-		opt                              query.AllOptions
+		storeURL, shard, window, tempDir, lateness string
+		shardEnv, shardList                        string
+		all, jsonOut, verbose                      bool
+		windowSize                                 time.Duration
+		opt                                        query.AllOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "run --store URL (--shard S | --all) [--window FROM/DURATION]",
+		Use:   "run --store URL (--shard S | --shard-from-env VAR | --all) [--window FROM/DURATION]",
 		Short: "Group-sort one shard's segments of a window into series files (the compute side)",
 		Long: `Reads the segments' frames of one shard (or every shard with --all) and window, has
 DuckDB de-duplicate (latest arrival wins) and sort them by series and time, and writes the
 series files under series/<shard>/<window>/<run-id>/ with a manifest written last. Windows
-are aligned to the Unix epoch. Without --window, every window that has data is run.`,
+are aligned to the Unix epoch. Without --window, every window that has data is run.
+
+With --lateness D, a window closes D after its end: points that arrive later (by their
+segment's start) go to the late output (late-*.tsf) of the window they arrived in, and the
+run reads only segments that started between the window's start minus --flush-age and its
+end plus D. Without it, windows stay open and a run reads every segment (docs/run.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if shardEnv != "" {
+				s, err := shardFromEnv(shardEnv, shardList)
+				if err != nil {
+					return err
+				}
+				shard = s
+			}
 			if all == (shard != "") {
-				return fmt.Errorf("run: pass exactly one of --shard S or --all")
+				return fmt.Errorf("run: pass exactly one of --shard S, --shard-from-env VAR or --all")
 			}
 			if shard != "" {
 				s, err := columnar.NormalizeShard(shard)
@@ -44,13 +60,23 @@ are aligned to the Unix epoch. Without --window, every window that has data is r
 				}
 				opt.Shard = s
 			}
-			opt.WindowSize = windowSize
+			opt.Arrival.Size = windowSize
 			if window != "" {
 				w, err := query.ParseWindow(window, windowSize)
 				if err != nil {
 					return fmt.Errorf("--window: %w", err)
 				}
-				opt.Windows, opt.WindowSize = []query.Window{w}, w.Size
+				opt.Windows, opt.Arrival.Size = []query.Window{w}, w.Size
+			}
+			if lateness != "none" {
+				d, err := time.ParseDuration(lateness)
+				if err != nil || d < 0 {
+					return fmt.Errorf("--lateness %q: want none or a duration such as 1h", lateness)
+				}
+				opt.Arrival.Closed, opt.Arrival.Lateness = true, d
+			}
+			if opt.Engine.MemoryLimit == "" {
+				opt.Engine.MemoryLimit = query.DefaultMemoryLimit(opt.Parallel)
 			}
 			st, err := openStore(ctx, storeURL)
 			if err != nil {
@@ -63,18 +89,18 @@ are aligned to the Unix epoch. Without --window, every window that has data is r
 			opt.Store = st
 			opt.Engine.TempDir = tempDir
 			opt.Logger = newLogger(os.Stderr, verbose)
-			if isTerminal(os.Stderr) {
-				opt.Progress = func(done, total int, rep *query.Report) {
-					fmt.Fprintf(os.Stderr, "\r[%d/%d] %s %s: %d points", done, total, rep.Shard, rep.Window, rep.Counts.PointsOut)
-					if done == total {
-						fmt.Fprintln(os.Stderr)
-					}
-				}
+			if isTerminal(os.Stderr) && !opt.DryRun {
+				bar := newProgressBar(os.Stderr)
+				defer bar.stop()
+				opt.Stage, opt.Progress = bar.stage, bar.done
 			}
 			start := time.Now()
+			res := query.MeasureResources()
 			reports, runErr := query.RunAll(ctx, opt)
 			sum := summarize(reports, time.Since(start))
+			sum.Resources = res()
 			sum.Retries = storeRetries(st)
+			sum.MemoryLimit = opt.Engine.MemoryLimit
 			if jsonOut {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -84,41 +110,77 @@ are aligned to the Unix epoch. Without --window, every window that has data is r
 				}{sum, reports}); err != nil {
 					return err
 				}
+			} else if opt.DryRun {
+				printPlans(cmd.OutOrStdout(), reports)
 			} else {
 				sum.print(cmd.OutOrStdout())
 			}
-			return runErr
+			if runErr != nil {
+				return fmt.Errorf("%w (the failed runs published nothing: fix the cause and run again; complete runs are skipped)", runErr)
+			}
+			return nil
 		},
 	}
 	fl := cmd.Flags()
 	storeFlag(cmd, &storeURL)
 	fl.StringVar(&shard, "shard", "", "shard to run: a number N (org-mod-N), org-mod-N, org-X or org-X-pK")
+	fl.StringVar(&shardEnv, "shard-from-env", "", "take the shard from this environment variable, an index (e.g. JOB_COMPLETION_INDEX of a Kubernetes Indexed Job)")
+	fl.StringVar(&shardList, "shard-list", "", "with --shard-from-env: comma-separated shards the index picks from (default: index N is org-mod-N)")
 	fl.BoolVar(&all, "all", false, "run every shard that has data")
 	fl.StringVar(&window, "window", "", "window FROM/DURATION, e.g. 2025-11-24T04:00:00Z/4h (default: every window with data)")
 	fl.DurationVar(&windowSize, "window-size", query.DefaultWindowSize, "window size when --window gives none")
+	fl.StringVar(&lateness, "lateness", "none", "how long after its end a window takes points (none: windows stay open); later points go to a late output")
+	fl.DurationVar(&opt.Arrival.FlushAge, "flush-age", query.DefaultFlushAge, "the sink's flush age: segments that started this long before a window may hold its points")
 	fl.IntVar(&opt.Parallel, "parallel", 1, "shard runs at once with --all")
 	fl.IntVar(&opt.Readers, "readers", runtime.NumCPU(), "segment byte ranges decoded in parallel per run")
 	fl.Int64Var(&opt.SplitBytes, "split-bytes", 1<<30, "largest byte range one reader takes")
 	fl.BoolVar(&opt.SkipCorrupt, "skip-corrupt", false, "skip corrupt segment frames (counted and reported) instead of failing")
-	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "DuckDB memory limit, e.g. 4GB (default: DuckDB's, 80% of RAM)")
+	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "DuckDB memory limit per run, e.g. 4GB (default: 60% of RAM or of the container's limit, split over --parallel)")
 	fl.IntVar(&opt.Engine.Threads, "threads", runtime.NumCPU(), "DuckDB threads")
 	fl.StringVar(&tempDir, "temp-dir", "", "where DuckDB spills (default: $TMPDIR/tailor-duckdb)")
 	fl.Int64Var(&opt.PartBytes, "part-bytes", 256<<20, "start a new series file after this many bytes")
 	fl.BoolVar(&opt.Force, "force", false, "re-run windows that already have a complete run for the same inputs")
+	fl.BoolVar(&opt.DryRun, "dry-run", false, "print the plan (segments, bytes, frames, estimated points) and read nothing")
 	fl.BoolVar(&jsonOut, "json", false, "print the run report as JSON")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	return cmd
+}
+
+// shardFromEnv maps the index in env var name to a shard: the index-th entry of list,
+// or org-mod-<index> without a list.
+func shardFromEnv(name, list string) (string, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return "", fmt.Errorf("--shard-from-env: %s is not set", name)
+	}
+	i, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || i < 0 {
+		return "", fmt.Errorf("--shard-from-env: %s=%q is not an index", name, v)
+	}
+	if list == "" {
+		return strconv.Itoa(i), nil
+	}
+	shards := strings.Split(list, ",")
+	if i >= len(shards) {
+		return "", fmt.Errorf("--shard-from-env: %s=%d but --shard-list has %d shards (set the Job's completions to match)", name, i, len(shards))
+	}
+	return strings.TrimSpace(shards[i]), nil
 }
 
 // runSummary totals the shard runs of one invocation.
 type runSummary struct {
 	Runs          int `json:"runs"`
 	Skipped       int `json:"skipped"`
+	NoData        int `json:"no_data"`
 	Failed        int `json:"failed"`
 	query.Counts  `json:"counts"`
 	BytesPerPoint float64            `json:"bytes_per_point"`
 	Seconds       float64            `json:"seconds"`
 	StageSeconds  map[string]float64 `json:"stage_seconds"`
+	// Plan totals the plans (with --dry-run, all there is).
+	Plan        query.Plan      `json:"plan"`
+	Resources   query.Resources `json:"resources"`
+	MemoryLimit string          `json:"memory_limit"`
 	// Retries are the store's request retries by reason (S3 only; nil for stores that
 	// never retry).
 	Retries *storage.RetryStats `json:"store_retries,omitempty"`
@@ -131,12 +193,20 @@ func summarize(reports []*query.Report, elapsed time.Duration) runSummary {
 		switch {
 		case r.Err != "":
 			s.Failed++
+		case r.NoData:
+			s.NoData++
 		case r.Skipped:
 			s.Skipped++
 		}
 		s.Counts.Add(r.Counts)
 		for k, v := range r.Seconds {
 			s.StageSeconds[k] += v
+		}
+		if p := r.Plan; p != nil {
+			s.Plan.Segments += p.Segments
+			s.Plan.Frames += p.Frames
+			s.Plan.Bytes += p.Bytes
+			s.Plan.EstPoints += p.EstPoints
 		}
 	}
 	if s.PointsOut > 0 {
@@ -145,25 +215,141 @@ func summarize(reports []*query.Report, elapsed time.Duration) runSummary {
 	return s
 }
 
+// stageOrder is the order stages happen in, for the summary.
+var stageOrder = []string{"list", "plan", "fetch", "verify", "zstd", "decode", "duckdb", "encode", "upload", "publish"}
+
 func (s runSummary) print(w io.Writer) {
-	fmt.Fprintf(w, "runs: %d (%d already complete, %d failed) in %.1fs\n", s.Runs, s.Skipped, s.Failed, s.Seconds)
-	fmt.Fprintf(w, "points: %d in, %d duplicates removed, %d outside the window → %d out in %d series\n", s.PointsIn, s.Duplicates, s.OutOfWindow, s.PointsOut, s.Series)
+	fmt.Fprintf(w, "runs: %d (%d already complete, %d without data, %d failed) in %.1fs\n", s.Runs, s.Skipped, s.NoData, s.Failed, s.Seconds)
+	fmt.Fprintf(w, "points: %d in, %d duplicates removed → %d out in %d series", s.PointsIn, s.Duplicates, s.PointsOut, s.Series)
+	if s.Late+s.Early > 0 {
+		fmt.Fprintf(w, " (late output: %d late + %d early points taken, %d written)", s.Late, s.Early, s.LatePointsOut)
+	}
+	fmt.Fprintf(w, "; %d read belong to other windows\n", s.OutOfWindow)
 	fmt.Fprintf(w, "bytes out: %d (%.2f bytes/point)", s.BytesOut, s.BytesPerPoint)
 	if s.CorruptFrames > 0 {
 		fmt.Fprintf(w, ", %d corrupt frames skipped", s.CorruptFrames)
 	}
 	fmt.Fprintln(w)
-	stages := make([]string, 0, len(s.StageSeconds))
-	for k := range s.StageSeconds {
-		stages = append(stages, k)
-	}
-	sort.Strings(stages)
-	fmt.Fprint(w, "stage seconds (summed over runs):")
-	for _, k := range stages {
+	fmt.Fprint(w, "stage seconds (summed over runs; reader steps over reader goroutines):")
+	for _, k := range sortedStages(s.StageSeconds) {
 		fmt.Fprintf(w, " %s=%.2f", k, s.StageSeconds[k])
 	}
 	fmt.Fprintln(w)
+	r := s.Resources
+	fmt.Fprintf(w, "peak RSS %.0f MiB, CPU %.1fs (%.1f%% in Go GC), DuckDB memory limit %s\n", float64(r.PeakRSSBytes)/(1<<20), r.CPUSeconds, 100*r.GCShare, s.MemoryLimit)
 	if s.Retries != nil {
 		printRetries(w, *s.Retries)
 	}
+}
+
+func sortedStages(m map[string]float64) []string {
+	rank := map[string]int{}
+	for i, k := range stageOrder {
+		rank[k] = i + 1
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		ri, rj := rank[keys[i]], rank[keys[j]]
+		if ri == 0 || rj == 0 || ri == rj {
+			if (ri == 0) != (rj == 0) {
+				return ri != 0
+			}
+			return keys[i] < keys[j]
+		}
+		return ri < rj
+	})
+	return keys
+}
+
+func printPlans(w io.Writer, reports []*query.Report) {
+	fmt.Fprintf(w, "%-14s %-20s %-16s %9s %9s %14s %14s\n", "shard", "window", "run id", "segments", "frames", "bytes", "est. points")
+	var t query.Plan
+	for _, r := range reports {
+		p := r.Plan
+		if p == nil || r.NoData {
+			continue
+		}
+		fmt.Fprintf(w, "%-14s %-20s %-16s %9d %9d %14d %14d\n", r.Shard, r.Window, r.RunID, p.Segments, p.Frames, p.Bytes, p.EstPoints)
+		t.Segments += p.Segments
+		t.Frames += p.Frames
+		t.Bytes += p.Bytes
+		t.EstPoints += p.EstPoints
+	}
+	fmt.Fprintf(w, "%-14s %-20s %-16s %9d %9d %14d %14d\n", "total", "", "", t.Segments, t.Frames, t.Bytes, t.EstPoints)
+	fmt.Fprintln(w, "(segments counted once per run; estimated points are the planned frames' rows, an upper bound)")
+}
+
+// progressBar redraws one line on a terminal: shard runs done, and what the running ones
+// are doing.
+type progressBar struct {
+	w       io.Writer
+	mu      sync.Mutex
+	total   int
+	n       int
+	points  uint64
+	running map[string]string
+	start   time.Time
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	b := &progressBar{w: w, running: map[string]string{}, start: time.Now(), quit: make(chan struct{})}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.quit:
+				return
+			case <-t.C:
+				b.draw()
+			}
+		}
+	}()
+	return b
+}
+
+func (b *progressBar) stage(shard, window, stage string) {
+	b.mu.Lock()
+	b.running[shard+" "+window] = stage
+	b.mu.Unlock()
+}
+
+func (b *progressBar) done(done, total int, rep *query.Report) {
+	b.mu.Lock()
+	b.n, b.total = done, total
+	b.points += rep.Counts.PointsOut
+	delete(b.running, rep.Shard+" "+rep.Window)
+	b.mu.Unlock()
+}
+
+func (b *progressBar) draw() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	const width = 24
+	fill := 0
+	if b.total > 0 {
+		fill = width * b.n / b.total
+	}
+	var cur string
+	for k, v := range b.running {
+		if cur == "" || k < cur {
+			cur = k + ": " + v
+		}
+	}
+	fmt.Fprintf(b.w, "\r\033[K[%s%s] %d/%d runs, %d points out, %s %s", strings.Repeat("#", fill), strings.Repeat(".", width-fill),
+		b.n, b.total, b.points, time.Since(b.start).Round(time.Second), cur)
+}
+
+func (b *progressBar) stop() {
+	close(b.quit)
+	b.wg.Wait()
+	b.draw()
+	fmt.Fprintln(b.w)
 }

@@ -1,0 +1,492 @@
+//go:build duckdb_arrow
+
+package query
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/storage"
+)
+
+// segSpec is one segment to write: its partition, first offset and start time, and
+// its payloads (one record each, offsets counting up from start).
+type segSpec struct {
+	part     int32
+	start    int64
+	startTs  int64
+	payloads []columnar.Payload
+	recTs    []int64
+}
+
+func writeSeg(t testing.TB, st storage.Store, s segSpec, frameRows int) {
+	t.Helper()
+	w := columnar.NewSegmentWriter(columnar.Header{Topic: "metrics", Partition: s.part, StartOffset: s.start, StartTimestamp: s.startTs}, columnar.DefaultShardMap(), frameRows)
+	for i := range s.payloads {
+		src := columnar.Source{Topic: "metrics", Partition: s.part, Offset: s.start + int64(i), Timestamp: s.recTs[i]}
+		if err := w.Add(src, s.payloads[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Create(context.Background(), w.Key(), &buf); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type outPoint struct {
+	k  columnar.SeriesKey
+	ts int64
+}
+
+// readOutputs reads every published run's parts, keyed by "window part|late".
+func readOutputs(t *testing.T, st storage.Store) map[string]map[outPoint]uint64 {
+	t.Helper()
+	ctx := context.Background()
+	ms, err := Published(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[outPoint]uint64{}
+	for _, m := range ms {
+		for kind, parts := range map[string][]Part{"part": m.Parts, "late": m.LateParts} {
+			name := m.Shard + " " + m.Window + " " + kind
+			for _, p := range parts {
+				b, err := storage.ReadAll(ctx, st, p.Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				it := r.Iterator(nil)
+				for it.Next() {
+					s := it.At()
+					if out[name] == nil {
+						out[name] = map[outPoint]uint64{}
+					}
+					for i, ts := range s.Ts {
+						op := outPoint{s.Key, ts}
+						if _, dup := out[name][op]; dup {
+							t.Fatalf("%s: (series, ts) %+v written twice", name, op)
+						}
+						out[name][op] = math.Float64bits(s.Values[i])
+					}
+				}
+				if err := it.Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// lateWorkload writes segments over six hours: most points arrive within minutes of
+// their ts, some hours late, some ahead of their arrival, and some are redelivered.
+// It returns the segments it wrote.
+func lateWorkload(t testing.TB, st storage.Store, seed uint64, frameRows int) []segSpec {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	base := int64(1763942400000) // 2025-11-24T00:00Z
+	var specs []segSpec
+	offsets := map[int32]int64{}
+	for i := 0; i < 36; i++ {
+		part := int32(i % 3)
+		startTs := base + int64(i)*10*60_000 + rng.Int64N(60_000)
+		s := segSpec{part: part, start: offsets[part], startTs: startTs}
+		for j := 0; j < 40; j++ {
+			k := columnar.SeriesKey{Org: uint32(rng.IntN(4)), Metric: uint64(rng.IntN(6)), Context: uint64(rng.IntN(3))}
+			rec := startTs + int64(j)*1000
+			// Mostly just before arrival; 10% hours late; 5% ahead of arrival.
+			first := rec - rng.Int64N(20*60_000)
+			switch r := rng.IntN(20); {
+			case r < 2:
+				first = rec - (1+rng.Int64N(4))*hourMs
+			case r == 2:
+				first = rec + (1+rng.Int64N(2))*hourMs
+			}
+			p := columnar.Payload{SeriesKey: k, Tags: []string{fmt.Sprintf("seg:%d", i)}}
+			for n := 0; n < 1+rng.IntN(30); n++ {
+				ts := first/1000*1000 + int64(n)*15_000
+				p.Timestamps = append(p.Timestamps, ts)
+				p.Values = append(p.Values, math.Round(rng.NormFloat64()*1000)/8)
+			}
+			s.payloads = append(s.payloads, p)
+			s.recTs = append(s.recTs, rec)
+			if rng.IntN(50) == 0 { // redelivered in the same segment: same points, later record
+				s.payloads = append(s.payloads, p)
+				s.recTs = append(s.recTs, rec+1)
+			}
+		}
+		offsets[part] += int64(len(s.payloads))
+		writeSeg(t, st, s, frameRows)
+		specs = append(specs, s)
+	}
+	return specs
+}
+
+// expectedOutputs applies the arrival rule, written out independently of Arrival: a
+// point of segment s goes to its own window W when W.start-flush <= s.start < W.end+late,
+// else to the late output of the window holding s.start-late. Within one output the
+// latest arrival of a (series, ts) wins.
+func expectedOutputs(specs []segSpec, size, late, flush int64) map[string]map[outPoint]uint64 {
+	type arrival struct {
+		rec, off int64
+		part     int32
+		bits     uint64
+	}
+	floor := func(x int64) int64 { return x - ((x%size)+size)%size }
+	name := func(k columnar.SeriesKey, from int64, kind string) string {
+		w := Window{From: time.UnixMilli(from).UTC(), Size: time.Duration(size) * time.Millisecond}
+		return columnar.DefaultShardMap().Shard(k.Org, k.Metric) + " " + w.Name() + " " + kind
+	}
+	best := map[string]map[outPoint]arrival{}
+	for _, s := range specs {
+		for i, p := range s.payloads {
+			a := arrival{rec: s.recTs[i], off: s.start + int64(i), part: s.part}
+			for j, ts := range p.Timestamps {
+				w := floor(ts)
+				var key string
+				if s.startTs >= w-flush && s.startTs < w+size+late {
+					key = name(p.SeriesKey, w, "part")
+				} else {
+					key = name(p.SeriesKey, floor(s.startTs-late), "late")
+				}
+				if best[key] == nil {
+					best[key] = map[outPoint]arrival{}
+				}
+				op := outPoint{p.SeriesKey, ts}
+				a.bits = math.Float64bits(p.Values[j])
+				cur, ok := best[key][op]
+				if !ok || a.rec > cur.rec || a.rec == cur.rec && (a.part > cur.part || a.part == cur.part && a.off > cur.off) {
+					best[key][op] = a
+				}
+			}
+		}
+	}
+	out := map[string]map[outPoint]uint64{}
+	for k, m := range best {
+		out[k] = map[outPoint]uint64{}
+		for op, a := range m {
+			out[k][op] = a.bits
+		}
+	}
+	return out
+}
+
+func compareOutputs(t *testing.T, got, want map[string]map[outPoint]uint64) {
+	t.Helper()
+	var names []string
+	for k := range want {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if len(got[k]) != len(want[k]) {
+			t.Errorf("%s: %d points, want %d", k, len(got[k]), len(want[k]))
+			continue
+		}
+		for op, bits := range want[k] {
+			if g, ok := got[k][op]; !ok || g != bits {
+				t.Errorf("%s: %+v: got bits %x (present %v), want %x", k, op, g, ok, bits)
+				break
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok && len(got[k]) > 0 {
+			t.Errorf("unexpected output %s with %d points", k, len(got[k]))
+		}
+	}
+}
+
+func testArrival() Arrival {
+	return Arrival{Size: time.Hour, Closed: true, Lateness: 20 * time.Minute, FlushAge: 5 * time.Minute}
+}
+
+// TestLatePointsGoToExactlyOneOutput: with a lateness, every point is written by exactly
+// one run, to its own window or to a later (or, for points ahead of their arrival, an
+// earlier) window's late output, as docs/run.md states; the counts add up.
+func TestLatePointsGoToExactlyOneOutput(t *testing.T) {
+	ctx := context.Background()
+	st := storage.NewMem("late")
+	specs := lateWorkload(t, st, 1, 64)
+	a := testArrival()
+	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Readers: 2, Engine: Options{Threads: 2}}, Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := expectedOutputs(specs, a.Size.Milliseconds(), a.Lateness.Milliseconds(), a.FlushAge.Milliseconds())
+	compareOutputs(t, readOutputs(t, st), want)
+	var c Counts
+	for _, r := range reps {
+		c.Add(r.Counts)
+	}
+	var lateWant int
+	for k, m := range want {
+		if k[len(k)-4:] == "late" {
+			lateWant += len(m)
+		}
+	}
+	if c.Late == 0 || c.Early == 0 || c.LatePointsOut != uint64(lateWant) {
+		t.Fatalf("counts %+v: want late and early points, %d late points out", c, lateWant)
+	}
+	if c.PointsIn != c.PointsOut+c.Duplicates {
+		t.Fatalf("counts %+v do not add up", c)
+	}
+}
+
+// TestOpenWindowsTakeEveryPoint: without a lateness (the default), each point goes to
+// its own window whenever it arrived, and no run has a late output.
+func TestOpenWindowsTakeEveryPoint(t *testing.T) {
+	ctx := context.Background()
+	st := storage.NewMem("open")
+	specs := lateWorkload(t, st, 2, 0)
+	a := Arrival{Size: time.Hour}
+	if _, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Engine: Options{Threads: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	// An infinite lateness and flush age: every segment is read by every window.
+	compareOutputs(t, readOutputs(t, st), expectedOutputs(specs, hourMs, math.MaxInt64/4, math.MaxInt64/4))
+}
+
+// snapshot returns every object under series/ with its bytes.
+func snapshot(t *testing.T, st storage.Store) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	if err := st.List(ctx, SeriesPrefix, func(a storage.Attrs) error {
+		b, err := storage.ReadAll(ctx, st, a.Key)
+		out[a.Key] = string(b)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// shuffledStore lists in a random order, as an object store's listing order is not
+// something a run may depend on.
+type shuffledStore struct {
+	storage.Store
+	rng *rand.Rand
+}
+
+func (s shuffledStore) List(ctx context.Context, prefix string, fn func(storage.Attrs) error) error {
+	var all []storage.Attrs
+	if err := s.Store.List(ctx, prefix, func(a storage.Attrs) error { all = append(all, a); return nil }); err != nil {
+		return err
+	}
+	s.rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	for _, a := range all {
+		if err := fn(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyStore copies every object of src into a new in-memory store.
+func copyStore(t *testing.T, src storage.Store, name string) *storage.Mem {
+	t.Helper()
+	ctx := context.Background()
+	dst := storage.NewMem(name)
+	if err := src.List(ctx, "", func(a storage.Attrs) error {
+		b, err := storage.ReadAll(ctx, src, a.Key)
+		if err != nil {
+			return err
+		}
+		return dst.Put(ctx, a.Key, bytes.NewReader(b))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// TestOutputIsByteIdentical: the same inputs give the same keys and bytes whatever the
+// split size, reader and DuckDB thread counts, batch size, part size or listing order.
+func TestOutputIsByteIdentical(t *testing.T) {
+	ctx := context.Background()
+	seed := storage.NewMem("seed")
+	lateWorkload(t, seed, 3, 16)
+	var ref map[string]string
+	for i, c := range []struct {
+		split            int64
+		readers, threads int
+		batch            int
+	}{
+		{0, 1, 1, 0},
+		{1, 3, 2, 7},
+		{4096, 2, 1, 100},
+		{777, 4, 2, 1},
+	} {
+		st := shuffledStore{copyStore(t, seed, fmt.Sprint(i)), rand.New(rand.NewPCG(uint64(i), 9))}
+		opt := AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), SplitBytes: c.split, Readers: c.readers, BatchRows: c.batch, PartBytes: 2000, Engine: Options{Threads: c.threads}}, Parallel: 1 + i%2}
+		if _, err := RunAll(ctx, opt); err != nil {
+			t.Fatal(err)
+		}
+		got := snapshot(t, st)
+		if ref == nil {
+			ref = got
+			var parts int
+			for k := range got {
+				if filepath.Ext(k) == ".tsf" {
+					parts++
+				}
+			}
+			if parts < 10 {
+				t.Fatalf("only %d part files: the test should roll parts", parts)
+			}
+			continue
+		}
+		if len(got) != len(ref) {
+			t.Fatalf("case %+v: %d objects, want %d", c, len(got), len(ref))
+		}
+		for k, v := range ref {
+			if got[k] != v {
+				t.Fatalf("case %+v: %s differs", c, k)
+			}
+		}
+	}
+}
+
+var errKilled = errors.New("killed")
+
+// TestKilledRunLeavesNothingVisible: a run cancelled while it uploads parts publishes
+// no manifest and no _CURRENT; the next run completes it with the same bytes as a run
+// that never failed.
+func TestKilledRunLeavesNothingVisible(t *testing.T) {
+	ctx := context.Background()
+	seed := storage.NewMem("seed")
+	lateWorkload(t, seed, 4, 16)
+	opt := func(st storage.Store) AllOptions {
+		return AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), PartBytes: 1500, Engine: Options{Threads: 1}}}
+	}
+	clean := copyStore(t, seed, "clean")
+	if _, err := RunAll(ctx, opt(clean)); err != nil {
+		t.Fatal(err)
+	}
+	want := snapshot(t, clean)
+
+	for _, killAt := range []int64{1, 5, 17} {
+		st := copyStore(t, seed, "killed")
+		cctx, cancel := context.WithCancel(ctx)
+		ks := &killStore{Store: st, left: killAt, cancel: cancel}
+		o := opt(ks)
+		reps, err := RunAll(cctx, o)
+		cancel()
+		if err == nil {
+			t.Fatalf("kill after %d puts: run did not fail", killAt)
+		}
+		// Runs that finished before the kill are published and complete; the others
+		// have no manifest, so nothing of them is visible.
+		ms, perr := Published(ctx, st)
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		failed := 0
+		for _, r := range reps {
+			if r.Err == "" {
+				continue
+			}
+			failed++
+			w, _ := ParseWindowName(r.Window)
+			if _, err := ReadManifest(ctx, st, r.Shard, w, r.RunID); !errors.Is(err, storage.ErrNotExist) {
+				t.Fatalf("kill after %d puts: killed run %s %s has a manifest (%v)", killAt, r.Shard, r.Window, err)
+			}
+		}
+		if failed == 0 || len(ms)+failed != len(reps) {
+			t.Fatalf("kill after %d puts: %d failed, %d published of %d", killAt, failed, len(ms), len(reps))
+		}
+		for _, m := range ms {
+			for _, p := range append(m.Parts, m.LateParts...) {
+				if b, err := storage.ReadAll(ctx, st, p.Key); err != nil || int64(len(b)) != p.Size {
+					t.Fatalf("published run %s %s: part %s incomplete (%v)", m.Shard, m.Window, p.Key, err)
+				}
+			}
+		}
+		if _, err := RunAll(ctx, opt(st)); err != nil {
+			t.Fatalf("rerun after kill at %d: %v", killAt, err)
+		}
+		got := snapshot(t, st)
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("kill after %d puts, rerun: %s differs or is missing", killAt, k)
+			}
+		}
+		// A re-run of complete inputs is skipped.
+		reps, err = RunAll(ctx, opt(st))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reps {
+			if !r.Skipped {
+				t.Fatalf("second rerun of %s %s was not skipped", r.Shard, r.Window)
+			}
+		}
+	}
+}
+
+// killStore cancels the run's context once it has stored left objects, and from then on
+// fails, as a killed process stores nothing more.
+type killStore struct {
+	storage.Store
+	left   int64
+	cancel context.CancelFunc
+	n      atomic.Int64
+}
+
+func (s *killStore) Put(ctx context.Context, key string, r io.Reader) error {
+	if s.n.Add(1) > s.left {
+		s.cancel()
+		return errKilled
+	}
+	return s.Store.Put(ctx, key, r)
+}
+
+// TestDryRunPlansWithoutReading: --dry-run reads footers only, and its plan matches what
+// the real run then reads.
+func TestDryRunPlansWithoutReading(t *testing.T) {
+	ctx := context.Background()
+	st := storage.NewMem("dry")
+	lateWorkload(t, st, 5, 32)
+	o := AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), DryRun: true}}
+	plans, err := RunAll(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := Published(ctx, st); len(ms) != 0 {
+		t.Fatal("dry run published")
+	}
+	o.DryRun = false
+	o.Engine.Threads = 1
+	reps, err := RunAll(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plans) != len(reps) || len(plans) == 0 {
+		t.Fatalf("%d plans, %d runs", len(plans), len(reps))
+	}
+	for i, p := range plans {
+		r := reps[i]
+		if !p.DryRun || p.RunID != r.RunID || p.Plan.Frames != int(r.Frames) || p.Plan.EstPoints < r.Counts.PointsIn {
+			t.Fatalf("plan %+v does not match run %+v", p.Plan, r)
+		}
+	}
+}
