@@ -3,26 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"runtime"
-	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tailor-metrics/tailor/columnar"
-	"github.com/tailor-metrics/tailor/encoder"
-	"github.com/tailor-metrics/tailor/ingest"
-	"github.com/tailor-metrics/tailor/ingest/payload"
+	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
 	"github.com/tailor-metrics/tailor/ingest/workload"
-	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
-	"github.com/tailor-metrics/tailor/validate"
 )
 
 // demoOptions are the demo's knobs; flags fill them.
@@ -115,7 +104,6 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 		return nil, err
 	}
 	sum := &demoSummary{Series: o.spec.Series, Redeliveries: gen.Redeliveries(), Malformed: o.malformed, Stages: map[string]float64{}}
-	stage := func(name string, start time.Time) { sum.Stages[name] += time.Since(start).Seconds() }
 	say := func(format string, args ...any) { fmt.Fprintf(progress, "demo: "+format+"\n", args...) }
 
 	if o.storeURL == "" {
@@ -135,74 +123,14 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 	defer st.Close()
 	sum.Store = st.URL()
 
-	// 1. An embedded broker on loopback.
-	start := time.Now()
-	const topic = "metrics"
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.spec.Partitions), topic))
-	if err != nil {
-		return nil, fmt.Errorf("start embedded broker: %w", err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
-	say("embedded Kafka broker on %v, topic %q with %d partitions", brokers, topic, o.spec.Partitions)
-
-	// 2. Produce.
-	records, points, err := produceWorkload(ctx, brokers, topic, gen, o)
-	if err != nil {
-		return nil, err
-	}
-	sum.Records, sum.PointsProduced = records, points
-	stage("produce", start)
-	say("produced %d records (%d points, %d redelivered payloads, %d malformed) in %.1fs", records, points, gen.Redeliveries(), o.malformed, time.Since(start).Seconds())
-
-	// 3. Sink until caught up.
-	start = time.Now()
-	sink, err := ingest.New(ingest.Options{
-		Brokers: brokers, Topics: []string{topic}, Store: st, FlushPayloads: o.flushPayloads, StopAtEnd: true,
-		Group: "tailor-demo",
+	res, err := pipeline.Run(ctx, pipeline.Options{
+		Gen: gen, Store: st, FlushPayloads: o.flushPayloads, Parallel: o.parallel, Say: say,
+		Produce: pipeline.ProduceOptions{JSONShare: o.jsonShare, Malformed: o.malformed},
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := sink.Run(ctx); err != nil {
-		return nil, fmt.Errorf("sink: %w", err)
-	}
-	// The broker is no longer needed; closing it frees its memory (kfake keeps every
-	// record in memory) and its goroutines before the CPU-heavy run.
-	cluster.Close()
-	ss := sink.Stats()
-	sum.Rejected, sum.Segments, sum.SegmentBytes = ss.Rejected, ss.Segments, ss.Bytes
-	stage("sink", start)
-	say("sink stored %d segments (%d bytes, %d rejected records) in %.1fs", ss.Segments, ss.Bytes, ss.Rejected, time.Since(start).Seconds())
-
-	// 4. Run every shard and window.
-	start = time.Now()
-	reports, err := query.RunAll(ctx, query.AllOptions{
-		RunOptions: query.RunOptions{Store: st, Arrival: query.DefaultArrival(), Readers: runtime.NumCPU(), Engine: query.Options{Threads: runtime.NumCPU(), TempDir: os.TempDir() + "/tailor-demo-duckdb"}},
-		Parallel:   o.parallel,
-		Progress: func(done, total int, rep *query.Report) {
-			if done%16 == 0 || done == total {
-				say("run: %d/%d shard windows", done, total)
-			}
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("run: %w", err)
-	}
-	rs := summarize(reports, time.Since(start))
-	sum.ShardRuns, sum.DuplicatesRemove, sum.PointsOut, sum.SeriesOut, sum.BytesOut, sum.BytesPerPoint = rs.Runs, rs.Duplicates, rs.PointsOut, rs.Series, rs.BytesOut, rs.BytesPerPoint
-	stage("run", start)
-	for k, v := range rs.StageSeconds {
-		sum.Stages["run."+k] = v
-	}
-
-	// 5. Check every point against the workload's expected output.
-	start = time.Now()
-	sum.Mismatches, err = checkOutputs(ctx, st, gen, sum)
-	if err != nil {
-		return sum, err
-	}
-	stage("check", start)
+	sum.fill(res)
 	sum.Retries = storeRetries(st)
 	sum.Check = "passed"
 	if len(sum.Mismatches) > 0 {
@@ -211,146 +139,23 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 	return sum, nil
 }
 
-func produceWorkload(ctx context.Context, brokers []string, topic string, gen *workload.Gen, o demoOptions) (records, points int64, err error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchMaxBytes(4<<20),
-		kgo.MaxBufferedRecords(20_000),
-		kgo.ProducerLinger(5*time.Millisecond),
-	)
-	if err != nil {
-		return 0, 0, fmt.Errorf("producer: %w", err)
+// fill copies what the pipeline saw into the summary.
+func (s *demoSummary) fill(res *pipeline.Result) {
+	s.Records, s.PointsProduced = res.Records, res.PointsProduced
+	s.Rejected, s.Segments, s.SegmentBytes = res.Sink.Rejected, res.Sink.Segments, res.Sink.Bytes
+	for k, v := range res.Stages {
+		s.Stages[k] = v
 	}
-	defer cl.Close()
-	var (
-		perr  error
-		errCh = make(chan error, 1)
-	)
-	done := func(_ *kgo.Record, err error) {
-		if err != nil {
-			select {
-			case errCh <- err:
-			default:
-			}
+	if res.Reports != nil {
+		rs := summarize(res.Reports, 0)
+		s.ShardRuns, s.DuplicatesRemove, s.PointsOut, s.SeriesOut, s.BytesOut, s.BytesPerPoint = rs.Runs, rs.Duplicates, rs.PointsOut, rs.Series, rs.BytesOut, rs.BytesPerPoint
+		for k, v := range rs.StageSeconds {
+			s.Stages["run."+k] = v
 		}
 	}
-	n := 0
-	err = gen.Records(func(rec *workload.Record) error {
-		var value []byte
-		// A stable share of records as JSON, the rest as protobuf: the sink detects each.
-		if o.jsonShare > 0 && float64(n%1000) < o.jsonShare*1000 {
-			value = payload.AppendJSON(nil, &rec.Payload)
-		} else {
-			value = payload.AppendProto(nil, &rec.Payload)
-		}
-		n++
-		records++
-		points += int64(len(rec.Payload.Timestamps))
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: rec.Partition, Value: value, Timestamp: time.UnixMilli(rec.Timestamp)}, done)
-		select {
-		case perr = <-errCh:
-			return perr
-		default:
-			return nil
-		}
-	})
-	for i := 0; i < o.malformed && err == nil; i++ {
-		bad := [][]byte{[]byte(`{"org_id":1,"metric_id":2,"context_key":3,"timestamps":[1],"values":[0.5,`), {0xff, 0xff, 0xff}, []byte(`{"org_id":-1}`)}[i%3]
-		records++
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % o.spec.Partitions), Value: bad, Timestamp: time.UnixMilli(o.spec.Start)}, done)
+	if res.Check != nil {
+		s.Mismatches = res.Check.Mismatches
 	}
-	if ferr := cl.Flush(ctx); ferr != nil && err == nil {
-		err = ferr
-	}
-	select {
-	case perr = <-errCh:
-		if err == nil {
-			err = perr
-		}
-	default:
-	}
-	if err != nil {
-		return records, points, fmt.Errorf("produce: %w", err)
-	}
-	return records, points, nil
-}
-
-// checkOutputs walks the published series files and the workload's expected points in
-// the same (series, ts) order and reports the first mismatches.
-func checkOutputs(ctx context.Context, st storage.Store, gen *workload.Gen, sum *demoSummary) ([]string, error) {
-	type exp struct {
-		k  columnar.SeriesKey
-		ts int64
-		v  float64
-	}
-	next := make(chan exp, 4096)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		defer close(next)
-		_ = gen.Expected(func(k columnar.SeriesKey, ts int64, v float64) error {
-			select {
-			case next <- exp{k, ts, v}:
-				return nil
-			case <-stop:
-				return errors.New("stopped")
-			}
-		})
-	}()
-	var mism []string
-	note := func(format string, args ...any) {
-		if len(mism) < 10 {
-			mism = append(mism, fmt.Sprintf(format, args...))
-		}
-	}
-	m := validate.Merger{OnDiff: func(k validate.Kind, n, l *validate.Point) {
-		switch {
-		case n == nil:
-			note("%s: %+v ts %d", k, l.Key, l.Ts)
-		case l == nil:
-			note("%s: %+v ts %d", k, n.Key, n.Ts)
-		default:
-			note("%s: %+v ts %d: got bits %016x, want %016x", k, n.Key, n.Ts, math.Float64bits(n.Value), math.Float64bits(l.Value))
-		}
-	}}
-	head, ok := <-next
-	var got int64
-	err := catPoints(ctx, st, "", func(s *encoder.Series) error {
-		for i, ts := range s.Ts {
-			got++
-			p := validate.Point{Key: s.Key, Ts: ts, Value: s.Values[i]}
-			m.AddNew(p)
-			// Feed expected points up to p, so the merge buffers almost nothing.
-			for ok && (head.k.Less(p.Key) || head.k == p.Key && head.ts <= p.Ts) {
-				m.AddLegacy(validate.Point{Key: head.k, Ts: head.ts, Value: head.v})
-				head, ok = <-next
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for ; ok; head, ok = <-next {
-		m.AddLegacy(validate.Point{Key: head.k, Ts: head.ts, Value: head.v})
-	}
-	c := m.Close()
-	if c.MissingInNew+c.MissingInLegacy+c.ValueDiffers > 0 {
-		note("diff: %d equal, %d missing from the series files, %d unexpected, %d with another value", c.Equal, c.MissingInNew, c.MissingInLegacy, c.ValueDiffers)
-	}
-	want := gen.Spec().Points()
-	if got != want {
-		note("series files hold %d points, want %d", got, want)
-	}
-	redeliveredPoints := uint64(sum.PointsProduced - want)
-	if sum.DuplicatesRemove != redeliveredPoints {
-		note("the run removed %d duplicates, the workload redelivered %d points", sum.DuplicatesRemove, redeliveredPoints)
-	}
-	if sum.Rejected != uint64(sum.Malformed) {
-		note("the sink rejected %d records, %d malformed were sent", sum.Rejected, sum.Malformed)
-	}
-	return mism, nil
 }
 
 func (s *demoSummary) print(w io.Writer) {
