@@ -93,6 +93,9 @@ func (h *Header) Unmarshal(src []byte) ([]byte, error) {
 	if got, want := crc(src[:end]), binary.LittleEndian.Uint32(src[end:]); got != want {
 		return src, fmt.Errorf("header: crc32c %08x, want %08x", got, want)
 	}
+	if flags := binary.LittleEndian.Uint16(src[6:]); flags != 0 {
+		return src, fmt.Errorf("header: unknown flags %#04x (version %d defines none)", flags, h.Version)
+	}
 	return src[end+4:], nil
 }
 
