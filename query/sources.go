@@ -4,10 +4,10 @@ package query
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strings"
@@ -157,7 +157,7 @@ func (r *partsReader) Next() bool {
 			r.err = err
 			return false
 		}
-		sr, err := encoder.Open(bytesReaderAt(b), int64(len(b)))
+		sr, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			r.err = fmt.Errorf("open %s: %w", r.key, err)
 			return false
@@ -169,19 +169,6 @@ func (r *partsReader) Next() bool {
 		r.cur = sr.RecordReader(0, opts...)
 	}
 	return false
-}
-
-type bytesReaderAt []byte
-
-func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off > int64(len(b)) {
-		return 0, fmt.Errorf("read at %d: out of range", off)
-	}
-	n := copy(p, b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
 }
 
 // LegacyOptions describes the legacy data.
@@ -231,7 +218,7 @@ func LegacyView(ctx context.Context, e *Engine, name string, opt LegacyOptions, 
 			return View{}, fmt.Errorf("legacy series file: %w", err)
 		}
 		return View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
-			r, err := encoder.Open(bytesReaderAt(b), int64(len(b)))
+			r, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
 			if err != nil {
 				return nil, fmt.Errorf("open %s: %w", src, err)
 			}

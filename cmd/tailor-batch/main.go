@@ -69,7 +69,7 @@ func newRoot() *cobra.Command {
 		}
 	}
 	root.AddCommand(newSinkCmd(), newImportCmd(), newRunCmd(), newCatCmd(), newDemoCmd(),
-		newSQLCmd(), newDiffCmd(), newValidateCmd())
+		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd())
 	return root
 }
 

@@ -213,3 +213,33 @@ func TestValidateCommand(t *testing.T) {
 		t.Fatalf("shard 2, first hour: %v\n%s", err, stdout)
 	}
 }
+
+func TestResolveCommand(t *testing.T) {
+	pts := validationPoints()
+	store := validationStore(t, pts)
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "plan.yaml")
+	body := "version: 1\nrevision: 4\nmode: partial\nlegacy: file:///legacy-root\ntailor: " + store + "\norgs:\n  - org: 2\n    cutovers:\n      - {at: 2025-11-24T00:30:00Z, serve: tailor}\n"
+	if err := os.WriteFile(plan, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "resolve", "--plan", plan, "--org", "2", "--from", "2025-11-24T00:00:00Z", "--to", "1763949600000")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, s := range []string{"plan revision 4 (partial), org 2", "[2025-11-24T00:00:00.000Z, 2025-11-24T00:30:00.000Z)  legacy  file:///legacy-root  0 files",
+		"gap: no legacy file covers", "[2025-11-24T00:30:00.000Z, 2025-11-24T02:00:00.000Z)  tailor", "series/org-mod-2/20251124T0000Z-1h/", "series/org-mod-2/20251124T0100Z-1h/"} {
+		if !strings.Contains(out, s) {
+			t.Fatalf("resolve output lacks %q:\n%s", s, out)
+		}
+	}
+	out, err = runCLI(t, "resolve", "--plan", plan, "--org", "2", "--from", "1763942400000", "--to", "1763949600000", "--format", "json")
+	if err != nil || !strings.Contains(out, `"plan_revision": 4`) || !strings.Contains(out, `"serve": "tailor"`) {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(body+"      - {at: 2025-11-24T00:10:00Z, serve: legacy}\n"), 0o644)
+	if _, err := runCLI(t, "resolve", "--plan", bad, "--org", "2", "--from", "0", "--to", "1"); err == nil || !strings.Contains(err.Error(), "org 2: cutover 2") {
+		t.Fatalf("unsorted plan: %v", err)
+	}
+}
