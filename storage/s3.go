@@ -49,6 +49,7 @@ const (
 	opMPPart   = "UploadPart"
 	opMPDone   = "CompleteMultipartUpload"
 	opMPAbort  = "AbortMultipartUpload"
+	opMPList   = "ListParts"
 )
 
 func init() {

@@ -190,7 +190,14 @@ func TestS3ThroughFaultProxy(t *testing.T) {
 			t.Errorf("%s: no fault of this reason fired; the test does not cover it", reason)
 		}
 	}
-	check(storage.ReasonSlowDown, px.Hits(s3test.SlowDown))
+	// A SlowDown answer to a GET that took longer than the 1s read-idle timeout to arrive
+	// (a loaded machine, the race detector) is counted as a timeout: so slowdown retries
+	// are at most the SlowDowns sent, and the missing ones are among the timeouts.
+	slowdowns := int64(px.Hits(s3test.SlowDown))
+	lostSlowDowns := slowdowns - rs.SlowDown
+	if rs.SlowDown > slowdowns || rs.SlowDown == 0 || lostSlowDowns > rs.Timeout {
+		t.Errorf("slowdown retries: got %d for %d SlowDowns sent, and %d timeouts", rs.SlowDown, slowdowns, rs.Timeout)
+	}
 	check(storage.ReasonThrottled, px.Hits(s3test.TooManyRequests))
 	// A 5xx retry is an injected 500, or a 502 the proxy sends when its own connection
 	// to the server broke (keep-alive races on a loaded machine): between the two.
@@ -204,7 +211,7 @@ func TestS3ThroughFaultProxy(t *testing.T) {
 	// fault) fails.
 	drops := px.Hits(s3test.Drop) + px.Hits(s3test.DropResponse) + px.Hits(s3test.DropMidBody)
 	stalls := px.Hits(s3test.Stall)
-	if sum := rs.ConnReset + rs.Timeout; sum < int64(drops+stalls) || sum > 2*int64(drops+stalls) || drops == 0 || stalls == 0 {
+	if sum := rs.ConnReset + rs.Timeout - lostSlowDowns; sum < int64(drops+stalls) || sum > 2*int64(drops+stalls) || drops == 0 || stalls == 0 {
 		t.Errorf("conn_reset %d and timeout %d retries do not match %d cut connections and %d stalled bodies",
 			rs.ConnReset, rs.Timeout, drops, stalls)
 	}

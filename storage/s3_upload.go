@@ -46,6 +46,21 @@ func (s *S3) upload(ctx context.Context, key string, r io.Reader, conditional bo
 	if err := validKey(key); err != nil {
 		return err
 	}
+	// Fast path: a body the store can read at any offset and longer than one part is
+	// uploaded from where it lies (see multipartReaderAt).
+	if ra, ok := r.(readerAtSeeker); ok {
+		cur, err := ra.Seek(0, io.SeekCurrent)
+		if err == nil {
+			end, err := ra.Seek(0, io.SeekEnd)
+			if err == nil && end-cur > int64(s.opts.PartSize) {
+				// The body counts as read whatever the outcome, as a streamed one would.
+				return s.multipartReaderAt(ctx, key, ra, cur, end-cur, conditional)
+			}
+			if _, err := ra.Seek(cur, io.SeekStart); err != nil {
+				return fmt.Errorf("s3 upload %s: seek body: %w", key, err)
+			}
+		}
+	}
 	buf, err := s.pool.Get(ctx)
 	if err != nil {
 		return fmt.Errorf("s3 upload %s: wait for a part buffer: %w", key, err)
@@ -176,28 +191,12 @@ type multipart struct {
 }
 
 func (s *S3) multipartUpload(ctx context.Context, key string, first []byte, peek byte, r io.Reader, conditional bool) (err error) {
-	var uploadID string
-	err = s.retry.do(ctx, opMPCreate, key, s.opts.RequestTimeout, func(ctx context.Context) error {
-		out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-			Bucket: &s.bucket, Key: aws.String(s.prefix + key),
-		})
-		if err != nil {
-			return err
-		}
-		uploadID = aws.ToString(out.UploadId)
-		return nil
-	})
-	s.observe(opMPCreate, err)
+	mp, err := s.newMultipart(ctx, key)
 	if err != nil {
 		s.pool.Put(first)
 		return err
 	}
-	s.metrics.multipartActive.Inc()
-	defer s.metrics.multipartActive.Dec()
-
-	mctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	mp := &multipart{s: s, key: key, uploadID: uploadID, ctx: mctx, cancel: cancel, sem: make(chan struct{}, s.opts.Concurrency)}
+	defer mp.end()
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, mp.abort())
@@ -205,18 +204,18 @@ func (s *S3) multipartUpload(ctx context.Context, key string, first []byte, peek
 	}()
 
 	size := int64(len(first))
-	mp.start(1, first)
+	mp.startBuf(1, first)
 	for partNum := int32(2); ; partNum++ {
 		if err := mp.failed(); err != nil {
 			break
 		}
-		buf, err := s.pool.Get(mctx)
+		buf, err := s.pool.Get(mp.ctx)
 		if err != nil {
 			mp.fail(fmt.Errorf("s3 upload %s: wait for a part buffer: %w", key, err))
 			break
 		}
 		buf[0] = peek
-		n, rerr := io.ReadFull(ctxReader{mctx, r}, buf[1:])
+		n, rerr := io.ReadFull(ctxReader{mp.ctx, r}, buf[1:])
 		n++
 		last := false
 		switch {
@@ -227,7 +226,7 @@ func (s *S3) multipartUpload(ctx context.Context, key string, first []byte, peek
 			mp.fail(fmt.Errorf("s3 upload %s: read body: %w", key, rerr))
 		default:
 			var p [1]byte
-			m, perr := io.ReadFull(ctxReader{mctx, r}, p[:])
+			m, perr := io.ReadFull(ctxReader{mp.ctx, r}, p[:])
 			switch {
 			case m == 1:
 				peek = p[0]
@@ -247,7 +246,7 @@ func (s *S3) multipartUpload(ctx context.Context, key string, first []byte, peek
 			break
 		}
 		size += int64(n)
-		mp.start(partNum, buf[:n])
+		mp.startBuf(partNum, buf[:n])
 		if last {
 			break
 		}
@@ -259,12 +258,85 @@ func (s *S3) multipartUpload(ctx context.Context, key string, first []byte, peek
 	return mp.complete(ctx, conditional, size)
 }
 
-// start uploads one part in the background; it takes ownership of buf.
-func (mp *multipart) start(num int32, buf []byte) {
+// newMultipart starts a multipart upload of key. The caller must call end, and abort
+// on failure.
+func (s *S3) newMultipart(ctx context.Context, key string) (*multipart, error) {
+	var uploadID string
+	err := s.retry.do(ctx, opMPCreate, key, s.opts.RequestTimeout, func(ctx context.Context) error {
+		out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+			Bucket: &s.bucket, Key: aws.String(s.prefix + key),
+		})
+		if err != nil {
+			return err
+		}
+		uploadID = aws.ToString(out.UploadId)
+		return nil
+	})
+	s.observe(opMPCreate, err)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.multipartActive.Inc()
+	mctx, cancel := context.WithCancelCause(ctx)
+	return &multipart{s: s, key: key, uploadID: uploadID, ctx: mctx, cancel: cancel, sem: make(chan struct{}, s.opts.Concurrency)}, nil
+}
+
+// end releases the upload's context and gauge once it completed or was aborted.
+func (mp *multipart) end() {
+	mp.cancel(nil)
+	mp.s.metrics.multipartActive.Dec()
+}
+
+// readerAtSeeker is a body the store can read in parts at any offset (*bytes.Reader,
+// *os.File, io.SectionReader).
+type readerAtSeeker interface {
+	io.ReaderAt
+	io.Seeker
+}
+
+// multipartReaderAt uploads [base, base+size) of ra in parts read straight from ra:
+// fast path for bodies already in memory or in a file (the sink's segments). No pool
+// buffer is taken and nothing is copied; the parts are read concurrently, at most
+// Concurrency at once, as the streaming path does.
+func (s *S3) multipartReaderAt(ctx context.Context, key string, ra io.ReaderAt, base, size int64, conditional bool) (err error) {
+	partSize := int64(s.opts.PartSize)
+	if n := (size + partSize - 1) / partSize; n > maxParts {
+		return fmt.Errorf("s3 upload %s: object of %d bytes is larger than %d parts of %d bytes; raise the part size", key, size, maxParts, partSize)
+	}
+	mp, err := s.newMultipart(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer mp.end()
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, mp.abort())
+		}
+	}()
+	for num, off := int32(1), int64(0); off < size && mp.failed() == nil; num, off = num+1, off+partSize {
+		n := min(partSize, size-off)
+		mp.start(num, n, func() io.ReadSeeker { return io.NewSectionReader(ra, base+off, n) }, func() {})
+	}
+	mp.wg.Wait()
+	if err := mp.failed(); err != nil {
+		return err
+	}
+	return mp.complete(ctx, conditional, size)
+}
+
+// startBuf uploads one part from a pool buffer in the background; it takes ownership of
+// buf.
+func (mp *multipart) startBuf(num int32, buf []byte) {
+	mp.start(num, int64(len(buf)), func() io.ReadSeeker { return bytes.NewReader(buf) }, func() { mp.s.pool.Put(buf) })
+}
+
+// start uploads one part of size bytes in the background. open returns the part's body
+// from its first byte, once per attempt; release runs when the part is done with it.
+func (mp *multipart) start(num int32, size int64, open func() io.ReadSeeker, release func()) {
 	select {
 	case mp.sem <- struct{}{}:
 	case <-mp.ctx.Done():
-		mp.s.pool.Put(buf)
+		release()
 		mp.fail(context.Cause(mp.ctx))
 		return
 	}
@@ -272,8 +344,8 @@ func (mp *multipart) start(num int32, buf []byte) {
 	go func() {
 		defer mp.wg.Done()
 		defer func() { <-mp.sem }()
-		defer mp.s.pool.Put(buf)
-		etag, err := mp.uploadPart(num, buf)
+		defer release()
+		etag, err := mp.uploadPart(num, size, open)
 		if err != nil {
 			mp.fail(err)
 			return
@@ -284,7 +356,7 @@ func (mp *multipart) start(num int32, buf []byte) {
 	}()
 }
 
-func (mp *multipart) uploadPart(num int32, buf []byte) (string, error) {
+func (mp *multipart) uploadPart(num int32, size int64, open func() io.ReadSeeker) (string, error) {
 	s := mp.s
 	var etag string
 	err := s.retry.do(mp.ctx, opMPPart, mp.key, s.opts.RequestTimeout, func(ctx context.Context) error {
@@ -293,8 +365,8 @@ func (mp *multipart) uploadPart(num int32, buf []byte) (string, error) {
 			Key:           aws.String(s.prefix + mp.key),
 			UploadId:      &mp.uploadID,
 			PartNumber:    aws.Int32(num),
-			Body:          bytes.NewReader(buf),
-			ContentLength: aws.Int64(int64(len(buf))),
+			Body:          open(),
+			ContentLength: aws.Int64(size),
 		})
 		if err != nil {
 			return err
@@ -306,7 +378,7 @@ func (mp *multipart) uploadPart(num int32, buf []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("part %d: %w", num, err)
 	}
-	s.metrics.uploadedBytes.Add(float64(len(buf)))
+	s.metrics.uploadedBytes.Add(float64(size))
 	return etag, nil
 }
 
@@ -394,21 +466,35 @@ func (mp *multipart) etag() string {
 	return fmt.Sprintf("%x-%d", h.Sum(nil), len(mp.parts))
 }
 
+// abortRounds bounds how often abort aborts one upload that keeps coming back.
+const abortRounds = 4
+
 // abort removes the upload's parts. It runs even when the caller's context is done, with
 // a short budget of its own; an abort that fails leaves the upload to the bucket
 // lifecycle rule.
+//
+// A part request that was in flight when the upload failed (cut by the cancelled
+// context after its body was sent) can still land after the abort and bring the upload
+// back: AWS documents this for AbortMultipartUpload, and versitygw re-creates the
+// upload's directory. So abort waits a moment, checks with ListParts that the upload is
+// gone, and aborts again while it is not (100 ms, 200 ms, 400 ms).
 func (mp *multipart) abort() error {
 	s := mp.s
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(mp.ctx), 2*time.Minute)
 	defer cancel()
-	err := s.retry.do(ctx, opMPAbort, mp.key, s.opts.RequestTimeout, func(ctx context.Context) error {
-		_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-			Bucket: &s.bucket, Key: aws.String(s.prefix + mp.key), UploadId: &mp.uploadID,
-		})
-		return err
-	})
-	if _, code := errStatus(err); code == "NoSuchUpload" {
-		err = nil // already gone
+	err := errors.New("BUG: no abort round ran")
+	wait := 100 * time.Millisecond
+	for round := range abortRounds {
+		if err = mp.abortOnce(ctx); err != nil {
+			break
+		}
+		time.Sleep(wait)
+		wait *= 2
+		var gone bool
+		if gone, err = mp.gone(ctx); err != nil || gone {
+			break
+		}
+		err = fmt.Errorf("the upload still exists after %d aborts (a late part brought it back)", round+1)
 	}
 	s.observe(opMPAbort, err)
 	if err != nil {
@@ -419,4 +505,33 @@ func (mp *multipart) abort() error {
 	}
 	s.metrics.multipart.WithLabelValues("aborted").Inc()
 	return nil
+}
+
+func (mp *multipart) abortOnce(ctx context.Context) error {
+	s := mp.s
+	err := s.retry.do(ctx, opMPAbort, mp.key, s.opts.RequestTimeout, func(ctx context.Context) error {
+		_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket: &s.bucket, Key: aws.String(s.prefix + mp.key), UploadId: &mp.uploadID,
+		})
+		return err
+	})
+	if _, code := errStatus(err); code == "NoSuchUpload" {
+		return nil // already gone
+	}
+	return err
+}
+
+// gone reports whether the upload no longer exists (ListParts answers NoSuchUpload).
+func (mp *multipart) gone(ctx context.Context) (bool, error) {
+	s := mp.s
+	err := s.retry.do(ctx, opMPList, mp.key, s.opts.RequestTimeout, func(ctx context.Context) error {
+		_, err := s.client.ListParts(ctx, &s3.ListPartsInput{
+			Bucket: &s.bucket, Key: aws.String(s.prefix + mp.key), UploadId: &mp.uploadID, MaxParts: aws.Int32(1),
+		})
+		return err
+	})
+	if _, code := errStatus(err); code == "NoSuchUpload" {
+		return true, nil
+	}
+	return false, err
 }
