@@ -232,7 +232,8 @@ func (w *SegmentWriter) Key() string {
 }
 
 // WriteTo seals the open frames and writes the whole segment: header, frames in shard
-// name order, footer, trailer. The writer must not be used afterwards.
+// name order, footer, trailer. It may be called again and writes the same bytes (the
+// sink retries a failed upload this way); nothing may be added after the first call.
 func (w *SegmentWriter) WriteTo(out io.Writer) (int64, error) {
 	for si := range w.open {
 		if err := w.seal(uint32(si)); err != nil {
@@ -265,7 +266,6 @@ func (w *SegmentWriter) WriteTo(out io.Writer) (int64, error) {
 				return ss.off, err
 			}
 		}
-		w.sealed[si] = nil
 	}
 	ss.ft.EndOffset, ss.ft.Records, ss.ft.Rejected = w.EndOffset(), w.records, w.rejected
 	ss.ft.Collapsed, ss.ft.Rows = w.collapsed, w.rows

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -147,11 +148,11 @@ func ImportCSV(ctx context.Context, name string, r io.Reader, opt ImportOptions)
 
 func flushSegment(ctx context.Context, st storage.Store, w **columnar.SegmentWriter, stats *ImportStats) error {
 	end := (*w).EndOffset()
-	_, existing, err := storeSegment(ctx, st, *w, nil)
-	if err != nil {
+	_, err := createSegment(ctx, st, *w)
+	if err != nil && !errors.Is(err, storage.ErrExists) {
 		return fmt.Errorf("import: %w", err)
 	}
-	if existing != nil {
+	if err != nil {
 		return fmt.Errorf("import: segment %s already exists (another import into the same topic and partition ran at the same time?); nothing after offset %d was stored: run the import again", (*w).Key(), stats.EndOffset)
 	}
 	stats.Segments++

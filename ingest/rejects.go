@@ -21,6 +21,17 @@ type Reject struct {
 	Raw string `json:"raw"`
 }
 
+// rejects collects the JSON lines of one segment's rejected records.
+type rejects struct {
+	buf []byte
+}
+
+func (r *rejects) reset() { r.buf = r.buf[:0] }
+
+func (r *rejects) add(src columnar.Source, raw []byte, reason error) {
+	r.buf = appendReject(r.buf, src, raw, reason)
+}
+
 func appendReject(dst []byte, src columnar.Source, raw []byte, reason error) []byte {
 	b, err := json.Marshal(Reject{
 		Topic: src.Topic, Partition: src.Partition, Offset: src.Offset, Timestamp: src.Timestamp,

@@ -14,16 +14,24 @@
 //     member still owns the partition under the same ownership epoch, because the
 //     broker accepts commits from members that no longer own a partition.
 //
+// Uploads run in the background, at most one segment per partition at a time (so a
+// partition's chain is always extended in order), while the poll loop keeps filling the
+// next segment. Every commit is issued by the poll loop between a poll and
+// AllowRebalance, or by the revoke callback, the two places where franz-go guarantees
+// that this member still owns the partition.
+//
 // See docs/sink.md.
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +55,10 @@ type Options struct {
 	// InstanceID enables static membership: a restarted worker with the same id gets
 	// its partitions back at once instead of after a rebalance.
 	InstanceID string
+	// LeaveOnStop makes a static member (InstanceID set) leave the group when Run
+	// returns, so its partitions move at once (scale-down). Without it a static member
+	// keeps its partitions for the session timeout, waiting for its restart.
+	LeaveOnStop bool
 	// Format of the payloads (default payload.Auto).
 	Format payload.Format
 	// Flush triggers, per partition: payloads (default 100,000), bytes (default 64 MiB),
@@ -56,6 +68,24 @@ type Options struct {
 	FlushAge      time.Duration
 	// FrameRows caps the rows of one frame (default columnar.DefaultFrameRows).
 	FrameRows int
+	// BufferBytes bounds the memory of every open and uploading segment together
+	// (default 1 GiB). When it is reached, the sink flushes the largest open segments
+	// and pauses fetching until uploads give memory back.
+	BufferBytes int64
+	// Uploads is the number of segments uploaded at once (default 8). A partition has at
+	// most one segment uploading; within a segment the store uploads parts in parallel.
+	Uploads int
+	// RetryBase and RetryMax bound the sink's backoff between attempts of a segment
+	// upload that failed with a retryable error after the store's own retries
+	// (storage.IsRetryable: its budget of 503s, throttling, 5xx was spent; defaults 1 s
+	// and 30 s). The partition pauses and the sink retries until the upload succeeds or
+	// the partition is given up: it never drops a segment and never commits past it.
+	// Any other store error (auth, a corrupt existing segment) stops Run with that
+	// error, committing nothing past what is stored.
+	RetryBase, RetryMax time.Duration
+	// StopTimeout bounds how long a stop waits for uploads in flight before it
+	// abandons them uncommitted (default 20 s).
+	StopTimeout time.Duration
 	// SessionTimeout and RebalanceTimeout tune failure detection (defaults 6 s and 10 s;
 	// kfake refuses session timeouts under 6 s).
 	SessionTimeout   time.Duration
@@ -95,6 +125,25 @@ func (o *Options) defaults() error {
 	if o.FlushAge <= 0 {
 		o.FlushAge = 10 * time.Minute
 	}
+	if o.BufferBytes <= 0 {
+		o.BufferBytes = 1 << 30
+	}
+	if o.BufferBytes < 1<<20 {
+		return fmt.Errorf("sink: buffer %d bytes is smaller than min allowed %d", o.BufferBytes, 1<<20)
+	}
+	if o.Uploads <= 0 {
+		o.Uploads = 8
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = storePauseMin
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = storePauseMax
+	}
+	o.RetryMax = max(o.RetryMax, o.RetryBase)
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 20 * time.Second
+	}
 	if o.SessionTimeout <= 0 {
 		o.SessionTimeout = 6 * time.Second
 	}
@@ -115,19 +164,33 @@ type tp struct {
 	partition int32
 }
 
+func (k tp) partLabel() string { return strconv.Itoa(int(k.partition)) }
+
 // partState is one owned partition. All fields are guarded by Sink.mu.
 type partState struct {
 	epoch uint64
-	w     *columnar.SegmentWriter
-	// rejects collects the rejected records of the open segment.
-	rejects []byte
-	opened  time.Time
+	// w is the open segment; rej its rejected records.
+	w      *columnar.SegmentWriter
+	rej    rejects
+	opened time.Time
+	// up is the segment being uploaded (nil: none). The open segment starts where it
+	// ends, and is not handed to an uploader before it completes.
+	up *job
+	// full is set when the open segment reached a flush trigger while up was busy:
+	// the partition is paused until up completes and the open segment can go.
+	full bool
 	// next is where the next segment starts (-1: at the first record we see).
 	next int64
-	// staleFrom is set after a rewind (see flushLocked): records at or after it come
+	// pos is one past the last offset the poll loop has seen (-1: none yet).
+	pos int64
+	// staleFrom is set after a rewind (see reapLocked): records at or after it come
 	// from the fetch position before the rewind and are dropped until the refetch
 	// delivers a record before it (-1: no rewind pending).
 	staleFrom int64
+	paused    bool
+	// commitAt is the stored end offset still to commit (-1: none). It stays set until
+	// a commit of it succeeds, so a failed commit is retried on the next poll.
+	commitAt int64
 }
 
 // Stats are the sink's running totals.
@@ -135,6 +198,14 @@ type Stats struct {
 	Records, Payloads, Points, Rejected uint64
 	Segments, SegmentsExisting          uint64
 	Bytes                               int64
+	// Retries counts failed upload attempts that were tried again; Abandoned the
+	// uploads given up uncommitted (revoked, lost or stopped partitions).
+	Retries, Abandoned uint64
+	// Commits counts offset commits; CommitErrors the failed ones (the next commit of
+	// the partition, or the next owner's existing-segment check, covers them).
+	Commits, CommitErrors uint64
+	// MemoryPauses counts the times the buffer pool filled up and fetching paused.
+	MemoryPauses uint64
 }
 
 // Sink consumes payloads into segments. Create it with New and call Run.
@@ -145,11 +216,25 @@ type Sink struct {
 	dec     payload.Decoder
 	decoded []columnar.Payload
 
-	mu    sync.Mutex
-	parts map[tp]*partState
-	epoch uint64
-	stats Stats
-	ends  map[tp]int64
+	// upCtx is the parent of every upload; cancelled when Run returns.
+	upCtx    context.Context
+	upCancel context.CancelFunc
+	sem      chan struct{}
+	wake     chan struct{}
+	// upMem is the memory held by uploads (abandoned ones too, until their goroutine
+	// returns); upWG waits for those goroutines.
+	upMem atomic.Int64
+	upWG  sync.WaitGroup
+
+	mu       sync.Mutex
+	parts    map[tp]*partState
+	epoch    uint64
+	stats    Stats
+	ends     map[tp]int64
+	memFull  bool
+	stopping bool
+	// fatal is the first permanent upload error; Run stops with it.
+	fatal error
 }
 
 // New validates opt and connects the Kafka client.
@@ -157,7 +242,12 @@ func New(opt Options) (*Sink, error) {
 	if err := opt.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Sink{opt: opt, parts: map[tp]*partState{}, metrics: newMetrics(opt.Registerer)}
+	s := &Sink{
+		opt: opt, parts: map[tp]*partState{}, metrics: newMetrics(opt.Registerer),
+		sem: make(chan struct{}, opt.Uploads), wake: make(chan struct{}, 1),
+	}
+	s.upCtx, s.upCancel = context.WithCancel(context.Background())
+	s.metrics.bufferLimit.Set(float64(opt.BufferBytes))
 	kopts := []kgo.Opt{
 		kgo.SeedBrokers(opt.Brokers...),
 		kgo.ConsumerGroup(opt.Group),
@@ -165,7 +255,7 @@ func New(opt Options) (*Sink, error) {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		// Between a poll and AllowRebalance no partition can be revoked, so the poll
-		// loop owns its partitions while it adds records and uploads.
+		// loop owns its partitions while it adds records and commits.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(opt.SessionTimeout),
@@ -203,48 +293,112 @@ func (s *Sink) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) 
 	for topic, ps := range m {
 		for _, p := range ps {
 			s.epoch++
-			s.parts[tp{topic, p}] = &partState{epoch: s.epoch, next: -1, staleFrom: -1}
+			s.parts[tp{topic, p}] = &partState{epoch: s.epoch, next: -1, pos: -1, staleFrom: -1, commitAt: -1}
 			s.opt.Logger.Info("partition assigned", "topic", topic, "partition", p, "epoch", s.epoch)
 		}
 	}
+	s.metrics.partitions.Set(float64(len(s.parts)))
 }
 
-// revoked runs while we still own the partitions: store what is open, so the next owner
-// does not consume it again. If that fails, abandon it: the next owner re-consumes from
-// the last committed offset and nothing is lost.
+// revoked runs while we still own the partitions: store what is open and commit it, so
+// the next owner does not consume it again. An upload that does not finish within half
+// the rebalance timeout is abandoned uncommitted: the next owner re-consumes from the
+// last committed offset, and if our late upload lands after all, finds it by its key.
 func (s *Sink) revoked(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var ks []tp
 	for topic, ps := range m {
 		for _, p := range ps {
-			k := tp{topic, p}
-			if st := s.parts[k]; st != nil && st.w != nil {
-				if err := s.flushLocked(ctx, k, st, "revoke"); err != nil {
-					s.opt.Logger.Warn("abandoning open segment on revoke", "topic", topic, "partition", p, "err", err)
-				}
+			if s.parts[tp{topic, p}] != nil {
+				ks = append(ks, tp{topic, p})
 			}
-			delete(s.parts, k)
 		}
 	}
+	if !s.stopping {
+		ctx, cancel := context.WithTimeout(ctx, s.opt.RebalanceTimeout/2)
+		defer cancel()
+		s.settleLocked(ctx, ks, "revoke")
+	}
+	s.dropLocked(ks, "revoked")
 }
 
 // lost runs when partitions were taken away without a clean revoke: we may no longer
-// commit for them, so drop their state without storing.
+// commit for them, so abandon their uploads and drop their state.
 func (s *Sink) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var ks []tp
 	for topic, ps := range m {
 		for _, p := range ps {
-			delete(s.parts, tp{topic, p})
-			s.opt.Logger.Warn("partition lost", "topic", topic, "partition", p)
+			ks = append(ks, tp{topic, p})
+		}
+	}
+	s.dropLocked(ks, "lost")
+}
+
+// dropLocked forgets partitions, abandoning their uploads uncommitted.
+func (s *Sink) dropLocked(ks []tp, why string) {
+	for _, k := range ks {
+		st := s.parts[k]
+		if st == nil {
+			continue
+		}
+		if st.up != nil {
+			st.up.cancel()
+			s.stats.Abandoned++
+			s.metrics.abandoned.Inc()
+			s.opt.Logger.Warn("abandoning upload uncommitted", "topic", k.topic, "partition", k.partition,
+				"key", st.up.w.Key(), "why", why)
+		}
+		if st.paused {
+			s.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+		}
+		delete(s.parts, k)
+		s.metrics.lag.DeleteLabelValues(k.topic, k.partLabel())
+		s.opt.Logger.Info("partition released", "topic", k.topic, "partition", k.partition, "why", why)
+	}
+	s.metrics.partitions.Set(float64(len(s.parts)))
+}
+
+// settleLocked stores the open segments of ks and waits, until ctx ends, for their
+// uploads; it commits what completes. We must own ks (poll window or revoke callback).
+func (s *Sink) settleLocked(ctx context.Context, ks []tp, reason string) {
+	for {
+		var wait []<-chan struct{}
+		for _, k := range ks {
+			st := s.parts[k]
+			if st == nil {
+				continue
+			}
+			if st.up == nil && st.w != nil {
+				s.startUploadLocked(k, st, reason)
+			}
+			if st.up != nil {
+				wait = append(wait, st.up.done)
+			}
+		}
+		if len(wait) == 0 {
+			return
+		}
+		s.mu.Unlock()
+		select {
+		case <-wait[0]:
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+		s.reapLocked(ks)
+		s.commitLocked(ks)
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }
 
 // Run consumes until ctx is cancelled (or, with StopAtEnd, until drained), then stores
-// the open segments, commits, and leaves the group.
+// the open segments (waiting up to StopTimeout), commits, and leaves the group.
 func (s *Sink) Run(ctx context.Context) (err error) {
-	defer s.cl.Close() // leaves the group; runs revoke for what we still own
+	defer s.close()
 	if s.opt.StopAtEnd {
 		ends, err := listEndOffsets(ctx, s.cl, s.opt.Topics)
 		if err != nil {
@@ -255,12 +409,10 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 		s.mu.Unlock()
 	}
 	for {
-		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
-		fetches := s.cl.PollRecords(pollCtx, 10_000)
-		cancel()
+		fetches := s.poll(ctx)
 		if ctx.Err() != nil {
-			s.cl.AllowRebalance()
-			return s.flushAll(context.WithoutCancel(ctx), "shutdown")
+			s.stop(ctx)
+			return nil
 		}
 		var fetchErr error
 		fetches.EachError(func(topic string, p int32, err error) {
@@ -273,26 +425,132 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 			}
 		})
 		if fetchErr != nil {
+			s.cl.AllowRebalance()
 			return fmt.Errorf("sink: %w", fetchErr)
 		}
 		s.mu.Lock()
-		err := s.process(ctx, fetches)
+		s.reapLocked(nil)
+		s.commitLocked(nil)
+		if s.fatal != nil {
+			err := s.fatal
+			s.abandonAllLocked("store error")
+			s.mu.Unlock()
+			s.cl.AllowRebalance()
+			return fmt.Errorf("sink: %w", err)
+		}
+		err := s.process(fetches)
 		if err == nil {
-			err = s.flushDue(ctx)
+			s.flushDueLocked()
+			s.balanceMemoryLocked()
 		}
 		done := s.opt.StopAtEnd && s.drainedLocked()
 		s.mu.Unlock()
-		s.cl.AllowRebalance()
 		if err != nil {
+			s.stop(ctx)
 			return err
 		}
+		s.cl.AllowRebalance()
 		if done {
 			return nil
 		}
 	}
 }
 
-func (s *Sink) process(ctx context.Context, fetches kgo.Fetches) error {
+// poll waits for records, at most a second, and returns early when an upload completes
+// so that its commit is not delayed.
+func (s *Sink) poll(ctx context.Context) kgo.Fetches {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.wake:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	return s.cl.PollRecords(pctx, 10_000)
+}
+
+func (s *Sink) wakeup() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop runs in the poll window (we own every partition): store the open segments,
+// wait for the uploads up to StopTimeout, commit what completed, abandon the rest.
+func (s *Sink) stop(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.StopTimeout)
+	defer cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ks := make([]tp, 0, len(s.parts))
+	for k := range s.parts {
+		ks = append(ks, k)
+	}
+	s.settleLocked(sctx, ks, "shutdown")
+	s.abandonAllLocked("stop")
+}
+
+// abandonAllLocked forgets every partition, uncommitted, for good: the revoke callback
+// of the final rebalance has nothing left to do.
+func (s *Sink) abandonAllLocked(why string) {
+	s.stopping = true
+	ks := make([]tp, 0, len(s.parts))
+	for k := range s.parts {
+		ks = append(ks, k)
+	}
+	s.dropLocked(ks, why)
+}
+
+// close releases the client: allow the last rebalance, leave the group (a static
+// member only with LeaveOnStop) and wait for abandoned uploads to return.
+func (s *Sink) close() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.cl.AllowRebalance()
+	s.cl.Close()
+	if s.opt.LeaveOnStop && s.opt.InstanceID != "" {
+		if err := leaveStatic(s.opt); err != nil {
+			s.opt.Logger.Warn("leave group", "instance", s.opt.InstanceID, "err", err)
+		}
+	}
+	s.upCancel()
+	s.upWG.Wait()
+}
+
+// leaveStatic sends the LeaveGroup that franz-go does not send for static members.
+func leaveStatic(opt Options) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(opt.Brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = opt.Group
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.InstanceID = &opt.InstanceID
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	for _, m := range resp.Members {
+		if err := kerr.ErrorForCode(m.ErrorCode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Sink) process(fetches kgo.Fetches) error {
 	var perr error
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		k := tp{fp.Topic, fp.Partition}
@@ -300,9 +558,9 @@ func (s *Sink) process(ctx context.Context, fetches kgo.Fetches) error {
 		if st == nil || perr != nil {
 			return // not ours any more; the new owner consumes it
 		}
-		s.metrics.lag.WithLabelValues(fp.Topic, fmt.Sprint(fp.Partition)).Set(float64(fp.HighWatermark - 1 - lastOffset(fp)))
+		s.metrics.lag.WithLabelValues(fp.Topic, k.partLabel()).Set(float64(fp.HighWatermark - 1 - lastOffset(fp)))
 		for _, r := range fp.Records {
-			if err := s.add(ctx, k, st, r); err != nil {
+			if err := s.add(k, st, r); err != nil {
 				perr = err
 				return
 			}
@@ -318,15 +576,16 @@ func lastOffset(fp kgo.FetchTopicPartition) int64 {
 	return fp.HighWatermark - 1
 }
 
-func (s *Sink) add(ctx context.Context, k tp, st *partState, r *kgo.Record) error {
+func (s *Sink) add(k tp, st *partState, r *kgo.Record) error {
 	if st.staleFrom >= 0 {
 		if r.Offset >= st.staleFrom {
 			return nil // fetched before the rewind: it comes again after the refetch
 		}
 		st.staleFrom = -1
 	}
+	st.pos = r.Offset + 1
 	if st.next >= 0 && r.Offset < st.next {
-		return nil // already stored in an existing segment (see flushLocked)
+		return nil // already stored in an existing segment (see reapLocked)
 	}
 	if st.w == nil {
 		start := st.next
@@ -337,7 +596,7 @@ func (s *Sink) add(ctx context.Context, k tp, st *partState, r *kgo.Record) erro
 			Topic: k.topic, Partition: k.partition, StartOffset: start, StartTimestamp: r.Timestamp.UnixMilli(),
 		}, s.opt.ShardMap, s.opt.FrameRows)
 		st.opened = time.Now()
-		st.rejects = st.rejects[:0]
+		st.rej.reset()
 	}
 	s.stats.Records++
 	s.metrics.records.Inc()
@@ -353,7 +612,7 @@ func (s *Sink) add(ctx context.Context, k tp, st *partState, r *kgo.Record) erro
 	if err != nil {
 		s.stats.Rejected++
 		s.metrics.rejects.Inc()
-		st.rejects = appendReject(st.rejects, src, r.Value, err)
+		st.rej.add(src, r.Value, err)
 		if err := st.w.Skip(r.Offset, true); err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}
@@ -361,45 +620,116 @@ func (s *Sink) add(ctx context.Context, k tp, st *partState, r *kgo.Record) erro
 		if err := st.w.Add(src, s.decoded); err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}
-		s.stats.Payloads += uint64(len(s.decoded))
+		var points uint64
 		for i := range s.decoded {
-			s.stats.Points += uint64(len(s.decoded[i].Timestamps))
+			points += uint64(len(s.decoded[i].Timestamps))
 		}
+		s.stats.Payloads += uint64(len(s.decoded))
+		s.stats.Points += points
 		s.metrics.payloads.Add(float64(len(s.decoded)))
+		s.metrics.points.Add(float64(points))
 	}
 	switch {
 	case st.w.Records() >= uint64(s.opt.FlushPayloads):
-		return s.flushLocked(ctx, k, st, "payloads")
-	case st.w.Bytes() >= s.opt.FlushBytes:
-		return s.flushLocked(ctx, k, st, "bytes")
+		s.flushLocked(k, st, "payloads")
+	case st.w.Bytes()+int64(len(st.rej.buf)) >= s.opt.FlushBytes:
+		s.flushLocked(k, st, "bytes")
 	case s.ends != nil && st.w.EndOffset() >= s.ends[k]:
-		return s.flushLocked(ctx, k, st, "drain")
+		s.flushLocked(k, st, "drain")
 	}
 	return nil
 }
 
-// flushDue stores the segments that reached their age. An idle partition flushes too.
-func (s *Sink) flushDue(ctx context.Context) error {
+// flushLocked hands the open segment to an uploader, or, while the partition's previous
+// segment is still uploading, marks it full and pauses the partition.
+func (s *Sink) flushLocked(k tp, st *partState, reason string) {
+	if st.up == nil {
+		s.startUploadLocked(k, st, reason)
+		return
+	}
+	if !st.full {
+		st.full = true
+		s.setPausedLocked(k, st, true)
+	}
+}
+
+// flushDueLocked flushes the segments that reached their age. An idle partition flushes
+// too: its age is checked on every poll, and polls return at least once a second.
+func (s *Sink) flushDueLocked() {
 	for k, st := range s.parts {
 		if st.w != nil && time.Since(st.opened) >= s.opt.FlushAge {
-			if err := s.flushLocked(ctx, k, st, "age"); err != nil {
-				return err
-			}
+			s.flushLocked(k, st, "age")
 		}
 	}
-	return nil
 }
 
-func (s *Sink) flushAll(ctx context.Context, reason string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var errs []error
-	for k, st := range s.parts {
+// memoryLocked is the memory held by open and uploading segments.
+func (s *Sink) memoryLocked() (open, total int64) {
+	for _, st := range s.parts {
 		if st.w != nil {
-			errs = append(errs, s.flushLocked(ctx, k, st, reason))
+			open += st.w.Bytes() + int64(len(st.rej.buf))
 		}
 	}
-	return errors.Join(errs...)
+	return open, open + s.upMem.Load()
+}
+
+// balanceMemoryLocked keeps the buffer pool bounded. When it is full, fetching pauses
+// for every partition and the largest open segments are flushed early (reason
+// "memory"), since with many partitions no single one may reach its own trigger. Fetching
+// resumes once uploads bring the pool under three quarters, so it does not flap.
+func (s *Sink) balanceMemoryLocked() {
+	open, total := s.memoryLocked()
+	s.metrics.bufferBytes.Set(float64(total))
+	limit := s.opt.BufferBytes
+	switch {
+	case !s.memFull && total >= limit:
+		s.memFull = true
+		s.stats.MemoryPauses++
+		s.metrics.memoryPauses.Inc()
+		s.opt.Logger.Info("buffer pool full: pausing fetches", "bytes", total, "limit", limit)
+		// Flush the largest open segments until those left open hold at most half.
+		ks := make([]tp, 0, len(s.parts))
+		for k, st := range s.parts {
+			if st.w != nil && st.up == nil {
+				ks = append(ks, k)
+			}
+		}
+		slices.SortFunc(ks, func(a, b tp) int {
+			return int(s.parts[b].w.Bytes() - s.parts[a].w.Bytes())
+		})
+		for _, k := range ks {
+			if open <= limit/2 {
+				break
+			}
+			st := s.parts[k]
+			open -= st.w.Bytes() + int64(len(st.rej.buf))
+			s.startUploadLocked(k, st, "memory")
+		}
+	case s.memFull && total < limit/4*3:
+		s.memFull = false
+		s.opt.Logger.Info("buffer pool has room: resuming fetches", "bytes", total, "limit", limit)
+	}
+	paused := 0
+	for k, st := range s.parts {
+		s.setPausedLocked(k, st, s.memFull || st.full)
+		if st.paused {
+			paused++
+		}
+	}
+	s.metrics.paused.Set(float64(paused))
+}
+
+func (s *Sink) setPausedLocked(k tp, st *partState, pause bool) {
+	if st.paused == pause {
+		return
+	}
+	st.paused = pause
+	m := map[string][]int32{k.topic: {k.partition}}
+	if pause {
+		s.cl.PauseFetchPartitions(m)
+	} else {
+		s.cl.ResumeFetchPartitions(m)
+	}
 }
 
 // drainedLocked reports whether every partition reached its StopAtEnd target.
@@ -416,78 +746,147 @@ func (s *Sink) drainedLocked() bool {
 	return true
 }
 
-// flushLocked stores the open segment of k and commits its end offset.
-func (s *Sink) flushLocked(ctx context.Context, k tp, st *partState, reason string) error {
-	w := st.w
+// startUploadLocked hands the open segment of k to an uploader. The next segment starts
+// where this one ends.
+func (s *Sink) startUploadLocked(k tp, st *partState, reason string) {
+	if st.up != nil {
+		panic("BUG: sink: second upload of one partition")
+	}
+	j := &job{
+		k: k, epoch: st.epoch, w: st.w, rej: st.rej, reason: reason,
+		mem: st.w.Bytes() + int64(len(st.rej.buf)), done: make(chan struct{}), started: time.Now(),
+	}
+	j.ctx, j.cancel = context.WithCancel(s.upCtx)
+	st.up = j
 	st.w = nil
-	end := w.EndOffset()
-	hdr := w.Header()
-	started := time.Now()
-	if len(st.rejects) > 0 {
-		key := RejectsKey(hdr.Topic, hdr.Partition, hdr.StartOffset, hdr.StartTimestamp)
-		if err := s.opt.Store.Put(ctx, key, bytes.NewReader(st.rejects)); err != nil {
-			return fmt.Errorf("sink: store rejects %s: %w", key, err)
+	st.rej = rejects{}
+	st.next = j.w.EndOffset()
+	if st.full {
+		st.full = false
+		s.setPausedLocked(k, st, s.memFull)
+	}
+	s.upMem.Add(j.mem)
+	s.metrics.inflight.Inc()
+	s.upWG.Add(1)
+	go s.upload(j)
+}
+
+// reapLocked collects the completed uploads of ks (nil: every partition) and marks
+// their ends to commit. A result counts only for the epoch that started it.
+func (s *Sink) reapLocked(ks []tp) {
+	reap := func(k tp, st *partState) {
+		j := st.up
+		if j == nil || !j.finished() || j.epoch != st.epoch {
+			return
+		}
+		st.up = nil
+		if j.fatal != nil && s.fatal == nil {
+			s.fatal = j.fatal
+		}
+		if j.err != nil || j.fatal != nil {
+			return // cancelled or failed: never committed
+		}
+		if j.existing {
+			s.stats.SegmentsExisting++
+			s.metrics.existing.Inc()
+			if j.end != j.w.EndOffset() {
+				s.continueFromLocked(k, st, j.end)
+			}
+			s.opt.Logger.Info("segment already stored", "key", j.w.Key(), "end", j.end)
+		} else {
+			s.stats.Segments++
+			s.stats.Bytes += j.size
+			s.metrics.flushes.WithLabelValues(j.reason).Inc()
+			s.metrics.flushBytes.Observe(float64(j.size))
+			s.opt.Logger.Debug("segment stored", "key", j.w.Key(), "end", j.end, "bytes", j.size, "reason", j.reason)
+		}
+		st.commitAt = j.end
+		if st.full {
+			s.startUploadLocked(k, st, "payloads")
 		}
 	}
-	var onPause func(error, time.Duration)
-	if reason != "revoke" && reason != "shutdown" {
-		// In the poll loop the sink pauses (polls nothing) and stores the segment again
-		// when the store gave up: never skip. On revoke and shutdown it abandons the
-		// segment instead; its offsets stay uncommitted and the next owner re-consumes.
-		onPause = func(err error, wait time.Duration) {
-			s.metrics.uploadErrors.Inc()
-			s.opt.Logger.Warn("store failed; sink paused, will store the segment again",
-				"key", w.Key(), "wait", wait, "err", err)
+	s.eachLocked(ks, reap)
+}
+
+// eachLocked calls fn for the owned partitions among ks (nil: every owned partition).
+func (s *Sink) eachLocked(ks []tp, fn func(tp, *partState)) {
+	if ks == nil {
+		for k, st := range s.parts {
+			fn(k, st)
+		}
+		return
+	}
+	for _, k := range ks {
+		if st := s.parts[k]; st != nil {
+			fn(k, st)
 		}
 	}
-	size, existing, err := storeSegment(ctx, s.opt.Store, w, onPause)
-	switch {
-	case existing != nil:
-		// Someone stored this start offset first. Continue the chain from its end.
-		s.stats.SegmentsExisting++
-		s.metrics.existing.Inc()
-		if existing.Footer.EndOffset < end {
-			// We hold records past the existing segment's end: consume them again from
-			// there so they land in the next segment of the chain. Records of the old
-			// fetch position still in flight (offset >= end) are dropped until then.
-			s.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: -1, Offset: existing.Footer.EndOffset}}})
-			st.staleFrom = end
-		}
-		end = existing.Footer.EndOffset
-		s.opt.Logger.Info("segment already stored", "key", w.Key(), "end", end)
-	case err != nil:
-		s.metrics.uploadErrors.Inc()
-		return fmt.Errorf("sink: %w", err)
-	default:
-		s.stats.Segments++
-		s.stats.Bytes += size
-		s.metrics.flushes.WithLabelValues(reason).Inc()
-		s.metrics.flushBytes.Observe(float64(size))
-		s.metrics.uploadSeconds.Observe(time.Since(started).Seconds())
+}
+
+// continueFromLocked moves the chain of k to end, the end of a segment someone else
+// stored with the start of ours. The open segment started at our end, so it is wrong
+// either way: drop it. If we fetched past end, consume again from there; records of
+// the old fetch position still in flight are dropped until the refetch arrives.
+func (s *Sink) continueFromLocked(k tp, st *partState, end int64) {
+	if st.w != nil {
+		st.w = nil
+		st.rej.reset()
+	}
+	if st.full {
+		st.full = false
+		s.setPausedLocked(k, st, s.memFull)
 	}
 	st.next = end
-	if s.parts[k] != st {
-		// Ownership moved while we uploaded (the state of a new epoch replaced ours):
-		// never commit for the new owner.
-		return nil
+	if st.pos > end {
+		s.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: -1, Offset: end}}})
+		st.staleFrom = st.pos
+		st.pos = end
 	}
-	var cerr error
-	s.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: -1, Offset: end}}},
-		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-			cerr = err
-			for _, t := range resp.Topics {
-				for _, p := range t.Partitions {
-					if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil && cerr == nil {
-						cerr = perr
-					}
+}
+
+// commitLocked commits the stored ends of ks (nil: every owned partition) that are not
+// committed yet. Callers own ks: the poll window or the revoke callback. A failed commit
+// is counted, logged and retried on the next call; meanwhile the segment is stored, and
+// if this member dies first, the next owner finds it by its key and skips it.
+func (s *Sink) commitLocked(ks []tp) {
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	s.eachLocked(ks, func(k tp, st *partState) {
+		if st.commitAt < 0 {
+			return
+		}
+		if offsets[k.topic] == nil {
+			offsets[k.topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[k.topic][k.partition] = kgo.EpochOffset{Epoch: -1, Offset: st.commitAt}
+	})
+	if len(offsets) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.SessionTimeout)
+	defer cancel()
+	var errs []error
+	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil {
+					errs = append(errs, fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, perr))
+					continue
+				}
+				st := s.parts[tp{t.Topic, p.Partition}]
+				if st != nil && st.commitAt == offsets[t.Topic][p.Partition].Offset {
+					st.commitAt = -1
 				}
 			}
-		})
-	if cerr != nil {
-		// The segment is stored; a later commit covers it, and if none comes the next
-		// owner finds the segment by its key and skips it.
+		}
+	})
+	s.stats.Commits++
+	if err := errors.Join(errs...); err != nil {
+		s.stats.CommitErrors++
 		s.metrics.commitErrors.Inc()
-		s.opt.Logger.Warn("commit failed", "topic", k.topic, "partition", k.partition, "offset", end, "err", cerr)
+		s.opt.Logger.Warn("commit failed; retrying on the next poll", "err", err)
 	}
-	return nil
 }

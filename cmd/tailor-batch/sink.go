@@ -23,13 +23,19 @@ func newSinkCmd() *cobra.Command {
 		storeURL, shardMap  string
 		format, metricsAddr string
 		verbose             bool
+		progress            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "sink --brokers B --topics T --store URL",
 		Short: "Consume metric payloads from Kafka into segments (the state side)",
 		Long: `Runs a member of a Kafka consumer group that decodes payloads and writes them as
 segments to the store, committing offsets only after each segment is stored. Start as many
-as you need with the same --group: partitions rebalance by themselves.`,
+as you need with the same --group: partitions rebalance by themselves.
+
+On SIGTERM or Ctrl-C it stores the open segments (waiting up to --stop-timeout for uploads),
+commits what is stored, and stops; what it could not store is consumed again by the next
+owner. Give each worker a stable --instance-id (e.g. the pod name) so that a restarted worker
+gets its partitions back at once. See docs/sink.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -66,13 +72,35 @@ as you need with the same --group: partitions rebalance by themselves.`,
 				return err
 			}
 			start := time.Now()
+			if progress > 0 {
+				stop := make(chan struct{})
+				defer close(stop)
+				go func() {
+					t := time.NewTicker(progress)
+					defer t.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-t.C:
+							st := s.Stats()
+							fmt.Fprintf(os.Stderr, "sink: %s: %d records, %d points, %d segments stored, %d upload retries, %d rejected\n",
+								time.Since(start).Round(time.Second), st.Records, st.Points, st.Segments, st.Retries, st.Rejected)
+						}
+					}
+				}()
+			}
 			err = s.Run(ctx)
 			if errors.Is(err, ctx.Err()) {
 				err = nil
 			}
 			stats := s.Stats()
-			fmt.Fprintf(cmd.OutOrStdout(), "sink: %d records, %d payloads, %d points, %d rejected → %d segments (%d already stored), %d bytes in %s\n",
-				stats.Records, stats.Payloads, stats.Points, stats.Rejected, stats.Segments, stats.SegmentsExisting, stats.Bytes, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "sink: %d records, %d payloads, %d points, %d rejected → %d segments (%d already stored), %d bytes in %s; %d upload retries, %d uploads abandoned uncommitted, %d failed commits\n",
+				stats.Records, stats.Payloads, stats.Points, stats.Rejected, stats.Segments, stats.SegmentsExisting, stats.Bytes, time.Since(start).Round(time.Millisecond),
+				stats.Retries, stats.Abandoned, stats.CommitErrors)
+			if stats.Abandoned > 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "sink: abandoned uploads were not committed; the next owner of their partitions consumes them again, nothing is lost")
+			}
 			return err
 		},
 	}
@@ -86,6 +114,12 @@ as you need with the same --group: partitions rebalance by themselves.`,
 	fl.IntVar(&opt.FlushPayloads, "flush-payloads", 100_000, "flush a partition's segment after this many payloads")
 	fl.Int64Var(&opt.FlushBytes, "flush-bytes", 64<<20, "flush a partition's segment after this many bytes")
 	fl.DurationVar(&opt.FlushAge, "flush-age", 10*time.Minute, "flush a partition's segment after this age")
+	fl.Int64Var(&opt.BufferBytes, "buffer-bytes", 1<<30, "memory for open and uploading segments of all partitions together; when full, fetching pauses")
+	fl.IntVar(&opt.Uploads, "uploads", 8, "segments uploaded at once (at most one per partition)")
+	fl.DurationVar(&opt.RetryMax, "retry-max", 30*time.Second, "longest pause between attempts of a failed segment upload (it is retried until it succeeds)")
+	fl.DurationVar(&opt.StopTimeout, "stop-timeout", 20*time.Second, "on SIGTERM, how long to wait for uploads before abandoning them uncommitted")
+	fl.BoolVar(&opt.LeaveOnStop, "leave-on-stop", false, "with --instance-id: leave the group on stop, so partitions move at once (scale-down)")
+	fl.DurationVar(&progress, "progress", 30*time.Second, "print progress this often (0: never)")
 	fl.DurationVar(&opt.SessionTimeout, "session-timeout", 6*time.Second, "group session timeout")
 	fl.DurationVar(&opt.RebalanceTimeout, "rebalance-timeout", 10*time.Second, "group rebalance timeout")
 	fl.BoolVar(&opt.StopAtEnd, "stop-at-end", false, "exit once everything up to the end offsets seen at start is stored")

@@ -1,0 +1,863 @@
+package ingest
+
+// Game-day tests: the sink under broker, store, group and process faults. Each scenario
+// ends with verify, which proves from the store alone that every produced offset of
+// every partition is in exactly one segment (CheckChains, from footers), that every
+// produced point is stored exactly once with its value bits and provenance unchanged
+// (a digest over all rows), that the latest arrival of every (series, ts) carries the
+// value workload.Expected says, and that every malformed record is in exactly one
+// rejects file.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/ingest/payload"
+	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/storage"
+	"github.com/tailor-metrics/tailor/storage/faults"
+)
+
+const gdTopic = "metrics"
+
+func TestMain(m *testing.M) {
+	if os.Getenv("TAILOR_SINK_CHILD") != "" {
+		os.Exit(childSink())
+	}
+	os.Exit(m.Run())
+}
+
+// produced is what a test sent: end offsets, the digest of every point with its
+// provenance, and the number of malformed records.
+type produced struct {
+	gen       *workload.Gen
+	ends      map[string]map[int32]int64
+	digest    uint64
+	points    int64
+	malformed int
+}
+
+func gdSpec(partitions int) workload.Spec {
+	return workload.Spec{
+		Seed: 7, Series: 60, Orgs: 5, PointsPerSeries: 200, PointsPerPayload: 20,
+		IntervalMs: 10_000, Start: 1763949600000, Partitions: partitions, Redeliver: 0.05, Corrections: 0.5,
+	}
+}
+
+func pointHash(org uint32, metric, ctx uint64, ts int64, bits uint64) uint64 {
+	h := mix64(uint64(org) ^ 0x51)
+	h = mix64(h ^ metric)
+	h = mix64(h ^ ctx)
+	h = mix64(h ^ uint64(ts))
+	return mix64(h ^ bits)
+}
+
+func recordHash(sum uint64, n int64, partition int32, offset int64) uint64 {
+	return mix64(sum ^ mix64(uint64(n)) ^ mix64(uint64(partition)<<48^uint64(offset)))
+}
+
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// produceWorkload sends spec's records (and a malformed record every 97 records) and
+// returns what was produced. It may be called once per cluster.
+func produceWorkload(t *testing.T, c *kfake.Cluster, spec workload.Spec) *produced {
+	t.Helper()
+	gen, err := workload.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &produced{gen: gen, ends: map[string]map[int32]int64{gdTopic: {}}}
+	sendWorkload(t, c, gen, p, func(int) bool { return true })
+	return p
+}
+
+// sendWorkload produces the records of gen for which keep(i) is true.
+func sendWorkload(t *testing.T, c *kfake.Cluster, gen *workload.Gen, p *produced, keep func(i int) bool) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var perr error
+	done := func(sum uint64, n int64) func(*kgo.Record, error) {
+		return func(r *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				perr = err
+				return
+			}
+			if n > 0 {
+				p.digest += recordHash(sum, n, r.Partition, r.Offset)
+			}
+			p.ends[gdTopic][r.Partition] = max(p.ends[gdTopic][r.Partition], r.Offset+1)
+		}
+	}
+	i := 0
+	err = gen.Records(func(rec *workload.Record) error {
+		i++
+		if !keep(i) {
+			return nil
+		}
+		var sum uint64
+		for j, ts := range rec.Payload.Timestamps {
+			sum += pointHash(rec.Payload.Org, rec.Payload.Metric, rec.Payload.Context, ts, math.Float64bits(rec.Payload.Values[j]))
+		}
+		n := int64(len(rec.Payload.Timestamps))
+		p.points += n
+		cl.Produce(ctx, &kgo.Record{Topic: gdTopic, Partition: rec.Partition, Value: payload.AppendProto(nil, &rec.Payload),
+			Timestamp: time.UnixMilli(rec.Timestamp)}, done(sum, n))
+		if i%97 == 0 {
+			p.malformed++
+			cl.Produce(ctx, &kgo.Record{Topic: gdTopic, Partition: rec.Partition, Value: []byte(`{"org_id": "not a number"}`),
+				Timestamp: time.UnixMilli(rec.Timestamp)}, done(0, 0))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if perr != nil {
+		t.Fatal(perr)
+	}
+}
+
+type latest struct {
+	recTs  int64
+	part   int32
+	offset int64
+	bits   uint64
+}
+
+// verify checks the store against what was produced (see the file comment).
+func verify(t *testing.T, st storage.Store, p *produced) {
+	t.Helper()
+	ctx := context.Background()
+	segs, err := columnar.ListSegments(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckChains(segs, nil, p.ends); err != nil {
+		t.Fatal(err)
+	}
+	shards := map[string]bool{}
+	for _, s := range segs {
+		for _, name := range s.Footer.Shards {
+			shards[name] = true
+		}
+	}
+	type po struct {
+		part   int32
+		offset int64
+	}
+	sums := map[po]uint64{}
+	counts := map[po]int64{}
+	type sk struct {
+		org           uint32
+		metric, ctxID uint64
+	}
+	byKey := map[sk]map[int64]latest{}
+	var rows int64
+	for shard := range shards {
+		splits := columnar.PlanSplits(segs, shard, columnar.AllTime, 64<<20)
+		rd := columnar.NewPointReader(ctx, st, splits, columnar.Topics(segs), columnar.ReadOptions{})
+		for rd.Next() {
+			rec := rd.RecordBatch()
+			org := rec.Column(0).(*array.Uint32)
+			met := rec.Column(1).(*array.Uint64)
+			cx := rec.Column(2).(*array.Uint64)
+			ts := rec.Column(3).(*array.Int64)
+			val := rec.Column(4).(*array.Float64)
+			rts := rec.Column(5).(*array.Int64)
+			part := rec.Column(7).(*array.Int32)
+			off := rec.Column(8).(*array.Int64)
+			for i := 0; i < int(rec.NumRows()); i++ {
+				bits := math.Float64bits(val.Value(i))
+				k := po{part.Value(i), off.Value(i)}
+				sums[k] += pointHash(org.Value(i), met.Value(i), cx.Value(i), ts.Value(i), bits)
+				counts[k]++
+				rows++
+				key := sk{org.Value(i), met.Value(i), cx.Value(i)}
+				m := byKey[key]
+				if m == nil {
+					m = map[int64]latest{}
+					byKey[key] = m
+				}
+				cand := latest{rts.Value(i), part.Value(i), off.Value(i), bits}
+				if old, ok := m[ts.Value(i)]; !ok || cand.recTs > old.recTs ||
+					cand.recTs == old.recTs && (cand.part > old.part || cand.part == old.part && cand.offset > old.offset) {
+					m[ts.Value(i)] = cand
+				}
+			}
+		}
+		err := rd.Err()
+		rd.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var digest uint64
+	for k, sum := range sums {
+		digest += recordHash(sum, counts[k], k.part, k.offset)
+	}
+	if rows != p.points || digest != p.digest {
+		t.Fatalf("segments hold %d points (digest %x), %d were produced (digest %x): a point is lost, duplicated or changed", rows, digest, p.points, p.digest)
+	}
+	var distinct int
+	err = p.gen.Expected(func(k columnar.SeriesKey, ts int64, v float64) error {
+		distinct++
+		l, ok := byKey[sk{k.Org, k.Metric, k.Context}][ts]
+		if !ok {
+			return fmt.Errorf("point %v ts %d missing", k, ts)
+		}
+		if l.bits != math.Float64bits(v) {
+			return fmt.Errorf("point %v ts %d: latest arrival has %v, want %v", k, ts, math.Float64frombits(l.bits), v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored int
+	for _, m := range byKey {
+		stored += len(m)
+	}
+	if stored != distinct {
+		t.Fatalf("segments hold %d distinct points, the workload has %d", stored, distinct)
+	}
+	// Every malformed record is in exactly one rejects file.
+	seen := map[[2]int64]int{}
+	err = st.List(ctx, "rejects/", func(a storage.Attrs) error {
+		b, err := storage.ReadAll(ctx, st, a.Key)
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(strings.NewReader(string(b)))
+		for sc.Scan() {
+			var r Reject
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				return fmt.Errorf("%s: %w", a.Key, err)
+			}
+			seen[[2]int64{int64(r.Partition), r.Offset}]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("reject %v is stored %d times", k, n)
+		}
+	}
+	if len(seen) != p.malformed {
+		t.Fatalf("%d rejects stored, %d malformed records produced", len(seen), p.malformed)
+	}
+}
+
+// gdOptions are fast test settings: small segments, quick retries.
+func gdOptions(c *kfake.Cluster, st storage.Store, group string) Options {
+	return Options{
+		Brokers: c.ListenAddrs(), Topics: []string{gdTopic}, Group: group, Store: st,
+		FlushPayloads: 40, FlushAge: 500 * time.Millisecond, Uploads: 4, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		StopTimeout: 5 * time.Second, Logger: testLogger(group),
+	}
+}
+
+func testLogger(name string) *slog.Logger {
+	if os.Getenv("TAILOR_SINK_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("worker", name)
+}
+
+// worker is a sink running in the background.
+type worker struct {
+	s      *Sink
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startWorker(t *testing.T, opt Options) *worker {
+	t.Helper()
+	s, err := New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &worker{s: s, cancel: cancel, done: make(chan error, 1)}
+	go func() { w.done <- s.Run(ctx) }()
+	t.Cleanup(func() { w.stop(t) })
+	return w
+}
+
+// stop cancels the worker (a SIGTERM) and waits for it.
+func (w *worker) stop(t *testing.T) Stats {
+	t.Helper()
+	if w.done == nil {
+		return w.s.Stats()
+	}
+	w.cancel()
+	select {
+	case err := <-w.done:
+		if err != nil {
+			t.Errorf("sink: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("sink did not stop within a minute")
+	}
+	w.done = nil
+	return w.s.Stats()
+}
+
+// drain runs one sink with StopAtEnd to completion.
+func drain(t *testing.T, opt Options) Stats {
+	t.Helper()
+	opt.StopAtEnd = true
+	s, err := New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s.Stats()
+}
+
+// groupCommitted returns the group's committed offsets.
+func groupCommitted(ctx context.Context, c *kfake.Cluster, group string) (map[int32]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic = gdTopic
+	for p := int32(0); p < 64; p++ {
+		rt.Partitions = append(rt.Partitions, p)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.Offset >= 0 {
+				out[p.Partition] = p.Offset
+			}
+		}
+	}
+	for _, g := range resp.Groups {
+		for _, t := range g.Topics {
+			for _, p := range t.Partitions {
+				if p.Offset >= 0 {
+					out[p.Partition] = p.Offset
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// waitCommitted waits until the group has committed every partition's end, or fails
+// after limit.
+func waitCommitted(t *testing.T, c *kfake.Cluster, group string, ends map[int32]int64, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		got, err := groupCommitted(ctx, c, group)
+		cancel()
+		if err == nil {
+			ok := true
+			for p, end := range ends {
+				if got[p] < end {
+					ok = false
+				}
+			}
+			if ok {
+				return time.Since(start)
+			}
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("group %s committed %v after %s, want %v (last error: %v)", group, got, limit, ends, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func gdCluster(t *testing.T, partitions int32) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, gdTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func memStore(t *testing.T) *faults.Store {
+	t.Helper()
+	st, err := storage.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return faults.Wrap(st)
+}
+
+// TestGameDayStoreFailures: the store answers 503 SlowDown to every create for a while,
+// then breaks one upload mid-stream and throttles one more. The sink retries (counted),
+// pauses the partition meanwhile, and never commits past unstored data. (An auth error
+// stops the sink: TestSinkAuthErrorCommitsNothingUnstored.)
+func TestGameDayStoreFailures(t *testing.T) {
+	c := gdCluster(t, 4)
+	p := produceWorkload(t, c, gdSpec(4))
+	fs := memStore(t)
+	slow := fs.Inject(faults.Rule{Ops: faults.OpCreate, Window: 700 * time.Millisecond})
+	cut := fs.Inject(faults.Rule{Ops: faults.OpCreate, Key: "segments/*/*/*.tseg", After: 5, Times: 1, MidStream: true, AfterBytes: 100})
+	auth := fs.Inject(faults.Rule{Ops: faults.OpCreate, After: 2, Times: 1, Err: &storage.TransientError{Op: "PutObject", Reason: storage.ReasonThrottled, Attempts: 9, Err: errors.New("429")}})
+	reg := newTestRegistry()
+	opt := gdOptions(c, fs, "g")
+	opt.Registerer = reg
+	stats := drain(t, opt)
+	if slow.Hits() == 0 || cut.Hits() != 1 || auth.Hits() != 1 {
+		t.Fatalf("faults hit %d, %d, %d times", slow.Hits(), cut.Hits(), auth.Hits())
+	}
+	if stats.Retries < uint64(slow.Hits()+2) {
+		t.Fatalf("%d retries counted, %d failures injected", stats.Retries, slow.Hits()+2)
+	}
+	if got := counterSum(t, reg, "tailor_sink_upload_retries_total"); got != float64(stats.Retries) {
+		t.Fatalf("retries metric %v, stats %d", got, stats.Retries)
+	}
+	verify(t, fs.Inner(), p)
+}
+
+// TestGameDayBrokerFaults: fetches and offset commits fail for a while. Failed commits
+// are retried on the next poll; nothing is lost or stored twice.
+func TestGameDayBrokerFaults(t *testing.T) {
+	c := gdCluster(t, 4)
+	p := produceWorkload(t, c, gdSpec(4))
+	var fetchFails, commitFails atomic.Int32
+	c.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if fetchFails.Add(1) > 5 {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		r := req.(*kmsg.FetchRequest)
+		resp := r.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	c.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if commitFails.Add(1) > 4 {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		r := req.(*kmsg.OffsetCommitRequest)
+		resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.UnknownServerError.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	fs := memStore(t)
+	stats := drain(t, gdOptions(c, fs, "g"))
+	if stats.CommitErrors == 0 {
+		t.Fatalf("no commit failed: %+v", stats)
+	}
+	verify(t, fs.Inner(), p)
+	// A second drain of the same group finds everything committed: it stores nothing.
+	if s2 := drain(t, gdOptions(c, fs, "g")); s2.Segments != 0 {
+		t.Fatalf("second drain stored %d segments", s2.Segments)
+	}
+}
+
+// zombieStore delays the first creates of segment keys beyond the revoke wait and then
+// stores them whatever happened meanwhile, like an S3 PUT that completes after the
+// client gave up on it.
+type zombieStore struct {
+	storage.Store
+	left    atomic.Int32
+	delay   time.Duration
+	started chan struct{}
+	landed  atomic.Int32
+	wg      sync.WaitGroup
+}
+
+func (z *zombieStore) Create(ctx context.Context, key string, r io.Reader) error {
+	if strings.HasPrefix(key, "segments/") && z.left.Add(-1) >= 0 {
+		z.wg.Add(1)
+		defer z.wg.Done()
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		select {
+		case z.started <- struct{}{}:
+		default:
+		}
+		time.Sleep(z.delay) // deaf to ctx: the request is already on the wire
+		err = z.Store.Create(context.Background(), key, strings.NewReader(string(b)))
+		if err == nil {
+			z.landed.Add(1)
+		}
+		return err
+	}
+	return z.Store.Create(ctx, key, r)
+}
+
+// TestGameDayRebalanceMidUpload: a second worker joins while the first has uploads in
+// flight that outlast the revoke wait. The first abandons them uncommitted and the
+// uploads land late (zombies); the new owner re-consumes from the last commit and either
+// finds the zombie's segment by its key or beats it to the key.
+func TestGameDayRebalanceMidUpload(t *testing.T) {
+	c := gdCluster(t, 4)
+	p := produceWorkload(t, c, gdSpec(4))
+	local := memStore(t)
+	z := &zombieStore{Store: local, delay: 8 * time.Second, started: make(chan struct{}, 1)}
+	z.left.Store(4)
+	optA := gdOptions(c, z, "g")
+	optA.RebalanceTimeout = 6 * time.Second // revoke waits 3 s, less than the zombie's delay
+	a := startWorker(t, optA)
+	select {
+	case <-z.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no upload started")
+	}
+	optB := gdOptions(c, local, "g")
+	optB.RebalanceTimeout = 6 * time.Second
+	b := startWorker(t, optB)
+	waitCommitted(t, c, "g", p.ends[gdTopic], time.Minute)
+	z.wg.Wait()
+	sa, sb := a.stop(t), b.stop(t)
+	if z.landed.Load() == 0 {
+		t.Fatal("no zombie upload landed")
+	}
+	t.Logf("worker a: %+v; worker b: %+v; zombies landed: %d", sa, sb, z.landed.Load())
+	if sa.Abandoned == 0 {
+		t.Fatalf("worker a abandoned nothing: %+v", sa)
+	}
+	verify(t, local.Inner(), p)
+}
+
+// TestGameDayWorkersDownAndBack: the only worker stops while producers go on; nobody
+// consumes for a while; then two workers (one slow: every create takes 150 ms) come back
+// and catch up.
+func TestGameDayWorkersDownAndBack(t *testing.T) {
+	c := gdCluster(t, 6)
+	spec := gdSpec(6)
+	gen, err := workload.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &produced{gen: gen, ends: map[string]map[int32]int64{gdTopic: {}}}
+	sendWorkload(t, c, gen, p, func(i int) bool { return i%2 == 0 })
+	fs := memStore(t)
+	w := startWorker(t, gdOptions(c, fs, "g"))
+	waitCommitted(t, c, "g", p.ends[gdTopic], time.Minute)
+	w.stop(t)
+	sendWorkload(t, c, gen, p, func(i int) bool { return i%2 == 1 })
+	fs.Inject(faults.Rule{Ops: faults.OpCreate, Delay: 150 * time.Millisecond, PassThrough: true})
+	slow := startWorker(t, gdOptions(c, fs, "g"))
+	fast := startWorker(t, gdOptions(c, fs.Inner(), "g"))
+	waitCommitted(t, c, "g", p.ends[gdTopic], time.Minute)
+	slow.stop(t)
+	fast.stop(t)
+	verify(t, fs.Inner(), p)
+}
+
+// TestGameDayGracefulStop: the store is slow, the sink is stopped (SIGTERM) with uploads
+// in flight and a short stop timeout: it abandons them uncommitted. The next worker
+// resumes from the last commit, and nothing is lost or doubled.
+func TestGameDayGracefulStop(t *testing.T) {
+	c := gdCluster(t, 4)
+	p := produceWorkload(t, c, gdSpec(4))
+	fs := memStore(t)
+	slow := fs.Inject(faults.Rule{Ops: faults.OpCreate, After: 3, Delay: 2 * time.Second, PassThrough: true})
+	opt := gdOptions(c, fs, "g")
+	opt.StopTimeout = 300 * time.Millisecond
+	w := startWorker(t, opt)
+	for slow.Hits() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := w.stop(t)
+	if st.Abandoned == 0 {
+		t.Fatalf("stop abandoned nothing: %+v", st)
+	}
+	committed, err := groupCommitted(context.Background(), c, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := columnar.ListSegments(context.Background(), fs.Inner())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for part, off := range committed {
+		covered := false
+		for _, s := range segs {
+			covered = covered || s.Header.Partition == part && s.Footer.EndOffset == off
+		}
+		if !covered {
+			t.Fatalf("partition %d committed at %d, where no stored segment ends", part, off)
+		}
+	}
+	slow.Remove()
+	drain(t, gdOptions(c, fs, "g"))
+	verify(t, fs.Inner(), p)
+}
+
+// TestGameDayBoundedMemory: 16 partitions whose segments never reach their payload or
+// byte triggers, and a buffer pool that holds a fraction of the data: the sink flushes
+// early for memory and pauses fetching instead of growing.
+func TestGameDayBoundedMemory(t *testing.T) {
+	c := gdCluster(t, 16)
+	spec := gdSpec(16)
+	spec.Series, spec.PointsPerSeries = 200, 600
+	p := produceWorkload(t, c, spec)
+	fs := memStore(t)
+	opt := gdOptions(c, fs, "g")
+	opt.FlushPayloads = 1 << 30
+	opt.BufferBytes = 1 << 20
+	stats := drain(t, opt)
+	if stats.MemoryPauses == 0 {
+		t.Fatalf("the buffer pool never filled: %+v", stats)
+	}
+	verify(t, fs.Inner(), p)
+}
+
+// childSink is a sink in a child process, so that tests can SIGKILL it. It reads its
+// settings from the environment; TAILOR_SINK_HANG_AFTER=n makes every create after the
+// first n hang (after writing the file TAILOR_SINK_MARKER), i.e. the process dies in
+// the middle of an upload.
+func childSink() int {
+	st, err := storage.OpenLocal(os.Getenv("TAILOR_SINK_STORE"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fs := faults.Wrap(st)
+	if n, _ := strconv.Atoi(os.Getenv("TAILOR_SINK_HANG_AFTER")); n > 0 {
+		marker := os.Getenv("TAILOR_SINK_MARKER")
+		var seen atomic.Int32
+		fs.Inject(faults.Rule{Ops: faults.OpCreate, Delay: time.Hour, KeyFunc: func(string) bool {
+			if seen.Add(1) <= int32(n) {
+				return false
+			}
+			_ = os.WriteFile(marker, nil, 0o644)
+			return true
+		}})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	s, err := New(Options{
+		Brokers: strings.Split(os.Getenv("TAILOR_SINK_BROKERS"), ","), Topics: []string{gdTopic},
+		Group: "g", InstanceID: os.Getenv("TAILOR_SINK_INSTANCE"), Store: fs, FlushPayloads: 40, FlushAge: 500 * time.Millisecond,
+		RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: testLogger("child"),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := s.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func startChild(t *testing.T, c *kfake.Cluster, store, instance string, hangAfter int, marker string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TAILOR_SINK_CHILD=1", "TAILOR_SINK_STORE="+store,
+		"TAILOR_SINK_BROKERS="+strings.Join(c.ListenAddrs(), ","), "TAILOR_SINK_INSTANCE="+instance,
+		"TAILOR_SINK_HANG_AFTER="+strconv.Itoa(hangAfter), "TAILOR_SINK_MARKER="+marker)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+func waitFile(t *testing.T, path string, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("%s did not appear within %s", path, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGameDayKillMidUploadAndRestart: a worker process is SIGKILLed in the middle of an
+// upload and restarted with the same instance id (static membership). Its partitions
+// are consumed again within 15 s, and the segments hold everything exactly once.
+func TestGameDayKillMidUploadAndRestart(t *testing.T) {
+	c := gdCluster(t, 4)
+	p := produceWorkload(t, c, gdSpec(4))
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	marker := filepath.Join(dir, "hanging")
+	child := startChild(t, c, store, "worker-0", 6, marker)
+	waitFile(t, marker, time.Minute)
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	killed := time.Now()
+	startChild(t, c, store, "worker-0", 0, "")
+	waitCommitted(t, c, "g", p.ends[gdTopic], time.Minute)
+	d := time.Since(killed)
+	t.Logf("the restarted worker caught up %s after the kill", d.Round(time.Millisecond))
+	if d > 15*time.Second {
+		t.Fatalf("the restarted worker caught up %s after the kill, want within 15 s", d.Round(time.Millisecond))
+	}
+	st, err := storage.OpenLocal(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify(t, st, p)
+}
+
+// TestGameDayKillWithSurvivor: of two static members, one is SIGKILLed mid-upload and
+// never comes back. The survivor takes its partitions over when its session times out
+// (6 s), well within 15 s of the kill.
+func TestGameDayKillWithSurvivor(t *testing.T) {
+	c := gdCluster(t, 4)
+	spec := gdSpec(4)
+	gen, err := workload.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &produced{gen: gen, ends: map[string]map[int32]int64{gdTopic: {}}}
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	marker := filepath.Join(dir, "hanging")
+	child := startChild(t, c, store, "worker-0", 3, marker)
+	st, err := storage.OpenLocal(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := gdOptions(c, st, "g")
+	opt.InstanceID = "worker-1"
+	w := startWorker(t, opt)
+	// Produce once the two members share the partitions, so the child gets data.
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		w.s.mu.Lock()
+		n := len(w.s.parts)
+		w.s.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("the survivor owns %d partitions after a minute, want 2", n)
+		}
+	}
+	sendWorkload(t, c, gen, p, func(int) bool { return true })
+	waitFile(t, marker, time.Minute)
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	killed := time.Now()
+	waitCommitted(t, c, "g", p.ends[gdTopic], time.Minute)
+	d := time.Since(killed)
+	t.Logf("the survivor caught up %s after the kill", d.Round(time.Millisecond))
+	if d > 15*time.Second {
+		t.Fatalf("the survivor caught up %s after the kill, want within 15 s", d.Round(time.Millisecond))
+	}
+	verify(t, st, p)
+}
+
+func newTestRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
+// counterSum adds up every series of the counter name.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
