@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test race bench bench-reader bench-codec bench-s3 demo demo-s3 fmt vet lint tools
+.PHONY: all build test test-deploy race bench bench-reader bench-codec bench-s3 demo demo-s3 fmt vet lint tools
 
 all: build
 
@@ -25,8 +25,13 @@ demo-s3: build tools
 tools:
 	@if [ -f scripts/versitygw.sh ]; then bash scripts/versitygw.sh; fi
 
-test: tools
+test: tools test-deploy
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+# The Kubernetes manifests parsed into the API types; its own module keeps k8s.io/api
+# out of the product's dependencies.
+test-deploy:
+	cd deploy && $(GO) test -count=1 ./...
 
 race: tools
 	$(GO) test -count=1 -race -timeout 45m $(PKGS)

@@ -61,19 +61,19 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				opt.Shard = s
 			}
 			opt.Arrival.Size = windowSize
-			if window != "" {
-				w, err := query.ParseWindow(window, windowSize)
-				if err != nil {
-					return fmt.Errorf("--window: %w", err)
-				}
-				opt.Windows, opt.Arrival.Size = []query.Window{w}, w.Size
-			}
 			if lateness != "none" {
 				d, err := time.ParseDuration(lateness)
 				if err != nil || d < 0 {
 					return fmt.Errorf("--lateness %q: want none or a duration such as 1h", lateness)
 				}
 				opt.Arrival.Closed, opt.Arrival.Lateness = true, d
+			}
+			if window != "" {
+				w, err := resolveWindow(window, opt.Arrival, time.Now())
+				if err != nil {
+					return fmt.Errorf("--window: %w", err)
+				}
+				opt.Windows, opt.Arrival.Size = []query.Window{w}, w.Size
 			}
 			if opt.Engine.MemoryLimit == "" {
 				opt.Engine.MemoryLimit = query.DefaultMemoryLimit(opt.Parallel)
@@ -127,7 +127,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.StringVar(&shardEnv, "shard-from-env", "", "take the shard from this environment variable, an index (e.g. JOB_COMPLETION_INDEX of a Kubernetes Indexed Job)")
 	fl.StringVar(&shardList, "shard-list", "", "with --shard-from-env: comma-separated shards the index picks from (default: index N is org-mod-N)")
 	fl.BoolVar(&all, "all", false, "run every shard that has data")
-	fl.StringVar(&window, "window", "", "window FROM/DURATION, e.g. 2025-11-24T04:00:00Z/4h (default: every window with data)")
+	fl.StringVar(&window, "window", "", "window FROM/DURATION, e.g. 2025-11-24T04:00:00Z/4h, or last-closed (with --lateness) (default: every window with data)")
 	fl.DurationVar(&windowSize, "window-size", query.DefaultWindowSize, "window size when --window gives none")
 	fl.StringVar(&lateness, "lateness", "none", "how long after its end a window takes points (none: windows stay open); later points go to a late output")
 	fl.DurationVar(&opt.Arrival.FlushAge, "flush-age", query.DefaultFlushAge, "the sink's flush age: segments that started this long before a window may hold its points")
@@ -144,6 +144,19 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.BoolVar(&jsonOut, "json", false, "print the run report as JSON")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	return cmd
+}
+
+// resolveWindow parses --window: FROM/DURATION, or last-closed, the latest window of
+// a.Size that closed (its end + lateness + flush age) by now, for schedulers.
+func resolveWindow(s string, a query.Arrival, now time.Time) (query.Window, error) {
+	if s != "last-closed" {
+		return query.ParseWindow(s, a.Size)
+	}
+	if !a.Closed {
+		return query.Window{}, fmt.Errorf("last-closed needs --lateness: open windows never close")
+	}
+	closedBy := now.Add(-a.Lateness - a.FlushAge - a.Size)
+	return query.WindowOf(closedBy.UnixMilli(), a.Size), nil
 }
 
 // shardFromEnv maps the index in env var name to a shard: the index-th entry of list,
