@@ -133,7 +133,14 @@ func (e *Engine) diffRows(ctx context.Context, opt DiffOptions) error {
 		}
 		for i := 0; i < int(rec.NumRows()); i++ {
 			r := DiffRow{Org: org.Value(i), Metric: met.Value(i), Context: cx.Value(i), Ts: ts.Value(i), Kind: kind.Value(i),
-				New: nv.Value(i), Legacy: lv.Value(i), HasNew: nv.IsValid(i), HasLegacy: lv.IsValid(i)}
+				HasNew: nv.IsValid(i), HasLegacy: lv.IsValid(i)}
+			// The slot under a NULL holds whatever DuckDB left there: read only valid ones.
+			if r.HasNew {
+				r.New = nv.Value(i)
+			}
+			if r.HasLegacy {
+				r.Legacy = lv.Value(i)
+			}
 			if err := opt.Rows(r); err != nil {
 				return err
 			}
