@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"hash/fnv"
 	"strconv"
 	"time"
+
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 // Segment layout (docs/format/segment.md):
@@ -245,15 +246,9 @@ func unmarshalTrailer(b []byte) (footerLen, sum uint32, err error) {
 // deterministic prefix that spreads writers over storage partitions. hour is the UTC hour
 // of the Kafka timestamp of the record at start. No random or wall-clock part.
 func SegmentKey(topic string, partition int32, start, startTimestamp int64) string {
-	h := fnv.New32a()
-	h.Write([]byte(topic))
-	var b [12]byte
-	binary.LittleEndian.PutUint32(b[:], uint32(partition))
-	binary.LittleEndian.PutUint64(b[4:], uint64(start))
-	h.Write(b[:])
-	sum := h.Sum32()
+	h := storage.SpreadPrefix(storage.SegmentSpreadID(nil, topic, partition, start))
 	hour := time.UnixMilli(startTimestamp).UTC().Format("2006010215")
-	return fmt.Sprintf("segments/%02x/%s/%s-%d-%020d.tseg", byte(sum^sum>>8^sum>>16^sum>>24), hour, topic, partition, start)
+	return fmt.Sprintf("segments/%s/%s/%s-%d-%020d.tseg", h, hour, topic, partition, start)
 }
 
 // ParseSegmentKey returns the topic, partition and start offset named by a segment key.

@@ -1,7 +1,7 @@
 package storage
 
 import (
-	"encoding/hex"
+	"encoding/binary"
 	"hash/fnv"
 )
 
@@ -12,23 +12,28 @@ import (
 // lists 256 prefixes, which costs 256 LIST requests: cheap next to reading the segments.
 const SpreadWidth = 2
 
-// SpreadPrefix returns SpreadWidth lowercase hex characters of a hash of parts: the first
-// byte of FNV-1a 64 over each part followed by a 0 byte. It is deterministic across
-// processes, machines and versions, because keys built with it must be found again:
-// changing it is a format change. The design's segment key is
+// SpreadPrefix returns SpreadWidth lowercase hex characters of a hash of id: FNV-1a 32
+// of id, its four bytes XOR-folded into one. It is deterministic across processes,
+// machines and versions, because keys built with it must be found again (a replay must
+// hit the same key for the conditional create to catch it): changing it is a format
+// change. The design's segment key (columnar.SegmentKey) is
 //
-//	segments/<SpreadPrefix(topic, partition, start)>/<hour>/<topic>-<partition>-<start:020d>.tseg
-//
-// with partition and start in decimal.
-func SpreadPrefix(parts ...string) string {
-	h := fnv.New64a()
-	var sep = []byte{0}
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write(sep)
-	}
-	sum := h.Sum(nil)
-	return hex.EncodeToString(sum[:(SpreadWidth+1)/2])[:SpreadWidth]
+//	segments/<SpreadPrefix(SegmentSpreadID(topic, partition, start))>/<hour>/<topic>-<partition>-<start:020d>.tseg
+func SpreadPrefix(id []byte) string {
+	h := fnv.New32a()
+	h.Write(id)
+	sum := h.Sum32()
+	b := byte(sum ^ sum>>8 ^ sum>>16 ^ sum>>24)
+	const digits = "0123456789abcdef"
+	return string([]byte{digits[b>>4], digits[b&15]})
+}
+
+// SegmentSpreadID appends the bytes a segment's spread prefix hashes to dst: the topic,
+// then the partition (uint32) and the start offset (uint64), little-endian.
+func SegmentSpreadID(dst []byte, topic string, partition int32, start int64) []byte {
+	dst = append(dst, topic...)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(partition))
+	return binary.LittleEndian.AppendUint64(dst, uint64(start))
 }
 
 // SpreadPrefixes returns every value SpreadPrefix can return, in lexical order, for

@@ -1,7 +1,6 @@
 package storage_test
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 
@@ -9,18 +8,20 @@ import (
 )
 
 // TestSpreadPrefixGolden freezes SpreadPrefix: keys written with it must be found again
-// by every later version, so a change here is a format change.
+// by every later version, so a change here is a format change. The values are the
+// prefixes of segment keys the sink wrote before SpreadPrefix moved here from columnar.
 func TestSpreadPrefixGolden(t *testing.T) {
-	f := func(want string, parts ...string) {
+	f := func(want, topic string, partition int32, start int64) {
 		t.Helper()
-		if got := storage.SpreadPrefix(parts...); got != want {
-			t.Errorf("SpreadPrefix(%q) = %q, want %q", parts, got, want)
+		if got := storage.SpreadPrefix(storage.SegmentSpreadID(nil, topic, partition, start)); got != want {
+			t.Errorf("SpreadPrefix(%q, %d, %d) = %q, want %q", topic, partition, start, got, want)
 		}
 	}
-	f("cb")
-	f("44", "metrics", "0", "0")
-	f("2f", "metrics", "7", "123456")
-	f("86", "metrics-eu", "12", "9000000000")
+	f("b9", "m", 0, 7)
+	f("5d", "metrics", 0, 0)
+	f("6e", "metrics", 7, 123456)
+	f("a1", "metrics-eu", 12, 9000000000)
+	f("09", "", 0, 0)
 }
 
 func TestSpreadPrefixDistribution(t *testing.T) {
@@ -31,7 +32,7 @@ func TestSpreadPrefixDistribution(t *testing.T) {
 	counts := map[string]int{}
 	const n = 256 * 200
 	for i := range n {
-		p := storage.SpreadPrefix("metrics", fmt.Sprint(i%64), fmt.Sprint(i*1000))
+		p := storage.SpreadPrefix(storage.SegmentSpreadID(nil, "metrics", int32(i%64), int64(i)*1000))
 		if len(p) != storage.SpreadWidth {
 			t.Fatalf("prefix %q has width %d", p, len(p))
 		}

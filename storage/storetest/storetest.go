@@ -490,7 +490,7 @@ func testList(t *testing.T, _ Config, s storage.Store) {
 func testListPaged(t *testing.T, _ Config, s storage.Store) {
 	var want []string
 	for i := range 45 {
-		h := storage.SpreadPrefix("topic", fmt.Sprint(i%3), fmt.Sprint(i))
+		h := storage.SpreadPrefix(storage.SegmentSpreadID(nil, "topic", int32(i%3), int64(i)))
 		k := fmt.Sprintf("pg/%s/2026010100/topic-%d-%020d.tseg", h, i%3, i)
 		want = append(want, k)
 	}
