@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test test-deploy race bench bench-reader bench-codec bench-s3 demo demo-s3 fmt vet lint tools
+.PHONY: all build test test-deploy race bench bench-reader bench-sink bench-codec bench-s3 demo demo-s3 fmt vet lint tools
 
 all: build
 
@@ -42,6 +42,12 @@ bench: bench-reader
 # Segment reader against arrow-go's Parquet reader on the same points (NAB and 20M
 # synthetic): points/s per core, the ratio, allocations per frame, reader memory. Its own
 # module keeps pqarrow's dependencies out of the product's.
+# The sink from kfake to the local store (100-point payloads, 8 partitions): points/s,
+# payloads/s, points/s per core and peak RSS, against a raw-bytes consumer measured in
+# the same run (see ingest/benchsink). SERIES=n scales it (n x 1,000 points).
+bench-sink:
+	$(GO) run ./ingest/benchsink $(if $(SERIES),-series $(SERIES))
+
 bench-reader:
 	cd bench/reader && $(GO) run .
 

@@ -52,3 +52,17 @@ func listEndOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[t
 	}
 	return out, nil
 }
+
+// EndOffsets returns the current end offset of every partition of topics, by
+// partition (topics' partition numbers must not collide; tools use it for one topic).
+func EndOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[int32]int64, error) {
+	m, err := listEndOffsets(ctx, cl, topics)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64, len(m))
+	for k, v := range m {
+		out[k.partition] = v
+	}
+	return out, nil
+}
