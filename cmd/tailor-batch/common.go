@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -36,6 +37,15 @@ func storeOptionFlags(fl *pflag.FlagSet) *storage.Options {
 
 func withStoreOptions(ctx context.Context, o storage.Options) context.Context {
 	return context.WithValue(ctx, storeOptionsKey{}, o)
+}
+
+// withStoreObservers returns ctx with reg and log added to its store options, for the
+// long-running commands (sink) whose /metrics and logs should show the store's retries
+// and multipart uploads.
+func withStoreObservers(ctx context.Context, reg prometheus.Registerer, log *slog.Logger) context.Context {
+	o, _ := ctx.Value(storeOptionsKey{}).(storage.Options)
+	o.S3.Registerer, o.S3.Logger = reg, log
+	return withStoreOptions(ctx, o)
 }
 
 // openStore opens url with the store options of ctx (the defaults when it has none).

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/storage/s3test"
@@ -141,5 +144,78 @@ func TestS3DemoThroughFaultProxy(t *testing.T) {
 	}
 	if ups := srv.MultipartUploads(t); len(ups) != 0 {
 		t.Errorf("unfinished multipart uploads left: %q", ups)
+	}
+}
+
+// TestS3SinkCLISameAsFile: the sink command on s3:// stores what it stores on file://:
+// after run and cat, both stores give the same CSV. The sink's summary shows the store's
+// retries on S3, and its metrics registry holds the store's counters.
+func TestS3SinkCLISameAsFile(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.Setenv(t)
+	cluster, err := pipeline.StartBroker(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	spec := workload.Default()
+	spec.Series, spec.PointsPerSeries, spec.Partitions, spec.Redeliver = 100, 200, 4, 0.05
+	gen, err := workload.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	if _, _, err := pipeline.Produce(ctx, cluster.ListenAddrs(), pipeline.Topic, gen, pipeline.ProduceOptions{JSONShare: 0.2, Malformed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pipelineCLI := func(store, group string) (sinkOut, cat string) {
+		t.Helper()
+		sinkOut, err := runCLI(t, "sink", "--brokers", brokers, "--topics", pipeline.Topic, "--group", group, "--store", store,
+			"--stop-at-end", "--flush-payloads", "60")
+		if err != nil {
+			t.Fatalf("sink %s: %v\n%s", store, err, sinkOut)
+		}
+		if out, err := runCLI(t, "run", "--store", store, "--all", "--readers", "2", "--threads", "2", "--temp-dir", filepath.Join(dir, "tmp")); err != nil {
+			t.Fatalf("run %s: %v\n%s", store, err, out)
+		}
+		if cat, err = runCLI(t, "cat", "--store", store); err != nil {
+			t.Fatalf("cat %s: %v", store, err)
+		}
+		return sinkOut, cat
+	}
+	fileSink, fileCat := pipelineCLI("file://"+filepath.Join(dir, "store"), "g-file")
+	s3Sink, s3Cat := pipelineCLI(srv.URL("sink"), "g-s3")
+	if want := int(spec.Points()); strings.Count(fileCat, "\n") != want+1 {
+		t.Fatalf("file:// cat printed %d lines, want %d points and a header", strings.Count(fileCat, "\n"), want)
+	}
+	if s3Cat != fileCat {
+		t.Fatalf("s3:// cat differs from file:// (%d and %d bytes)", len(s3Cat), len(fileCat))
+	}
+	if !strings.Contains(s3Sink, "sink: store retries: ") || strings.Contains(fileSink, "store retries") {
+		t.Errorf("the sink summary shows the store retries on s3:// only:\ns3: %s\nfile: %s", s3Sink, fileSink)
+	}
+
+	// The sink hands its metrics registry to the store.
+	reg := prometheus.NewRegistry()
+	st, err := openStore(withStoreObservers(ctx, reg, nil), srv.URL("metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Create(ctx, "k", strings.NewReader("v")); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		found = found || mf.GetName() == "tailor_storage_s3_requests_total"
+	}
+	if !found {
+		t.Error("the store's metrics are not in the registry the sink serves")
 	}
 }

@@ -44,7 +44,12 @@ gets its partitions back at once. See docs/sink.md.`,
 				return fmt.Errorf("--format: %w", err)
 			}
 			opt.Format = f
-			st, err := openStore(ctx, storeURL)
+			opt.Logger = newLogger(os.Stderr, verbose)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			opt.Registerer = reg
+			// The store's retries by reason and multipart results go to /metrics too.
+			st, err := openStore(withStoreObservers(ctx, reg, opt.Logger), storeURL)
 			if err != nil {
 				return err
 			}
@@ -53,10 +58,6 @@ gets its partitions back at once. See docs/sink.md.`,
 			if opt.ShardMap, err = loadShardMap(shardMap); err != nil {
 				return err
 			}
-			opt.Logger = newLogger(os.Stderr, verbose)
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			opt.Registerer = reg
 			if metricsAddr != "" {
 				ln, err := net.Listen("tcp", metricsAddr)
 				if err != nil {
@@ -98,6 +99,10 @@ gets its partitions back at once. See docs/sink.md.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "sink: %d records, %d payloads, %d points, %d rejected → %d segments (%d already stored), %d bytes in %s; %d upload retries, %d uploads abandoned uncommitted, %d failed commits\n",
 				stats.Records, stats.Payloads, stats.Points, stats.Rejected, stats.Segments, stats.SegmentsExisting, stats.Bytes, time.Since(start).Round(time.Millisecond),
 				stats.Retries, stats.Abandoned, stats.CommitErrors)
+			if rs := storeRetries(st); rs != nil {
+				fmt.Fprint(cmd.OutOrStdout(), "sink: ")
+				printRetries(cmd.OutOrStdout(), *rs)
+			}
 			if stats.Abandoned > 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "sink: abandoned uploads were not committed; the next owner of their partitions consumes them again, nothing is lost")
 			}
