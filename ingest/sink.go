@@ -113,6 +113,9 @@ func (o *Options) defaults() error {
 	if o.Store == nil {
 		return errors.New("sink: no store")
 	}
+	if o.StopAtEnd && o.TopicRegex {
+		return errors.New("sink: stop-at-end needs topic names, not regular expressions: list the topics")
+	}
 	if o.Group == "" {
 		o.Group = "tailor-sink"
 	}
@@ -235,6 +238,9 @@ type Sink struct {
 	stopping bool
 	// fatal is the first permanent upload error; Run stops with it.
 	fatal error
+	// settling is set while settleLocked gives partitions up (revoke, stop): their
+	// chains end here, so an existing segment never rewinds them.
+	settling bool
 }
 
 // New validates opt and connects the Kafka client.
@@ -266,7 +272,9 @@ func New(opt Options) (*Sink, error) {
 		kgo.OnPartitionsLost(s.lost),
 	}
 	if opt.TopicRegex {
-		kopts = append(kopts, kgo.ConsumeRegex())
+		// New topics matching the regex are found on metadata refreshes: every 30 s
+		// rather than franz-go's default 5 min.
+		kopts = append(kopts, kgo.ConsumeRegex(), kgo.MetadataMaxAge(30*time.Second))
 	}
 	if opt.InstanceID != "" {
 		kopts = append(kopts, kgo.InstanceID(opt.InstanceID))
@@ -364,6 +372,8 @@ func (s *Sink) dropLocked(ks []tp, why string) {
 // settleLocked stores the open segments of ks and waits, until ctx ends, for their
 // uploads; it commits what completes. We must own ks (poll window or revoke callback).
 func (s *Sink) settleLocked(ctx context.Context, ks []tp, reason string) {
+	s.settling = true
+	defer func() { s.settling = false }()
 	for {
 		var wait []<-chan struct{}
 		for _, k := range ks {
@@ -837,7 +847,7 @@ func (s *Sink) continueFromLocked(k tp, st *partState, end int64) {
 		s.setPausedLocked(k, st, s.memFull)
 	}
 	st.next = end
-	if st.pos > end {
+	if st.pos > end && !s.settling {
 		s.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: -1, Offset: end}}})
 		st.staleFrom = st.pos
 		st.pos = end

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/payload"
@@ -132,4 +134,61 @@ func TestCheckChainsFindsGapsAndOverlaps(t *testing.T) {
 	f(false, seg(0, 12), seg(10, 30))
 	f(false, seg(0, 10), seg(10, 29))
 	f(false, seg(1, 30))
+}
+
+// TestSinkTopicRegexFindsNewTopics: a sink on a topic regex picks up a topic created
+// while it runs, without a restart, and stores both topics exactly once.
+func TestSinkTopicRegexFindsNewTopics(t *testing.T) {
+	c := newCluster(t, 2, "m-a")
+	produce(t, c, "m-a", 2, 10, 0)
+	st := storage.NewMem(t.Name())
+	w := startWorker(t, Options{
+		Brokers: c.ListenAddrs(), Topics: []string{"m-.*"}, TopicRegex: true, Group: "g", Store: st,
+		FlushPayloads: 4, FlushAge: 200 * time.Millisecond,
+		KafkaOpts: []kgo.Opt{kgo.MetadataMinAge(50 * time.Millisecond), kgo.MetadataMaxAge(300 * time.Millisecond)},
+	})
+	createTopic(t, c, "m-b", 2)
+	produce(t, c, "m-b", 2, 6, 100)
+	// 10+1 records on m-a, 6+1 on m-b (the malformed one goes to partition 0).
+	for start := time.Now(); w.s.Stats().Records < 18; time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("the sink consumed %d records of 18 in a minute", w.s.Stats().Records)
+		}
+	}
+	ends := map[string]map[int32]int64{"m-a": {0: 6, 1: 5}, "m-b": {0: 4, 1: 3}}
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		segs, err := columnar.ListSegments(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if CheckChains(segs, nil, ends) == nil {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("segments after a minute: %v", CheckChains(segs, nil, ends))
+		}
+	}
+	w.stop(t)
+}
+
+func createTopic(t *testing.T, c *kfake.Cluster, topic string, partitions int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, 1
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range resp.Topics {
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			t.Fatalf("create topic %s: %v", topic, err)
+		}
+	}
 }
