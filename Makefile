@@ -36,7 +36,7 @@ test-deploy:
 race: tools
 	$(GO) test -count=1 -race -timeout 45m $(PKGS)
 
-bench: bench-reader
+bench: bench-reader bench-sink
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./columnar/ ./encoder/ ./ingest/...
 
 # Segment reader against arrow-go's Parquet reader on the same points (NAB and 20M
