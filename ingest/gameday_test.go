@@ -477,6 +477,30 @@ func TestGameDayStoreFailures(t *testing.T) {
 	if got := counterSum(t, reg, "tailor_sink_upload_retries_total"); got != float64(stats.Retries) {
 		t.Fatalf("retries metric %v, stats %d", got, stats.Retries)
 	}
+	if got := counterSum(t, reg, "tailor_sink_points_total"); got != float64(p.points) {
+		t.Fatalf("points metric %v, produced %d", got, p.points)
+	}
+	if got := counterSum(t, reg, "tailor_sink_rejects_total"); got != float64(p.malformed) {
+		t.Fatalf("rejects metric %v, produced %d malformed", got, p.malformed)
+	}
+	if got := counterSum(t, reg, "tailor_sink_flushes_total"); got != float64(stats.Segments) || got == 0 {
+		t.Fatalf("flushes metric %v, %d segments stored", got, stats.Segments)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	// tailor_sink_lag_records has no series here: they go with the partitions at close.
+	for _, want := range []string{"tailor_sink_flush_bytes", "tailor_sink_upload_seconds",
+		"tailor_sink_buffer_bytes", "tailor_sink_buffer_limit_bytes", "tailor_sink_uploads_in_flight", "tailor_sink_paused_partitions"} {
+		if !names[want] {
+			t.Errorf("metric %s is not exported", want)
+		}
+	}
 	verify(t, fs.Inner(), p)
 }
 
@@ -643,8 +667,10 @@ func TestGameDayGracefulStop(t *testing.T) {
 	opt := gdOptions(c, fs, "g")
 	opt.StopTimeout = 300 * time.Millisecond
 	w := startWorker(t, opt)
-	for slow.Hits() == 0 {
-		time.Sleep(10 * time.Millisecond)
+	for start := time.Now(); slow.Hits() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatal("no upload reached the slow store within a minute")
+		}
 	}
 	st := w.stop(t)
 	if st.Abandoned == 0 {
