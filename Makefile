@@ -66,3 +66,10 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# diff of 20M points (series files vs a legacy Parquet copy) beside a plain DuckDB full
+# outer join of two Parquet files, same run; prints both times and the ratio (goal <= 1).
+# The data is written once under $$TAILOR_BENCH_DIR (default: the temp dir).
+.PHONY: bench-diff
+bench-diff:
+	$(GO) test -run '^$$' -bench 'BenchmarkDiff20M' -benchtime 1x -count 1 -timeout 60m ./query/

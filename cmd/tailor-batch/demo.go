@@ -48,6 +48,9 @@ type demoSummary struct {
 	Mismatches       []string           `json:"mismatches,omitempty"`
 	// Retries are the store's request retries by reason over the whole demo (S3 only).
 	Retries *storage.RetryStats `json:"store_retries,omitempty"`
+	// Validation is the diff and validate of a legacy copy with injected differences.
+	Validation *demoValidation `json:"validation,omitempty"`
+	kept       bool
 }
 
 func newDemoCmd() *cobra.Command {
@@ -136,6 +139,24 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 	if len(sum.Mismatches) > 0 {
 		sum.Check = "FAILED"
 	}
+
+	// Migration: a legacy copy with injected differences, found again by diff and validate.
+	vdir, err := os.MkdirTemp("", "tailor-demo-validation-")
+	if err != nil {
+		return sum, err
+	}
+	if !o.keep {
+		defer os.RemoveAll(vdir)
+	}
+	sum.kept = o.keep
+	if sum.Validation, err = runDemoValidation(ctx, gen, sum.Store, vdir, progress); err != nil {
+		return sum, fmt.Errorf("demo validation: %w", err)
+	}
+	sum.Stages["validate"] = sum.Validation.Seconds
+	if sum.Validation.Found == "FAILED" {
+		sum.Check = "FAILED"
+		sum.Mismatches = append(sum.Mismatches, sum.Validation.FoundProblems...)
+	}
 	return sum, nil
 }
 
@@ -168,6 +189,9 @@ func (s *demoSummary) print(w io.Writer) {
 	if s.Retries != nil {
 		fmt.Fprint(w, "  ")
 		printRetries(w, *s.Retries)
+	}
+	if s.Validation != nil {
+		s.Validation.print(w, s.kept)
 	}
 	fmt.Fprintf(w, "  check             %s", s.Check)
 	if s.Check == "passed" {

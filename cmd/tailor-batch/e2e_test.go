@@ -177,6 +177,12 @@ func TestDemoEndToEnd(t *testing.T) {
 	if sum.Check != "passed" || sum.PointsOut != uint64(spec.Points()) || sum.DuplicatesRemove == 0 || sum.Rejected != 3 {
 		t.Fatalf("summary %+v", sum)
 	}
+	// The legacy copy's injected differences are found, exactly.
+	v := sum.Validation
+	if v == nil || v.Found != "exactly the injected differences" || v.Diff.MissingInLegacy != demoDropped || v.Diff.ValueDiffers != demoChanged ||
+		v.Diff.MissingInNew != 0 || v.Diff.Equal != uint64(spec.Points())-demoDropped-demoChanged || len(v.FailedOrgs) == 0 {
+		t.Fatalf("validation %+v", v)
+	}
 	// The check must be able to fail: against another workload's points it reports diffs.
 	other := spec
 	other.Seed++
