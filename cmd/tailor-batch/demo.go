@@ -134,7 +134,6 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 		return nil, err
 	}
 	sum.fill(res)
-	sum.Retries = storeRetries(st)
 	sum.Check = "passed"
 	if len(sum.Mismatches) > 0 {
 		sum.Check = "FAILED"
@@ -149,10 +148,11 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 		defer os.RemoveAll(vdir)
 	}
 	sum.kept = o.keep
-	if sum.Validation, err = runDemoValidation(ctx, gen, sum.Store, vdir, progress); err != nil {
+	if sum.Validation, err = runDemoValidation(ctx, gen, st, vdir, progress); err != nil {
 		return sum, fmt.Errorf("demo validation: %w", err)
 	}
 	sum.Stages["validate"] = sum.Validation.Seconds
+	sum.Retries = storeRetries(st)
 	if sum.Validation.Found == "FAILED" {
 		sum.Check = "FAILED"
 		sum.Mismatches = append(sum.Mismatches, sum.Validation.FoundProblems...)

@@ -13,6 +13,7 @@ import (
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/validate"
 )
 
@@ -84,7 +85,8 @@ func writeDemoLegacy(path string, gen *workload.Gen, v *demoValidation) (injecte
 // runDemoValidation writes the legacy copy into dir, diffs the store against it and
 // writes the validation report, then checks that exactly the injected differences
 // were found and exactly the orgs that got them failed.
-func runDemoValidation(ctx context.Context, gen *workload.Gen, storeURL, dir string, progress io.Writer) (*demoValidation, error) {
+func runDemoValidation(ctx context.Context, gen *workload.Gen, st storage.Store, dir string, progress io.Writer) (*demoValidation, error) {
+	storeURL := st.URL()
 	start := time.Now()
 	v := &demoValidation{Legacy: filepath.Join(dir, "legacy.parquet"), Report: filepath.Join(dir, "validation-report")}
 	injected, err := writeDemoLegacy(v.Legacy, gen, v)
@@ -92,7 +94,7 @@ func runDemoValidation(ctx context.Context, gen *workload.Gen, storeURL, dir str
 		return nil, fmt.Errorf("write legacy copy: %w", err)
 	}
 	fmt.Fprintf(progress, "demo: legacy copy %s: %d points, %d dropped and %d changed on purpose\n", v.Legacy, v.LegacyPoints, v.Dropped, v.Changed)
-	res, err := runDiff(ctx, diffJob{newURL: storeURL, legacy: query.LegacyOptions{Source: v.Legacy}, bucket: query.DefaultBucket}, progress)
+	res, err := runDiff(ctx, diffJob{newURL: storeURL, newStore: st, legacy: query.LegacyOptions{Source: v.Legacy}, bucket: query.DefaultBucket}, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -12,12 +12,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/validate"
 )
 
 // diffJob is one diff of a store's series files against legacy data.
 type diffJob struct {
-	newURL    string
+	newURL string
+	// newStore, when not nil, is used instead of opening newURL (the demo passes its
+	// store so that its retries are counted in one place).
+	newStore  storage.Store
 	legacy    query.LegacyOptions
 	scope     query.Scope
 	tolerance float64
@@ -34,11 +38,13 @@ type diffResult struct {
 
 func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult, err error) {
 	start := time.Now()
-	st, err := openStore(ctx, j.newURL)
-	if err != nil {
-		return res, fmt.Errorf("%w (--new)", err)
+	st := j.newStore
+	if st == nil {
+		if st, err = openStore(ctx, j.newURL); err != nil {
+			return res, fmt.Errorf("%w (--new)", err)
+		}
+		defer st.Close()
 	}
-	defer st.Close()
 	eng, err := query.Open(ctx, query.Options{TempDir: os.TempDir() + "/tailor-duckdb"})
 	if err != nil {
 		return res, err
