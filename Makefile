@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test test-deploy race bench bench-reader bench-sink bench-codec bench-s3 demo demo-s3 fmt vet lint tools
+.PHONY: all build test test-deploy race bench bench-reader bench-sink bench-codec bench-s3 demo demo-s3 gameday loadtest fmt vet lint tools
 
 all: build
 
@@ -20,6 +20,11 @@ demo: build
 # on a free loopback port and stopped at the end). Demo flags: make demo-s3 ARGS="--series 1000".
 demo-s3: build tools
 	BIN=$(BIN) bash scripts/demo-s3.sh $(ARGS)
+
+# Every game day in full (docs/gameday.md); make test runs the short versions through
+# cmd/tailor-batch/internal/gameday's TestShortScenarios.
+gameday: build tools
+	./$(BIN) gameday all
 
 # Test servers built once from the Go module proxy into a cache (versitygw, a real S3 API).
 tools:

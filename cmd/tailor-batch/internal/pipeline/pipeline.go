@@ -58,6 +58,8 @@ type RunOptions struct {
 	TempDir string
 	// Say, when not nil, gets progress lines.
 	Say func(format string, args ...any)
+	// OnReport, when not nil, is called after each shard run (from RunAll's workers).
+	OnReport func(done, total int, rep *query.Report)
 }
 
 // RunAll runs every shard and window that has data, with one reader and one DuckDB
@@ -71,6 +73,9 @@ func RunAll(ctx context.Context, o RunOptions) ([]*query.Report, error) {
 		RunOptions: query.RunOptions{Store: o.Store, Arrival: query.DefaultArrival(), Readers: runtime.NumCPU(), Engine: query.Options{Threads: runtime.NumCPU(), TempDir: o.TempDir}},
 		Parallel:   o.Parallel,
 		Progress: func(done, total int, rep *query.Report) {
+			if o.OnReport != nil {
+				o.OnReport(done, total, rep)
+			}
 			if done%16 == 0 || done == total {
 				say("run: %d/%d shard windows", done, total)
 			}

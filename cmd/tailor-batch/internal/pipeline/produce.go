@@ -17,8 +17,11 @@ type ProduceOptions struct {
 	JSONShare float64
 	// Malformed records are sent after the workload; the sink must reject each.
 	Malformed int
-	// KafkaOpts are extra producer options (fault-injection runs use them for retries).
+	// KafkaOpts are extra producer options (fault injection uses them, e.g. a dialer).
 	KafkaOpts []kgo.Opt
+	// Before, when not nil, is called before workload record i (from 0) is sent: game
+	// days inject faults at fixed points of the stream. An error stops producing.
+	Before func(i int64) error
 }
 
 // Produce sends the workload's records to topic, then the malformed ones, and waits
@@ -50,6 +53,11 @@ func Produce(ctx context.Context, brokers []string, topic string, gen *workload.
 	}
 	n := 0
 	err = gen.Records(func(rec *workload.Record) error {
+		if o.Before != nil {
+			if err := o.Before(records); err != nil {
+				return err
+			}
+		}
 		var value []byte
 		// A stable share of records as JSON, the rest as protobuf: the sink detects each.
 		if o.JSONShare > 0 && float64(n%1000) < o.JSONShare*1000 {

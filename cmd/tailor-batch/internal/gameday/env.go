@@ -1,0 +1,421 @@
+package gameday
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+
+	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
+	"github.com/tailor-metrics/tailor/ingest"
+	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/storage"
+)
+
+// env is one scenario's world: a workload, a broker, a store and the sink workers.
+type env struct {
+	cfg     Config
+	res     *Result
+	say     func(format string, args ...any)
+	spec    workload.Spec
+	gen     *workload.Gen
+	dir     string
+	cleanup []func()
+
+	st      storage.Store // the store every stage shares
+	cluster *kfake.Cluster
+	brokers []string
+	group   string
+	net     *netFault // every Kafka client dials through it
+	flush   int       // sink flush trigger, payloads per segment
+
+	mu      sync.Mutex
+	workers []*worker
+	records int64 // records produced
+	points  int64 // points produced, redeliveries included
+	consume atomic.Int64
+}
+
+func newEnv(ctx context.Context, cfg Config, name string, res *Result, say func(string, ...any)) (*env, error) {
+	e := &env{cfg: cfg, res: res, say: say, spec: Spec(cfg.Short, cfg.Seed), group: "tailor-gameday", net: &netFault{conns: map[*trackedConn]struct{}{}}}
+	e.flush = 500
+	if cfg.Short {
+		e.flush = 60
+	}
+	var err error
+	if e.gen, err = workload.New(e.spec); err != nil {
+		return nil, err
+	}
+	dir, rm, err := tempDir(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.dir = dir
+	e.cleanup = append(e.cleanup, rm)
+	local, err := storage.OpenLocal(filepath.Join(dir, "store"))
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.st = local
+	e.cleanup = append(e.cleanup, func() { local.Close() })
+	if e.cluster, err = pipeline.StartBroker(e.spec.Partitions); err != nil {
+		e.close()
+		return nil, err
+	}
+	e.cleanup = append(e.cleanup, e.cluster.Close)
+	e.brokers = e.cluster.ListenAddrs()
+	e.res.Produced = e.spec.Points()
+	say("%d series × %d points on %d partitions, broker %v", e.spec.Series, e.spec.PointsPerSeries, e.spec.Partitions, e.brokers)
+	return e, nil
+}
+
+func (e *env) close() {
+	for _, w := range e.workers {
+		w.stop()
+	}
+	for i := len(e.cleanup) - 1; i >= 0; i-- {
+		e.cleanup[i]()
+	}
+}
+
+// totalRecords is the number of workload records (malformed ones not included).
+func (e *env) totalRecords() int64 {
+	return int64(e.spec.Series*e.spec.Chunks() + e.gen.Redeliveries())
+}
+
+// produce sends the workload through the fault dialer; before is called before record i.
+func (e *env) produce(ctx context.Context, before func(i int64) error) error {
+	start := time.Now()
+	recs, pts, err := pipeline.Produce(ctx, e.brokers, pipeline.Topic, e.gen, pipeline.ProduceOptions{
+		JSONShare: 0.1, Before: before,
+		KafkaOpts: []kgo.Opt{kgo.Dialer(e.net.dial)},
+	})
+	e.records, e.points = recs, pts
+	if err != nil {
+		return err
+	}
+	e.say("produced %d records (%d points) in %.1fs", recs, pts, time.Since(start).Seconds())
+	return nil
+}
+
+// worker is one in-process sink worker.
+type worker struct {
+	name   string
+	sink   *ingest.Sink
+	store  *faultStore
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// startWorker starts a sink worker of the group on a fault store over e.st.
+func (e *env) startWorker(ctx context.Context, name string) (*worker, error) {
+	fs := &faultStore{Store: e.st}
+	sink, err := ingest.New(ingest.Options{
+		Brokers: e.brokers, Topics: []string{pipeline.Topic}, Store: fs, FlushPayloads: e.flush, Group: e.group,
+		KafkaOpts: []kgo.Opt{kgo.Dialer(e.net.dial), kgo.ClientID(name)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{name: name, sink: sink, store: fs, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		w.err = sink.Run(wctx)
+	}()
+	e.mu.Lock()
+	e.workers = append(e.workers, w)
+	e.mu.Unlock()
+	return w, nil
+}
+
+// paced returns a produce hook that spreads the records over about d, so that faults
+// and group changes happen while records flow.
+func (e *env) paced(d time.Duration) func(i int64) error {
+	const every = 20
+	pause := d / time.Duration(max(e.totalRecords()/every, 1))
+	return func(i int64) error {
+		if i%every == 0 {
+			time.Sleep(pause)
+		}
+		return nil
+	}
+}
+
+// waitRead waits until the workers have read at least n records between them, so that a
+// fault hits consumption in flight rather than workers still joining the group.
+func waitRead(ctx context.Context, ws []*worker, n int64) error {
+	for {
+		var got int64
+		for _, w := range ws {
+			got += int64(w.sink.Stats().Records)
+		}
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("workers read %d records, waited for %d: %w", got, n, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// stop stops the worker as SIGTERM would: it stores its open segments, commits and
+// leaves the group.
+func (w *worker) stop() error {
+	w.cancel()
+	<-w.done
+	return w.err
+}
+
+// kill stops the worker as a crash would: from now on its store writes fail, so what it
+// holds in memory is neither stored nor committed, and the group reads it again.
+func (w *worker) kill() {
+	w.store.dead.Store(true)
+	w.cancel()
+	<-w.done
+}
+
+// drain stops the scenario's workers gracefully and runs one worker of the same group
+// until every partition is stored and committed to its end: whatever the fault left
+// behind is picked up from the committed offsets.
+func (e *env) drain(ctx context.Context) (ingest.Stats, error) {
+	e.mu.Lock()
+	ws := e.workers
+	e.mu.Unlock()
+	var errs []error
+	for _, w := range ws {
+		// A worker stopped in the middle of a store write returns the cancellation: the
+		// segment is neither stored nor committed, and is read again. That is a stop, not
+		// a failure; a killed worker's errors are the kill's.
+		if err := w.stop(); err != nil && !w.store.dead.Load() && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("worker %s: %w", w.name, err))
+		}
+	}
+	for _, w := range ws {
+		e.consume.Add(int64(w.sink.Stats().Records))
+	}
+	e.row("sink workers that failed on their own", "0", len(errs), len(errs) == 0)
+	for _, err := range errs {
+		e.say("%v", err)
+	}
+	start := time.Now()
+	st, err := pipeline.SinkUntilCaughtUp(ctx, ingest.Options{
+		Brokers: e.brokers, Topics: []string{pipeline.Topic}, Store: e.st, FlushPayloads: e.flush, Group: e.group,
+	})
+	if err != nil {
+		return st, err
+	}
+	e.say("drained the group: %d records, %d segments in %.1fs", st.Records, st.Segments, time.Since(start).Seconds())
+	e.mu.Lock()
+	e.workers = nil
+	e.mu.Unlock()
+	e.consume.Add(int64(st.Records))
+	return st, nil
+}
+
+// sinkAll produces while one worker drains: the no-fault sink for run-side scenarios.
+func (e *env) sinkAll(ctx context.Context) error {
+	if err := e.produce(ctx, nil); err != nil {
+		return err
+	}
+	_, err := e.drain(ctx)
+	return err
+}
+
+// runAll runs every shard window on st.
+func (e *env) runAll(ctx context.Context, st storage.Store, onReport func(done, total int, rep *query.Report)) ([]*query.Report, error) {
+	start := time.Now()
+	reps, err := pipeline.RunAll(ctx, pipeline.RunOptions{Store: st, Parallel: 1, TempDir: filepath.Join(e.dir, "duckdb"), OnReport: onReport})
+	e.say("ran %d shard windows in %.1fs", len(reps), time.Since(start).Seconds())
+	return reps, err
+}
+
+// check compares the series files with the workload point by point and fills the
+// result's counts. removed is what the runs reported removing as duplicates.
+func (e *env) check(ctx context.Context, reports []*query.Report) error {
+	var removed uint64
+	for _, r := range reports {
+		removed += r.Counts.Duplicates
+	}
+	c, err := pipeline.Check(ctx, e.st, e.gen, pipeline.Expect{PointsProduced: e.points, DuplicatesRemoved: removed})
+	if err != nil {
+		return err
+	}
+	e.res.Stored = c.Stored
+	e.res.Lost = int64(c.Diff.MissingInNew)
+	e.res.Duplicated = int64(c.Duplicated)
+	unexpected := int64(c.Diff.MissingInLegacy) - int64(c.Duplicated)
+	e.row("points with another value", "0", c.Diff.ValueDiffers, c.Diff.ValueDiffers == 0)
+	e.row("points never produced", "0", unexpected, unexpected == 0)
+	redelivered := uint64(e.points - e.spec.Points())
+	// Replayed records (after a crash or a rebalance) reach the run as more duplicates;
+	// the run removes them. Fewer than the redeliveries would mean lost deliveries.
+	e.row("duplicates removed by the run", fmt.Sprintf(">= %d redelivered", redelivered), removed, removed >= redelivered)
+	return nil
+}
+
+func (e *env) row(check, expected string, actual any, ok bool) {
+	e.res.row(check, expected, fmt.Sprint(actual), ok)
+}
+
+// rewind commits offset for partition p of the group, which must have no members: the
+// next worker starts there. This is what an operator does with
+// kafka-consumer-groups --reset-offsets --to-offset.
+func (e *env) rewind(ctx context.Context, p int32, offset int64) error {
+	// OffsetCommit v10 names topics by id; v9 (Kafka 3.x) by name, which is what we have.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.MaxVersions(kversion.V3_9_0()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.Generation, req.MemberID = e.group, -1, ""
+	t := kmsg.NewOffsetCommitRequestTopic()
+	t.Topic = pipeline.Topic
+	pp := kmsg.NewOffsetCommitRequestTopicPartition()
+	pp.Partition, pp.Offset, pp.LeaderEpoch = p, offset, -1
+	t.Partitions = append(t.Partitions, pp)
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("rewind partition %d to %d: %w", p, offset, err)
+	}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return fmt.Errorf("rewind partition %d to %d: %w", p, offset, err)
+			}
+		}
+	}
+	return nil
+}
+
+// errKilled is what a killed worker's store writes return. It is not retryable, so the
+// sink gives up on the segment instead of pausing.
+var errKilled = errors.New("gameday: worker killed")
+
+// faultStore wraps a store: writes can be slowed (a CPU-starved worker), refused (a
+// killed worker), or watched (a shard job killed after its first part).
+type faultStore struct {
+	storage.Store
+	dead  atomic.Bool
+	delay atomic.Int64 // nanoseconds slept before every write
+	// onWrite, when set, is called before every write with its key.
+	onWrite func(key string)
+	writes  atomic.Int64
+}
+
+func (f *faultStore) write(key string) error {
+	if f.dead.Load() {
+		return fmt.Errorf("write %s: %w", key, errKilled)
+	}
+	if d := time.Duration(f.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
+	if f.onWrite != nil {
+		f.onWrite(key)
+	}
+	f.writes.Add(1)
+	return nil
+}
+
+func (f *faultStore) Create(ctx context.Context, key string, r io.Reader) error {
+	if err := f.write(key); err != nil {
+		return err
+	}
+	return f.Store.Create(ctx, key, r)
+}
+
+func (f *faultStore) Put(ctx context.Context, key string, r io.Reader) error {
+	if err := f.write(key); err != nil {
+		return err
+	}
+	return f.Store.Put(ctx, key, r)
+}
+
+// localFaultStore keeps the local store's LocalPath, so runs read segments mapped.
+type localFaultStore struct{ *faultStore }
+
+func (l localFaultStore) LocalPath(key string) string {
+	return l.faultStore.Store.(storage.LocalFiler).LocalPath(key)
+}
+
+// netFault is the network between the Kafka clients and the broker: cut closes every
+// connection and refuses new ones until restore, as if the broker were unreachable.
+type netFault struct {
+	mu      sync.Mutex
+	down    bool
+	refused int
+	conns   map[*trackedConn]struct{}
+}
+
+func (n *netFault) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	n.mu.Lock()
+	if n.down {
+		n.refused++
+		n.mu.Unlock()
+		return nil, fmt.Errorf("dial %s: broker unreachable (game day)", host)
+	}
+	n.mu.Unlock()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, host)
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, n: n}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.down {
+		c.Close()
+		return nil, fmt.Errorf("dial %s: broker unreachable (game day)", host)
+	}
+	n.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+func (n *netFault) cut() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down = true
+	k := len(n.conns)
+	for c := range n.conns {
+		c.Conn.Close()
+		delete(n.conns, c)
+	}
+	return k
+}
+
+func (n *netFault) restore() (refused int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down = false
+	return n.refused
+}
+
+type trackedConn struct {
+	net.Conn
+	n *netFault
+}
+
+func (c *trackedConn) Close() error {
+	c.n.mu.Lock()
+	delete(c.n.conns, c)
+	c.n.mu.Unlock()
+	return c.Conn.Close()
+}
