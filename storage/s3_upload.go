@@ -258,13 +258,21 @@ func (s *S3) multipartUpload(ctx context.Context, key string, first []byte, peek
 	return mp.complete(ctx, conditional, size)
 }
 
+// partChecksum is the checksum of every part, declared when the upload is created and
+// sent with each part, as the transfer manager does: the SDK computes a CRC32 of each
+// part anyway (its default), and with the algorithm declared the server combines the
+// parts' checksums at complete time instead of computing a CRC64NVME of every part on
+// top (versitygw's default for uploads created without one). The complete request then
+// names each part's CRC32.
+const partChecksum = types.ChecksumAlgorithmCrc32
+
 // newMultipart starts a multipart upload of key. The caller must call end, and abort
 // on failure.
 func (s *S3) newMultipart(ctx context.Context, key string) (*multipart, error) {
 	var uploadID string
 	err := s.retry.do(ctx, opMPCreate, key, s.opts.RequestTimeout, func(ctx context.Context) error {
 		out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-			Bucket: &s.bucket, Key: aws.String(s.prefix + key),
+			Bucket: &s.bucket, Key: aws.String(s.prefix + key), ChecksumAlgorithm: partChecksum,
 		})
 		if err != nil {
 			return err
@@ -345,41 +353,44 @@ func (mp *multipart) start(num int32, size int64, open func() io.ReadSeeker, rel
 		defer mp.wg.Done()
 		defer func() { <-mp.sem }()
 		defer release()
-		etag, err := mp.uploadPart(num, size, open)
+		part, err := mp.uploadPart(num, size, open)
 		if err != nil {
 			mp.fail(err)
 			return
 		}
 		mp.mu.Lock()
-		mp.parts = append(mp.parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: aws.String(etag)})
+		mp.parts = append(mp.parts, part)
 		mp.mu.Unlock()
 	}()
 }
 
-func (mp *multipart) uploadPart(num int32, size int64, open func() io.ReadSeeker) (string, error) {
+// uploadPart sends one part with its CRC32 (see partChecksum) and returns what the
+// complete request must name.
+func (mp *multipart) uploadPart(num int32, size int64, open func() io.ReadSeeker) (types.CompletedPart, error) {
 	s := mp.s
-	var etag string
+	part := types.CompletedPart{PartNumber: aws.Int32(num)}
 	err := s.retry.do(mp.ctx, opMPPart, mp.key, s.opts.RequestTimeout, func(ctx context.Context) error {
 		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-			Bucket:        &s.bucket,
-			Key:           aws.String(s.prefix + mp.key),
-			UploadId:      &mp.uploadID,
-			PartNumber:    aws.Int32(num),
-			Body:          open(),
-			ContentLength: aws.Int64(size),
+			Bucket:            &s.bucket,
+			Key:               aws.String(s.prefix + mp.key),
+			UploadId:          &mp.uploadID,
+			PartNumber:        aws.Int32(num),
+			Body:              open(),
+			ContentLength:     aws.Int64(size),
+			ChecksumAlgorithm: partChecksum,
 		})
 		if err != nil {
 			return err
 		}
-		etag = aws.ToString(out.ETag)
+		part.ETag, part.ChecksumCRC32 = out.ETag, out.ChecksumCRC32
 		return nil
 	})
 	s.observe(opMPPart, err)
 	if err != nil {
-		return "", fmt.Errorf("part %d: %w", num, err)
+		return part, fmt.Errorf("part %d: %w", num, err)
 	}
 	s.metrics.uploadedBytes.Add(float64(size))
-	return etag, nil
+	return part, nil
 }
 
 // fail records the first error and stops the other parts.
