@@ -381,7 +381,7 @@ func (s *Sink) settleLocked(ctx context.Context, ks []tp, reason string) {
 			if st == nil {
 				continue
 			}
-			if st.up == nil && st.w != nil {
+			if st.up == nil && st.w != nil && s.fatal == nil {
 				s.startUploadLocked(k, st, reason)
 			}
 			if st.up != nil {
@@ -389,6 +389,7 @@ func (s *Sink) settleLocked(ctx context.Context, ks []tp, reason string) {
 			}
 		}
 		if len(wait) == 0 {
+			s.commitLocked(ks) // a commit that failed before may still be due
 			return
 		}
 		s.mu.Unlock()
@@ -453,12 +454,15 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 			s.flushDueLocked()
 			s.balanceMemoryLocked()
 		}
-		done := s.opt.StopAtEnd && s.drainedLocked()
-		s.mu.Unlock()
 		if err != nil {
-			s.stop(ctx)
+			// The open segments may hold what made Add fail: store nothing more.
+			s.abandonAllLocked("error")
+			s.mu.Unlock()
+			s.cl.AllowRebalance()
 			return err
 		}
+		done := s.opt.StopAtEnd && s.drainedLocked()
+		s.mu.Unlock()
 		s.cl.AllowRebalance()
 		if done {
 			return nil
