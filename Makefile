@@ -44,15 +44,24 @@ race: tools
 bench: bench-reader bench-sink
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./columnar/ ./encoder/ ./ingest/...
 
-# Segment reader against arrow-go's Parquet reader on the same points (NAB and 20M
-# synthetic): points/s per core, the ratio, allocations per frame, reader memory. Its own
-# module keeps pqarrow's dependencies out of the product's.
 # The sink from kfake to the local store (100-point payloads, 8 partitions): points/s,
 # payloads/s, points/s per core and peak RSS, against a raw-bytes consumer measured in
 # the same run (see ingest/benchsink). SERIES=n scales it (n x 1,000 points).
 bench-sink:
 	$(GO) run ./ingest/benchsink $(if $(SERIES),-series $(SERIES))
 
+# tailor-batch run --all against DuckDB de-duplicating and sorting the same 20M points
+# from zstd Parquet into zstd Parquet (bench/run); prints times, ratio, points/s per core
+# and peak RSS. Segments and Parquet are written once into $(BENCH_RUN_DIR) and reused.
+BENCH_RUN_DIR ?= $(or $(TMPDIR),/tmp)/tailor-bench-run
+.PHONY: bench-run
+bench-run: build
+	$(GO) build -o bin/bench-run ./bench/run
+	./bin/bench-run -bin $(BIN) -dir $(BENCH_RUN_DIR)
+
+# Segment reader against arrow-go's Parquet reader on the same points (NAB and 20M
+# synthetic): points/s per core, the ratio, allocations per frame, reader memory. Its own
+# module keeps pqarrow's dependencies out of the product's.
 bench-reader:
 	cd bench/reader && $(GO) run .
 
