@@ -69,10 +69,10 @@ func storeRetries(st storage.Store) *storage.RetryStats {
 	return &rs
 }
 
-// printRetries prints one line of store retries by reason, for the summaries of the
-// commands that write or read a store.
-func printRetries(w io.Writer, rs storage.RetryStats) {
-	fmt.Fprintf(w, "store retries: %d (", rs.Total())
+// printRetries prints one line of store retries by reason after label, for the
+// summaries of the commands that write or read a store.
+func printRetries(w io.Writer, label string, rs storage.RetryStats) {
+	fmt.Fprintf(w, "%s%d (", label, rs.Total())
 	for i, r := range storage.Reasons {
 		if i > 0 {
 			fmt.Fprint(w, ", ")

@@ -187,8 +187,7 @@ func (s *demoSummary) print(w io.Writer) {
 	fmt.Fprintf(w, "  series files      %d points in %d series, %d bytes = %.2f bytes/point\n", s.PointsOut, s.SeriesOut, s.BytesOut, s.BytesPerPoint)
 	fmt.Fprintf(w, "  seconds           produce %.1f, sink %.1f, run %.1f, check %.1f\n", s.Stages["produce"], s.Stages["sink"], s.Stages["run"], s.Stages["check"])
 	if s.Retries != nil {
-		fmt.Fprint(w, "  ")
-		printRetries(w, *s.Retries)
+		printRetries(w, "  store retries     ", *s.Retries)
 	}
 	if s.Validation != nil {
 		s.Validation.print(w, s.kept)

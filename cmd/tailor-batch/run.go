@@ -251,7 +251,7 @@ func (s runSummary) print(w io.Writer) {
 	r := s.Resources
 	fmt.Fprintf(w, "peak RSS %.0f MiB, CPU %.1fs (%.1f%% in Go GC), DuckDB memory limit %s\n", float64(r.PeakRSSBytes)/(1<<20), r.CPUSeconds, 100*r.GCShare, s.MemoryLimit)
 	if s.Retries != nil {
-		printRetries(w, *s.Retries)
+		printRetries(w, "store retries: ", *s.Retries)
 	}
 }
 

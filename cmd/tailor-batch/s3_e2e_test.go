@@ -139,7 +139,7 @@ func TestS3DemoThroughFaultProxy(t *testing.T) {
 	}
 	var out bytes.Buffer
 	sum.print(&out)
-	if !strings.Contains(out.String(), "store retries:") {
+	if !strings.Contains(out.String(), "store retries     ") {
 		t.Errorf("the demo report does not print the retries:\n%s", out.String())
 	}
 	if ups := srv.MultipartUploads(t); len(ups) != 0 {

@@ -100,8 +100,7 @@ gets its partitions back at once. See docs/sink.md.`,
 				stats.Records, stats.Payloads, stats.Points, stats.Rejected, stats.Segments, stats.SegmentsExisting, stats.Bytes, time.Since(start).Round(time.Millisecond),
 				stats.Retries, stats.Abandoned, stats.CommitErrors)
 			if rs := storeRetries(st); rs != nil {
-				fmt.Fprint(cmd.OutOrStdout(), "sink: ")
-				printRetries(cmd.OutOrStdout(), *rs)
+				printRetries(cmd.OutOrStdout(), "sink: store retries: ", *rs)
 			}
 			if stats.Abandoned > 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "sink: abandoned uploads were not committed; the next owner of their partitions consumes them again, nothing is lost")
