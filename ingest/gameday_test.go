@@ -41,6 +41,7 @@ import (
 	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/storage/faults"
+	"github.com/tailor-metrics/tailor/storage/s3test"
 )
 
 const gdTopic = "metrics"
@@ -886,4 +887,45 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestSinkToS3: the sink against a real S3 API (versitygw), with one partition whose
+// segment is larger than a part, so it streams as a multipart upload with parts in
+// parallel; a 503 burst from the sink's view (the store's budget spent) on the way.
+func TestSinkToS3(t *testing.T) {
+	srv := s3test.Start(t)
+	reg := prometheus.NewRegistry()
+	s3 := srv.Open(t, "sink", storage.S3Options{Concurrency: 4, Registerer: reg})
+	fs := faults.Wrap(s3)
+	fs.Inject(faults.Rule{Ops: faults.OpCreate, Key: "segments/*/*/*.tseg", Times: 2})
+	c := gdCluster(t, 1)
+	spec := gdSpec(1)
+	spec.Series, spec.PointsPerSeries, spec.PointsPerPayload = 700, 2000, 100 // about 6 MiB of segment
+	p := produceWorkload(t, c, spec)
+	opt := gdOptions(c, fs, "g")
+	opt.FlushPayloads, opt.FlushAge = 1<<30, time.Hour
+	stats := drain(t, opt)
+	if stats.Retries != 2 || stats.Segments != 1 || stats.Bytes <= storage.MinPartSize {
+		t.Fatalf("want one segment of more than one part, stored after 2 retries: %+v", stats)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var multipart float64
+	for _, mf := range mfs {
+		if mf.GetName() == "tailor_storage_s3_multipart_uploads_total" {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "result" && l.GetValue() == "completed" {
+						multipart += m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
+	if multipart != 1 {
+		t.Fatalf("%v completed multipart uploads, want 1", multipart)
+	}
+	verify(t, s3, p)
 }
