@@ -447,7 +447,7 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 			s.abandonAllLocked("store error")
 			s.mu.Unlock()
 			s.cl.AllowRebalance()
-			return fmt.Errorf("sink: %w", err)
+			return fmt.Errorf("sink: %w; nothing past the stored segments is committed: fix the cause and start the sink again, it resumes from there", err)
 		}
 		err := s.process(fetches)
 		if err == nil {
