@@ -124,7 +124,7 @@ type Columns struct {
 // Len is the number of rows.
 func (c *Columns) Len() int { return len(c.Ts) }
 
-// grow makes room for n rows in every column.
+// grow makes room for n more rows in every column.
 func (c *Columns) grow(n int) {
 	c.Org, c.Metric, c.Context = slices.Grow(c.Org, n), slices.Grow(c.Metric, n), slices.Grow(c.Context, n)
 	c.Ts, c.Value, c.RecordTs = slices.Grow(c.Ts, n), slices.Grow(c.Value, n), slices.Grow(c.RecordTs, n)
@@ -180,36 +180,56 @@ func parseFrame(raw []byte) (frameView, error) {
 }
 
 // appendRows decodes all rows of the frame into c, stamping topic and partition.
+//
+// Hot path: the columns are extended once for the whole frame (no append per row), and
+// each group decodes into sub-slices whose lengths are checked once, so the inner loops
+// carry no bounds checks.
 func (v *frameView) appendRows(c *Columns, topic uint16, partition int32) {
 	le := binary.LittleEndian
+	n0 := c.Len()
+	c.extend(v.rows)
 	row := 0
 	for g := 0; g < v.groups; g++ {
 		n := int(le.Uint32(v.count[4*g:]))
-		org := le.Uint32(v.org[4*g:])
-		metric := le.Uint64(v.metric[8*g:])
-		ctx := le.Uint64(v.context[8*g:])
-		rts := int64(le.Uint64(v.recordTs[8*g:]))
-		off := int64(le.Uint64(v.offsets[8*g:]))
-		ts := v.ts[8*row : 8*(row+n)]
-		vals := v.vals[8*row : 8*(row+n)]
+		lo, hi := n0+row, n0+row+n
+		ts, vals := c.Ts[lo:hi], c.Value[lo:hi]
+		tsb := v.ts[8*row : 8*(row+n)]
+		vb := v.vals[8*row : 8*(row+n)]
 		t, x := int64(0), uint64(0)
-		for i := 0; i < n; i++ {
-			t += int64(le.Uint64(ts[8*i:]))
-			x ^= le.Uint64(vals[8*i:])
-			c.Ts = append(c.Ts, t)
-			c.Value = append(c.Value, math.Float64frombits(x))
+		for i := range ts {
+			t += int64(le.Uint64(tsb[8*i:]))
+			x ^= le.Uint64(vb[8*i:])
+			ts[i] = t
+			vals[i] = math.Float64frombits(x)
 		}
-		for i := 0; i < n; i++ {
-			c.Org = append(c.Org, org)
-			c.Metric = append(c.Metric, metric)
-			c.Context = append(c.Context, ctx)
-			c.RecordTs = append(c.RecordTs, rts)
-			c.Topic = append(c.Topic, topic)
-			c.Partition = append(c.Partition, partition)
-			c.Offset = append(c.Offset, off)
-		}
+		fill(c.Org[lo:hi], le.Uint32(v.org[4*g:]))
+		fill(c.Metric[lo:hi], le.Uint64(v.metric[8*g:]))
+		fill(c.Context[lo:hi], le.Uint64(v.context[8*g:]))
+		fill(c.RecordTs[lo:hi], int64(le.Uint64(v.recordTs[8*g:])))
+		fill(c.Topic[lo:hi], topic)
+		fill(c.Partition[lo:hi], partition)
+		fill(c.Offset[lo:hi], int64(le.Uint64(v.offsets[8*g:])))
 		row += n
 	}
+}
+
+func fill[T any](s []T, v T) {
+	for i := range s {
+		s[i] = v
+	}
+}
+
+// extend lengthens every column by n rows, growing capacity only if needed.
+func (c *Columns) extend(n int) {
+	if cap(c.Ts)-len(c.Ts) < n || cap(c.Org)-len(c.Org) < n || cap(c.Topic)-len(c.Topic) < n ||
+		cap(c.Partition)-len(c.Partition) < n || cap(c.Metric)-len(c.Metric) < n || cap(c.Context)-len(c.Context) < n ||
+		cap(c.Value)-len(c.Value) < n || cap(c.RecordTs)-len(c.RecordTs) < n || cap(c.Offset)-len(c.Offset) < n {
+		c.grow(n)
+	}
+	m := len(c.Ts) + n
+	c.Org, c.Metric, c.Context = c.Org[:m], c.Metric[:m], c.Context[:m]
+	c.Ts, c.Value, c.RecordTs = c.Ts[:m], c.Value[:m], c.RecordTs[:m]
+	c.Topic, c.Partition, c.Offset = c.Topic[:m], c.Partition[:m], c.Offset[:m]
 }
 
 // groupTags decodes the tags of every group, calling fn for each group that has tags.

@@ -12,6 +12,12 @@ import (
 // Without mmap, local stores are read with ranged reads like object stores.
 const mmapSupported = false
 
+// Unused without mmap; declared for memoryBound.
+const (
+	pageSize      = 4096
+	mmapDropBytes = 0
+)
+
 type mmapFetcher struct {
 	files storage.LocalFiler
 	mem   *memMeter

@@ -3,6 +3,7 @@ package columnar
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,7 @@ type ReadOptions struct {
 
 // PointReader is an array.RecordReader over the points of a set of splits, decoded by
 // parallel goroutines. Batches arrive in no particular order. Each record is valid until
-// the next call to Next; its memory returns to the reader's pool when every holder (the
+// the next call to Next; its memory returns to the batch pool when every holder (the
 // reader and, for DuckDB, the exported C array) has released it.
 //
 // Memory is bounded: see MemoryStats. Batches are handed over unbuffered, so a reader
@@ -51,7 +52,7 @@ type PointReader struct {
 	err    error
 	wg     sync.WaitGroup
 	cur    arrow.RecordBatch
-	pool   batchPool
+	rows   int // capacity of a batch
 	mem    memMeter
 	statMu sync.Mutex
 	stats  FrameStats
@@ -80,7 +81,7 @@ func NewPointReader(ctx context.Context, st storage.Store, splits []Split, topic
 	r.memory = memoryBound(st, splits, opt)
 	// A batch takes a whole frame past BatchRows at most, so sizing it for that once
 	// means its columns never grow.
-	r.pool = batchPool{rows: int(r.memory.BatchBytes / pointBytes), mem: &r.mem}
+	r.rows = int(r.memory.BatchBytes / pointBytes)
 	work := make(chan int)
 	go func() {
 		defer close(work)
@@ -123,10 +124,14 @@ func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats 
 			maxExtent = max(maxExtent, sp.End()-sp.Start())
 		}
 	}
-	m := MemoryStats{Readers: opt.Readers, FetchBytes: int64(maxLen), LargestRaw: int64(maxRaw)}
-	if _, local := st.(storage.LocalFiler); !local || !mmapSupported {
+	m := MemoryStats{Readers: opt.Readers, LargestRaw: int64(maxRaw)}
+	if _, local := st.(storage.LocalFiler); local && mmapSupported {
+		// Mapped pages stay resident until mmapDropBytes of them are dropped at once,
+		// plus the frame being decoded and the page rounding at both ends.
+		m.FetchBytes = min(int64(maxExtent)+int64(pageSize), mmapDropBytes+int64(maxLen)+2*int64(pageSize))
+	} else {
 		// One GET spans up to FetchBytes of neighbouring frames (and the gaps between).
-		m.FetchBytes = max(m.FetchBytes, min(opt.FetchBytes, int64(maxExtent)))
+		m.FetchBytes = max(int64(maxLen), min(opt.FetchBytes, int64(maxExtent)))
 	}
 	rows := uint64(opt.BatchRows)
 	if maxRows > 0 {
@@ -139,12 +144,14 @@ func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats 
 
 func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Split, topics map[string]uint16, opt ReadOptions, work <-chan int) error {
 	var local FrameStats
-	dec := NewFrameDecoder()
+	dec := decoders.get(int(r.memory.LargestRaw))
+	r.mem.add(int64(cap(dec.raw)))
 	dec.mem = &r.mem
 	fetch := newFetcher(st, opt.FetchBytes, &r.mem, &local)
 	defer func() {
-		dec.Close()
 		r.mem.add(-int64(cap(dec.raw)))
+		dec.mem = nil
+		decoders.put(dec)
 		if rf, ok := fetch.(*rangeFetcher); ok {
 			r.mem.add(-int64(cap(rf.buf)))
 		}
@@ -152,13 +159,13 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 		r.stats.add(local)
 		r.statMu.Unlock()
 	}()
-	b := r.pool.get()
+	b := batches.get(r.rows, &r.mem)
 	send := func() bool {
 		t := time.Now()
 		ok := false
 		select {
 		case r.out <- b:
-			b, ok = r.pool.get(), true
+			b, ok = batches.get(r.rows, &r.mem), true
 		case <-ctx.Done():
 		}
 		local.Timers.Read -= time.Since(t) // waiting for the consumer is not reading
@@ -166,7 +173,7 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 	}
 	defer func() {
 		if b != nil {
-			r.pool.put(b)
+			batches.put(b)
 		}
 	}()
 	start := time.Now()
@@ -275,7 +282,7 @@ func (r *PointReader) Release() {
 	}
 	r.cancel()
 	for b := range r.out {
-		r.pool.put(b)
+		batches.put(b)
 	}
 	if r.cur != nil {
 		r.cur.Release()
@@ -289,39 +296,93 @@ func (r *PointReader) Release() {
 type batch struct {
 	Columns
 	refs atomic.Int32
-	pool *batchPool
+	rows int       // the columns' capacity, in rows
+	mem  *memMeter // the reader that holds it
 }
 
-// batchPool keeps released batches for reuse. It is a plain free list, not a sync.Pool,
-// so a GC never drops warm batches (a dropped batch would be reallocated: garbage and
-// allocations per batch). It holds at most the batches that were ever out at once.
+// maxIdle bounds what the process-wide free lists keep between uses: about what the
+// default readers of two runs at once hold. Beyond it, returned items are left to the GC.
+var maxIdle = 2*runtime.GOMAXPROCS(0) + 2
+
+// batchPool is the process-wide free list of batches. Runs and passes reuse the same
+// column buffers instead of allocating (and zeroing) fresh ones each time; a plain list
+// rather than a sync.Pool, so a GC never drops warm batches.
 type batchPool struct {
 	mu   sync.Mutex
 	free []*batch
-	rows int // capacity of every batch's columns
-	mem  *memMeter
 }
 
-func (p *batchPool) get() *batch {
+var batches batchPool
+
+// get returns a batch whose columns hold exactly rows rows, counted in mem. Only an
+// exact fit is reused, so that a reader never holds more than its MemoryStats bound.
+func (p *batchPool) get(rows int, mem *memMeter) *batch {
+	var b *batch
 	p.mu.Lock()
-	if n := len(p.free); n > 0 {
-		b := p.free[n-1]
-		p.free = p.free[:n-1]
-		p.mu.Unlock()
-		return b
+	for i := len(p.free) - 1; i >= 0; i-- {
+		if p.free[i].rows == rows {
+			b = p.free[i]
+			p.free = append(p.free[:i], p.free[i+1:]...)
+			break
+		}
 	}
 	p.mu.Unlock()
-	b := &batch{pool: p}
-	b.grow(p.rows)
-	p.mem.add(int64(p.rows) * pointBytes)
+	if b == nil {
+		b = &batch{rows: rows}
+		b.grow(rows)
+	}
+	b.mem = mem
+	mem.add(int64(b.rows) * pointBytes)
 	return b
 }
 
 func (p *batchPool) put(b *batch) {
+	b.mem.add(-int64(b.rows) * pointBytes)
+	b.mem = nil
 	b.Reset()
 	p.mu.Lock()
+	if len(p.free) >= maxIdle {
+		// Evict the oldest: a reader of another batch size may have left it.
+		p.free = append(p.free[:0], p.free[1:]...)
+	}
 	p.free = append(p.free, b)
 	p.mu.Unlock()
+}
+
+// decoderPool is the process-wide free list of frame decoders: zstd state and the
+// decompression buffer stay warm across splits, runs and passes.
+type decoderPool struct {
+	mu   sync.Mutex
+	free []*FrameDecoder
+}
+
+var decoders decoderPool
+
+// get returns a decoder whose buffer holds no more than maxRaw bytes: a larger one, left
+// by a read of larger frames, is dropped (one allocation per read at most), so that a
+// reader stays inside its MemoryStats bound.
+func (p *decoderPool) get(maxRaw int) *FrameDecoder {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		d := p.free[n-1]
+		p.free = p.free[:n-1]
+		if cap(d.raw) > maxRaw {
+			d.raw = nil
+		}
+		return d
+	}
+	return NewFrameDecoder()
+}
+
+func (p *decoderPool) put(d *FrameDecoder) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) < maxIdle {
+		p.free = append(p.free, d)
+		return
+	}
+	d.Close()
 }
 
 // Allocate implements memory.Allocator; batches never allocate through arrow.
@@ -335,7 +396,7 @@ func (b *batch) Reallocate(int, []byte) []byte {
 // Free implements memory.Allocator: the last freed column buffer recycles the batch.
 func (b *batch) Free([]byte) {
 	if n := b.refs.Add(-1); n == 0 {
-		b.pool.put(b)
+		batches.put(b)
 	} else if n < 0 {
 		panic(fmt.Sprintf("BUG: batch freed %d times too often", -n))
 	}

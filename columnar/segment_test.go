@@ -93,6 +93,9 @@ func readAll(t *testing.T, st storage.Store, segs []*Segment, shard string, win 
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
+	if m := r.ReadStats().Memory; len(splits) > 0 && (m.PeakBytes <= 0 || m.PeakBytes > m.BoundBytes) {
+		t.Fatalf("reader memory peak %d outside its bound %d", m.PeakBytes, m.BoundBytes)
+	}
 	return out, r.Stats()
 }
 
