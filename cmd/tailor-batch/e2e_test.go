@@ -159,8 +159,12 @@ func TestRunCorruptSegmentNamesFileAndOffset(t *testing.T) {
 	data[200] ^= 0xff // inside the first frame's compressed bytes
 	os.WriteFile(seg, data, 0o644)
 	_, err := runCLI(t, "run", "--store", store, "--all", "--temp-dir", filepath.Join(dir, "tmp"))
-	if err == nil || !strings.Contains(err.Error(), ".tseg at byte") {
-		t.Fatalf("err = %v, want the segment and byte offset named", err)
+	if err == nil || !strings.Contains(err.Error(), ".tseg at byte") || !strings.Contains(err.Error(), "bad crc32c") || !strings.Contains(err.Error(), "--skip-corrupt") {
+		t.Fatalf("err = %v, want the segment, byte offset and what was wrong named, and --skip-corrupt offered", err)
+	}
+	// Opted in, the run skips the bad frame and completes.
+	if _, err := runCLI(t, "run", "--store", store, "--all", "--skip-corrupt", "--temp-dir", filepath.Join(dir, "tmp")); err != nil {
+		t.Fatalf("run --skip-corrupt: %v", err)
 	}
 }
 
