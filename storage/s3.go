@@ -194,16 +194,16 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 	// u.Redacted keeps a password out of error messages.
 	if u.User != nil {
 		return nil, fmt.Errorf("open s3 store %s: credentials in the URL are not accepted; "+
-			"use the AWS credentials chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, roles)", u.Redacted())
+			"use the AWS credentials chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, roles)", redacted(u))
 	}
 	bucket := u.Host
 	if bucket == "" {
-		return nil, fmt.Errorf("open s3 store %s: no bucket; want s3://bucket/prefix", u.Redacted())
+		return nil, fmt.Errorf("open s3 store %s: no bucket; want s3://bucket/prefix", redacted(u))
 	}
 	prefix := strings.Trim(u.Path, "/")
 	if prefix != "" {
 		if err := validKey(prefix); err != nil {
-			return nil, fmt.Errorf("open s3 store %s: prefix: %w", u.Redacted(), err)
+			return nil, fmt.Errorf("open s3 store %s: prefix: %w", redacted(u), err)
 		}
 		prefix += "/"
 	}
@@ -212,7 +212,7 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 		switch k {
 		case paramEndpoint, paramPathStyle, paramRegion:
 		default:
-			return nil, fmt.Errorf("open s3 store %s: unknown parameter %q (known: endpoint, path_style, region)", u.Redacted(), k)
+			return nil, fmt.Errorf("open s3 store %s: unknown parameter %q (known: endpoint, path_style, region)", redacted(u), k)
 		}
 	}
 	endpoint := q.Get(paramEndpoint)
@@ -225,20 +225,25 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 	if endpoint != "" {
 		eu, err := url.Parse(endpoint)
 		if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
-			return nil, fmt.Errorf("open s3 store %s: endpoint %q is not an http(s) URL", u.Redacted(), endpoint)
+			return nil, fmt.Errorf("open s3 store %s: endpoint is not an http(s) URL (want http://host:port)", redacted(u))
+		}
+		if eu.User != nil {
+			// It would end up in logs and in URL(); credentials come from the chain only.
+			return nil, fmt.Errorf("open s3 store %s: credentials in the endpoint are not accepted; "+
+				"use the AWS credentials chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, roles)", redacted(u))
 		}
 	}
 	pathStyle := endpoint != ""
 	if v := q.Get(paramPathStyle); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("open s3 store %s: path_style=%q: want true or false", u.Redacted(), v)
+			return nil, fmt.Errorf("open s3 store %s: path_style=%q: want true or false", redacted(u), v)
 		}
 		pathStyle = b
 	}
 	o, err := o.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("open s3 store %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("open s3 store %s: %w", redacted(u), err)
 	}
 
 	conns := &connTracker{conns: map[*trackedConn]struct{}{}}
@@ -270,11 +275,11 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("open s3 store %s: load AWS config: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("open s3 store %s: load AWS config: %w", redacted(u), err)
 	}
 	if cfg.Region == "" {
 		if endpoint == "" {
-			return nil, fmt.Errorf("open s3 store %s: no AWS region: set AWS_REGION, a profile region, or ?region=", u.Redacted())
+			return nil, fmt.Errorf("open s3 store %s: no AWS region: set AWS_REGION, a profile region, or ?region=", redacted(u))
 		}
 		cfg.Region = "us-east-1"
 	}
@@ -308,6 +313,18 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 	s.log.Debug("opened s3 store", "prefix", prefix, "endpoint", endpoint, "path_style", pathStyle,
 		"region", cfg.Region, "part_size", o.PartSize, "concurrency", o.Concurrency)
 	return s, nil
+}
+
+// redacted returns u for errors and logs with every password masked: the URL's own
+// (refused, but named in the error) and one inside an endpoint parameter.
+func redacted(u *url.URL) string {
+	c := *u
+	q := c.Query()
+	if eu, err := url.Parse(q.Get(paramEndpoint)); err == nil && eu.User != nil {
+		q.Set(paramEndpoint, eu.Redacted())
+		c.RawQuery = q.Encode()
+	}
+	return c.Redacted()
 }
 
 func envTrue(name string) bool {

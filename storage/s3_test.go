@@ -489,6 +489,8 @@ func TestS3Open(t *testing.T) {
 		"s3://b/p?part_size=5",
 		"s3://user:pass@b/p",
 		"s3://b/p?endpoint=ftp://x",
+		"s3://b/p?endpoint=http://user:pass@127.0.0.1:1",
+		"s3://b/p?endpoint=http%3A%2F%2Fuser%3Apass%40127.0.0.1%3A1",
 		"s3://b/p?path_style=maybe",
 		"s3://b/a//b",
 		"s3://b/p", // no region and no endpoint
