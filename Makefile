@@ -26,6 +26,10 @@ demo-s3: build tools
 gameday: build tools
 	./$(BIN) gameday all
 
+# 10× load test on this machine's scale: 1M points, then 10M (docs/loadtest.md).
+loadtest: build
+	./$(BIN) loadtest --scale 10
+
 # Test servers built once from the Go module proxy into a cache (versitygw, a real S3 API).
 tools:
 	@if [ -f scripts/versitygw.sh ]; then bash scripts/versitygw.sh; fi

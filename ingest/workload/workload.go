@@ -31,6 +31,15 @@ type Spec struct {
 	// Redeliver is the share of payloads sent twice (about 0.01); Corrections is the
 	// share of those redeliveries that carry changed values (a producer's fix).
 	Redeliver, Corrections float64
+	// Resolutions, when set, gives each series an interval picked from it instead of
+	// IntervalMs (every series still has PointsPerSeries points, so a coarse series
+	// spans more time).
+	Resolutions []int64
+	// LargeOrgs, when set, are orgs 1..LargeOrgs that together hold LargeShare of the
+	// series (the few very large customers); the other orgs share the rest by the
+	// power law.
+	LargeOrgs  int
+	LargeShare float64
 }
 
 // Default is the demo's workload: 5,000 series × 1,000 points = 5 million points.
@@ -40,6 +49,19 @@ func Default() Spec {
 		IntervalMs: 10_000, Start: 1763949600000, // 2025-11-24T02:00Z: spans two 4h windows
 		Partitions: 8, Redeliver: 0.01, Corrections: 0.2,
 	}
+}
+
+// Mix is the load test's workload: the realistic mix of series kinds (gauges, counters,
+// constants, noisy floats, special values), resolutions (1 s, 10 s, 60 s) and org sizes
+// with three very large orgs holding 40% of the series. Every series has 500 points,
+// so points = 500 × series.
+func Mix(series int) Spec {
+	s := Default()
+	s.Series, s.PointsPerSeries = series, 500
+	s.Orgs = max(40, series/50)
+	s.Resolutions = []int64{1_000, 10_000, 10_000, 60_000}
+	s.LargeOrgs, s.LargeShare = 3, 0.4
+	return s
 }
 
 // Validate checks the spec, naming the field.
@@ -53,6 +75,13 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("workload: interval %d ms must be positive", s.IntervalMs)
 	case s.Redeliver < 0 || s.Redeliver > 1 || s.Corrections < 0 || s.Corrections > 1:
 		return fmt.Errorf("workload: redeliver %g and corrections %g must be in [0, 1]", s.Redeliver, s.Corrections)
+	case s.LargeOrgs < 0 || s.LargeOrgs >= s.Orgs || s.LargeShare < 0 || s.LargeShare > 1:
+		return fmt.Errorf("workload: large orgs %d must be in [0, orgs %d) and large share %g in [0, 1]", s.LargeOrgs, s.Orgs, s.LargeShare)
+	}
+	for _, r := range s.Resolutions {
+		if r <= 0 {
+			return fmt.Errorf("workload: resolution %d ms must be positive", r)
+		}
 	}
 	return nil
 }
@@ -76,10 +105,11 @@ const (
 
 // series is one generated series.
 type series struct {
-	key  columnar.SeriesKey
-	kind kind
-	seed uint64
-	tags []string
+	key      columnar.SeriesKey
+	kind     kind
+	seed     uint64
+	tags     []string
+	interval int64 // ms between points
 }
 
 // Gen produces a Spec's payloads and expected points.
@@ -100,8 +130,17 @@ func New(spec Spec) (*Gen, error) {
 	g := &Gen{spec: spec, redelivered: map[[2]int]bool{}}
 	seen := map[columnar.SeriesKey]bool{}
 	for i := 0; i < spec.Series; i++ {
-		// Org sizes follow a power law: org k gets weight 1/(k+1).
-		org := uint32(zipf(rng, spec.Orgs)) + 1
+		// Org sizes follow a power law: org k gets weight 1/(k+1). With LargeOrgs, a
+		// share of the series goes to the large orgs first. (No extra draws without
+		// LargeOrgs or Resolutions, so older specs generate exactly what they did.)
+		var org uint32
+		if spec.LargeOrgs > 0 && rng.Float64() < spec.LargeShare {
+			org = uint32(rng.IntN(spec.LargeOrgs)) + 1
+		} else if spec.LargeOrgs > 0 {
+			org = uint32(spec.LargeOrgs+zipf(rng, spec.Orgs-spec.LargeOrgs)) + 1
+		} else {
+			org = uint32(zipf(rng, spec.Orgs)) + 1
+		}
 		k := columnar.SeriesKey{Org: org, Metric: rng.Uint64N(200) * 0x9e3779b97f4a7c15, Context: rng.Uint64()}
 		if seen[k] {
 			i--
@@ -122,7 +161,11 @@ func New(spec Spec) (*Gen, error) {
 			kd = kindSpecial
 		}
 		tags := []string{fmt.Sprintf("host:h%d", i%97), fmt.Sprintf("env:%s", [...]string{"prod", "staging"}[i%2])}
-		g.series = append(g.series, series{key: k, kind: kd, seed: rng.Uint64(), tags: tags})
+		sr := series{key: k, kind: kd, seed: rng.Uint64(), tags: tags, interval: spec.IntervalMs}
+		if len(spec.Resolutions) > 0 {
+			sr.interval = spec.Resolutions[rng.IntN(len(spec.Resolutions))]
+		}
+		g.series = append(g.series, sr)
 	}
 	g.sorted = make([]int, len(g.series))
 	for i := range g.sorted {
@@ -199,7 +242,7 @@ func (g *Gen) value(s, i, version int) float64 {
 }
 
 func (g *Gen) ts(s, i int) int64 {
-	t := g.spec.Start + int64(i)*g.spec.IntervalMs
+	t := g.spec.Start + int64(i)*g.series[s].interval
 	if g.series[s].seed%10 == 0 {
 		t += int64(mix(g.series[s].seed^uint64(i)) % 97) // agents with jittery clocks
 	}
@@ -242,7 +285,7 @@ func (g *Gen) Records(fn func(rec *Record) error) error {
 		rec.Timestamp = g.ts(s, hi-1) + 1000
 		if redelivery {
 			p = (p + 1 + s%max(1, spec.Partitions-1)) % spec.Partitions
-			rec.Timestamp += 2 * int64(spec.PointsPerPayload) * spec.IntervalMs
+			rec.Timestamp += 2 * int64(spec.PointsPerPayload) * g.series[s].interval
 		}
 		rec.Partition = int32(p)
 		rec.Redelivery, rec.Correction = redelivery, correction

@@ -99,15 +99,15 @@ func (e *env) totalRecords() int64 {
 // produce sends the workload through the fault dialer; before is called before record i.
 func (e *env) produce(ctx context.Context, before func(i int64) error) error {
 	start := time.Now()
-	recs, pts, err := pipeline.Produce(ctx, e.brokers, pipeline.Topic, e.gen, pipeline.ProduceOptions{
+	pr, err := pipeline.ProduceCounted(ctx, e.brokers, pipeline.Topic, e.gen, pipeline.ProduceOptions{
 		JSONShare: 0.1, Before: before,
 		KafkaOpts: []kgo.Opt{kgo.Dialer(e.net.dial)},
 	})
-	e.records, e.points = recs, pts
+	e.records, e.points = pr.Records, pr.Points
 	if err != nil {
 		return err
 	}
-	e.say("produced %d records (%d points) in %.1fs", recs, pts, time.Since(start).Seconds())
+	e.say("produced %d records (%d points) in %.1fs", pr.Records, pr.Points, time.Since(start).Seconds())
 	return nil
 }
 

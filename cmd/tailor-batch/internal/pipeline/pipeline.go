@@ -101,6 +101,8 @@ type Options struct {
 	TempDir  string
 	// Say, when not nil, gets progress lines.
 	Say func(format string, args ...any)
+	// OnReport, when not nil, is called after each shard run.
+	OnReport func(done, total int, rep *query.Report)
 	// Stage, when not nil, is called as each stage (produce, sink, run, check) begins and
 	// returns a function called when it ends: a place for measurements.
 	Stage func(name string) (end func())
@@ -109,8 +111,10 @@ type Options struct {
 // Result is what Run saw at each step.
 type Result struct {
 	Records, PointsProduced int64
-	Sink                    ingest.Stats
-	Reports                 []*query.Report
+	// ProducedBytes are the record values' bytes sent to Kafka.
+	ProducedBytes int64
+	Sink          ingest.Stats
+	Reports       []*query.Report
 	// Stages are the wall seconds of produce (including the broker's start), sink, run
 	// and check.
 	Stages map[string]float64
@@ -154,11 +158,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("embedded Kafka broker on %v, topic %q with %d partitions", brokers, Topic, spec.Partitions)
 
 	// 2. Produce.
-	records, points, err := Produce(ctx, brokers, Topic, o.Gen, o.Produce)
+	pr, err := ProduceCounted(ctx, brokers, Topic, o.Gen, o.Produce)
 	if err != nil {
 		return nil, err
 	}
-	res.Records, res.PointsProduced = records, points
+	records, points := pr.Records, pr.Points
+	res.Records, res.PointsProduced, res.ProducedBytes = records, points, pr.Bytes
 	finish("produce")
 	say("produced %d records (%d points, %d redelivered payloads, %d malformed) in %.1fs", records, points, o.Gen.Redeliveries(), o.Produce.Malformed, time.Since(start).Seconds())
 
@@ -179,7 +184,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 4. Run every shard and window.
 	begin("run")
-	res.Reports, err = RunAll(ctx, RunOptions{Store: o.Store, Parallel: o.Parallel, TempDir: o.TempDir, Say: o.Say})
+	res.Reports, err = RunAll(ctx, RunOptions{Store: o.Store, Parallel: o.Parallel, TempDir: o.TempDir, Say: o.Say, OnReport: o.OnReport})
 	if err != nil {
 		return res, err
 	}

@@ -24,9 +24,29 @@ type ProduceOptions struct {
 	Before func(i int64) error
 }
 
+// Produced is what Produce sent.
+type Produced struct {
+	Records, Points int64
+	// Bytes are the record values' bytes (what Kafka retains, before its own overhead).
+	Bytes int64
+}
+
 // Produce sends the workload's records to topic, then the malformed ones, and waits
 // until every record is acknowledged. It returns the records and points sent.
 func Produce(ctx context.Context, brokers []string, topic string, gen *workload.Gen, o ProduceOptions) (records, points int64, err error) {
+	p, err := ProduceCounted(ctx, brokers, topic, gen, o)
+	return p.Records, p.Points, err
+}
+
+// ProduceCounted is Produce that also counts the bytes sent.
+func ProduceCounted(ctx context.Context, brokers []string, topic string, gen *workload.Gen, o ProduceOptions) (Produced, error) {
+	var p Produced
+	err := produce(ctx, brokers, topic, gen, o, &p)
+	return p, err
+}
+
+func produce(ctx context.Context, brokers []string, topic string, gen *workload.Gen, o ProduceOptions, p *Produced) (err error) {
+	records, points := &p.Records, &p.Points
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -36,7 +56,7 @@ func Produce(ctx context.Context, brokers []string, topic string, gen *workload.
 	}, o.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return 0, 0, fmt.Errorf("producer: %w", err)
+		return fmt.Errorf("producer: %w", err)
 	}
 	defer cl.Close()
 	var (
@@ -54,7 +74,7 @@ func Produce(ctx context.Context, brokers []string, topic string, gen *workload.
 	n := 0
 	err = gen.Records(func(rec *workload.Record) error {
 		if o.Before != nil {
-			if err := o.Before(records); err != nil {
+			if err := o.Before(*records); err != nil {
 				return err
 			}
 		}
@@ -66,8 +86,9 @@ func Produce(ctx context.Context, brokers []string, topic string, gen *workload.
 			value = payload.AppendProto(nil, &rec.Payload)
 		}
 		n++
-		records++
-		points += int64(len(rec.Payload.Timestamps))
+		*records++
+		*points += int64(len(rec.Payload.Timestamps))
+		p.Bytes += int64(len(value))
 		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: rec.Partition, Value: value, Timestamp: time.UnixMilli(rec.Timestamp)}, done)
 		select {
 		case perr = <-errCh:
@@ -79,7 +100,8 @@ func Produce(ctx context.Context, brokers []string, topic string, gen *workload.
 	spec := gen.Spec()
 	for i := 0; i < o.Malformed && err == nil; i++ {
 		bad := [][]byte{[]byte(`{"org_id":1,"metric_id":2,"context_key":3,"timestamps":[1],"values":[0.5,`), {0xff, 0xff, 0xff}, []byte(`{"org_id":-1}`)}[i%3]
-		records++
+		*records++
+		p.Bytes += int64(len(bad))
 		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % spec.Partitions), Value: bad, Timestamp: time.UnixMilli(spec.Start)}, done)
 	}
 	if ferr := cl.Flush(ctx); ferr != nil && err == nil {
@@ -93,7 +115,7 @@ func Produce(ctx context.Context, brokers []string, topic string, gen *workload.
 	default:
 	}
 	if err != nil {
-		return records, points, fmt.Errorf("produce: %w", err)
+		return fmt.Errorf("produce: %w", err)
 	}
-	return records, points, nil
+	return nil
 }
