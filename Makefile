@@ -90,4 +90,4 @@ vet:
 # The data is written once under $$TAILOR_BENCH_DIR (default: the temp dir).
 .PHONY: bench-diff
 bench-diff:
-	$(GO) test -run '^$$' -bench 'BenchmarkDiff20M' -benchtime 1x -count 1 -timeout 60m ./query/
+	$(GO) test -run '^$$' -bench 'BenchmarkDiff20M' -benchtime 2x -count 1 -timeout 60m ./query/

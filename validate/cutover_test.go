@@ -252,3 +252,35 @@ func TestPlanRejects(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParsePlan: any bytes give a plan that validates, or an error; never a panic, and
+// a plan that parses resolves any range into pieces that tile it in order.
+func FuzzParsePlan(f *testing.F) {
+	f.Add([]byte("version: 1\nrevision: 1\nmode: partial\nlegacy: a\ntailor: b\norgs:\n  - org: 7\n    cutovers:\n      - {at: 1000, serve: tailor}\n      - {at: 2000, serve: legacy}\n"))
+	f.Add([]byte("version: 1\nrevision: 2\nmode: full\nlegacy: a\ntailor: b\n"))
+	f.Add([]byte("version: 1\nrevision: 1\nmode: shadow\nlegacy: a\ntailor: b\norgs: [{org: 1, cutovers: [{at: 2025-11-24T00:00:00Z, serve: tailor}]}]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParsePlan(b)
+		if err != nil {
+			return
+		}
+		for _, o := range append(p.Orgs, OrgPlan{Org: 123456}) {
+			for _, r := range [][2]int64{{-1 << 62, 1 << 62}, {0, 1}, {999, 2001}} {
+				ps, err := p.Pieces(o.Org, r[0], r[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				cur := r[0]
+				for _, pc := range ps {
+					if pc.From != cur || pc.To <= pc.From {
+						t.Fatalf("pieces %+v do not tile [%d, %d)", ps, r[0], r[1])
+					}
+					cur = pc.To
+				}
+				if cur != r[1] {
+					t.Fatalf("pieces %+v end at %d, want %d", ps, cur, r[1])
+				}
+			}
+		}
+	})
+}

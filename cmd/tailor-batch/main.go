@@ -6,6 +6,10 @@
 //	tailor-batch import  CSV → segments, exactly as the sink would write them
 //	tailor-batch run     segments → DuckDB group-sort → series files, per shard and window
 //	tailor-batch cat     series files → CSV
+//	tailor-batch sql     ad-hoc DuckDB SQL over segments, series files and legacy data
+//	tailor-batch diff    one-to-one diff of the series files against legacy data
+//	tailor-batch validate  migration report per org (JSON, Markdown, HTML), exit 1 on a fail
+//	tailor-batch resolve which files, legacy or Tailor's, serve an org's range under a plan
 //	tailor-batch demo    the whole pipeline on an embedded broker, with an end-to-end check
 //
 // Flags live only here; the packages take option structs.
