@@ -52,6 +52,9 @@ second import of the same points replaces the first.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %d rows as %d records in %d segments (offsets %d..%d of %s-%d) into %s\n",
 				stats.Rows, stats.Records, stats.Segments, stats.FirstOffset, stats.EndOffset, topic, partition, st.URL())
+			if rs := storeRetries(st); rs != nil {
+				printRetries(cmd.OutOrStdout(), "store retries: ", *rs)
+			}
 			return nil
 		},
 	}

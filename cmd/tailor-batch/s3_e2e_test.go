@@ -44,10 +44,14 @@ func TestS3ImportRunCatSameAsFile(t *testing.T) {
 	}
 	pipeline := func(store string) (cat, runOut string) {
 		t.Helper()
-		if out, err := runCLI(t, "import", "--csv", csvPath, "--store", store, "--flush-payloads", "500"); err != nil {
+		out, err := runCLI(t, "import", "--csv", csvPath, "--store", store, "--flush-payloads", "500")
+		if err != nil {
 			t.Fatalf("import %s: %v\n%s", store, err, out)
 		}
-		runOut, err := runCLI(t, "run", "--store", store, "--all", "--readers", "2", "--threads", "2", "--temp-dir", filepath.Join(dir, "tmp"))
+		if strings.HasPrefix(store, "s3://") != strings.Contains(out, "store retries: 0 (") {
+			t.Errorf("import %s: the summary shows store retries on s3:// only:\n%s", store, out)
+		}
+		runOut, err = runCLI(t, "run", "--store", store, "--all", "--readers", "2", "--threads", "2", "--temp-dir", filepath.Join(dir, "tmp"))
 		if err != nil {
 			t.Fatalf("run %s: %v\n%s", store, err, runOut)
 		}
