@@ -11,6 +11,8 @@
 //	tailor-batch validate  migration report per org (JSON, Markdown, HTML), exit 1 on a fail
 //	tailor-batch resolve which files, legacy or Tailor's, serve an org's range under a plan
 //	tailor-batch demo    the whole pipeline on an embedded broker, with an end-to-end check
+//	tailor-batch loadtest  the pipeline at scale 1 and K: growth per stage and a cost forecast
+//	tailor-batch gameday   fault-injection scenarios: expected vs actual, nothing lost
 //
 // Flags live only here; the packages take option structs.
 package main
