@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tailor-metrics/tailor/query"
+)
+
+// syncBuffer is a bytes.Buffer safe for the bar's ticker goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestProgressBar(t *testing.T) {
+	var out syncBuffer
+	b := newProgressBar(&out)
+	b.stage("org-mod-1", "20251124T0000Z-4h", "read+sort")
+	b.done(1, 4, &query.Report{Shard: "org-mod-0", Window: "20251124T0000Z-4h", Counts: query.Counts{PointsOut: 1234}})
+	b.draw()
+	b.stop()
+	s := out.String()
+	last := s[strings.LastIndex(s, "\r")+1:]
+	for _, want := range []string{"[######..................] 1/4 runs", "1234 points out", "org-mod-1 20251124T0000Z-4h: read+sort"} {
+		if !strings.Contains(last, want) {
+			t.Fatalf("progress line %q lacks %q", last, want)
+		}
+	}
+	if !strings.HasSuffix(s, "\n") {
+		t.Fatal("the bar's last line is not ended")
+	}
+}
+
+func TestSummaryNamesLateAndResources(t *testing.T) {
+	reps := []*query.Report{
+		{Counts: query.Counts{PointsIn: 10, PointsOut: 8, Duplicates: 2, Late: 3, LatePointsOut: 3, BytesOut: 40}, Seconds: map[string]float64{"duckdb": 1, "list": 0.5, "zstd": 0.25}},
+		{Skipped: true},
+		{NoData: true, Skipped: true},
+		{Err: "boom"},
+	}
+	s := summarize(reps, 0)
+	s.Resources = query.Resources{PeakRSSBytes: 300 << 20, CPUSeconds: 2, GCShare: 0.05}
+	var out bytes.Buffer
+	s.print(&out)
+	got := out.String()
+	for _, want := range []string{"runs: 4 (1 already complete, 1 without data, 1 failed)", "3 late + 0 early", "5.00 bytes/point", "list=0.50 zstd=0.25 duckdb=1.00", "peak RSS 300 MiB", "5.0% in Go GC"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("summary lacks %q:\n%s", want, got)
+		}
+	}
+}
