@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -488,5 +489,47 @@ func TestDryRunPlansWithoutReading(t *testing.T) {
 		if !p.DryRun || p.RunID != r.RunID || p.Plan.Frames != int(r.Frames) || p.Plan.EstPoints < r.Counts.PointsIn {
 			t.Fatalf("plan %+v does not match run %+v", p.Plan, r)
 		}
+	}
+}
+
+// TestFailedShardDoesNotStopOthers: a corrupt frame fails the runs that read it, names
+// the file, and every other run is published.
+func TestFailedShardDoesNotStopOthers(t *testing.T) {
+	ctx := context.Background()
+	st := storage.NewMem("corrupt")
+	lateWorkload(t, st, 6, 64)
+	segs, err := ListSegments(ctx, st, nil, Arrival{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := segs[len(segs)/2]
+	f := seg.Footer.Frames[0]
+	b, err := storage.ReadAll(ctx, st, seg.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[f.Offset+uint64(f.Length)-1] ^= 0xff // inside the compressed bytes: the crc fails
+	if err := st.Put(ctx, seg.Key, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), Engine: Options{Threads: 1}}, Parallel: 2})
+	if err == nil {
+		t.Fatal("a corrupt frame did not fail the run")
+	}
+	var failed int
+	for _, r := range reps {
+		if r.Err != "" {
+			failed++
+			if !strings.Contains(r.Err, seg.Key) {
+				t.Fatalf("error %q does not name the segment %s", r.Err, seg.Key)
+			}
+		}
+	}
+	ms, err := Published(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed == 0 || len(ms) != len(reps)-failed || len(ms) == 0 {
+		t.Fatalf("%d runs, %d failed, %d published", len(reps), failed, len(ms))
 	}
 }
