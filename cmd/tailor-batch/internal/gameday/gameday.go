@@ -86,7 +86,7 @@ func Scenarios() []Scenario {
 	return []Scenario{
 		{"workers-down", "all sink workers down, then back", workersDown, [2]time.Duration{2 * time.Minute, 10 * time.Minute}},
 		{"slow-worker", "a slow (CPU-starved) sink worker", slowWorker, [2]time.Duration{2 * time.Minute, 10 * time.Minute}},
-		{"throttling", "a storage throttling storm (503 SlowDown)", throttling, [2]time.Duration{3 * time.Minute, 15 * time.Minute}},
+		{"throttling", "a storage throttling storm (503 SlowDown)", throttling, [2]time.Duration{3 * time.Minute, 25 * time.Minute}},
 		{"shard-kill", "a shard job killed halfway, then re-run", shardKill, [2]time.Duration{2 * time.Minute, 10 * time.Minute}},
 		{"corrupt-segment", "a corrupt segment", corruptSegment, [2]time.Duration{2 * time.Minute, 10 * time.Minute}},
 		{"rebalance-storm", "workers joining and leaving every few seconds", rebalanceStorm, [2]time.Duration{2 * time.Minute, 10 * time.Minute}},
