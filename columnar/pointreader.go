@@ -156,7 +156,7 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 			r.mem.add(-int64(cap(rf.buf)))
 		}
 		r.statMu.Lock()
-		r.stats.add(local)
+		r.stats.Add(local)
 		r.statMu.Unlock()
 	}()
 	b := batches.get(r.rows, &r.mem)

@@ -18,7 +18,8 @@ type FrameStats struct {
 	Timers ReadTimers
 }
 
-func (s *FrameStats) add(o FrameStats) {
+// Add adds o's counts and timers to s.
+func (s *FrameStats) Add(o FrameStats) {
 	s.Frames += o.Frames
 	s.CorruptFrames += o.CorruptFrames
 	s.RowsIn += o.RowsIn

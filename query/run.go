@@ -454,13 +454,7 @@ func (r *runReader) Release() {
 func (r *runReader) stats() columnar.FrameStats {
 	var s columnar.FrameStats
 	for _, p := range r.done {
-		o := p.Stats()
-		s.Frames += o.Frames
-		s.CorruptFrames += o.CorruptFrames
-		s.RowsIn += o.RowsIn
-		s.RowsOut += o.RowsOut
-		s.OutOfWindow += o.OutOfWindow
-		s.Bytes += o.Bytes
+		s.Add(p.Stats())
 	}
 	return s
 }

@@ -1,10 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"fmt"
-	"io"
 
 	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/query"
@@ -29,7 +29,7 @@ func CatPoints(ctx context.Context, st storage.Store, shard string, fn func(*enc
 			if err != nil {
 				return err
 			}
-			r, err := encoder.Open(bytesReaderAt(b), int64(len(b)))
+			r, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
 			if err != nil {
 				return fmt.Errorf("open %s: %w", p.Key, err)
 			}
@@ -37,19 +37,6 @@ func CatPoints(ctx context.Context, st storage.Store, shard string, fn func(*enc
 		}
 	}
 	return mergeSeries(readers, fn)
-}
-
-type bytesReaderAt []byte
-
-func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off > int64(len(b)) {
-		return 0, fmt.Errorf("read at %d: out of range", off)
-	}
-	n := copy(p, b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
 }
 
 // mergeSeries merges the readers' series by (key, first ts).
