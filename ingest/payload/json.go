@@ -144,16 +144,13 @@ func (d *Decoder) decodeJSON(b []byte, p *columnar.Payload) error {
 			if err != nil {
 				return err
 			}
-			i = skipWS(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = skipWS(b, i+1)
-				continue
+			var more bool
+			if i, more, err = listNext(b, i, '}', ""); err != nil {
+				return err
 			}
-			if i < len(b) && b[i] == '}' {
-				i++
+			if !more {
 				break
 			}
-			return jsonErr("", i, "expected ',' or '}' after value, found "+describe(b, i))
 		}
 	}
 	end := i - 1
@@ -386,8 +383,9 @@ func elemField(name string, k int) string {
 	return name + "[" + strconv.Itoa(k) + "]"
 }
 
-// arrayNext reads what follows an array element: ',' (more), ']' (done) or an error.
-func arrayNext(b []byte, i int, field string) (next int, more bool, err error) {
+// listNext reads what follows an element of an array (closer ']') or a member of an
+// object (closer '}'): ',' (more), the closer (done) or an error.
+func listNext(b []byte, i int, closer byte, field string) (next int, more bool, err error) {
 	// Fast path: the comma right after the element, as encoders write it.
 	if i < len(b) && b[i] == ',' {
 		return skipWS(b, i+1), true, nil
@@ -397,11 +395,15 @@ func arrayNext(b []byte, i int, field string) (next int, more bool, err error) {
 		switch b[i] {
 		case ',':
 			return skipWS(b, i+1), true, nil
-		case ']':
+		case closer:
 			return i + 1, false, nil
 		}
 	}
-	return i, false, jsonErr(field, i, "expected ',' or ']' in array, found "+describe(b, i))
+	in := "array"
+	if closer == '}' {
+		in = "object"
+	}
+	return i, false, jsonErr(field, i, "expected ',' or '"+string(closer)+"' in "+in+", found "+describe(b, i))
 }
 
 // arrayStart reads the '[' of an array; empty reports "[]".
@@ -428,7 +430,7 @@ func jsonInts(b []byte, i int, dst []int64) ([]int64, int, error) {
 		}
 		dst = append(dst, v)
 		var more bool
-		if i, more, err = arrayNext(b, j, "timestamps"); !more {
+		if i, more, err = listNext(b, j, ']', "timestamps"); !more {
 			return dst, i, err
 		}
 	}
@@ -446,7 +448,7 @@ func jsonFloats(b []byte, i int, dst []float64) ([]float64, int, error) {
 		}
 		dst = append(dst, v)
 		var more bool
-		if i, more, err = arrayNext(b, j, "values"); !more {
+		if i, more, err = listNext(b, j, ']', "values"); !more {
 			return dst, i, err
 		}
 	}
@@ -474,7 +476,7 @@ func (d *Decoder) jsonTags(b []byte, i int, p *columnar.Payload) (int, error) {
 		}
 		p.Tags = append(p.Tags, d.internTag(s))
 		var more bool
-		if i, more, err = arrayNext(b, j, "tags"); !more {
+		if i, more, err = listNext(b, j, ']', "tags"); !more {
 			return i, err
 		}
 	}
@@ -511,15 +513,10 @@ func (d *Decoder) jsonStringMap(b []byte, i int) (int, error) {
 		if _, i, err = d.jsonString(b, i); err != nil {
 			return i, withField(err, "metadata")
 		}
-		i = skipWS(b, i)
-		if i < len(b) && b[i] == ',' {
-			i = skipWS(b, i+1)
-			continue
+		var more bool
+		if i, more, err = listNext(b, i, '}', "metadata"); !more {
+			return i, err
 		}
-		if i < len(b) && b[i] == '}' {
-			return i + 1, nil
-		}
-		return i, jsonErr("metadata", i, "expected ',' or '}', found "+describe(b, i))
 	}
 }
 
@@ -555,15 +552,10 @@ func (d *Decoder) jsonSkip(b []byte, i, depth int) (int, error) {
 			if i, err = d.jsonSkip(b, skipWS(b, i+1), depth+1); err != nil {
 				return i, err
 			}
-			i = skipWS(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = skipWS(b, i+1)
-				continue
+			var more bool
+			if i, more, err = listNext(b, i, '}', ""); !more {
+				return i, err
 			}
-			if i < len(b) && b[i] == '}' {
-				return i + 1, nil
-			}
-			return i, jsonErr("", i, "expected ',' or '}', found "+describe(b, i))
 		}
 	case c == '[':
 		i = skipWS(b, i+1)
@@ -575,15 +567,10 @@ func (d *Decoder) jsonSkip(b []byte, i, depth int) (int, error) {
 			if i, err = d.jsonSkip(b, i, depth+1); err != nil {
 				return i, err
 			}
-			i = skipWS(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = skipWS(b, i+1)
-				continue
+			var more bool
+			if i, more, err = listNext(b, i, ']', ""); !more {
+				return i, err
 			}
-			if i < len(b) && b[i] == ']' {
-				return i + 1, nil
-			}
-			return i, jsonErr("", i, "expected ',' or ']', found "+describe(b, i))
 		}
 	case c == 't' && len(b)-i >= 4 && string(b[i:i+4]) == "true":
 		return i + 4, nil
