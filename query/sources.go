@@ -152,14 +152,9 @@ func (r *partsReader) Next() bool {
 			return false
 		}
 		r.key, r.keys = r.keys[0], r.keys[1:]
-		b, err := storage.ReadAll(r.ctx, r.st, r.key)
+		sr, err := OpenSeriesFile(r.ctx, r.st, r.key)
 		if err != nil {
 			r.err = err
-			return false
-		}
-		sr, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			r.err = fmt.Errorf("open %s: %w", r.key, err)
 			return false
 		}
 		var opts []encoder.IterOpt
@@ -405,4 +400,18 @@ func (r *csvReader) Next() bool {
 	}
 	r.cur = r.b.NewRecordBatch()
 	return true
+}
+
+// OpenSeriesFile reads the series file at key whole and opens it: its callers decode
+// all or most of its series, so one GET is cheaper than a ranged read per series.
+func OpenSeriesFile(ctx context.Context, st storage.Store, key string) (*encoder.Reader, error) {
+	b, err := storage.ReadAll(ctx, st, key)
+	if err != nil {
+		return nil, err
+	}
+	r, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	return r, nil
 }

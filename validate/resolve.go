@@ -1,7 +1,6 @@
 package validate
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -148,13 +147,9 @@ func ReadResolved(ctx context.Context, open func(ctx context.Context, url string
 			stores[r.Root] = st
 		}
 		for _, f := range r.Files {
-			b, err := storage.ReadAll(ctx, st, f.Key)
+			rd, err := query.OpenSeriesFile(ctx, st, f.Key)
 			if err != nil {
 				return err
-			}
-			rd, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
-			if err != nil {
-				return fmt.Errorf("open %s: %w", f.Key, err)
 			}
 			it := rd.Iterator(nil, encoder.IterOrg(org), encoder.IterTimeRange(r.From, r.To-1))
 			for it.Next() {

@@ -1,10 +1,8 @@
 package pipeline
 
 import (
-	"bytes"
 	"container/heap"
 	"context"
-	"fmt"
 
 	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/query"
@@ -25,13 +23,9 @@ func CatPoints(ctx context.Context, st storage.Store, shard string, fn func(*enc
 			continue
 		}
 		for _, p := range m.Parts {
-			b, err := storage.ReadAll(ctx, st, p.Key)
+			r, err := query.OpenSeriesFile(ctx, st, p.Key)
 			if err != nil {
 				return err
-			}
-			r, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
-			if err != nil {
-				return fmt.Errorf("open %s: %w", p.Key, err)
 			}
 			readers = append(readers, r)
 		}
