@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -37,25 +35,6 @@ func benchInputs(b *testing.B) map[string][]testSeries {
 		in["nab"] = pooled
 	}
 	return in
-}
-
-// loadNABQuiet loads the real data, or nothing when it is not there.
-func loadNABQuiet() []nabFile {
-	paths, _ := filepath.Glob(filepath.Join(realDataDir(), "*.csv"))
-	var files []nabFile
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		nf, err := parseNAB(f)
-		f.Close()
-		if err == nil {
-			nf.Name = filepath.Base(p)
-			files = append(files, nf)
-		}
-	}
-	return files
 }
 
 // agentMix is a synthetic one-second agent scrape: regular 1 s timestamps with rare

@@ -172,16 +172,9 @@ func FuzzRoundTrip(f *testing.F) {
 // loadNABForFuzz returns one series per real-data file, or nothing when the data is not
 // there (fuzzing must not depend on it).
 func loadNABForFuzz() []testSeries {
-	paths, _ := filepath.Glob(filepath.Join(realDataDir(), "*.csv"))
 	var out []testSeries
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		nf, err := parseNAB(f)
-		f.Close()
-		if err == nil && len(nf.Series) > 0 {
+	for _, nf := range loadNABQuiet() {
+		if len(nf.Series) > 0 {
 			out = append(out, nf.Series[0])
 		}
 	}
