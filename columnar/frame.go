@@ -233,7 +233,7 @@ func (c *Columns) extend(n int) {
 }
 
 // groupTags decodes the tags of every group, calling fn for each group that has tags.
-func (v *frameView) groupTags(topic string, partition int32, fn func(k SeriesKey, src Source, tags []string)) error {
+func (v *frameView) groupTags(topic uint16, partition int32, fn func(k SeriesKey, p Provenance, tags []string)) error {
 	le := binary.LittleEndian
 	p := v.tags
 	var tags []string
@@ -254,7 +254,7 @@ func (v *frameView) groupTags(topic string, partition int32, fn func(k SeriesKey
 		}
 		if n > 0 {
 			k := SeriesKey{Org: le.Uint32(v.org[4*g:]), Metric: le.Uint64(v.metric[8*g:]), Context: le.Uint64(v.context[8*g:])}
-			fn(k, Source{Topic: topic, Partition: partition, Timestamp: int64(le.Uint64(v.recordTs[8*g:])), Offset: int64(le.Uint64(v.offsets[8*g:]))}, tags)
+			fn(k, Provenance{RecordTs: int64(le.Uint64(v.recordTs[8*g:])), Offset: int64(le.Uint64(v.offsets[8*g:])), Partition: partition, Topic: topic}, tags)
 		}
 	}
 	if len(p) != 0 {

@@ -45,7 +45,7 @@ func FuzzSegment(f *testing.F) {
 			sp := Split{Seg: seg, Frames: []FrameInfo{f}}
 			var c Columns
 			var fs FrameStats
-			err := dec.DecodeFrame(&sp, f, b[f.Offset:f.Offset+uint64(f.Length)], 0, AllTime, false, &c, &fs, func(SeriesKey, Source, []string) {})
+			err := dec.DecodeFrame(&sp, f, b[f.Offset:f.Offset+uint64(f.Length)], 0, AllTime, false, &c, &fs, func(SeriesKey, Provenance, []string) {})
 			if err != nil {
 				continue
 			}
@@ -159,7 +159,7 @@ func FuzzFrame(f *testing.F) {
 		var c Columns
 		var fs FrameStats
 		ntags := 0
-		err := dec.DecodeFrame(&sp, info, fb, 0, AllTime, false, &c, &fs, func(_ SeriesKey, _ Source, tags []string) { ntags += len(tags) })
+		err := dec.DecodeFrame(&sp, info, fb, 0, AllTime, false, &c, &fs, func(_ SeriesKey, _ Provenance, tags []string) { ntags += len(tags) })
 		if err != nil {
 			var ce *CorruptError
 			if !errors.As(err, &ce) || ce.Offset != 77 {

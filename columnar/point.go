@@ -28,6 +28,17 @@ func (k SeriesKey) Less(o SeriesKey) bool {
 	return k.Context < o.Context
 }
 
+// Compare returns -1, 0 or +1 as k sorts before, with or after o.
+func (k SeriesKey) Compare(o SeriesKey) int {
+	switch {
+	case k.Less(o):
+		return -1
+	case o.Less(k):
+		return 1
+	}
+	return 0
+}
+
 // Payload is one Kafka record's worth of points: one series, its tags, and its points.
 // Timestamps are Unix milliseconds; Timestamps and Values have the same length.
 type Payload struct {

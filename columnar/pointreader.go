@@ -34,7 +34,41 @@ type ReadOptions struct {
 	// Tags, when not nil, is called for every payload group that carries tags, with the
 	// payload's provenance. It is called from reader goroutines: it must be safe for
 	// concurrent use, and must copy tags to keep them.
-	Tags func(k SeriesKey, src Source, tags []string)
+	Tags func(k SeriesKey, p Provenance, tags []string)
+	// Groups, when not nil, makes the reader emit keyed rows (Layout.Schema()) instead of
+	// PointSchema rows: it numbers each frame's series and groups (see GroupFunc).
+	Groups GroupFunc
+	Layout KeyLayout
+}
+
+// batchKind is the row layout of a reader's batches.
+type batchKind uint8
+
+const (
+	kindPoints batchKind = iota
+	kindNarrow
+	kindWide
+)
+
+func kindOf(opt ReadOptions) batchKind {
+	switch {
+	case opt.Groups == nil:
+		return kindPoints
+	case opt.Layout.Wide:
+		return kindWide
+	}
+	return kindNarrow
+}
+
+// rowBytes is the size of one row across the kind's columns.
+func (k batchKind) rowBytes() int64 {
+	switch k {
+	case kindNarrow:
+		return KeyLayout{}.rowBytes()
+	case kindWide:
+		return KeyLayout{Wide: true}.rowBytes()
+	}
+	return pointBytes
 }
 
 // PointReader is an array.RecordReader over the points of a set of splits, decoded by
@@ -53,6 +87,7 @@ type PointReader struct {
 	wg     sync.WaitGroup
 	cur    arrow.RecordBatch
 	rows   int // capacity of a batch
+	kind   batchKind
 	mem    memMeter
 	statMu sync.Mutex
 	stats  FrameStats
@@ -76,12 +111,12 @@ func NewPointReader(ctx context.Context, st storage.Store, splits []Split, topic
 		opt.Window = AllTime
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &PointReader{cancel: cancel, out: make(chan *batch)}
+	r := &PointReader{cancel: cancel, out: make(chan *batch), kind: kindOf(opt)}
 	r.refs.Store(1)
 	r.memory = memoryBound(st, splits, opt)
 	// A batch takes a whole frame past BatchRows at most, so sizing it for that once
 	// means its columns never grow.
-	r.rows = int(r.memory.BatchBytes / pointBytes)
+	r.rows = int(r.memory.BatchBytes / r.kind.rowBytes())
 	work := make(chan int)
 	go func() {
 		defer close(work)
@@ -137,7 +172,7 @@ func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats 
 	if maxRows > 0 {
 		rows += maxRows - 1
 	}
-	m.BatchBytes = int64(rows) * pointBytes
+	m.BatchBytes = int64(rows) * kindOf(opt).rowBytes()
 	m.BoundBytes = int64(m.Readers)*(m.FetchBytes+m.LargestRaw+m.BatchBytes) + m.BatchBytes
 	return m
 }
@@ -159,13 +194,13 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 		r.stats.Add(local)
 		r.statMu.Unlock()
 	}()
-	b := batches.get(r.rows, &r.mem)
+	b := batches.get(r.rows, r.kind, &r.mem)
 	send := func() bool {
 		t := time.Now()
 		ok := false
 		select {
 		case r.out <- b:
-			b, ok = batches.get(r.rows, &r.mem), true
+			b, ok = batches.get(r.rows, r.kind, &r.mem), true
 		case <-ctx.Done():
 		}
 		local.Timers.Read -= time.Since(t) // waiting for the consumer is not reading
@@ -183,7 +218,7 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 			return err
 		}
 	}
-	if b.Len() > 0 && !send() {
+	if b.len() > 0 && !send() {
 		return ctx.Err()
 	}
 	return nil
@@ -207,10 +242,15 @@ func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fe
 		if err != nil {
 			return err
 		}
-		if err := dec.DecodeFrame(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, &(*b).Columns, st, opt.Tags); err != nil {
+		if opt.Groups != nil {
+			err = dec.DecodeFrameKeyed(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, opt.Layout, opt.Groups, &(*b).Keyed, st, opt.Tags)
+		} else {
+			err = dec.DecodeFrame(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, &(*b).Columns, st, opt.Tags)
+		}
+		if err != nil {
 			return err
 		}
-		if (*b).Len() >= opt.BatchRows && !send() {
+		if (*b).len() >= opt.BatchRows && !send() {
 			return ctx.Err()
 		}
 	}
@@ -240,8 +280,19 @@ func (r *PointReader) ReadStats() ReadStats {
 	return s
 }
 
-// Schema implements array.RecordReader.
-func (r *PointReader) Schema() *arrow.Schema { return PointSchema }
+// Schema implements array.RecordReader: PointSchema, or a keyed schema (KeyLayout.Schema)
+// when reading keyed rows.
+func (r *PointReader) Schema() *arrow.Schema { return r.kind.schema() }
+
+func (k batchKind) schema() *arrow.Schema {
+	switch k {
+	case kindNarrow:
+		return KeyedSchema
+	case kindWide:
+		return KeyedWideSchema
+	}
+	return PointSchema
+}
 
 // Next implements array.RecordReader.
 func (r *PointReader) Next() bool {
@@ -295,10 +346,21 @@ func (r *PointReader) Release() {
 // DuckDB releasing the exported array) the whole batch returns to the pool for reuse.
 type batch struct {
 	Columns
+	Keyed
+	kind batchKind // which of the two column sets it fills
 	refs atomic.Int32
 	rows int       // the columns' capacity, in rows
 	mem  *memMeter // the reader that holds it
 }
+
+func (b *batch) len() int {
+	if b.kind == kindPoints {
+		return b.Columns.Len()
+	}
+	return b.Keyed.Len()
+}
+
+func (b *batch) bytes() int64 { return int64(b.rows) * b.kind.rowBytes() }
 
 // maxIdle bounds what the process-wide free lists keep between uses: about what the
 // default readers of two runs at once hold. Beyond it, returned items are left to the GC.
@@ -314,13 +376,13 @@ type batchPool struct {
 
 var batches batchPool
 
-// get returns a batch whose columns hold exactly rows rows, counted in mem. Only an
-// exact fit is reused, so that a reader never holds more than its MemoryStats bound.
-func (p *batchPool) get(rows int, mem *memMeter) *batch {
+// get returns a batch of kind whose columns hold exactly rows rows, counted in mem. Only
+// an exact fit is reused, so that a reader never holds more than its MemoryStats bound.
+func (p *batchPool) get(rows int, kind batchKind, mem *memMeter) *batch {
 	var b *batch
 	p.mu.Lock()
 	for i := len(p.free) - 1; i >= 0; i-- {
-		if p.free[i].rows == rows {
+		if p.free[i].rows == rows && p.free[i].kind == kind {
 			b = p.free[i]
 			p.free = append(p.free[:i], p.free[i+1:]...)
 			break
@@ -328,18 +390,23 @@ func (p *batchPool) get(rows int, mem *memMeter) *batch {
 	}
 	p.mu.Unlock()
 	if b == nil {
-		b = &batch{rows: rows}
-		b.grow(rows)
+		b = &batch{rows: rows, kind: kind}
+		if kind == kindPoints {
+			b.Columns.grow(rows)
+		} else {
+			b.Keyed.grow(rows, kind == kindWide)
+		}
 	}
 	b.mem = mem
-	mem.add(int64(b.rows) * pointBytes)
+	mem.add(b.bytes())
 	return b
 }
 
 func (p *batchPool) put(b *batch) {
-	b.mem.add(-int64(b.rows) * pointBytes)
+	b.mem.add(-b.bytes())
 	b.mem = nil
-	b.Reset()
+	b.Columns.Reset()
+	b.Keyed.Reset()
 	p.mu.Lock()
 	if len(p.free) >= maxIdle {
 		// Evict the oldest: a reader of another batch size may have left it.
@@ -405,20 +472,42 @@ func (b *batch) Free([]byte) {
 var _ memory.Allocator = (*batch)(nil)
 
 func (b *batch) record() arrow.RecordBatch {
-	n := b.Len()
-	b.refs.Store(9)
-	cols := [...]arrow.Array{
+	switch b.kind {
+	case kindNarrow:
+		n := b.Keyed.Len()
+		return b.columns(KeyedSchema, n, []arrow.Array{
+			b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Key)),
+			b.prim(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(b.Keyed.Value)),
+			b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Gid)),
+		})
+	case kindWide:
+		n := b.Keyed.Len()
+		return b.columns(KeyedWideSchema, n, []arrow.Array{
+			b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Key)),
+			b.prim(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(b.Keyed.Ts)),
+			b.prim(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(b.Keyed.Value)),
+			b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Gid)),
+		})
+	}
+	n := b.Columns.Len()
+	return b.columns(PointSchema, n, []arrow.Array{
 		b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Org)),
 		b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Metric)),
 		b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Context)),
-		b.prim(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(b.Ts)),
-		b.prim(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(b.Value)),
+		b.prim(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(b.Columns.Ts)),
+		b.prim(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(b.Columns.Value)),
 		b.prim(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(b.RecordTs)),
 		b.prim(arrow.PrimitiveTypes.Uint16, n, arrow.Uint16Traits.CastToBytes(b.Topic)),
 		b.prim(arrow.PrimitiveTypes.Int32, n, arrow.Int32Traits.CastToBytes(b.Partition)),
 		b.prim(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(b.Offset)),
-	}
-	rec := array.NewRecordBatch(PointSchema, cols[:], int64(n))
+	})
+}
+
+// columns makes the record of cols, whose buffers b allocated: the batch returns to the
+// pool once each of them has been freed.
+func (b *batch) columns(schema *arrow.Schema, n int, cols []arrow.Array) arrow.RecordBatch {
+	b.refs.Store(int32(len(cols)))
+	rec := array.NewRecordBatch(schema, cols, int64(n))
 	for _, c := range cols {
 		c.Release()
 	}

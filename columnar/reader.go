@@ -217,9 +217,10 @@ func Topics(segs []*Segment) map[string]uint16 {
 // FrameDecoder decompresses and decodes frames, reusing its buffers. Not safe for
 // concurrent use: give each reader goroutine its own.
 type FrameDecoder struct {
-	zd  *zstd.Decoder
-	raw []byte
-	mem *memMeter // counts raw's growth, when not nil
+	zd     *zstd.Decoder
+	raw    []byte
+	mem    *memMeter // counts raw's growth, when not nil
+	groups groupScratch
 }
 
 // NewFrameDecoder returns a decoder with its own zstd state.
@@ -294,19 +295,9 @@ func ReadSplitBytes(ctx context.Context, st storage.Store, sp *Split, dst []byte
 // segment and offset; with skipCorrupt it is counted and skipped instead. tags, when not
 // nil, is called for every group that carries tags. After warm-up (c and the decoder's
 // buffers large enough) it does not allocate.
-func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, c *Columns, st *FrameStats, tags func(k SeriesKey, src Source, tags []string)) error {
-	st.Frames++
-	v, err := d.decode(sp.Seg.Key, f, b, &st.Timers)
-	if err == nil && tags != nil {
-		if terr := v.groupTags(sp.Seg.Header.Topic, sp.Seg.Header.Partition, tags); terr != nil {
-			err = corrupt(sp.Seg.Key, f.Offset, "%v", terr)
-		}
-	}
-	if err != nil {
-		if skipCorrupt && errors.Is(err, ErrCorrupt) {
-			st.CorruptFrames++
-			return nil
-		}
+func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, c *Columns, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
+	v, ok, err := d.open(sp, f, b, topic, skipCorrupt, st, tags)
+	if !ok {
 		return err
 	}
 	t := time.Now()
@@ -322,6 +313,27 @@ func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint1
 	st.RowsOut += uint64(kept)
 	st.OutOfWindow += uint64(v.rows - kept)
 	return nil
+}
+
+// open counts and decodes a frame and hands its tags to tags. It returns ok = false when
+// the frame is not to be read: with the error, or with nil for a corrupt frame skipped
+// and counted under skipCorrupt.
+func (d *FrameDecoder) open(sp *Split, f FrameInfo, b []byte, topic uint16, skipCorrupt bool, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) (frameView, bool, error) {
+	st.Frames++
+	v, err := d.decode(sp.Seg.Key, f, b, &st.Timers)
+	if err == nil && tags != nil {
+		if terr := v.groupTags(topic, sp.Seg.Header.Partition, tags); terr != nil {
+			err = corrupt(sp.Seg.Key, f.Offset, "%v", terr)
+		}
+	}
+	if err != nil {
+		if skipCorrupt && errors.Is(err, ErrCorrupt) {
+			st.CorruptFrames++
+			return v, false, nil
+		}
+		return v, false, err
+	}
+	return v, true, nil
 }
 
 // filterWindow drops rows [start:] of c whose ts is outside win and returns how many stayed.

@@ -26,7 +26,7 @@ var (
 	// ErrOutOfOrder is returned by the writer when series keys or timestamps are not
 	// strictly increasing. The wrapping error names the key and the index.
 	ErrOutOfOrder = errors.New("out of order")
-	// ErrClosed is returned when a closed Writer or SortedStream is used.
+	// ErrClosed is returned when a closed Writer, KeyedStream or Spool is used.
 	ErrClosed = errors.New("closed")
 )
 

@@ -9,44 +9,29 @@ import (
 	"github.com/tailor-metrics/tailor/columnar"
 )
 
-// StreamStats are a SortedStream's running counts.
+// StreamStats are a KeyedStream's running counts.
 type StreamStats struct {
 	PointsIn   int64 // rows received
-	Duplicates int64 // rows dropped because their (series, ts) repeated the previous row's
-	PointsOut  int64 // points handed to the Writer
-	Series     int64 // series handed to the Writer
+	Duplicates int64 // rows dropped because another arrival of their (series, ts) won
+	PointsOut  int64 // points handed on
+	Series     int64 // series handed on
 }
 
-// StreamOpt configures a SortedStream.
-type StreamOpt func(*SortedStream)
-
-// StreamTags sets the function that gives a series its tags when the stream hands it to
-// the Writer, overriding the default of no tags. The returned slice is not retained.
-func StreamTags(fn func(columnar.SeriesKey) []string) StreamOpt {
-	return func(s *SortedStream) { s.tags = fn }
-}
-
-// StreamAfterSeries sets a function called after each series has been handed to the
-// Writer, with that Writer. It returns the Writer for the next series: the same one, or a
-// new one once it has closed the old, so a caller can roll output files at series
-// boundaries. The default keeps one Writer.
-func StreamAfterSeries(fn func(w *Writer) (*Writer, error)) StreamOpt {
-	return func(s *SortedStream) { s.after = fn }
-}
-
-// SortedStream feeds a Writer from Arrow record batches in columnar.SortedSchema, sorted
-// by (org_id, metric_id, context_key, ts). A (series, ts) may repeat on consecutive rows:
-// the first row of each run is kept and the others are dropped and counted, because the
-// group-sort query orders the latest arrival first. A series may span batches. The
-// stream copies what it needs, so a batch may be released as soon as Write returns.
-// Not safe for concurrent use.
-type SortedStream struct {
-	w     *Writer
-	tags  func(columnar.SeriesKey) []string
-	after func(*Writer) (*Writer, error)
+// KeyedStream assembles whole series from keyed rows (columnar.KeyLayout's schema)
+// sorted by k (and ts, for a wide layout): the rows of one series id arrive together, in
+// ts order. A (series, ts) repeats once for each time it arrived; the stream keeps the
+// row of the latest arrival, as later ranks the rows' groups, and counts the others as
+// duplicates, so the sort need not order arrivals. Each finished series goes to emit.
+// A series may span batches; the stream copies what it needs, so a batch may be released
+// as soon as Write returns. Not safe for concurrent use.
+type KeyedStream struct {
+	layout columnar.KeyLayout
+	later  func(a, b uint32) bool
+	emit   func(sid uint32, ts []int64, values []float64) error
 
 	has  bool
-	key  columnar.SeriesKey
+	sid  uint32
+	gid  uint32 // the group of the last point kept
 	ts   []int64
 	vals []float64
 
@@ -55,131 +40,110 @@ type SortedStream struct {
 	closed bool
 }
 
-// NewSortedStream returns a stream that appends to w.
-func NewSortedStream(w *Writer, opts ...StreamOpt) *SortedStream {
-	s := &SortedStream{w: w}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+// NewKeyedStream returns a stream over rows in layout l. later(a, b) reports whether
+// group a arrived after group b; emit receives each series (ts and values are reused
+// after it returns).
+func NewKeyedStream(l columnar.KeyLayout, later func(a, b uint32) bool, emit func(sid uint32, ts []int64, values []float64) error) *KeyedStream {
+	return &KeyedStream{layout: l, later: later, emit: emit}
 }
 
 // Stats returns the running counts.
-func (s *SortedStream) Stats() StreamStats { return s.stats }
+func (s *KeyedStream) Stats() StreamStats { return s.stats }
 
-// checkSchema verifies that rec has SortedSchema's columns (names and types, in order) and
-// no nulls. Both uint64 key columns have the same type, so the names are what catches a
-// query that swapped them.
-func checkSchema(rec arrow.RecordBatch) error {
-	want := columnar.SortedSchema.Fields()
-	got := rec.Schema().Fields()
-	if len(got) != len(want) {
-		return fmt.Errorf("record has %d columns, want %d (%s)", len(got), len(want), columnar.SortedSchema)
+// checkSchema verifies that rec has exactly the columns of want (names and types, in
+// order) and no nulls.
+func checkSchema(rec arrow.RecordBatch, want *arrow.Schema) error {
+	wf, got := want.Fields(), rec.Schema().Fields()
+	if len(got) != len(wf) {
+		return fmt.Errorf("record has %d columns, want %d (%s)", len(got), len(wf), want)
 	}
-	for i := range want {
-		if got[i].Name != want[i].Name || !arrow.TypeEqual(got[i].Type, want[i].Type) {
-			return fmt.Errorf("column %d is %s %s, want %s %s", i, got[i].Name, got[i].Type, want[i].Name, want[i].Type)
+	for i := range wf {
+		if got[i].Name != wf[i].Name || !arrow.TypeEqual(got[i].Type, wf[i].Type) {
+			return fmt.Errorf("column %d is %s %s, want %s %s", i, got[i].Name, got[i].Type, wf[i].Name, wf[i].Type)
 		}
 		if n := rec.Column(i).NullN(); n > 0 {
-			return fmt.Errorf("column %s has %d nulls", want[i].Name, n)
+			return fmt.Errorf("column %s has %d nulls", wf[i].Name, n)
 		}
 	}
 	return nil
 }
 
 // Write consumes one batch.
-func (s *SortedStream) Write(rec arrow.RecordBatch) error {
+func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 	if s.err != nil {
 		return s.err
 	}
 	if s.closed {
-		return fmt.Errorf("sorted stream write: %w", ErrClosed)
+		return fmt.Errorf("keyed stream write: %w", ErrClosed)
 	}
-	if err := checkSchema(rec); err != nil {
-		s.err = fmt.Errorf("sorted stream write: %w", err)
+	if err := checkSchema(rec, s.layout.Schema()); err != nil {
+		s.err = fmt.Errorf("keyed stream write: %w", err)
 		return s.err
 	}
 	// Decide the column access once per batch: raw slices, no per-row interface calls.
-	orgs := rec.Column(0).(*array.Uint32).Uint32Values()
-	mets := rec.Column(1).(*array.Uint64).Uint64Values()
-	ctxs := rec.Column(2).(*array.Uint64).Uint64Values()
-	tss := rec.Column(3).(*array.Int64).Int64Values()
-	vals := rec.Column(4).(*array.Float64).Float64Values()
-	n := len(tss)
-	s.stats.PointsIn += int64(n)
+	c := 0
+	keys := rec.Column(c).(*array.Uint64).Uint64Values()
+	var tss []int64
+	if s.layout.Wide {
+		c++
+		tss = rec.Column(c).(*array.Int64).Int64Values()
+	}
+	vals := rec.Column(c + 1).(*array.Float64).Float64Values()
+	gids := rec.Column(c + 2).(*array.Uint32).Uint32Values()
+	s.stats.PointsIn += int64(len(keys))
 
-	for i := 0; i < n; {
-		k := columnar.SeriesKey{Org: orgs[i], Metric: mets[i], Context: ctxs[i]}
-		if !s.has || k != s.key {
+	var tcol int64
+	for i, k := range keys {
+		if tss != nil {
+			tcol = tss[i]
+		}
+		sid, t := s.layout.Split(k, tcol)
+		if !s.has || sid != s.sid {
 			if s.has {
-				if !s.key.Less(k) {
-					s.err = fmt.Errorf("sorted stream write: row %d: series %v after %v: %w", i, k, s.key, ErrOutOfOrder)
+				if sid < s.sid {
+					s.err = fmt.Errorf("keyed stream write: row %d: series id %d after %d: %w", i, sid, s.sid, ErrOutOfOrder)
 					return s.err
 				}
 				if err := s.flush(); err != nil {
 					return err
 				}
 			}
-			s.key, s.has = k, true
-			s.ts = append(s.ts[:0], tss[i])
-			s.vals = append(s.vals[:0], vals[i])
-			i++
-		}
-		// Find the end of this series' run in the batch, then copy its new points.
-		j := i
-		for j < n && orgs[j] == k.Org && mets[j] == k.Metric && ctxs[j] == k.Context {
-			j++
-		}
-		last := s.ts[len(s.ts)-1]
-		for p := i; p < j; p++ {
-			t := tss[p]
-			if t <= last {
-				if t == last {
-					s.stats.Duplicates++
-					continue
-				}
-				s.err = fmt.Errorf("sorted stream write: row %d: series %v timestamp %d after %d: %w", p, k, t, last, ErrOutOfOrder)
+			s.sid, s.has = sid, true
+		} else if last := s.ts[len(s.ts)-1]; t <= last {
+			if t < last {
+				s.err = fmt.Errorf("keyed stream write: row %d: series id %d timestamp %d after %d: %w", i, sid, t, last, ErrOutOfOrder)
 				return s.err
 			}
-			s.ts = append(s.ts, t)
-			s.vals = append(s.vals, vals[p])
-			last = t
+			s.stats.Duplicates++
+			if s.later(gids[i], s.gid) {
+				s.vals[len(s.vals)-1], s.gid = vals[i], gids[i]
+			}
+			continue
 		}
-		i = j
+		s.ts = append(s.ts, t)
+		s.vals = append(s.vals, vals[i])
+		s.gid = gids[i]
 	}
 	return nil
 }
 
-func (s *SortedStream) flush() error {
+func (s *KeyedStream) flush() error {
 	if !s.has {
 		return nil
 	}
-	var tags []string
-	if s.tags != nil {
-		tags = s.tags(s.key)
-	}
-	if err := s.w.Append(s.key, tags, s.ts, s.vals); err != nil {
-		s.err = fmt.Errorf("sorted stream: %w", err)
+	if err := s.emit(s.sid, s.ts, s.vals); err != nil {
+		s.err = fmt.Errorf("keyed stream: %w", err)
 		return s.err
 	}
 	s.stats.Series++
 	s.stats.PointsOut += int64(len(s.ts))
 	s.has = false
 	s.ts, s.vals = s.ts[:0], s.vals[:0]
-	if s.after != nil {
-		w, err := s.after(s.w)
-		if err != nil {
-			s.err = fmt.Errorf("sorted stream: %w", err)
-			return s.err
-		}
-		s.w = w
-	}
 	return nil
 }
 
-// Close hands the last series to the Writer and closes the Writer (index and trailer).
-// It does not close the Writer's io.Writer.
-func (s *SortedStream) Close() error {
+// Close hands the last series on.
+func (s *KeyedStream) Close() error {
 	if s.closed {
 		return s.err
 	}
@@ -187,11 +151,5 @@ func (s *SortedStream) Close() error {
 	if s.err != nil {
 		return s.err
 	}
-	if err := s.flush(); err != nil {
-		return err
-	}
-	if err := s.w.Close(); err != nil {
-		s.err = fmt.Errorf("sorted stream close: %w", err)
-	}
-	return s.err
+	return s.flush()
 }

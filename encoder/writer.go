@@ -8,8 +8,10 @@
 // from the end of the file, then the one record it wants: two ranged reads. The byte
 // layout, every encoding and what a reader must reject are in docs/format/series.md.
 //
-// Writer encodes series handed to it one at a time; SortedStream feeds it from sorted
-// Arrow batches (columnar.SortedSchema), dropping repeated (series, ts) rows. Reader
+// Writer encodes series handed to it one at a time, in key order. A run instead gets
+// series in the order of its sort (by dense series id): KeyedStream assembles them from
+// the sorted Arrow batches, keeping each (series, ts)'s latest arrival, and Spool encodes
+// them at once and writes them out in key order. Reader
 // finds series by key or org, iterates them, and decodes back to Arrow.
 package encoder
 
@@ -125,20 +127,56 @@ func (w *Writer) Stats() Stats { return w.stats }
 // within the series; ts and values must have the same, non-zero length. Append does not
 // retain any of its arguments.
 func (w *Writer) Append(key columnar.SeriesKey, tags []string, ts []int64, values []float64) error {
+	if err := w.check(key); err != nil {
+		return err
+	}
+	if err := checkSeries(key, ts, values); err != nil {
+		return err
+	}
+	w.begin()
+	start := len(w.buf)
+	var e IndexEntry
+	w.buf, e = w.enc.appendRecord(w.buf, w.cfg.blockPoints, key, tags, ts, values)
+	e.Offset = w.written + int64(start)
+	return w.added(e)
+}
+
+// AppendRecord appends a series record encoded apart from the file (see Spool), with its
+// index entry; the key order rule of Append applies. rec is not retained.
+func (w *Writer) AppendRecord(e IndexEntry, rec []byte) error {
+	if err := w.check(e.Key); err != nil {
+		return err
+	}
+	if int64(len(rec)) != e.Length {
+		return fmt.Errorf("append record of series %v: %d bytes, entry says %d", e.Key, len(rec), e.Length)
+	}
+	w.begin()
+	e.Offset = w.written + int64(len(w.buf))
+	w.buf = append(w.buf, rec...)
+	return w.added(e)
+}
+
+// check returns the error that stops appending series key.
+func (w *Writer) check(key columnar.SeriesKey) error {
 	if w.err != nil {
 		return w.err
 	}
 	if w.closed {
 		return fmt.Errorf("append series %v: %w", key, ErrClosed)
 	}
+	if n := len(w.entries); n > 0 && !w.entries[n-1].Key.Less(key) {
+		return fmt.Errorf("append series %v after %v: keys must strictly increase: %w", key, w.entries[n-1].Key, ErrOutOfOrder)
+	}
+	return nil
+}
+
+// checkSeries validates the points of one series.
+func checkSeries(key columnar.SeriesKey, ts []int64, values []float64) error {
 	if len(ts) != len(values) {
 		return fmt.Errorf("append series %v: %d timestamps but %d values", key, len(ts), len(values))
 	}
 	if len(ts) == 0 {
 		return fmt.Errorf("append series %v: no points", key)
-	}
-	if n := len(w.entries); n > 0 && !w.entries[n-1].Key.Less(key) {
-		return fmt.Errorf("append series %v after %v: keys must strictly increase: %w", key, w.entries[n-1].Key, ErrOutOfOrder)
 	}
 	for i := 1; i < len(ts); i++ {
 		if ts[i] <= ts[i-1] {
@@ -146,34 +184,39 @@ func (w *Writer) Append(key columnar.SeriesKey, tags []string, ts []int64, value
 				key, ts[i], i, ts[i-1], i-1, ErrOutOfOrder)
 		}
 	}
+	return nil
+}
+
+// begin writes the file header before the first record.
+func (w *Writer) begin() {
 	if !w.started {
 		w.buf = appendFileHeader(w.buf, w.cfg.version)
 		w.started = true
 	}
+}
 
-	start := len(w.buf)
-	w.buf = appendSeriesHeader(w.buf, key, tags)
-	bp := w.cfg.blockPoints
-	for i := 0; i < len(ts); i += bp {
-		j := min(i+bp, len(ts))
-		w.buf = w.enc.appendBlock(w.buf, ts[i:j], values[i:j])
-	}
-	recLen := int64(len(w.buf) - start)
-	w.entries = append(w.entries, IndexEntry{
-		Key:    key,
-		Offset: w.written + int64(start),
-		Length: recLen,
-		Points: int64(len(ts)),
-		MinTs:  ts[0],
-		MaxTs:  ts[len(ts)-1],
-	})
+// added indexes the record just put in w.buf and flushes once enough is buffered.
+func (w *Writer) added(e IndexEntry) error {
+	w.entries = append(w.entries, e)
 	w.stats.Series++
-	w.stats.Points += int64(len(ts))
+	w.stats.Points += e.Points
 	w.stats.Bytes = w.written + int64(len(w.buf))
 	if len(w.buf) >= w.cfg.flushBytes {
 		return w.flush()
 	}
 	return nil
+}
+
+// appendRecord appends the record of one validated series (header, then blocks of at
+// most blockPoints points) to dst and returns its index entry, Offset left to the caller.
+func (e *blockEncoder) appendRecord(dst []byte, blockPoints int, key columnar.SeriesKey, tags []string, ts []int64, values []float64) ([]byte, IndexEntry) {
+	start := len(dst)
+	dst = appendSeriesHeader(dst, key, tags)
+	for i := 0; i < len(ts); i += blockPoints {
+		j := min(i+blockPoints, len(ts))
+		dst = e.appendBlock(dst, ts[i:j], values[i:j])
+	}
+	return dst, IndexEntry{Key: key, Length: int64(len(dst) - start), Points: int64(len(ts)), MinTs: ts[0], MaxTs: ts[len(ts)-1]}
 }
 
 func (w *Writer) flush() error {
@@ -203,10 +246,7 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
-	if !w.started {
-		w.buf = appendFileHeader(w.buf, w.cfg.version)
-		w.started = true
-	}
+	w.begin()
 	w.orgs = buildOrgRanges(w.orgs[:0], w.entries)
 	indexOff := w.written + int64(len(w.buf))
 	start := len(w.buf)

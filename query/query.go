@@ -20,6 +20,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/duckdb/duckdb-go/v2"
 
+	"github.com/tailor-metrics/tailor/columnar"
 	tsql "github.com/tailor-metrics/tailor/sql"
 )
 
@@ -118,10 +119,14 @@ func (e *Engine) Query(ctx context.Context, stmt string, views map[string]array.
 	return res, nil
 }
 
-// GroupSort runs the embedded group-sort SQL over points (PointSchema) and returns the
-// sorted points (SortedSchema) with the latest arrival first within each (series, ts).
-func (e *Engine) GroupSort(ctx context.Context, points array.RecordReader) (array.RecordReader, error) {
-	return e.Query(ctx, tsql.GroupSort, map[string]array.RecordReader{"points": points})
+// GroupSort runs the embedded group-sort SQL over keyed points in layout l and returns
+// them sorted by series and ts, in the same schema (see encoder.KeyedStream).
+func (e *Engine) GroupSort(ctx context.Context, l columnar.KeyLayout, points array.RecordReader) (array.RecordReader, error) {
+	stmt := tsql.GroupSort
+	if l.Wide {
+		stmt = tsql.GroupSortWide
+	}
+	return e.Query(ctx, stmt, map[string]array.RecordReader{"points": points})
 }
 
 // Close closes the connection and the database.

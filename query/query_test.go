@@ -6,6 +6,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -13,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/encoder"
 	tsql "github.com/tailor-metrics/tailor/sql"
 )
 
@@ -73,6 +75,79 @@ func collect(t *testing.T, r array.RecordReader) []pt {
 	return out
 }
 
+// keyedGroupSort runs pts the way a shard run does: a groupTable numbers their series and
+// groups (one group per point), GroupSort sorts the keyed rows in layout l, and a
+// KeyedStream keeps each (series, ts)'s latest arrival. It returns the kept points in
+// series key order, as SortedSchema.
+func keyedGroupSort(t *testing.T, e *Engine, l columnar.KeyLayout, pts []pt) (array.RecordReader, error) {
+	t.Helper()
+	var g groupTable
+	b := array.NewRecordBuilder(memory.DefaultAllocator, l.Schema())
+	defer b.Release()
+	sids, gids := make([]uint32, 1), make([]uint32, 1)
+	for _, p := range pts {
+		k := columnar.SeriesKey{Org: p.org, Metric: p.metric, Context: p.ctx}
+		prov := columnar.Provenance{RecordTs: p.recTs, Offset: p.off, Partition: p.part, Topic: p.topic}
+		if err := g.assign([]columnar.SeriesKey{k}, []columnar.Provenance{prov}, sids, gids); err != nil {
+			t.Fatal(err)
+		}
+		c := 0
+		if l.Wide {
+			b.Field(0).(*array.Uint64Builder).Append(uint64(sids[0]))
+			b.Field(1).(*array.Int64Builder).Append(p.ts)
+			c = 1
+		} else {
+			b.Field(0).(*array.Uint64Builder).Append(uint64(sids[0])<<32 | uint64(p.ts-l.Base))
+		}
+		b.Field(c + 1).(*array.Float64Builder).Append(p.value)
+		b.Field(c + 2).(*array.Uint32Builder).Append(gids[0])
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	in, err := array.NewRecordReader(l.Schema(), []arrow.RecordBatch{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sorted, err := e.GroupSort(context.Background(), l, in)
+	if err != nil {
+		return nil, err
+	}
+	defer sorted.Release()
+	type series struct {
+		k    columnar.SeriesKey
+		ts   []int64
+		vals []float64
+	}
+	var out []series
+	s := encoder.NewKeyedStream(l, g.later, func(sid uint32, ts []int64, vals []float64) error {
+		out = append(out, series{g.keys[sid], slices.Clone(ts), slices.Clone(vals)})
+		return nil
+	})
+	for sorted.Next() {
+		if err := s.Write(sorted.RecordBatch()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(out, func(a, b series) int { return a.k.Compare(b.k) })
+	ob := array.NewRecordBuilder(memory.DefaultAllocator, columnar.SortedSchema)
+	defer ob.Release()
+	for _, se := range out {
+		for i := range se.ts {
+			ob.Field(0).(*array.Uint32Builder).Append(se.k.Org)
+			ob.Field(1).(*array.Uint64Builder).Append(se.k.Metric)
+			ob.Field(2).(*array.Uint64Builder).Append(se.k.Context)
+			ob.Field(3).(*array.Int64Builder).Append(se.ts[i])
+			ob.Field(4).(*array.Float64Builder).Append(se.vals[i])
+		}
+	}
+	orec := ob.NewRecordBatch()
+	defer orec.Release()
+	return array.NewRecordReader(columnar.SortedSchema, []arrow.RecordBatch{orec})
+}
+
 // TestGroupSortLatestFirst checks the arrival rule: record timestamp first, then topic,
 // partition and offset; unsigned keys above 2^63 sort as unsigned; NaN bits survive.
 func TestGroupSortLatestFirst(t *testing.T) {
@@ -98,7 +173,10 @@ func TestGroupSortLatestFirst(t *testing.T) {
 		name string
 		run  func() (array.RecordReader, error)
 	}{
-		{"groupsort", func() (array.RecordReader, error) { return e.GroupSort(context.Background(), pointsReader(t, pts)) }},
+		{"groupsort narrow", func() (array.RecordReader, error) {
+			return keyedGroupSort(t, e, columnar.LayoutFor(columnar.Window{From: 0, To: 100}), pts)
+		}},
+		{"groupsort wide", func() (array.RecordReader, error) { return keyedGroupSort(t, e, columnar.KeyLayout{Wide: true}, pts) }},
 		{"latest", func() (array.RecordReader, error) {
 			return e.Query(context.Background(), tsql.Latest, map[string]array.RecordReader{"points": pointsReader(t, pts)})
 		}},
@@ -108,7 +186,7 @@ func TestGroupSortLatestFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := collect(t, r)
-		// Keep the first row of each (series, ts), as the streaming encoder does.
+		// Keep the first row of each (series, ts): the latest, by the SQL's order.
 		var dedup []pt
 		for _, p := range got {
 			if n := len(dedup); n > 0 && dedup[n-1].org == p.org && dedup[n-1].metric == p.metric && dedup[n-1].ctx == p.ctx && dedup[n-1].ts == p.ts {

@@ -155,10 +155,10 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	// The window's own points.
 	stage("read+sort")
 	win := opt.Window.TsRange()
-	own := &output{opt: &opt, rep: rep, key: func(i int) string { return PartKey(opt.Shard, opt.Window, rep.RunID, i) }}
+	own := newOutput(&opt, rep, columnar.LayoutFor(win), func(i int) string { return PartKey(opt.Shard, opt.Window, rep.RunID, i) })
 	var ownStats columnar.FrameStats
 	if len(plan.own) > 0 {
-		rd := newRunReader(ctx, &opt, own.tags.add)
+		rd := own.reader(ctx)
 		rd.add(plan.own, win)
 		if err := own.write(ctx, eng, rd, stage); err != nil {
 			return fail(err)
@@ -168,11 +168,11 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	}
 
 	// The late output: points of owned segments outside the windows that read them.
-	late := &output{opt: &opt, rep: rep, key: func(i int) string { return LatePartKey(opt.Shard, opt.Window, rep.RunID, i) }}
+	late := newOutput(&opt, rep, columnar.KeyLayout{Wide: true}, func(i int) string { return LatePartKey(opt.Shard, opt.Window, rep.RunID, i) })
 	var lateRows, earlyRows uint64
 	if len(plan.late) > 0 || len(plan.early) > 0 {
 		stage("late")
-		rd := newRunReader(ctx, &opt, late.tags.add)
+		rd := late.reader(ctx)
 		if len(plan.late) > 0 {
 			rd.add(plan.late, columnar.Window{From: math.MinInt64, To: win.From})
 		}
@@ -241,22 +241,34 @@ func nonNil(p []Part) []Part {
 
 // output group-sorts one reader's points and streams them into part files.
 type output struct {
-	opt  *RunOptions
-	rep  *Report
-	key  func(i int) string
-	tags tagCollector
+	opt    *RunOptions
+	rep    *Report
+	layout columnar.KeyLayout
+	key    func(i int) string
+	tags   tagCollector
+	groups groupTable
 
-	buf    bytes.Buffer
 	parts  []Part
 	stream encoder.StreamStats
-	// series and points already in closed parts.
-	doneSeries, donePoints int64
 }
+
+func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, key func(i int) string) *output {
+	return &output{opt: opt, rep: rep, layout: l, key: key}
+}
+
+// reader returns a reader of keyed rows for this output, numbering series and groups.
+func (o *output) reader(ctx context.Context) *runReader {
+	return &runReader{ctx: ctx, opt: o.opt, tags: o.tags.add, groups: o.groups.assign, layout: o.layout, refs: 1}
+}
+
+// spoolMemory is how many bytes of encoded series a run keeps in memory before the
+// spool moves them to a file in the temp directory.
+const spoolMemory = 64 << 20
 
 func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage func(string)) (err error) {
 	defer rd.Release()
 	start := time.Now()
-	sorted, err := eng.GroupSort(ctx, rd)
+	sorted, err := eng.GroupSort(ctx, o.layout, rd)
 	if rerr := rd.Err(); rerr != nil {
 		// DuckDB only sees "stream error"; the reader knows the file and offset.
 		if sorted != nil {
@@ -272,23 +284,15 @@ func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage fu
 	rd.report(o.rep)
 	stage("encode")
 
+	// The sort orders series by the ids the readers gave them; the spool puts them back
+	// in key order.
 	start = time.Now()
-	var upload time.Duration
-	var s *encoder.SortedStream
-	s = encoder.NewSortedStream(encoder.NewWriter(&o.buf),
-		encoder.StreamTags(o.tags.get),
-		encoder.StreamAfterSeries(func(w *encoder.Writer) (*encoder.Writer, error) {
-			if int64(o.buf.Len()) < o.opt.PartBytes {
-				return w, nil
-			}
-			if err := w.Close(); err != nil {
-				return nil, fmt.Errorf("close part: %w", err)
-			}
-			t := time.Now()
-			err := o.upload(ctx, s.Stats())
-			upload += time.Since(t)
-			return encoder.NewWriter(&o.buf), err
-		}))
+	spool := encoder.NewSpool(o.opt.Engine.TempDir, spoolMemory)
+	defer func() { err = errors.Join(err, spool.Close()) }()
+	s := encoder.NewKeyedStream(o.layout, o.groups.later, func(sid uint32, ts []int64, vals []float64) error {
+		k := o.groups.keys[sid]
+		return spool.Add(k, o.tags.get(k), ts, vals)
+	})
 	for sorted.Next() {
 		if err := s.Write(sorted.RecordBatch()); err != nil {
 			return err
@@ -301,32 +305,68 @@ func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage fu
 		return err
 	}
 	o.stream = s.Stats()
-	if o.stream.Series > o.doneSeries {
+	var upload time.Duration
+	err = spool.WriteSorted(o.opt.PartBytes, func(file []byte, series, points int64) error {
 		t := time.Now()
-		err := o.upload(ctx, o.stream)
-		upload += time.Since(t)
-		if err != nil {
-			return err
-		}
+		defer func() { upload += time.Since(t) }()
+		return o.upload(ctx, file, series, points)
+	})
+	if err != nil {
+		return err
 	}
 	o.rep.add("encode", time.Since(start)-upload)
 	o.rep.add("upload", upload)
 	return nil
 }
 
-// upload stores the closed part in o.buf and empties it.
-func (o *output) upload(ctx context.Context, st encoder.StreamStats) error {
+// upload stores one part file.
+func (o *output) upload(ctx context.Context, file []byte, series, points int64) error {
 	key := o.key(len(o.parts))
-	sum := sha256.Sum256(o.buf.Bytes())
-	size := int64(o.buf.Len())
-	if err := o.opt.Store.Put(ctx, key, bytes.NewReader(o.buf.Bytes())); err != nil {
+	sum := sha256.Sum256(file)
+	if err := o.opt.Store.Put(ctx, key, bytes.NewReader(file)); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
-	o.parts = append(o.parts, Part{Key: key, Size: size, Series: uint64(st.Series - o.doneSeries), Points: uint64(st.PointsOut - o.donePoints), SHA256: hex.EncodeToString(sum[:])})
-	o.doneSeries, o.donePoints = st.Series, st.PointsOut
-	o.buf.Reset()
+	o.parts = append(o.parts, Part{Key: key, Size: int64(len(file)), Series: uint64(series), Points: uint64(points), SHA256: hex.EncodeToString(sum[:])})
 	return nil
 }
+
+// groupTable numbers what the readers meet: each series gets a dense id (sid) in the
+// order it is first met, and each group (one payload: one Kafka record of one series) an
+// id (gid) that names its provenance, so the sort carries 4 bytes of arrival instead of
+// 22 (docs/run.md). It holds 24 bytes per group and a map entry per series.
+type groupTable struct {
+	mu    sync.Mutex
+	sids  map[columnar.SeriesKey]uint32
+	keys  []columnar.SeriesKey  // by sid
+	provs []columnar.Provenance // by gid
+}
+
+// assign is a columnar.GroupFunc.
+func (g *groupTable) assign(keys []columnar.SeriesKey, provs []columnar.Provenance, sids, gids []uint32) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if uint64(len(g.provs))+uint64(len(provs)) > math.MaxUint32 {
+		return fmt.Errorf("more than %d payloads in one run: split the shard (more shards, or org-X-pK shards) or shorten the window", uint64(math.MaxUint32))
+	}
+	if g.sids == nil {
+		g.sids = map[columnar.SeriesKey]uint32{}
+	}
+	for i, k := range keys {
+		sid, ok := g.sids[k]
+		if !ok {
+			sid = uint32(len(g.keys))
+			g.sids[k] = sid
+			g.keys = append(g.keys, k)
+		}
+		sids[i], gids[i] = sid, uint32(len(g.provs))
+		g.provs = append(g.provs, provs[i])
+	}
+	return nil
+}
+
+// later reports whether group a arrived after group b. Called after reading has
+// finished, from one goroutine.
+func (g *groupTable) later(a, b uint32) bool { return g.provs[a].After(g.provs[b]) }
 
 // tagCollector keeps, per series, the tags of its latest payload (the same arrival rule
 // as points), so the output does not depend on the order splits are read in.
@@ -336,48 +376,36 @@ type tagCollector struct {
 }
 
 type tagEntry struct {
-	src  columnar.Source
+	prov columnar.Provenance
 	tags []string
 }
 
-func (c *tagCollector) add(k columnar.SeriesKey, src columnar.Source, tags []string) {
+func (c *tagCollector) add(k columnar.SeriesKey, p columnar.Provenance, tags []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
 		c.m = map[columnar.SeriesKey]tagEntry{}
 	}
-	if cur, ok := c.m[k]; ok && !later(src, cur.src) {
+	if cur, ok := c.m[k]; ok && !p.After(cur.prov) {
 		return
 	}
-	c.m[k] = tagEntry{src: src, tags: append([]string(nil), tags...)}
+	c.m[k] = tagEntry{prov: p, tags: append([]string(nil), tags...)}
 }
 
 // get is called after reading has finished, from one goroutine.
 func (c *tagCollector) get(k columnar.SeriesKey) []string { return c.m[k].tags }
 
-// later reports whether a arrived after b (docs/dedup.md).
-func later(a, b columnar.Source) bool {
-	if a.Timestamp != b.Timestamp {
-		return a.Timestamp > b.Timestamp
-	}
-	if a.Topic != b.Topic {
-		return a.Topic > b.Topic
-	}
-	if a.Partition != b.Partition {
-		return a.Partition > b.Partition
-	}
-	return a.Offset > b.Offset
-}
-
 // runReader chains point readers, each over its own splits and ts range, into one
 // record reader for one DuckDB query. Each is started when the previous one is drained,
 // and all are released together (DuckDB may still hold a batch of the previous one).
 type runReader struct {
-	ctx  context.Context
-	opt  *RunOptions
-	tags func(columnar.SeriesKey, columnar.Source, []string)
-	refs int64
-	mu   sync.Mutex
+	ctx    context.Context
+	opt    *RunOptions
+	tags   func(columnar.SeriesKey, columnar.Provenance, []string)
+	groups columnar.GroupFunc
+	layout columnar.KeyLayout
+	refs   int64
+	mu     sync.Mutex
 
 	todo []func() *columnar.PointReader
 	cur  *columnar.PointReader
@@ -387,19 +415,16 @@ type runReader struct {
 
 var _ array.RecordReader = (*runReader)(nil)
 
-func newRunReader(ctx context.Context, opt *RunOptions, tags func(columnar.SeriesKey, columnar.Source, []string)) *runReader {
-	return &runReader{ctx: ctx, opt: opt, tags: tags, refs: 1}
-}
-
 func (r *runReader) add(splits []columnar.Split, win columnar.Window) {
 	r.todo = append(r.todo, func() *columnar.PointReader {
 		return columnar.NewPointReader(r.ctx, r.opt.Store, splits, columnar.Topics(r.opt.Segments), columnar.ReadOptions{
 			Readers: r.opt.Readers, BatchRows: r.opt.BatchRows, Window: win, SkipCorrupt: r.opt.SkipCorrupt, Tags: r.tags,
+			Groups: r.groups, Layout: r.layout,
 		})
 	})
 }
 
-func (r *runReader) Schema() *arrow.Schema { return columnar.PointSchema }
+func (r *runReader) Schema() *arrow.Schema { return r.layout.Schema() }
 
 func (r *runReader) Next() bool {
 	for r.err == nil {

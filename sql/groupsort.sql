@@ -1,11 +1,12 @@
--- groupsort.sql: the run's group-sort over one shard's points.
+-- groupsort.sql: the run's group-sort over one shard's keyed points (narrow layout).
 --
--- Orders every point by series, then time, and within one (series, ts) puts the latest
--- arrival first: the highest Kafka record timestamp, ties broken by topic, partition and
--- offset (docs/dedup.md). The streaming encoder keeps the first row of each (series, ts)
--- and drops the rest, which measured 1.5-2x cheaper than de-duplicating in SQL with
--- QUALIFY row_number() or arg_max (see latest.sql, which gives the same rows).
-SELECT org_id, metric_id, context_key, ts, value
+-- k is sid<<32 | (ts - window start), sid being a dense id the run gave each series as
+-- its readers met it, so ordering by k orders by series, then time, on one 8-byte key.
+-- Arrivals of one (series, ts) come out next to each other in no particular order: the
+-- streaming encoder keeps the latest by its group id (gid) and drops the rest, which
+-- with this narrow key measured 3.6x cheaper than ordering the 50-byte key of series,
+-- time and arrival here (docs/run.md). latest.sql gives the same rows in plain SQL.
+-- Every column is named: DuckDB pushes projections into the Arrow scan.
+SELECT k, value, gid
 FROM points
-ORDER BY org_id, metric_id, context_key, ts,
-         record_ts DESC, topic_id DESC, "partition" DESC, "offset" DESC
+ORDER BY k

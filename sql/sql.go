@@ -4,10 +4,14 @@ package sql
 
 import _ "embed"
 
-// GroupSort orders the view "points" by series, ts and latest arrival first.
+// GroupSort orders the view "points" of keyed rows (columnar.KeyedSchema) by series and
+// ts; GroupSortWide does the same for columnar.KeyedWideSchema.
 //
 //go:embed groupsort.sql
 var GroupSort string
+
+//go:embed groupsort_wide.sql
+var GroupSortWide string
 
 // Latest selects the de-duplicated points of the view "points".
 //

@@ -1,0 +1,240 @@
+package columnar
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// Keyed rows are what a compute run sorts: the series and time folded into one narrow
+// sort key, the value, and the id of the group (payload) the point came in. The run
+// numbers series and groups as the reader meets them (GroupFunc) and keeps what it needs
+// of each group (its series key and arrival) itself, so the sort moves 20 bytes per
+// point instead of the 58 of PointSchema and compares 8-byte keys instead of 50-byte
+// ones. See docs/run.md.
+
+// Column names of the keyed schemas.
+const (
+	ColKey   = "k"
+	ColGroup = "gid"
+)
+
+// KeyedSchema is the Arrow schema of keyed rows with a narrow layout: k is
+// sid<<32 | (ts - Base).
+var KeyedSchema = arrow.NewSchema([]arrow.Field{
+	{Name: ColKey, Type: arrow.PrimitiveTypes.Uint64},
+	{Name: ColValue, Type: arrow.PrimitiveTypes.Float64},
+	{Name: ColGroup, Type: arrow.PrimitiveTypes.Uint32},
+}, nil)
+
+// KeyedWideSchema is the Arrow schema of keyed rows with a wide layout: k is the sid and
+// ts has its own column.
+var KeyedWideSchema = arrow.NewSchema([]arrow.Field{
+	{Name: ColKey, Type: arrow.PrimitiveTypes.Uint64},
+	{Name: ColTs, Type: arrow.PrimitiveTypes.Int64},
+	{Name: ColValue, Type: arrow.PrimitiveTypes.Float64},
+	{Name: ColGroup, Type: arrow.PrimitiveTypes.Uint32},
+}, nil)
+
+// narrowSpan is the widest ts span (in ms, about 49.7 days) a narrow key holds: its low
+// 32 bits, leaving 32 for the series id.
+const narrowSpan = 1 << 32
+
+// KeyLayout says how keyed rows carry (sid, ts).
+type KeyLayout struct {
+	// Wide: k is the sid and ts travels in its own column. Otherwise k is
+	// sid<<32 | (ts - Base), which needs every ts in [Base, Base+2^32).
+	Wide bool
+	Base int64
+}
+
+// LayoutFor returns the narrow layout for points in win if its span fits 32 bits, and the
+// wide one otherwise (open-ended windows, such as a late output's).
+func LayoutFor(win Window) KeyLayout {
+	if win.From != math.MinInt64 && win.To != math.MaxInt64 && uint64(win.To-win.From) <= narrowSpan {
+		return KeyLayout{Base: win.From}
+	}
+	return KeyLayout{Wide: true}
+}
+
+// Schema returns the layout's Arrow schema.
+func (l KeyLayout) Schema() *arrow.Schema {
+	if l.Wide {
+		return KeyedWideSchema
+	}
+	return KeyedSchema
+}
+
+// rowBytes is the size of one row across the layout's columns.
+func (l KeyLayout) rowBytes() int64 {
+	if l.Wide {
+		return 8 + 8 + 8 + 4
+	}
+	return 8 + 8 + 4
+}
+
+// Split returns the sid and ts of a row with key k and, for a wide layout, ts column
+// value ts.
+func (l KeyLayout) Split(k uint64, ts int64) (sid uint32, t int64) {
+	if l.Wide {
+		return uint32(k), ts
+	}
+	return uint32(k >> 32), l.Base + int64(k&(narrowSpan-1))
+}
+
+// Provenance is where a group came from, reduced to what ranks arrivals: the latest
+// arrival of a (series, ts) has the greatest (RecordTs, Topic, Partition, Offset), Topic
+// being the topic's id from Topics (docs/dedup.md).
+type Provenance struct {
+	RecordTs  int64
+	Offset    int64
+	Partition int32
+	Topic     uint16
+}
+
+// After reports whether p arrived after o.
+func (p Provenance) After(o Provenance) bool {
+	if p.RecordTs != o.RecordTs {
+		return p.RecordTs > o.RecordTs
+	}
+	if p.Topic != o.Topic {
+		return p.Topic > o.Topic
+	}
+	if p.Partition != o.Partition {
+		return p.Partition > o.Partition
+	}
+	return p.Offset > o.Offset
+}
+
+// GroupFunc numbers the groups of one frame for a keyed read: for group i, with series
+// keys[i] and provenance provs[i], it sets sids[i] to the series' id and gids[i] to the
+// group's own id. It is called once per decoded frame from reader goroutines, so it must
+// be safe for concurrent use; the slices are valid only during the call. An error (ids
+// running out, say) fails the read.
+type GroupFunc func(keys []SeriesKey, provs []Provenance, sids, gids []uint32) error
+
+// Keyed is a decoded batch of keyed rows. Ts is filled only for a wide layout.
+type Keyed struct {
+	Key   []uint64
+	Ts    []int64
+	Value []float64
+	Gid   []uint32
+}
+
+// Len is the number of rows.
+func (c *Keyed) Len() int { return len(c.Key) }
+
+// Reset empties c, keeping capacity.
+func (c *Keyed) Reset() {
+	c.Key, c.Ts, c.Value, c.Gid = c.Key[:0], c.Ts[:0], c.Value[:0], c.Gid[:0]
+}
+
+func (c *Keyed) grow(n int, wide bool) {
+	c.Key, c.Value, c.Gid = slices.Grow(c.Key, n), slices.Grow(c.Value, n), slices.Grow(c.Gid, n)
+	if wide {
+		c.Ts = slices.Grow(c.Ts, n)
+	}
+}
+
+// groupScratch holds a frame's group keys and ids for GroupFunc, reused per decoder.
+type groupScratch struct {
+	keys       []SeriesKey
+	provs      []Provenance
+	sids, gids []uint32
+}
+
+// DecodeFrameKeyed is DecodeFrame for keyed rows: it numbers the frame's groups with
+// groups and appends the frame's rows inside win to c in layout l.
+func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, l KeyLayout, groups GroupFunc, c *Keyed, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
+	v, ok, err := d.open(sp, f, b, topic, skipCorrupt, st, tags)
+	if !ok {
+		return err
+	}
+	t := time.Now()
+	defer func() { st.Timers.Decode += time.Since(t) }()
+	g := &d.groups
+	v.groupIDs(g, topic, sp.Seg.Header.Partition)
+	if err := groups(g.keys, g.provs, g.sids, g.gids); err != nil {
+		return fmt.Errorf("segment %s frame at byte %d: %w", sp.Seg.Key, f.Offset, err)
+	}
+	kept := v.appendKeyed(c, l, win, win.Covers(f.MinTs, f.MaxTs), g.sids, g.gids)
+	st.RowsIn += uint64(v.rows)
+	st.RowsOut += uint64(kept)
+	st.OutOfWindow += uint64(v.rows - kept)
+	return nil
+}
+
+// groupIDs fills g with the frame's group keys and provenances, sized for the ids.
+func (v *frameView) groupIDs(g *groupScratch, topic uint16, partition int32) {
+	le := binary.LittleEndian
+	n := v.groups
+	g.keys, g.provs = slices.Grow(g.keys[:0], n)[:n], slices.Grow(g.provs[:0], n)[:n]
+	g.sids, g.gids = slices.Grow(g.sids[:0], n)[:n], slices.Grow(g.gids[:0], n)[:n]
+	for i := range n {
+		g.keys[i] = SeriesKey{Org: le.Uint32(v.org[4*i:]), Metric: le.Uint64(v.metric[8*i:]), Context: le.Uint64(v.context[8*i:])}
+		g.provs[i] = Provenance{RecordTs: int64(le.Uint64(v.recordTs[8*i:])), Offset: int64(le.Uint64(v.offsets[8*i:])), Partition: partition, Topic: topic}
+	}
+}
+
+// appendKeyed decodes the frame's rows inside win (all of them when covered) into c and
+// returns how many it kept. Like appendRows, it extends the columns once per frame and
+// works on sub-slices, so the inner loops carry no bounds checks.
+func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool, sids, gids []uint32) int {
+	le := binary.LittleEndian
+	n0 := c.Len()
+	if cap(c.Key)-n0 < v.rows || cap(c.Value)-n0 < v.rows || cap(c.Gid)-n0 < v.rows || (l.Wide && cap(c.Ts)-n0 < v.rows) {
+		c.grow(v.rows, l.Wide)
+	}
+	m := n0 + v.rows
+	keys, vals, gs := c.Key[:m], c.Value[:m], c.Gid[:m]
+	var tss []int64
+	if l.Wide {
+		tss = c.Ts[:m]
+	}
+	w, row := n0, 0
+	for g := 0; g < v.groups; g++ {
+		n := int(le.Uint32(v.count[4*g:]))
+		tsb := v.ts[8*row : 8*(row+n)]
+		vb := v.vals[8*row : 8*(row+n)]
+		row += n
+		sid, gid := sids[g], gids[g]
+		t, x := int64(0), uint64(0)
+		switch {
+		case covered && !l.Wide:
+			hi := uint64(sid) << 32
+			k, vs, gg := keys[w:w+n], vals[w:w+n], gs[w:w+n]
+			for i := range k {
+				t += int64(le.Uint64(tsb[8*i:]))
+				x ^= le.Uint64(vb[8*i:])
+				k[i] = hi | uint64(t-l.Base)
+				vs[i] = math.Float64frombits(x)
+				gg[i] = gid
+			}
+			w += n
+		default:
+			for i := 0; i < n; i++ {
+				t += int64(le.Uint64(tsb[8*i:]))
+				x ^= le.Uint64(vb[8*i:])
+				if !covered && !win.Contains(t) {
+					continue
+				}
+				if l.Wide {
+					keys[w], tss[w] = uint64(sid), t
+				} else {
+					keys[w] = uint64(sid)<<32 | uint64(t-l.Base)
+				}
+				vals[w], gs[w] = math.Float64frombits(x), gid
+				w++
+			}
+		}
+	}
+	c.Key, c.Value, c.Gid = keys[:w], vals[:w], gs[:w]
+	if l.Wide {
+		c.Ts = tss[:w]
+	}
+	return w - n0
+}

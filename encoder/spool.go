@@ -1,0 +1,190 @@
+package encoder
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+
+	"github.com/tailor-metrics/tailor/columnar"
+)
+
+// Spool collects series handed to it in any order, encodes each into a record at once,
+// and writes them out as series files in key order. A run's sort orders series by a
+// dense id given in the order the readers met them, which is not key order; records are
+// some 20 times smaller than the rows the sort holds, so reordering them is cheap. The
+// records stay in memory up to a bound and go to a temporary file beyond it, so the
+// spool's memory does not grow with the run. Not safe for concurrent use.
+type Spool struct {
+	cfg cfg
+	enc blockEncoder
+	dir string
+	max int // bytes of records held in memory before they go to the file
+
+	mem    []byte // records not in the file yet, after the file's fileLn bytes
+	file   *os.File
+	fileLn int64
+	recs   []IndexEntry // Offset is the position in the spool: the file, then mem
+	points int64
+	err    error
+}
+
+// NewSpool returns a spool that keeps up to memBytes of records in memory and spills the
+// rest to a temporary file in dir ("" for the system's). opts are the Writer's.
+func NewSpool(dir string, memBytes int, opts ...Opt) *Spool {
+	c := defaultCfg()
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	s := &Spool{cfg: c, dir: dir, max: memBytes}
+	if err := c.validate(); err != nil {
+		s.err = fmt.Errorf("new spool: %w", err)
+	}
+	s.enc.version = c.version
+	return s
+}
+
+// SpoolStats are a spool's totals.
+type SpoolStats struct {
+	Series, Points int64
+	// Bytes is the size of the records; Spilled how many of them went to the file.
+	Bytes, Spilled int64
+}
+
+// Stats returns the totals so far.
+func (s *Spool) Stats() SpoolStats {
+	return SpoolStats{Series: int64(len(s.recs)), Points: s.points, Bytes: s.fileLn + int64(len(s.mem)), Spilled: s.fileLn}
+}
+
+// Add encodes one whole series, with the rules of Writer.Append except order: keys may
+// come in any order, but each only once (WriteSorted checks). Add does not retain its
+// arguments.
+func (s *Spool) Add(key columnar.SeriesKey, tags []string, ts []int64, values []float64) error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := checkSeries(key, ts, values); err != nil {
+		return err
+	}
+	start := len(s.mem)
+	var e IndexEntry
+	s.mem, e = s.enc.appendRecord(s.mem, s.cfg.blockPoints, key, tags, ts, values)
+	e.Offset = s.fileLn + int64(start)
+	s.recs = append(s.recs, e)
+	s.points += e.Points
+	if len(s.mem) >= s.max {
+		return s.spill()
+	}
+	return nil
+}
+
+// spill appends the records held in memory to the temporary file.
+func (s *Spool) spill() error {
+	if s.file == nil {
+		if s.dir != "" {
+			if err := os.MkdirAll(s.dir, 0o755); err != nil {
+				s.err = fmt.Errorf("spool: %w", err)
+				return s.err
+			}
+		}
+		f, err := os.CreateTemp(s.dir, "tailor-spool-*")
+		if err != nil {
+			s.err = fmt.Errorf("spool: %w", err)
+			return s.err
+		}
+		s.file = f
+	}
+	if _, err := s.file.Write(s.mem); err != nil {
+		s.err = fmt.Errorf("spool: write %s: %w", s.file.Name(), err)
+		return s.err
+	}
+	s.fileLn += int64(len(s.mem))
+	s.mem = s.mem[:0]
+	return nil
+}
+
+// WriteSorted writes the series in key order as series files of about partBytes each
+// (a file ends after the first series that takes it to partBytes), handing each whole
+// file to part with its series and point counts. Nothing is handed over when there are
+// no series. The file's bytes are valid only during the call.
+func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, points int64) error) error {
+	if s.err != nil {
+		return s.err
+	}
+	slices.SortFunc(s.recs, func(a, b IndexEntry) int { return a.Key.Compare(b.Key) })
+	var (
+		out     bytes.Buffer
+		w       *Writer
+		scratch []byte // for records read from the file; never a slice of mem
+	)
+	finish := func() error {
+		if err := w.Close(); err != nil {
+			return err
+		}
+		st := w.Stats()
+		err := part(out.Bytes(), st.Series, st.Points)
+		w = nil
+		out.Reset()
+		return err
+	}
+	for i := range s.recs {
+		e := s.recs[i]
+		if i > 0 && !s.recs[i-1].Key.Less(e.Key) {
+			return fmt.Errorf("spool: series %v added twice", e.Key)
+		}
+		rec, err := s.record(e, &scratch)
+		if err != nil {
+			return err
+		}
+		if w == nil {
+			w = NewWriter(&out, FormatVersion(s.cfg.version), BlockPoints(s.cfg.blockPoints), FlushBytes(s.cfg.flushBytes))
+		}
+		if err := w.AppendRecord(e, rec); err != nil {
+			return err
+		}
+		if w.Stats().Bytes >= partBytes {
+			if err := finish(); err != nil {
+				return err
+			}
+		}
+	}
+	if w != nil {
+		return finish()
+	}
+	return nil
+}
+
+// record returns the bytes of the record e, read into *scratch when it is in the file.
+func (s *Spool) record(e IndexEntry, scratch *[]byte) ([]byte, error) {
+	if e.Offset >= s.fileLn {
+		off := e.Offset - s.fileLn
+		return s.mem[off : off+e.Length], nil
+	}
+	buf := slices.Grow((*scratch)[:0], int(e.Length))[:e.Length]
+	*scratch = buf
+	if _, err := s.file.ReadAt(buf, e.Offset); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("spool: read %s at byte %d: %w", s.file.Name(), e.Offset, err)
+	}
+	return buf, nil
+}
+
+// Close removes the temporary file. The spool cannot be used after.
+func (s *Spool) Close() error {
+	s.err = fmt.Errorf("spool: %w", ErrClosed)
+	s.mem, s.recs = nil, nil
+	if s.file == nil {
+		return nil
+	}
+	name := s.file.Name()
+	err := errors.Join(s.file.Close(), os.Remove(name))
+	s.file = nil
+	if err != nil {
+		return fmt.Errorf("spool: remove %s: %w", name, err)
+	}
+	return nil
+}
