@@ -182,5 +182,36 @@ func FuzzFrame(f *testing.F) {
 				t.Fatalf("row %d value differs", i)
 			}
 		}
+		// The keyed decode of the same frame gives the same rows: wide, and narrow over
+		// the rows' own span when it fits.
+		var g idTable
+		layouts := []KeyLayout{{Wide: true}}
+		win := AllTime
+		if n := len(c.Ts); n > 0 {
+			win = Window{From: slices.Min(c.Ts), To: slices.Max(c.Ts) + 1}
+			if l := LayoutFor(win); !l.Wide {
+				layouts = append(layouts, l)
+			}
+		}
+		for _, l := range layouts {
+			var k Keyed
+			if err := dec.DecodeFrameKeyed(&sp, info, fb, 0, win, false, l, g.assign, &k, &fs, nil); err != nil {
+				t.Fatalf("keyed decode: %v", err)
+			}
+			if k.Len() != c.Len() {
+				t.Fatalf("keyed decode: %d rows, want %d", k.Len(), c.Len())
+			}
+			for i := range k.Key {
+				var tc int64
+				if l.Wide {
+					tc = k.Ts[i]
+				}
+				sid, ts := l.Split(k.Key[i], tc)
+				key := SeriesKey{Org: c.Org[i], Metric: c.Metric[i], Context: c.Context[i]}
+				if g.keys[sid] != key || ts != c.Ts[i] || math.Float64bits(k.Value[i]) != math.Float64bits(c.Value[i]) || g.provs[k.Gid[i]].Offset != c.Offset[i] {
+					t.Fatalf("keyed row %d differs", i)
+				}
+			}
+		}
 	})
 }

@@ -142,6 +142,9 @@ func NewPointReader(ctx context.Context, st storage.Store, splits []Split, topic
 	return r
 }
 
+// batchRowsGranule rounds batch capacities.
+const batchRowsGranule = 1 << 14
+
 // pointBytes is the size of one row across the point schema's columns.
 const pointBytes = 4 + 8 + 8 + 8 + 8 + 8 + 2 + 4 + 8
 
@@ -172,6 +175,9 @@ func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats 
 	if maxRows > 0 {
 		rows += maxRows - 1
 	}
+	// Rounded up, so that runs over frames of other sizes still reuse pooled batches
+	// (the pool takes only an exact fit) instead of faulting in fresh memory.
+	rows = (rows + batchRowsGranule - 1) / batchRowsGranule * batchRowsGranule
 	m.BatchBytes = int64(rows) * kindOf(opt).rowBytes()
 	m.BoundBytes = int64(m.Readers)*(m.FetchBytes+m.LargestRaw+m.BatchBytes) + m.BatchBytes
 	return m

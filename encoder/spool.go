@@ -129,6 +129,9 @@ func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, poin
 		out.Reset()
 		return err
 	}
+	// The whole output or one part, plus its index: sized once, so the buffer does not
+	// double its way up through fresh memory.
+	out.Grow(int(min(s.fileLn+int64(len(s.mem)), partBytes)) + len(s.recs)*indexEntrySize + 64<<10)
 	for i := range s.recs {
 		e := s.recs[i]
 		if i > 0 && !s.recs[i-1].Key.Less(e.Key) {

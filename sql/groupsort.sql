@@ -9,4 +9,4 @@
 -- Every column is named: DuckDB pushes projections into the Arrow scan.
 SELECT k, value, gid
 FROM points
-ORDER BY k
+ORDER BY k, value, gid
