@@ -79,6 +79,11 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 			if opt.Engine.MemoryLimit == "" {
 				opt.Engine.MemoryLimit = query.DefaultMemoryLimit(opt.Parallel)
 			}
+			if opt.Engine.Threads <= 0 {
+				// Runs side by side already keep the cores busy; more DuckDB threads
+				// than cores measured slower (docs/run.md).
+				opt.Engine.Threads = max(1, runtime.NumCPU()/max(1, opt.Parallel))
+			}
 			st, err := openStore(ctx, storeURL)
 			if err != nil {
 				return err
@@ -142,7 +147,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.Int64Var(&opt.SplitBytes, "split-bytes", 1<<30, "largest byte range one reader takes")
 	fl.BoolVar(&opt.SkipCorrupt, "skip-corrupt", false, "skip corrupt segment frames (counted and reported) instead of failing")
 	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "DuckDB memory limit per run, e.g. 4GB (default: 60% of RAM or of the container's limit, split over --parallel)")
-	fl.IntVar(&opt.Engine.Threads, "threads", runtime.NumCPU(), "DuckDB threads")
+	fl.IntVar(&opt.Engine.Threads, "threads", 0, "DuckDB threads per run (default: the number of cores divided by --parallel)")
 	fl.StringVar(&tempDir, "temp-dir", "", "where DuckDB spills (default: $TMPDIR/tailor-duckdb)")
 	fl.Int64Var(&opt.PartBytes, "part-bytes", 256<<20, "start a new series file after this many bytes")
 	fl.BoolVar(&opt.Force, "force", false, "re-run windows that already have a complete run for the same inputs")
