@@ -143,7 +143,7 @@ func NewPointReader(ctx context.Context, st storage.Store, splits []Split, topic
 }
 
 // batchRowsGranule rounds batch capacities.
-const batchRowsGranule = 1 << 14
+const batchRowsGranule = 1 << 16
 
 // pointBytes is the size of one row across the point schema's columns.
 const pointBytes = 4 + 8 + 8 + 8 + 8 + 8 + 2 + 4 + 8
