@@ -24,13 +24,22 @@ type Spool struct {
 	dir string
 	max int // bytes of records held in memory before they go to the file
 
-	mem    []byte // records not in the file yet, after the file's fileLn bytes
-	file   *os.File
-	fileLn int64
-	recs   []IndexEntry // Offset is the position in the spool: the file, then mem
-	points int64
-	err    error
+	// The records not in the file yet: chunks of about spoolChunk bytes, each holding
+	// whole records. Record offsets count the file's bytes, then the chunks' in order.
+	chunks  [][]byte
+	memLn   int64 // bytes in chunks
+	scratch []byte
+	file    *os.File
+	fileLn  int64
+	recs    []IndexEntry // Offset is the position in the spool
+	points  int64
+	err     error
 }
+
+// spoolChunk is the size of the spool's memory chunks: records go into pooled chunks
+// instead of one growing buffer, so a large run copies nothing and later runs fault in
+// no fresh pages.
+const spoolChunk = 1 << 20
 
 // NewSpool returns a spool that keeps up to memBytes of records in memory and spills the
 // rest to a temporary file in dir ("" for the system's). opts are the Writer's.
@@ -39,7 +48,7 @@ func NewSpool(dir string, memBytes int, opts ...Opt) *Spool {
 	for _, o := range opts {
 		o.apply(&c)
 	}
-	s := &Spool{cfg: c, dir: dir, max: memBytes, mem: spoolBufs.get()}
+	s := &Spool{cfg: c, dir: dir, max: memBytes}
 	if err := c.validate(); err != nil {
 		s.err = fmt.Errorf("new spool: %w", err)
 	}
@@ -56,7 +65,7 @@ type SpoolStats struct {
 
 // Stats returns the totals so far.
 func (s *Spool) Stats() SpoolStats {
-	return SpoolStats{Series: int64(len(s.recs)), Points: s.points, Bytes: s.fileLn + int64(len(s.mem)), Spilled: s.fileLn}
+	return SpoolStats{Series: int64(len(s.recs)), Points: s.points, Bytes: s.fileLn + s.memLn, Spilled: s.fileLn}
 }
 
 // Add encodes one whole series, with the rules of Writer.Append except order: keys may
@@ -69,16 +78,44 @@ func (s *Spool) Add(key columnar.SeriesKey, tags []string, ts []int64, values []
 	if err := checkSeries(key, ts, values); err != nil {
 		return err
 	}
-	start := len(s.mem)
 	var e IndexEntry
-	s.mem, e = s.enc.appendRecord(s.mem, s.cfg.blockPoints, key, tags, ts, values)
-	e.Offset = s.fileLn + int64(start)
+	s.scratch, e = s.enc.appendRecord(s.scratch[:0], s.cfg.blockPoints, key, tags, ts, values)
+	e.Offset = s.fileLn + s.memLn
 	s.recs = append(s.recs, e)
 	s.points += e.Points
-	if len(s.mem) >= s.max {
+	s.place(s.scratch)
+	if s.memLn >= int64(s.max) {
 		return s.spill()
 	}
 	return nil
+}
+
+// place appends rec to the last chunk, or to a new one when it does not fit.
+func (s *Spool) place(rec []byte) {
+	n := len(s.chunks)
+	if n == 0 || cap(s.chunks[n-1])-len(s.chunks[n-1]) < len(rec) {
+		var c []byte
+		if len(rec) <= spoolChunk {
+			c = spoolChunks.get()
+		}
+		if c == nil {
+			c = make([]byte, 0, max(spoolChunk, len(rec)))
+		}
+		s.chunks = append(s.chunks, c)
+		n++
+	}
+	s.chunks[n-1] = append(s.chunks[n-1], rec...)
+	s.memLn += int64(len(rec))
+}
+
+// releaseChunks returns the chunks to the pool.
+func (s *Spool) releaseChunks() {
+	for _, c := range s.chunks {
+		if cap(c) == spoolChunk {
+			spoolChunks.put(c)
+		}
+	}
+	s.chunks, s.memLn = s.chunks[:0], 0
 }
 
 // spill appends the records held in memory to the temporary file.
@@ -97,12 +134,14 @@ func (s *Spool) spill() error {
 		}
 		s.file = f
 	}
-	if _, err := s.file.Write(s.mem); err != nil {
-		s.err = fmt.Errorf("spool: write %s: %w", s.file.Name(), err)
-		return s.err
+	for _, c := range s.chunks {
+		if _, err := s.file.Write(c); err != nil {
+			s.err = fmt.Errorf("spool: write %s: %w", s.file.Name(), err)
+			return s.err
+		}
 	}
-	s.fileLn += int64(len(s.mem))
-	s.mem = s.mem[:0]
+	s.fileLn += s.memLn
+	s.releaseChunks()
 	return nil
 }
 
@@ -115,10 +154,14 @@ func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, poin
 		return s.err
 	}
 	slices.SortFunc(s.recs, func(a, b IndexEntry) int { return a.Key.Compare(b.Key) })
+	// The whole output or one part, plus its index: sized once, so the buffer does not
+	// double its way up through fresh memory.
+	out := bytes.NewBuffer(spoolChunks.getOut())
+	defer func() { spoolChunks.putOut(out.Bytes()) }()
+	out.Grow(int(min(s.fileLn+s.memLn, partBytes)) + len(s.recs)*indexEntrySize + 64<<10)
 	var (
-		out     bytes.Buffer
 		w       *Writer
-		scratch []byte // for records read from the file; never a slice of mem
+		scratch []byte // for records read from the file; never a slice of a chunk
 	)
 	finish := func() error {
 		if err := w.Close(); err != nil {
@@ -130,9 +173,6 @@ func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, poin
 		out.Reset()
 		return err
 	}
-	// The whole output or one part, plus its index: sized once, so the buffer does not
-	// double its way up through fresh memory.
-	out.Grow(int(min(s.fileLn+int64(len(s.mem)), partBytes)) + len(s.recs)*indexEntrySize + 64<<10)
 	for i := range s.recs {
 		e := s.recs[i]
 		if i > 0 && !s.recs[i-1].Key.Less(e.Key) {
@@ -143,7 +183,7 @@ func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, poin
 			return err
 		}
 		if w == nil {
-			w = NewWriter(&out, FormatVersion(s.cfg.version), BlockPoints(s.cfg.blockPoints), FlushBytes(s.cfg.flushBytes))
+			w = NewWriter(out, FormatVersion(s.cfg.version), BlockPoints(s.cfg.blockPoints), FlushBytes(s.cfg.flushBytes))
 		}
 		if err := w.AppendRecord(e, rec); err != nil {
 			return err
@@ -164,7 +204,13 @@ func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, poin
 func (s *Spool) record(e IndexEntry, scratch *[]byte) ([]byte, error) {
 	if e.Offset >= s.fileLn {
 		off := e.Offset - s.fileLn
-		return s.mem[off : off+e.Length], nil
+		for _, c := range s.chunks {
+			if off < int64(len(c)) {
+				return c[off : off+e.Length], nil
+			}
+			off -= int64(len(c))
+		}
+		return nil, fmt.Errorf("BUG: spool record at %d past its %d bytes", e.Offset, s.fileLn+s.memLn)
 	}
 	buf := slices.Grow((*scratch)[:0], int(e.Length))[:e.Length]
 	*scratch = buf
@@ -180,10 +226,8 @@ func (s *Spool) record(e IndexEntry, scratch *[]byte) ([]byte, error) {
 // Close removes the temporary file. The spool cannot be used after.
 func (s *Spool) Close() error {
 	s.err = fmt.Errorf("spool: %w", ErrClosed)
-	if s.mem != nil {
-		spoolBufs.put(s.mem)
-	}
-	s.mem, s.recs = nil, nil
+	s.releaseChunks()
+	s.recs = nil
 	if s.file == nil {
 		return nil
 	}
@@ -196,35 +240,59 @@ func (s *Spool) Close() error {
 	return nil
 }
 
-// bufList is a process-wide free list of spool buffers: a run's records fill megabytes,
-// and runs one after the other reuse the same memory instead of faulting in fresh pages
-// (which measured as a large share of a run's system time). A plain list rather than a
-// sync.Pool, so that a GC does not drop them between runs.
-type bufList struct {
-	mu   sync.Mutex
-	free [][]byte
+// chunkPool is the process-wide free list of spool chunks, and of the buffer a part file
+// is built in: runs one after the other reuse the same memory instead of faulting in
+// fresh pages, which measured as a large share of a run's system time. A plain list
+// rather than a sync.Pool, so that a GC does not drop them between runs.
+type chunkPool struct {
+	mu     sync.Mutex
+	free   [][]byte
+	outs   [][]byte
+	outMax int
 }
 
-var spoolBufs bufList
+var spoolChunks = chunkPool{outMax: 2}
 
-// spoolBufsIdle bounds the idle buffers: two runs at once, and one more.
-const spoolBufsIdle = 3
+// spoolChunksIdle bounds the idle chunks: what two runs of a few million points hold.
+const spoolChunksIdle = 32
 
-func (l *bufList) get() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := len(l.free); n > 0 {
-		b := l.free[n-1]
-		l.free = l.free[:n-1]
+func (p *chunkPool) get() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		c := p.free[n-1]
+		p.free = p.free[:n-1]
+		return c[:0]
+	}
+	return nil
+}
+
+func (p *chunkPool) put(c []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) < spoolChunksIdle {
+		p.free = append(p.free, c[:0])
+	}
+}
+
+// getOut returns an empty buffer for a part file, nil if none is idle.
+func (p *chunkPool) getOut() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.outs); n > 0 {
+		b := p.outs[n-1]
+		p.outs = p.outs[:n-1]
 		return b[:0]
 	}
 	return nil
 }
 
-func (l *bufList) put(b []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.free) < spoolBufsIdle {
-		l.free = append(l.free, b[:0])
+// putOut keeps a part file buffer for the next run, unless it is larger than what is
+// worth keeping idle (a part of hundreds of MiB).
+func (p *chunkPool) putOut(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.outs) < p.outMax && cap(b) <= spoolChunksIdle*spoolChunk {
+		p.outs = append(p.outs, b[:0])
 	}
 }

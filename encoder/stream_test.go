@@ -254,3 +254,40 @@ func TestRecordReader(t *testing.T) {
 		requireSameSeries(t, series, got)
 	}
 }
+
+// TestSpoolLargeRecord: a record larger than a spool chunk gets a chunk of its own, and
+// small records after it still come back bit for bit, in memory and from the file.
+func TestSpoolLargeRecord(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	big := testSeries{Key: columnar.SeriesKey{Org: 2}}
+	for j := range 300_000 {
+		big.Ts = append(big.Ts, int64(j))
+		big.Values = append(big.Values, math.Float64frombits(rng.Uint64()))
+	}
+	small := []testSeries{
+		{Key: columnar.SeriesKey{Org: 1}, Ts: []int64{1, 2}, Values: []float64{1, 2}},
+		{Key: columnar.SeriesKey{Org: 3}, Ts: []int64{5}, Values: []float64{math.NaN()}},
+	}
+	for _, memBytes := range []int{1 << 30, 1} {
+		sp := NewSpool(t.TempDir(), memBytes)
+		for _, s := range []testSeries{small[1], big, small[0]} {
+			if err := sp.Add(s.Key, s.Tags, s.Ts, s.Values); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := sp.Stats(); st.Bytes < 2*spoolChunk {
+			t.Fatalf("the big record takes %d bytes; the test wants one larger than a chunk", st.Bytes)
+		}
+		var got []testSeries
+		if err := sp.WriteSorted(1<<30, func(file []byte, _, _ int64) error {
+			got = append(got, decodeFile(t, file)...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		requireSameSeries(t, []testSeries{small[0], big, small[1]}, got)
+		if err := sp.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

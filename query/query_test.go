@@ -167,6 +167,8 @@ func TestGroupSortLatestFirst(t *testing.T) {
 		{org: 1, metric: 7, ts: 7, value: 7, recTs: 10, topic: 1, off: 0},  // tie → topic 1 wins
 		{org: 1, metric: 7, ts: 7, value: 8, recTs: 10, topic: 0, off: 9},
 		{org: 0, metric: 7, ts: 1, value: 9},
+		{org: 0, metric: 8, ts: 1, value: math.Copysign(0, -1), recTs: 10}, // -0 keeps its sign
+		{org: 0, metric: 8, ts: 1, value: 0, recTs: 9},
 	}
 	rand.New(rand.NewPCG(1, 1)).Shuffle(len(pts), func(i, j int) { pts[i], pts[j] = pts[j], pts[i] })
 	for _, stmt := range []struct {
@@ -201,6 +203,7 @@ func TestGroupSortLatestFirst(t *testing.T) {
 			bits   uint64
 		}{
 			{0, 7, 1, math.Float64bits(9)},
+			{0, 8, 1, math.Float64bits(math.Copysign(0, -1))},
 			{1, 7, 5, math.Float64bits(4)},
 			{1, 7, 6, math.Float64bits(nan)},
 			{1, 7, 7, math.Float64bits(7)},
