@@ -227,9 +227,22 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 		wg     sync.WaitGroup
 		next   = make(chan int)
 	)
+	// Largest runs first (by the footers' row counts), so that a big shard does not start
+	// last and leave the other workers idle at the end. Reports keep the jobs' order.
+	order := make([]int, len(jobs))
+	est := make([]uint64, len(jobs))
+	split := opt.SplitBytes
+	if split <= 0 {
+		split = columnar.DefaultSplitBytes
+	}
+	for i, j := range jobs {
+		order[i] = i
+		est[i] = PlanRun(segs, j.shard, j.w, opt.Arrival, split).EstPoints
+	}
+	sort.SliceStable(order, func(a, b int) bool { return est[order[a]] > est[order[b]] })
 	go func() {
 		defer close(next)
-		for i := range jobs {
+		for _, i := range order {
 			next <- i
 		}
 	}()
