@@ -217,7 +217,9 @@ func cell(col arrow.Array, i int, null string) string {
 	case *array.Float32:
 		return string(columnar.AppendValue(nil, float64(c.Value(i))))
 	}
-	return col.ValueStr(i)
+	// A string value aliases the batch's memory, which DuckDB reuses once the next
+	// batch is fetched, and the table keeps its cells until the end.
+	return strings.Clone(col.ValueStr(i))
 }
 
 func jsonCell(col arrow.Array, i int) any {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -241,5 +242,24 @@ func TestResolveCommand(t *testing.T) {
 	os.WriteFile(bad, []byte(body+"      - {at: 2025-11-24T00:10:00Z, serve: legacy}\n"), 0o644)
 	if _, err := runCLI(t, "resolve", "--plan", bad, "--org", "2", "--from", "0", "--to", "1"); err == nil || !strings.Contains(err.Error(), "org 2: cutover 2") {
 		t.Fatalf("unsorted plan: %v", err)
+	}
+}
+
+// TestSQLTableKeepsStrings: the table format holds every cell until the end, past the
+// batch the cell came in; string cells must not alias batch memory DuckDB reuses.
+func TestSQLTableKeepsStrings(t *testing.T) {
+	store := "file://" + t.TempDir()
+	out, err := runCLI(t, "sql", "--store", store, "SELECT 'name-' || i::VARCHAR || '-with-a-long-tail' AS s FROM range(5000) t(i) ORDER BY i")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) < 5002 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	for i, l := range lines[2:5002] {
+		if want := fmt.Sprintf("name-%d-with-a-long-tail", i); strings.TrimSpace(l) != want {
+			t.Fatalf("row %d is %q, want %q", i, l, want)
+		}
 	}
 }
