@@ -223,7 +223,7 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 	var (
 		mu     sync.Mutex
 		done   int
-		failed []string
+		failed []error
 		wg     sync.WaitGroup
 		next   = make(chan int)
 	)
@@ -255,7 +255,7 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 				var err error
 				if db, err = Open(ctx, opt.Engine); err != nil {
 					mu.Lock()
-					failed = append(failed, err.Error())
+					failed = append(failed, err)
 					mu.Unlock()
 					for range next {
 					}
@@ -269,7 +269,7 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 					defer mu.Unlock()
 					done++
 					if err != nil {
-						failed = append(failed, fmt.Sprintf("%s %s: %v", rep.Shard, rep.Window, err))
+						failed = append(failed, fmt.Errorf("%s %s: %w", rep.Shard, rep.Window, err))
 					}
 					if opt.Progress != nil {
 						opt.Progress(done, len(jobs), rep)
@@ -280,8 +280,10 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 	}
 	wg.Wait()
 	if len(failed) > 0 {
-		sort.Strings(failed)
-		return reports, fmt.Errorf("%d of %d shard runs failed; the others are published. First failure: %s", len(failed), len(jobs), failed[0])
+		// The first by text, whatever order the workers finished in; wrapped, so that
+		// callers can still test what went wrong (errors.Is, errors.As).
+		sort.Slice(failed, func(i, j int) bool { return failed[i].Error() < failed[j].Error() })
+		return reports, fmt.Errorf("%d of %d shard runs failed; the others are published. First failure: %w", len(failed), len(jobs), failed[0])
 	}
 	return reports, nil
 }
