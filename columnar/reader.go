@@ -329,6 +329,7 @@ func (d *FrameDecoder) open(sp *Split, f FrameInfo, b []byte, topic uint16, skip
 	if err != nil {
 		if skipCorrupt && errors.Is(err, ErrCorrupt) {
 			st.CorruptFrames++
+			st.Skipped = append(st.Skipped, FrameRef{Key: sp.Seg.Key, Offset: f.Offset})
 			return v, false, nil
 		}
 		return v, false, err

@@ -16,6 +16,15 @@ type FrameStats struct {
 	// ranged GET read between them).
 	Bytes  uint64
 	Timers ReadTimers
+	// Skipped names the corrupt frames skipped under SkipCorrupt, so that a caller that
+	// reads a frame more than once (a run's own and late outputs) counts it once.
+	Skipped []FrameRef
+}
+
+// FrameRef names a frame: its segment and byte offset.
+type FrameRef struct {
+	Key    string
+	Offset uint64
 }
 
 // Add adds o's counts and timers to s.
@@ -27,6 +36,7 @@ func (s *FrameStats) Add(o FrameStats) {
 	s.OutOfWindow += o.OutOfWindow
 	s.Bytes += o.Bytes
 	s.Timers.add(o.Timers)
+	s.Skipped = append(s.Skipped, o.Skipped...)
 }
 
 // ReadTimers total the time the readers spent, per step, summed over reader goroutines

@@ -77,6 +77,8 @@ type Report struct {
 	// the scan that drives the readers), encode, upload and publish.
 	Seconds map[string]float64 `json:"seconds"`
 	Err     string             `json:"error,omitempty"`
+
+	skipped map[columnar.FrameRef]bool // corrupt frames, counted once however often read
 }
 
 func (r *Report) add(stage string, d time.Duration) {
@@ -490,7 +492,13 @@ func (r *runReader) report(rep *Report) {
 		s := p.ReadStats()
 		rep.Frames += s.Frames
 		rep.BytesIn += s.Bytes
-		rep.Counts.CorruptFrames += s.CorruptFrames
+		for _, f := range s.Skipped {
+			if rep.skipped == nil {
+				rep.skipped = map[columnar.FrameRef]bool{}
+			}
+			rep.skipped[f] = true
+		}
+		rep.Counts.CorruptFrames = uint64(len(rep.skipped))
 		rep.add("fetch", s.Timers.Fetch)
 		rep.add("verify", s.Timers.Verify)
 		rep.add("zstd", s.Timers.Decompress)

@@ -537,3 +537,53 @@ func TestFailedShardDoesNotStopOthers(t *testing.T) {
 		t.Fatalf("%d runs, %d failed, %d published", len(reps), failed, len(ms))
 	}
 }
+
+// TestCorruptFrameCountedOnce: with --skip-corrupt, a run that reads the corrupt frame
+// for its own points and again for its late output counts it once.
+func TestCorruptFrameCountedOnce(t *testing.T) {
+	ctx := context.Background()
+	st := storage.NewMem("corrupt-once")
+	lateWorkload(t, st, 6, 64)
+	segs, err := ListSegments(ctx, st, nil, Arrival{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Corrupt every frame of every segment: whichever frame a run reads twice is corrupt.
+	for _, seg := range segs {
+		b, err := storage.ReadAll(ctx, st, seg.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range seg.Footer.Frames {
+			b[f.Offset+uint64(f.Length)-1] ^= 0xff
+		}
+		if err := st.Put(ctx, seg.Key, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), SkipCorrupt: true, Engine: Options{Threads: 1}}, Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reps {
+		if r.Plan == nil || r.Skipped {
+			continue
+		}
+		frames := map[string]bool{}
+		for _, sp := range append(append([]columnar.Split(nil), r.Plan.own...), r.Plan.late...) {
+			for _, f := range sp.Frames {
+				frames[fmt.Sprintf("%s@%d", sp.Seg.Key, f.Offset)] = true
+			}
+		}
+		for _, e := range r.Plan.early {
+			for _, sp := range e.splits {
+				for _, f := range sp.Frames {
+					frames[fmt.Sprintf("%s@%d", sp.Seg.Key, f.Offset)] = true
+				}
+			}
+		}
+		if r.Counts.CorruptFrames != uint64(len(frames)) {
+			t.Fatalf("run %s %s read %d distinct frames, all corrupt, and counted %d", r.Shard, r.Window, len(frames), r.Counts.CorruptFrames)
+		}
+	}
+}
