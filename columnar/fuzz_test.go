@@ -184,7 +184,7 @@ func FuzzFrame(f *testing.F) {
 		}
 		// The keyed decode of the same frame gives the same rows: wide, and narrow over
 		// the rows' own span when it fits.
-		var g idTable
+		var g IDTable
 		layouts := []KeyLayout{{Wide: true}}
 		win := AllTime
 		if n := len(c.Ts); n > 0 {
@@ -195,7 +195,7 @@ func FuzzFrame(f *testing.F) {
 		}
 		for _, l := range layouts {
 			var k Keyed
-			if err := dec.DecodeFrameKeyed(&sp, info, fb, 0, win, false, l, g.assign, &k, &fs, nil); err != nil {
+			if err := dec.DecodeFrameKeyed(&sp, info, fb, 0, win, false, l, g.Assign, &k, &fs, nil); err != nil {
 				t.Fatalf("keyed decode: %v", err)
 			}
 			if k.Len() != c.Len() {
@@ -208,7 +208,7 @@ func FuzzFrame(f *testing.F) {
 				}
 				sid, ts := l.Split(k.Key[i], tc)
 				key := SeriesKey{Org: c.Org[i], Metric: c.Metric[i], Context: c.Context[i]}
-				if g.keys[sid] != key || ts != c.Ts[i] || math.Float64bits(k.Value[i]) != math.Float64bits(c.Value[i]) || g.provs[k.Gid[i]].Offset != c.Offset[i] {
+				if g.Key(sid) != key || ts != c.Ts[i] || math.Float64bits(k.Value[i]) != math.Float64bits(c.Value[i]) || g.Provenance(k.Gid[i]).Offset != c.Offset[i] {
 					t.Fatalf("keyed row %d differs", i)
 				}
 			}

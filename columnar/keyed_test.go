@@ -6,40 +6,12 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/tailor-metrics/tailor/storage"
 )
-
-// idTable is a GroupFunc's table, as a run keeps one.
-type idTable struct {
-	mu    sync.Mutex
-	sids  map[SeriesKey]uint32
-	keys  []SeriesKey
-	provs []Provenance
-}
-
-func (g *idTable) assign(keys []SeriesKey, provs []Provenance, sids, gids []uint32) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.sids == nil {
-		g.sids = map[SeriesKey]uint32{}
-	}
-	for i, k := range keys {
-		sid, ok := g.sids[k]
-		if !ok {
-			sid = uint32(len(g.keys))
-			g.sids[k] = sid
-			g.keys = append(g.keys, k)
-		}
-		sids[i], gids[i] = sid, uint32(len(g.provs))
-		g.provs = append(g.provs, provs[i])
-	}
-	return nil
-}
 
 func cmpRow(a, b row) int {
 	if c := a.k.Compare(b.k); c != 0 {
@@ -95,8 +67,8 @@ func TestKeyedReadMatchesPoints(t *testing.T) {
 				layouts = append(layouts, l)
 			}
 			for _, l := range layouts {
-				var g idTable
-				kr := NewPointReader(ctx, st, splits, topics, ReadOptions{Readers: 2, Window: win, BatchRows: 1000, Groups: g.assign, Layout: l})
+				var g IDTable
+				kr := NewPointReader(ctx, st, splits, topics, ReadOptions{Readers: 2, Window: win, BatchRows: 1000, Groups: g.Assign, Layout: l})
 				if !kr.Schema().Equal(l.Schema()) {
 					t.Fatalf("schema %s, want %s", kr.Schema(), l.Schema())
 				}
@@ -120,8 +92,8 @@ func TestKeyedReadMatchesPoints(t *testing.T) {
 							tc = tss[i]
 						}
 						sid, ts := l.Split(k, tc)
-						p := g.provs[gids[i]]
-						keyed = append(keyed, row{k: g.keys[sid], ts: ts, bits: math.Float64bits(vals[i]), recTs: p.RecordTs, offset: p.Offset})
+						p := g.Provenance(gids[i])
+						keyed = append(keyed, row{k: g.Key(sid), ts: ts, bits: math.Float64bits(vals[i]), recTs: p.RecordTs, offset: p.Offset})
 					}
 				}
 				if err := kr.Err(); err != nil {

@@ -156,8 +156,8 @@ func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, poin
 	slices.SortFunc(s.recs, func(a, b IndexEntry) int { return a.Key.Compare(b.Key) })
 	// The whole output or one part, plus its index: sized once, so the buffer does not
 	// double its way up through fresh memory.
-	out := bytes.NewBuffer(spoolChunks.getOut())
-	defer func() { spoolChunks.putOut(out.Bytes()) }()
+	out := bytes.NewBuffer(partBufs.get())
+	defer func() { partBufs.put(out.Bytes()) }()
 	out.Grow(int(min(s.fileLn+s.memLn, partBytes)) + len(s.recs)*indexEntrySize + 64<<10)
 	var (
 		w       *Writer
@@ -240,59 +240,40 @@ func (s *Spool) Close() error {
 	return nil
 }
 
-// chunkPool is the process-wide free list of spool chunks, and of the buffer a part file
-// is built in: runs one after the other reuse the same memory instead of faulting in
-// fresh pages, which measured as a large share of a run's system time. A plain list
-// rather than a sync.Pool, so that a GC does not drop them between runs.
-type chunkPool struct {
+// freeList is a process-wide free list of buffers: runs one after the other reuse the
+// same memory instead of faulting in fresh pages, which measured as a large share of a
+// run's system time. A plain list rather than a sync.Pool, so that a GC does not drop
+// them between runs.
+type freeList struct {
 	mu     sync.Mutex
 	free   [][]byte
-	outs   [][]byte
-	outMax int
+	max    int // buffers kept idle
+	maxCap int // larger buffers are left to the GC (0: any size)
 }
 
-var spoolChunks = chunkPool{outMax: 2}
+// spoolChunks holds spool chunks: what two runs of a few million points hold.
+var spoolChunks = freeList{max: 32}
 
-// spoolChunksIdle bounds the idle chunks: what two runs of a few million points hold.
-const spoolChunksIdle = 32
+// partBufs holds the buffers part files are built in, unless a part of hundreds of MiB
+// made one larger than is worth keeping idle.
+var partBufs = freeList{max: 2, maxCap: 32 * spoolChunk}
 
-func (p *chunkPool) get() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.free); n > 0 {
-		c := p.free[n-1]
-		p.free = p.free[:n-1]
-		return c[:0]
-	}
-	return nil
-}
-
-func (p *chunkPool) put(c []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.free) < spoolChunksIdle {
-		p.free = append(p.free, c[:0])
-	}
-}
-
-// getOut returns an empty buffer for a part file, nil if none is idle.
-func (p *chunkPool) getOut() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.outs); n > 0 {
-		b := p.outs[n-1]
-		p.outs = p.outs[:n-1]
+// get returns an empty buffer, or nil if none is idle.
+func (l *freeList) get() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.free); n > 0 {
+		b := l.free[n-1]
+		l.free = l.free[:n-1]
 		return b[:0]
 	}
 	return nil
 }
 
-// putOut keeps a part file buffer for the next run, unless it is larger than what is
-// worth keeping idle (a part of hundreds of MiB).
-func (p *chunkPool) putOut(b []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.outs) < p.outMax && cap(b) <= spoolChunksIdle*spoolChunk {
-		p.outs = append(p.outs, b[:0])
+func (l *freeList) put(b []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.free) < l.max && (l.maxCap == 0 || cap(b) <= l.maxCap) {
+		l.free = append(l.free, b[:0])
 	}
 }

@@ -75,20 +75,20 @@ func collect(t *testing.T, r array.RecordReader) []pt {
 	return out
 }
 
-// keyedGroupSort runs pts the way a shard run does: a groupTable numbers their series and
+// keyedGroupSort runs pts the way a shard run does: an IDTable numbers their series and
 // groups (one group per point), GroupSort sorts the keyed rows in layout l, and a
 // KeyedStream keeps each (series, ts)'s latest arrival. It returns the kept points in
 // series key order, as SortedSchema.
 func keyedGroupSort(t *testing.T, e *Engine, l columnar.KeyLayout, pts []pt) (array.RecordReader, error) {
 	t.Helper()
-	var g groupTable
+	var g columnar.IDTable
 	b := array.NewRecordBuilder(memory.DefaultAllocator, l.Schema())
 	defer b.Release()
 	sids, gids := make([]uint32, 1), make([]uint32, 1)
 	for _, p := range pts {
 		k := columnar.SeriesKey{Org: p.org, Metric: p.metric, Context: p.ctx}
 		prov := columnar.Provenance{RecordTs: p.recTs, Offset: p.off, Partition: p.part, Topic: p.topic}
-		if err := g.assign([]columnar.SeriesKey{k}, []columnar.Provenance{prov}, sids, gids); err != nil {
+		if err := g.Assign([]columnar.SeriesKey{k}, []columnar.Provenance{prov}, sids, gids); err != nil {
 			t.Fatal(err)
 		}
 		c := 0
@@ -119,8 +119,8 @@ func keyedGroupSort(t *testing.T, e *Engine, l columnar.KeyLayout, pts []pt) (ar
 		vals []float64
 	}
 	var out []series
-	s := encoder.NewKeyedStream(l, g.later, func(sid uint32, ts []int64, vals []float64) error {
-		out = append(out, series{g.keys[sid], slices.Clone(ts), slices.Clone(vals)})
+	s := encoder.NewKeyedStream(l, g.Later, func(sid uint32, ts []int64, vals []float64) error {
+		out = append(out, series{g.Key(sid), slices.Clone(ts), slices.Clone(vals)})
 		return nil
 	})
 	for sorted.Next() {

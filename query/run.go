@@ -248,7 +248,7 @@ type output struct {
 	layout columnar.KeyLayout
 	key    func(i int) string
 	tags   tagCollector
-	groups groupTable
+	groups columnar.IDTable
 
 	parts  []Part
 	stream encoder.StreamStats
@@ -260,7 +260,7 @@ func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, key func(i in
 
 // reader returns a reader of keyed rows for this output, numbering series and groups.
 func (o *output) reader(ctx context.Context) *runReader {
-	return &runReader{ctx: ctx, opt: o.opt, tags: o.tags.add, groups: o.groups.assign, layout: o.layout, refs: 1}
+	return &runReader{ctx: ctx, opt: o.opt, tags: o.tags.add, groups: o.groups.Assign, layout: o.layout, refs: 1}
 }
 
 // spoolMemory is how many bytes of encoded series a run keeps in memory before the
@@ -291,8 +291,8 @@ func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage fu
 	start = time.Now()
 	spool := encoder.NewSpool(o.opt.Engine.TempDir, spoolMemory)
 	defer func() { err = errors.Join(err, spool.Close()) }()
-	s := encoder.NewKeyedStream(o.layout, o.groups.later, func(sid uint32, ts []int64, vals []float64) error {
-		k := o.groups.keys[sid]
+	s := encoder.NewKeyedStream(o.layout, o.groups.Later, func(sid uint32, ts []int64, vals []float64) error {
+		k := o.groups.Key(sid)
 		return spool.Add(k, o.tags.get(k), ts, vals)
 	})
 	for sorted.Next() {
@@ -331,44 +331,6 @@ func (o *output) upload(ctx context.Context, file []byte, series, points int64) 
 	o.parts = append(o.parts, Part{Key: key, Size: int64(len(file)), Series: uint64(series), Points: uint64(points), SHA256: hex.EncodeToString(sum[:])})
 	return nil
 }
-
-// groupTable numbers what the readers meet: each series gets a dense id (sid) in the
-// order it is first met, and each group (one payload: one Kafka record of one series) an
-// id (gid) that names its provenance, so the sort carries 4 bytes of arrival instead of
-// 22 (docs/run.md). It holds 24 bytes per group and a map entry per series.
-type groupTable struct {
-	mu    sync.Mutex
-	sids  map[columnar.SeriesKey]uint32
-	keys  []columnar.SeriesKey  // by sid
-	provs []columnar.Provenance // by gid
-}
-
-// assign is a columnar.GroupFunc.
-func (g *groupTable) assign(keys []columnar.SeriesKey, provs []columnar.Provenance, sids, gids []uint32) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if uint64(len(g.provs))+uint64(len(provs)) > math.MaxUint32 {
-		return fmt.Errorf("more than %d payloads in one run: split the shard (more shards, or org-X-pK shards) or shorten the window", uint64(math.MaxUint32))
-	}
-	if g.sids == nil {
-		g.sids = map[columnar.SeriesKey]uint32{}
-	}
-	for i, k := range keys {
-		sid, ok := g.sids[k]
-		if !ok {
-			sid = uint32(len(g.keys))
-			g.sids[k] = sid
-			g.keys = append(g.keys, k)
-		}
-		sids[i], gids[i] = sid, uint32(len(g.provs))
-		g.provs = append(g.provs, provs[i])
-	}
-	return nil
-}
-
-// later reports whether group a arrived after group b. Called after reading has
-// finished, from one goroutine.
-func (g *groupTable) later(a, b uint32) bool { return g.provs[a].After(g.provs[b]) }
 
 // tagCollector keeps, per series, the tags of its latest payload (the same arrival rule
 // as points), so the output does not depend on the order splits are read in.
