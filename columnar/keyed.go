@@ -152,15 +152,27 @@ func (t *IDTable) Assign(keys []SeriesKey, provs []Provenance, sids, gids []uint
 	return nil
 }
 
-// Key returns the series key of sid. Like Provenance and Later, it is for after
-// reading has finished, from one goroutine.
-func (t *IDTable) Key(sid uint32) SeriesKey { return t.keys[sid] }
+// Key returns the series key of sid. Key, Provenance and Later are safe while readers
+// still assign ids: the table is append-only, and they lock it.
+func (t *IDTable) Key(sid uint32) SeriesKey {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.keys[sid]
+}
 
 // Provenance returns where group gid came from.
-func (t *IDTable) Provenance(gid uint32) Provenance { return t.provs[gid] }
+func (t *IDTable) Provenance(gid uint32) Provenance {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.provs[gid]
+}
 
 // Later reports whether group a arrived after group b.
-func (t *IDTable) Later(a, b uint32) bool { return t.provs[a].After(t.provs[b]) }
+func (t *IDTable) Later(a, b uint32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.provs[a].After(t.provs[b])
+}
 
 // Keyed is a decoded batch of keyed rows. Ts is filled only for a wide layout.
 type Keyed struct {
