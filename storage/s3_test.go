@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,9 +93,14 @@ func TestS3ThroughFaultProxy(t *testing.T) {
 	dropPut := px.Add(s3test.ProxyRule{Kind: s3test.DropResponse, Op: "PutObject", Period: 6})
 	dropDone := px.Add(s3test.ProxyRule{Kind: s3test.DropResponse, Op: "CompleteMultipartUpload", Period: 2})
 	px.Add(s3test.ProxyRule{Kind: s3test.DropMidBody, Op: "GetObject", Period: 3, AfterBytes: 1000})
-	px.Add(s3test.ProxyRule{Kind: s3test.Stall, Op: "GetObject", Period: 4, AfterBytes: 5000, Delay: 3 * time.Second})
-
+	// A stall needs a body longer than its AfterBytes; counting only reads that can carry
+	// one keeps its period from landing on small reads alone, which on some interleavings
+	// of the concurrent reads left the stall never firing.
 	sizes := []int64{0, 1, 4096, 1 << 20, 5 << 20, 5<<20 + 1, 16<<20 + 17}
+	const stallAfter = 5000
+	px.Add(s3test.ProxyRule{Kind: s3test.Stall, Op: "GetObject", Period: 4, AfterBytes: stallAfter, Delay: 3 * time.Second,
+		Match: func(r *http.Request) bool { return longRead(r, sizes, stallAfter) }})
+
 	objs := map[string][]byte{}
 	for i, size := range sizes {
 		for rep := range 3 {
@@ -505,4 +511,20 @@ func TestS3Open(t *testing.T) {
 	if _, err := storage.OpenWith(ctx, srv.URL("o"), storage.Options{S3: storage.S3Options{PartSize: 1 << 20}}); err == nil {
 		t.Error("part size below 5 MiB accepted")
 	}
+}
+
+// longRead reports whether GET r can return more than n bytes: an object of the test
+// (obj-<size index>-<rep>) larger than n, read whole or by a range longer than n.
+func longRead(r *http.Request, sizes []int64, n int64) bool {
+	var i, rep int
+	if _, err := fmt.Sscanf(path.Base(r.URL.Path), "obj-%d-%d", &i, &rep); err != nil || i < 0 || i >= len(sizes) || sizes[i] <= n {
+		return false
+	}
+	var a, b int64
+	if h := r.Header.Get("Range"); h != "" {
+		if _, err := fmt.Sscanf(h, "bytes=%d-%d", &a, &b); err == nil {
+			return b-a+1 > n
+		}
+	}
+	return true
 }
