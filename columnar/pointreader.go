@@ -291,13 +291,10 @@ func (r *PointReader) ReadStats() ReadStats {
 func (r *PointReader) Schema() *arrow.Schema { return r.kind.schema() }
 
 func (k batchKind) schema() *arrow.Schema {
-	switch k {
-	case kindNarrow:
-		return KeyedSchema
-	case kindWide:
-		return KeyedWideSchema
+	if k == kindPoints {
+		return PointSchema
 	}
-	return PointSchema
+	return KeyLayout{Wide: k == kindWide}.Schema()
 }
 
 // Next implements array.RecordReader.

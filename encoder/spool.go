@@ -27,7 +27,8 @@ type Spool struct {
 	// The records not in the file yet: chunks of about spoolChunk bytes, each holding
 	// whole records. Record offsets count the file's bytes, then the chunks' in order.
 	chunks  [][]byte
-	memLn   int64 // bytes in chunks
+	starts  []int64 // each chunk's first offset, after the file's fileLn bytes
+	memLn   int64   // bytes in chunks
 	scratch []byte
 	file    *os.File
 	fileLn  int64
@@ -102,6 +103,7 @@ func (s *Spool) place(rec []byte) {
 			c = make([]byte, 0, max(spoolChunk, len(rec)))
 		}
 		s.chunks = append(s.chunks, c)
+		s.starts = append(s.starts, s.memLn)
 		n++
 	}
 	s.chunks[n-1] = append(s.chunks[n-1], rec...)
@@ -115,7 +117,7 @@ func (s *Spool) releaseChunks() {
 			spoolChunks.put(c)
 		}
 	}
-	s.chunks, s.memLn = s.chunks[:0], 0
+	s.chunks, s.starts, s.memLn = s.chunks[:0], s.starts[:0], 0
 }
 
 // spill appends the records held in memory to the temporary file.
@@ -204,11 +206,15 @@ func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, poin
 func (s *Spool) record(e IndexEntry, scratch *[]byte) ([]byte, error) {
 	if e.Offset >= s.fileLn {
 		off := e.Offset - s.fileLn
-		for _, c := range s.chunks {
-			if off < int64(len(c)) {
-				return c[off : off+e.Length], nil
+		// The last chunk starting at or before off: a binary search, since WriteSorted
+		// looks up every record and a large spool holds dozens of chunks.
+		if i, found := slices.BinarySearch(s.starts, off); found || i > 0 {
+			if !found {
+				i--
 			}
-			off -= int64(len(c))
+			if c, o := s.chunks[i], off-s.starts[i]; o+e.Length <= int64(len(c)) {
+				return c[o : o+e.Length], nil
+			}
 		}
 		return nil, fmt.Errorf("BUG: spool record at %d past its %d bytes", e.Offset, s.fileLn+s.memLn)
 	}
