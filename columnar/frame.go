@@ -213,6 +213,28 @@ func (v *frameView) appendRows(c *Columns, topic uint16, partition int32) {
 	}
 }
 
+// checkIncreasing verifies that the ts of every group strictly increase, as the format
+// promises (the writer sorts and collapses each payload): keyed reads hand each group
+// on as one sorted run.
+func (v *frameView) checkIncreasing() error {
+	le := binary.LittleEndian
+	row := 0
+	for g := 0; g < v.groups; g++ {
+		n := int(le.Uint32(v.count[4*g:]))
+		tsb := v.ts[8*row : 8*(row+n)]
+		t := int64(0)
+		for i := 0; i < n; i++ {
+			next := t + int64(le.Uint64(tsb[8*i:]))
+			if i > 0 && next <= t {
+				return fmt.Errorf("frame: group %d: ts %d after %d at its point %d, not strictly increasing", g, next, t, i)
+			}
+			t = next
+		}
+		row += n
+	}
+	return nil
+}
+
 func fill[T any](s []T, v T) {
 	for i := range s {
 		s[i] = v

@@ -11,34 +11,42 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 )
 
-// Keyed rows are what a compute run sorts: the series and time folded into one narrow
-// sort key, the value, and the id of the group (payload) the point came in. The run
-// numbers series and groups as the reader meets them (GroupFunc) and keeps what it needs
-// of each group (its series key and arrival) itself, so the sort moves 20 bytes per
-// point instead of the 58 of PointSchema and compares 8-byte keys instead of 50-byte
-// ones. See docs/run.md.
+// Keyed rows are what a compute run sorts: one row per group (payload) inside the window,
+// carrying the group's series and first ts folded into one narrow sort key, the id of
+// the group, and the group's points. A group's points are already in strictly increasing
+// ts order (the segment writer sorts each payload, docs/format/segment.md), so the sort
+// orders groups, not points: about 100 times fewer rows than points, and the points
+// travel through it as one blob per row. The streaming encoder merges the groups of a
+// series (encoder.KeyedStream). The run numbers series and groups as the reader meets
+// them (GroupFunc) and keeps what it needs of each group (its series key and arrival)
+// itself. See docs/run.md.
 
 // Column names of the keyed schemas.
 const (
-	ColKey   = "k"
-	ColGroup = "gid"
+	ColKey    = "k"
+	ColGroup  = "gid"
+	ColPoints = "pts"
 )
 
+// RunPointBytes is the size of one point in a keyed row's pts: its ts and its value's
+// bits, each a little-endian 8-byte word.
+const RunPointBytes = 16
+
 // KeyedSchema is the Arrow schema of keyed rows with a narrow layout: k is
-// sid<<32 | (ts - Base).
+// sid<<32 | (first ts - Base).
 var KeyedSchema = arrow.NewSchema([]arrow.Field{
 	{Name: ColKey, Type: arrow.PrimitiveTypes.Uint64},
-	{Name: ColValue, Type: arrow.PrimitiveTypes.Float64},
 	{Name: ColGroup, Type: arrow.PrimitiveTypes.Uint32},
+	{Name: ColPoints, Type: arrow.BinaryTypes.Binary},
 }, nil)
 
 // KeyedWideSchema is the Arrow schema of keyed rows with a wide layout: k is the sid and
-// ts has its own column.
+// ts, the group's first ts, has its own column.
 var KeyedWideSchema = arrow.NewSchema([]arrow.Field{
 	{Name: ColKey, Type: arrow.PrimitiveTypes.Uint64},
 	{Name: ColTs, Type: arrow.PrimitiveTypes.Int64},
-	{Name: ColValue, Type: arrow.PrimitiveTypes.Float64},
 	{Name: ColGroup, Type: arrow.PrimitiveTypes.Uint32},
+	{Name: ColPoints, Type: arrow.BinaryTypes.Binary},
 }, nil)
 
 // narrowSpan is the widest ts span (in ms, about 49.7 days) a narrow key holds: its low
@@ -70,12 +78,13 @@ func (l KeyLayout) Schema() *arrow.Schema {
 	return KeyedSchema
 }
 
-// rowBytes is the size of one row across the layout's columns.
-func (l KeyLayout) rowBytes() int64 {
+// pointBytes is what a batch holds per point of capacity: the point itself, and a row
+// (key, gid, offset and, when wide, ts) for the case of one-point groups.
+func (l KeyLayout) pointBytes() int64 {
 	if l.Wide {
-		return 8 + 8 + 8 + 4
+		return RunPointBytes + 8 + 4 + 4 + 8
 	}
-	return 8 + 8 + 4
+	return RunPointBytes + 8 + 4 + 4
 }
 
 // Split returns the sid and ts of a row with key k and, for a wide layout, ts column
@@ -174,26 +183,34 @@ func (t *IDTable) Later(a, b uint32) bool {
 	return t.provs[a].After(t.provs[b])
 }
 
-// Keyed is a decoded batch of keyed rows. Ts is filled only for a wide layout.
+// Keyed is a decoded batch of keyed rows, one per group. Row i's points are
+// Points[Offsets[i]:Offsets[i+1]], RunPointBytes each, in strictly increasing ts order. Ts
+// (the first ts of each row) is filled only for a wide layout.
 type Keyed struct {
-	Key   []uint64
-	Ts    []int64
-	Value []float64
-	Gid   []uint32
+	Key     []uint64
+	Ts      []int64
+	Gid     []uint32
+	Offsets []int32
+	Points  []byte
 }
 
 // Len is the number of rows.
 func (c *Keyed) Len() int { return len(c.Key) }
 
+// PointCount is the number of points in all rows.
+func (c *Keyed) PointCount() int { return len(c.Points) / RunPointBytes }
+
 // Reset empties c, keeping capacity.
 func (c *Keyed) Reset() {
-	c.Key, c.Ts, c.Value, c.Gid = c.Key[:0], c.Ts[:0], c.Value[:0], c.Gid[:0]
+	c.Key, c.Ts, c.Gid, c.Offsets, c.Points = c.Key[:0], c.Ts[:0], c.Gid[:0], c.Offsets[:0], c.Points[:0]
 }
 
-func (c *Keyed) grow(n int, wide bool) {
-	c.Key, c.Value, c.Gid = slices.Grow(c.Key, n), slices.Grow(c.Value, n), slices.Grow(c.Gid, n)
+// grow makes room for rows more rows holding points more points.
+func (c *Keyed) grow(rows, points int, wide bool) {
+	c.Key, c.Gid, c.Offsets = slices.Grow(c.Key, rows), slices.Grow(c.Gid, rows), slices.Grow(c.Offsets, rows+1)
+	c.Points = slices.Grow(c.Points, points*RunPointBytes)
 	if wide {
-		c.Ts = slices.Grow(c.Ts, n)
+		c.Ts = slices.Grow(c.Ts, rows)
 	}
 }
 
@@ -205,7 +222,7 @@ type groupScratch struct {
 }
 
 // DecodeFrameKeyed is DecodeFrame for keyed rows: it numbers the frame's groups with
-// groups and appends the frame's rows inside win to c in layout l.
+// groups and appends a row for each group with points inside win to c, in layout l.
 func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, l KeyLayout, groups GroupFunc, c *Keyed, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
 	v, ok, err := d.open(sp, f, b, topic, skipCorrupt, st, tags)
 	if !ok {
@@ -213,6 +230,10 @@ func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, topic 
 	}
 	t := time.Now()
 	defer func() { st.Timers.Decode += time.Since(t) }()
+	if len(c.Points)+v.rows*RunPointBytes > math.MaxInt32 {
+		// Arrow's binary offsets are 32-bit; readers cut batches far below this.
+		return fmt.Errorf("segment %s frame at byte %d: keyed batch would pass 2 GiB of points", sp.Seg.Key, f.Offset)
+	}
 	g := &d.groups
 	v.groupIDs(g, topic, sp.Seg.Header.Partition)
 	if err := groups(g.keys, g.provs, g.sids, g.gids); err != nil {
@@ -237,61 +258,64 @@ func (v *frameView) groupIDs(g *groupScratch, topic uint16, partition int32) {
 	}
 }
 
-// appendKeyed decodes the frame's rows inside win (all of them when covered) into c and
-// returns how many it kept. Like appendRows, it extends the columns once per frame and
-// works on sub-slices, so the inner loops carry no bounds checks.
+// appendKeyed decodes the frame's points inside win (all of them when covered) into c,
+// a row per group that keeps any, and returns how many points it kept. Like appendRows,
+// it extends c once per frame and works on sub-slices.
 func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool, sids, gids []uint32) int {
 	le := binary.LittleEndian
-	n0 := c.Len()
-	if cap(c.Key)-n0 < v.rows || cap(c.Value)-n0 < v.rows || cap(c.Gid)-n0 < v.rows || (l.Wide && cap(c.Ts)-n0 < v.rows) {
-		c.grow(v.rows, l.Wide)
+	if cap(c.Key)-len(c.Key) < v.groups || cap(c.Gid)-len(c.Gid) < v.groups || cap(c.Offsets)-len(c.Offsets) < v.groups+1 ||
+		cap(c.Points)-len(c.Points) < v.rows*RunPointBytes || (l.Wide && cap(c.Ts)-len(c.Ts) < v.groups) {
+		c.grow(v.groups, v.rows, l.Wide)
 	}
-	m := n0 + v.rows
-	keys, vals, gs := c.Key[:m], c.Value[:m], c.Gid[:m]
-	var tss []int64
-	if l.Wide {
-		tss = c.Ts[:m]
+	if len(c.Offsets) == 0 {
+		c.Offsets = append(c.Offsets, 0)
 	}
-	w, row := n0, 0
+	kept, row := 0, 0
 	for g := 0; g < v.groups; g++ {
 		n := int(le.Uint32(v.count[4*g:]))
 		tsb := v.ts[8*row : 8*(row+n)]
 		vb := v.vals[8*row : 8*(row+n)]
 		row += n
-		sid, gid := sids[g], gids[g]
+		p0 := len(c.Points)
+		dst := c.Points[p0 : p0+n*RunPointBytes]
 		t, x := int64(0), uint64(0)
-		switch {
-		case covered && !l.Wide:
-			hi := uint64(sid) << 32
-			k, vs, gg := keys[w:w+n], vals[w:w+n], gs[w:w+n]
-			for i := range k {
-				t += int64(le.Uint64(tsb[8*i:]))
-				x ^= le.Uint64(vb[8*i:])
-				k[i] = hi | uint64(t-l.Base)
-				vs[i] = math.Float64frombits(x)
-				gg[i] = gid
-			}
-			w += n
-		default:
+		w := 0
+		if covered {
 			for i := 0; i < n; i++ {
 				t += int64(le.Uint64(tsb[8*i:]))
 				x ^= le.Uint64(vb[8*i:])
-				if !covered && !win.Contains(t) {
+				p := dst[RunPointBytes*i : RunPointBytes*i+RunPointBytes]
+				le.PutUint64(p, uint64(t))
+				le.PutUint64(p[8:], x)
+			}
+			w = n
+		} else {
+			for i := 0; i < n; i++ {
+				t += int64(le.Uint64(tsb[8*i:]))
+				x ^= le.Uint64(vb[8*i:])
+				if !win.Contains(t) {
 					continue
 				}
-				if l.Wide {
-					keys[w], tss[w] = uint64(sid), t
-				} else {
-					keys[w] = uint64(sid)<<32 | uint64(t-l.Base)
-				}
-				vals[w], gs[w] = math.Float64frombits(x), gid
+				p := dst[RunPointBytes*w : RunPointBytes*w+RunPointBytes]
+				le.PutUint64(p, uint64(t))
+				le.PutUint64(p[8:], x)
 				w++
 			}
 		}
+		if w == 0 {
+			continue
+		}
+		first := int64(le.Uint64(dst))
+		c.Points = c.Points[:p0+w*RunPointBytes]
+		if l.Wide {
+			c.Key = append(c.Key, uint64(sids[g]))
+			c.Ts = append(c.Ts, first)
+		} else {
+			c.Key = append(c.Key, uint64(sids[g])<<32|uint64(first-l.Base))
+		}
+		c.Gid = append(c.Gid, gids[g])
+		c.Offsets = append(c.Offsets, int32(len(c.Points)))
+		kept += w
 	}
-	c.Key, c.Value, c.Gid = keys[:w], vals[:w], gs[:w]
-	if l.Wide {
-		c.Ts = tss[:w]
-	}
-	return w - n0
+	return kept
 }

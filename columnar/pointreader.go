@@ -60,13 +60,13 @@ func kindOf(opt ReadOptions) batchKind {
 	return kindNarrow
 }
 
-// rowBytes is the size of one row across the kind's columns.
+// rowBytes is what a batch of the kind holds per point of capacity.
 func (k batchKind) rowBytes() int64 {
 	switch k {
 	case kindNarrow:
-		return KeyLayout{}.rowBytes()
+		return KeyLayout{}.pointBytes()
 	case kindWide:
-		return KeyLayout{Wide: true}.rowBytes()
+		return KeyLayout{Wide: true}.pointBytes()
 	}
 	return pointBytes
 }
@@ -356,11 +356,12 @@ type batch struct {
 	mem  *memMeter // the reader that holds it
 }
 
+// len is the number of points in the batch.
 func (b *batch) len() int {
 	if b.kind == kindPoints {
 		return b.Columns.Len()
 	}
-	return b.Keyed.Len()
+	return b.Keyed.PointCount()
 }
 
 func (b *batch) bytes() int64 { return int64(b.rows) * b.kind.rowBytes() }
@@ -397,7 +398,7 @@ func (p *batchPool) get(rows int, kind batchKind, mem *memMeter) *batch {
 		if kind == kindPoints {
 			b.Columns.grow(rows)
 		} else {
-			b.Keyed.grow(rows, kind == kindWide)
+			b.Keyed.grow(rows, rows, kind == kindWide)
 		}
 	}
 	b.mem = mem
@@ -480,16 +481,16 @@ func (b *batch) record() arrow.RecordBatch {
 		n := b.Keyed.Len()
 		return b.columns(KeyedSchema, n, []arrow.Array{
 			b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Key)),
-			b.prim(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(b.Keyed.Value)),
 			b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Gid)),
+			b.binary(n, b.Offsets, b.Points),
 		})
 	case kindWide:
 		n := b.Keyed.Len()
 		return b.columns(KeyedWideSchema, n, []arrow.Array{
 			b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Key)),
 			b.prim(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(b.Keyed.Ts)),
-			b.prim(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(b.Keyed.Value)),
 			b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Gid)),
+			b.binary(n, b.Offsets, b.Points),
 		})
 	}
 	n := b.Columns.Len()
@@ -509,12 +510,38 @@ func (b *batch) record() arrow.RecordBatch {
 // columns makes the record of cols, whose buffers b allocated: the batch returns to the
 // pool once each of them has been freed.
 func (b *batch) columns(schema *arrow.Schema, n int, cols []arrow.Array) arrow.RecordBatch {
-	b.refs.Store(int32(len(cols)))
+	bufs := 0
+	for _, c := range cols {
+		for _, buf := range c.Data().Buffers() {
+			if buf != nil {
+				bufs++
+			}
+		}
+	}
+	b.refs.Store(int32(bufs))
 	rec := array.NewRecordBatch(schema, cols, int64(n))
 	for _, c := range cols {
 		c.Release()
 	}
 	return rec
+}
+
+// noOffsets are the offsets of a binary column without rows.
+var noOffsets = []int32{0}
+
+// binary makes a binary column of n rows from offsets (n+1 of them) and data.
+func (b *batch) binary(n int, offsets []int32, data []byte) arrow.Array {
+	if n == 0 {
+		offsets = noOffsets
+	}
+	ob := memory.NewBufferWithAllocator(arrow.Int32Traits.CastToBytes(offsets[:n+1]), b)
+	db := memory.NewBufferWithAllocator(data, b)
+	d := array.NewData(arrow.BinaryTypes.Binary, n, []*memory.Buffer{nil, ob, db}, nil, 0, 0)
+	ob.Release()
+	db.Release()
+	a := array.MakeFromData(d)
+	d.Release()
+	return a
 }
 
 func (b *batch) prim(dt arrow.DataType, n int, data []byte) arrow.Array {

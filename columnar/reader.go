@@ -278,6 +278,9 @@ func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte, t *ReadTimer
 	if v.rows != int(info.Rows) || v.groups != int(info.Groups) {
 		return v, corrupt(key, info.Offset, "frame: %d rows in %d groups, footer says %d in %d", v.rows, v.groups, info.Rows, info.Groups)
 	}
+	if err := v.checkIncreasing(); err != nil {
+		return v, corrupt(key, info.Offset, "%v", err)
+	}
 	return v, nil
 }
 

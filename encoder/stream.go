@@ -1,7 +1,10 @@
 package encoder
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -11,33 +14,47 @@ import (
 
 // StreamStats are a KeyedStream's running counts.
 type StreamStats struct {
-	PointsIn   int64 // rows received
-	Duplicates int64 // rows dropped because another arrival of their (series, ts) won
+	PointsIn   int64 // points received
+	Duplicates int64 // points dropped because another arrival of their (series, ts) won
 	PointsOut  int64 // points handed on
 	Series     int64 // series handed on
 }
 
-// KeyedStream assembles whole series from keyed rows (columnar.KeyLayout's schema)
-// sorted by k (and ts, for a wide layout): the rows of one series id arrive together, in
-// ts order. A (series, ts) repeats once for each time it arrived; the stream keeps the
-// row of the latest arrival, as later ranks the rows' groups, and counts the others as
-// duplicates, so the sort need not order arrivals. Each finished series goes to emit.
-// A series may span batches; the stream copies what it needs, so a batch may be released
-// as soon as Write returns. Not safe for concurrent use.
+// KeyedStream assembles whole series from keyed rows (columnar.KeyLayout's schema), one
+// row per group with its points in strictly increasing ts order, sorted by k (and ts,
+// for a wide layout): the rows of one series id arrive together, in order of their first
+// ts. The stream merges a series' groups into one time-ordered run. A (series, ts)
+// repeats once for each time it arrived; the stream keeps the point of the latest
+// arrival, as later ranks the groups, and counts the others as duplicates, so the sort
+// need not order arrivals. Groups that do not overlap (the common case) are simply
+// concatenated. Each finished series goes to emit. A series may span batches; the stream
+// copies what it needs, so a batch may be released as soon as Write returns. Not safe
+// for concurrent use.
 type KeyedStream struct {
 	layout columnar.KeyLayout
 	later  func(a, b uint32) bool
 	emit   func(sid uint32, ts []int64, values []float64) error
 
-	has  bool
-	sid  uint32
-	gid  uint32 // the group of the last point kept
-	ts   []int64
-	vals []float64
+	has     bool
+	sid     uint32
+	start   int64   // the first ts of the last group
+	end     int64   // the greatest ts of the series so far
+	overlap bool    // some group starts at or before an earlier group's end
+	ts      []int64 // the series' groups, one after another
+	vals    []float64
+	runs    []run
+
+	merge merger
 
 	stats  StreamStats
 	err    error
 	closed bool
+}
+
+// run is one group of the series being assembled: ts[off:off+n] and vals[off:off+n].
+type run struct {
+	off, n int
+	gid    uint32
 }
 
 // NewKeyedStream returns a stream over rows in layout l. later(a, b) reports whether
@@ -88,16 +105,22 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 		c++
 		tss = rec.Column(c).(*array.Int64).Int64Values()
 	}
-	vals := rec.Column(c + 1).(*array.Float64).Float64Values()
-	gids := rec.Column(c + 2).(*array.Uint32).Uint32Values()
-	s.stats.PointsIn += int64(len(keys))
+	gids := rec.Column(c + 1).(*array.Uint32).Uint32Values()
+	pts := rec.Column(c + 2).(*array.Binary)
+	le := binary.LittleEndian
 
 	var tcol int64
 	for i, k := range keys {
 		if tss != nil {
 			tcol = tss[i]
 		}
-		sid, t := s.layout.Split(k, tcol)
+		sid, start := s.layout.Split(k, tcol)
+		b := pts.Value(i)
+		n := len(b) / columnar.RunPointBytes
+		if n == 0 || len(b)%columnar.RunPointBytes != 0 {
+			s.err = fmt.Errorf("keyed stream write: row %d: %d bytes of points, want a positive multiple of %d", i, len(b), columnar.RunPointBytes)
+			return s.err
+		}
 		if !s.has || sid != s.sid {
 			if s.has {
 				if sid < s.sid {
@@ -108,21 +131,38 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 					return err
 				}
 			}
-			s.sid, s.has = sid, true
-		} else if last := s.ts[len(s.ts)-1]; t <= last {
-			if t < last {
-				s.err = fmt.Errorf("keyed stream write: row %d: series id %d timestamp %d after %d: %w", i, sid, t, last, ErrOutOfOrder)
+			s.sid, s.has, s.end = sid, true, math.MinInt64
+		} else if start < s.start {
+			s.err = fmt.Errorf("keyed stream write: row %d: series id %d group starting at %d after one starting at %d: %w", i, sid, start, s.start, ErrOutOfOrder)
+			return s.err
+		}
+		s.start = start
+
+		// Copy the group's points, checking that they are the sorted run the key says.
+		off := len(s.ts)
+		s.ts, s.vals = slices.Grow(s.ts, n)[:off+n], slices.Grow(s.vals, n)[:off+n]
+		ts, vals := s.ts[off:], s.vals[off:]
+		prev := int64(math.MinInt64)
+		for j := range ts {
+			p := b[columnar.RunPointBytes*j : columnar.RunPointBytes*j+columnar.RunPointBytes]
+			t := int64(le.Uint64(p))
+			if j > 0 && t <= prev {
+				s.err = fmt.Errorf("keyed stream write: row %d: point %d: ts %d after %d: %w", i, j, t, prev, ErrOutOfOrder)
 				return s.err
 			}
-			s.stats.Duplicates++
-			if s.later(gids[i], s.gid) {
-				s.vals[len(s.vals)-1], s.gid = vals[i], gids[i]
-			}
-			continue
+			ts[j], vals[j] = t, math.Float64frombits(le.Uint64(p[8:]))
+			prev = t
 		}
-		s.ts = append(s.ts, t)
-		s.vals = append(s.vals, vals[i])
-		s.gid = gids[i]
+		if ts[0] != start {
+			s.err = fmt.Errorf("keyed stream write: row %d: key says the group starts at %d, its first point is at %d", i, start, ts[0])
+			return s.err
+		}
+		if start <= s.end {
+			s.overlap = true
+		}
+		s.end = max(s.end, ts[n-1])
+		s.runs = append(s.runs, run{off: off, n: n, gid: gids[i]})
+		s.stats.PointsIn += int64(n)
 	}
 	return nil
 }
@@ -131,15 +171,88 @@ func (s *KeyedStream) flush() error {
 	if !s.has {
 		return nil
 	}
-	if err := s.emit(s.sid, s.ts, s.vals); err != nil {
+	ts, vals := s.ts, s.vals
+	if s.overlap {
+		var dups int64
+		ts, vals, dups = s.merge.merge(s.ts, s.vals, s.runs, s.later)
+		s.stats.Duplicates += dups
+	}
+	if err := s.emit(s.sid, ts, vals); err != nil {
 		s.err = fmt.Errorf("keyed stream: %w", err)
 		return s.err
 	}
 	s.stats.Series++
-	s.stats.PointsOut += int64(len(s.ts))
-	s.has = false
-	s.ts, s.vals = s.ts[:0], s.vals[:0]
+	s.stats.PointsOut += int64(len(ts))
+	s.has, s.overlap = false, false
+	s.ts, s.vals, s.runs = s.ts[:0], s.vals[:0], s.runs[:0]
 	return nil
+}
+
+// merger merges overlapping runs of one series; its buffers are reused.
+type merger struct {
+	heap []int // indexes of runs with points left, least head ts first
+	pos  []int // next point of each run
+	ts   []int64
+	vals []float64
+}
+
+// merge merges runs (groups of one series, each strictly increasing, over ts and vals)
+// into one strictly increasing run. Of the points sharing a ts it keeps the one whose
+// group later ranks latest, and counts the others as dups.
+func (m *merger) merge(ts []int64, vals []float64, runs []run, later func(a, b uint32) bool) ([]int64, []float64, int64) {
+	m.ts, m.vals = m.ts[:0], m.vals[:0]
+	m.pos = slices.Grow(m.pos[:0], len(runs))[:len(runs)]
+	m.heap = m.heap[:0]
+	for i, r := range runs {
+		m.pos[i] = r.off
+		m.heap = append(m.heap, i)
+	}
+	head := func(h int) int64 { return ts[m.pos[m.heap[h]]] }
+	less := func(a, b int) bool {
+		ta, tb := head(a), head(b)
+		return ta < tb || ta == tb && m.heap[a] < m.heap[b]
+	}
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= len(m.heap) {
+				return
+			}
+			if r := l + 1; r < len(m.heap) && less(r, l) {
+				l = r
+			}
+			if !less(l, i) {
+				return
+			}
+			m.heap[i], m.heap[l] = m.heap[l], m.heap[i]
+			i = l
+		}
+	}
+	for i := len(m.heap)/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	var dups int64
+	var gid uint32 // the group of the last point kept
+	for len(m.heap) > 0 {
+		ri := m.heap[0]
+		r := &runs[ri]
+		p := m.pos[ri]
+		if n := len(m.ts); n > 0 && ts[p] == m.ts[n-1] {
+			dups++
+			if later(r.gid, gid) {
+				m.vals[n-1], gid = vals[p], r.gid
+			}
+		} else {
+			m.ts, m.vals, gid = append(m.ts, ts[p]), append(m.vals, vals[p]), r.gid
+		}
+		if m.pos[ri] = p + 1; m.pos[ri] == r.off+r.n {
+			last := len(m.heap) - 1
+			m.heap[0] = m.heap[last]
+			m.heap = m.heap[:last]
+		}
+		down(0)
+	}
+	return m.ts, m.vals, dups
 }
 
 // Close hands the last series on.

@@ -4,8 +4,8 @@ package sql
 
 import _ "embed"
 
-// GroupSort orders the view "points" of keyed rows (columnar.KeyedSchema) by series and
-// ts; GroupSortWide does the same for columnar.KeyedWideSchema.
+// GroupSort orders the view "points" of keyed rows (columnar.KeyedSchema, one per group)
+// by series and first ts; GroupSortWide does the same for columnar.KeyedWideSchema.
 //
 //go:embed groupsort.sql
 var GroupSort string
