@@ -195,22 +195,45 @@ func FuzzFrame(f *testing.F) {
 		}
 		for _, l := range layouts {
 			var k Keyed
-			if err := dec.DecodeFrameKeyed(&sp, info, fb, 0, win, false, l, g.Assign, &k, &fs, nil); err != nil {
+			ps := NewPointStore(t.TempDir(), 1<<20)
+			pw := ps.Writer()
+			if err := dec.DecodeFrameKeyed(&sp, info, fb, 0, win, false, l, g.Assign, pw, &k, &fs, nil); err != nil {
 				t.Fatalf("keyed decode: %v", err)
 			}
-			if k.Len() != c.Len() {
-				t.Fatalf("keyed decode: %d rows, want %d", k.Len(), c.Len())
+			if err := pw.Close(); err != nil {
+				t.Fatal(err)
 			}
+			if k.Len() > int(groups) {
+				t.Fatalf("keyed decode: %d rows for %d groups", k.Len(), groups)
+			}
+			row := 0
 			for i := range k.Key {
 				var tc int64
 				if l.Wide {
 					tc = k.Ts[i]
 				}
-				sid, ts := l.Split(k.Key[i], tc)
-				key := SeriesKey{Org: c.Org[i], Metric: c.Metric[i], Context: c.Context[i]}
-				if g.Key(sid) != key || ts != c.Ts[i] || math.Float64bits(k.Value[i]) != math.Float64bits(c.Value[i]) || g.Provenance(k.Gid[i]).Offset != c.Offset[i] {
-					t.Fatalf("keyed row %d differs", i)
+				sid, first := l.Split(k.Key[i], tc)
+				pts, err := ps.Points(k.Ref[i], int(k.Count[i])*RunPointBytes)
+				if err != nil || k.Count[i] == 0 {
+					t.Fatalf("keyed row %d: %d points: %v", i, k.Count[i], err)
 				}
+				for j := range int(k.Count[i]) {
+					ts, bits := RunPoint(pts, j)
+					if row >= c.Len() {
+						t.Fatalf("keyed decode: more points than %d", c.Len())
+					}
+					key := SeriesKey{Org: c.Org[row], Metric: c.Metric[row], Context: c.Context[row]}
+					if j == 0 && first != ts || g.Key(sid) != key || ts != c.Ts[row] || bits != math.Float64bits(c.Value[row]) || g.Provenance(k.Gid[i]).Offset != c.Offset[row] {
+						t.Fatalf("keyed row %d point %d differs", i, j)
+					}
+					row++
+				}
+			}
+			if row != c.Len() {
+				t.Fatalf("keyed decode: %d points, want %d", row, c.Len())
+			}
+			if err := ps.Close(); err != nil {
+				t.Fatal(err)
 			}
 		}
 	})

@@ -13,31 +13,34 @@ import (
 
 // Keyed rows are what a compute run sorts: one row per group (payload) inside the window,
 // carrying the group's series and first ts folded into one narrow sort key, the id of
-// the group, and the group's points. A group's points are already in strictly increasing
-// ts order (the segment writer sorts each payload, docs/format/segment.md), so the sort
-// orders groups, not points: about 100 times fewer rows than points, and the points
-// travel through it as one blob per row. The streaming encoder merges the groups of a
-// series (encoder.KeyedStream). The run numbers series and groups as the reader meets
-// them (GroupFunc) and keeps what it needs of each group (its series key and arrival)
-// itself. See docs/run.md.
+// the group, and where its points are in the run's PointStore. A group's points are
+// already in strictly increasing ts order (the segment writer sorts each payload,
+// docs/format/segment.md), so the sort orders groups, not points: about 100 times fewer
+// rows than points, of 24 bytes each. The streaming encoder merges the groups of a series
+// (encoder.KeyedStream). The run numbers series and groups as the reader meets them
+// (GroupFunc) and keeps what it needs of each group (its series key and arrival) itself.
+// See docs/run.md.
 
 // Column names of the keyed schemas.
 const (
-	ColKey    = "k"
-	ColGroup  = "gid"
-	ColPoints = "pts"
+	ColKey   = "k"
+	ColGroup = "gid"
+	ColCount = "n"
+	ColRef   = "ref"
 )
 
-// RunPointBytes is the size of one point in a keyed row's pts: its ts and its value's
-// bits, each a little-endian 8-byte word.
+// RunPointBytes is the size of one point in the PointStore: its ts and its value's bits,
+// each a little-endian 8-byte word.
 const RunPointBytes = 16
 
 // KeyedSchema is the Arrow schema of keyed rows with a narrow layout: k is
-// sid<<32 | (first ts - Base).
+// sid<<32 | (first ts - Base); n is the number of points and ref their PointStore
+// reference.
 var KeyedSchema = arrow.NewSchema([]arrow.Field{
 	{Name: ColKey, Type: arrow.PrimitiveTypes.Uint64},
 	{Name: ColGroup, Type: arrow.PrimitiveTypes.Uint32},
-	{Name: ColPoints, Type: arrow.BinaryTypes.Binary},
+	{Name: ColCount, Type: arrow.PrimitiveTypes.Uint32},
+	{Name: ColRef, Type: arrow.PrimitiveTypes.Uint64},
 }, nil)
 
 // KeyedWideSchema is the Arrow schema of keyed rows with a wide layout: k is the sid and
@@ -46,7 +49,8 @@ var KeyedWideSchema = arrow.NewSchema([]arrow.Field{
 	{Name: ColKey, Type: arrow.PrimitiveTypes.Uint64},
 	{Name: ColTs, Type: arrow.PrimitiveTypes.Int64},
 	{Name: ColGroup, Type: arrow.PrimitiveTypes.Uint32},
-	{Name: ColPoints, Type: arrow.BinaryTypes.Binary},
+	{Name: ColCount, Type: arrow.PrimitiveTypes.Uint32},
+	{Name: ColRef, Type: arrow.PrimitiveTypes.Uint64},
 }, nil)
 
 // narrowSpan is the widest ts span (in ms, about 49.7 days) a narrow key holds: its low
@@ -78,13 +82,12 @@ func (l KeyLayout) Schema() *arrow.Schema {
 	return KeyedSchema
 }
 
-// pointBytes is what a batch holds per point of capacity: the point itself, and a row
-// (key, gid, offset and, when wide, ts) for the case of one-point groups.
-func (l KeyLayout) pointBytes() int64 {
+// rowBytes is the size of one row across the layout's columns.
+func (l KeyLayout) rowBytes() int64 {
 	if l.Wide {
-		return RunPointBytes + 8 + 4 + 4 + 8
+		return 8 + 8 + 4 + 4 + 8
 	}
-	return RunPointBytes + 8 + 4 + 4
+	return 8 + 4 + 4 + 8
 }
 
 // Split returns the sid and ts of a row with key k and, for a wide layout, ts column
@@ -183,34 +186,28 @@ func (t *IDTable) Later(a, b uint32) bool {
 	return t.provs[a].After(t.provs[b])
 }
 
-// Keyed is a decoded batch of keyed rows, one per group. Row i's points are
-// Points[Offsets[i]:Offsets[i+1]], RunPointBytes each, in strictly increasing ts order. Ts
-// (the first ts of each row) is filled only for a wide layout.
+// Keyed is a decoded batch of keyed rows, one per group: Count[i] points at Ref[i] in
+// the PointStore. Ts (the first ts of each row) is filled only for a wide layout.
 type Keyed struct {
-	Key     []uint64
-	Ts      []int64
-	Gid     []uint32
-	Offsets []int32
-	Points  []byte
+	Key   []uint64
+	Ts    []int64
+	Gid   []uint32
+	Count []uint32
+	Ref   []uint64
 }
 
 // Len is the number of rows.
 func (c *Keyed) Len() int { return len(c.Key) }
 
-// PointCount is the number of points in all rows.
-func (c *Keyed) PointCount() int { return len(c.Points) / RunPointBytes }
-
 // Reset empties c, keeping capacity.
 func (c *Keyed) Reset() {
-	c.Key, c.Ts, c.Gid, c.Offsets, c.Points = c.Key[:0], c.Ts[:0], c.Gid[:0], c.Offsets[:0], c.Points[:0]
+	c.Key, c.Ts, c.Gid, c.Count, c.Ref = c.Key[:0], c.Ts[:0], c.Gid[:0], c.Count[:0], c.Ref[:0]
 }
 
-// grow makes room for rows more rows holding points more points.
-func (c *Keyed) grow(rows, points int, wide bool) {
-	c.Key, c.Gid, c.Offsets = slices.Grow(c.Key, rows), slices.Grow(c.Gid, rows), slices.Grow(c.Offsets, rows+1)
-	c.Points = slices.Grow(c.Points, points*RunPointBytes)
+func (c *Keyed) grow(n int, wide bool) {
+	c.Key, c.Gid, c.Count, c.Ref = slices.Grow(c.Key, n), slices.Grow(c.Gid, n), slices.Grow(c.Count, n), slices.Grow(c.Ref, n)
 	if wide {
-		c.Ts = slices.Grow(c.Ts, rows)
+		c.Ts = slices.Grow(c.Ts, n)
 	}
 }
 
@@ -222,24 +219,24 @@ type groupScratch struct {
 }
 
 // DecodeFrameKeyed is DecodeFrame for keyed rows: it numbers the frame's groups with
-// groups and appends a row for each group with points inside win to c, in layout l.
-func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, l KeyLayout, groups GroupFunc, c *Keyed, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
+// groups, stores the points of each group inside win with pw and appends a row for the
+// group to c, in layout l.
+func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, l KeyLayout, groups GroupFunc, pw *PointWriter, c *Keyed, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
 	v, ok, err := d.open(sp, f, b, topic, skipCorrupt, st, tags)
 	if !ok {
 		return err
 	}
 	t := time.Now()
 	defer func() { st.Timers.Decode += time.Since(t) }()
-	if len(c.Points)+v.rows*RunPointBytes > math.MaxInt32 {
-		// Arrow's binary offsets are 32-bit; readers cut batches far below this.
-		return fmt.Errorf("segment %s frame at byte %d: keyed batch would pass 2 GiB of points", sp.Seg.Key, f.Offset)
-	}
 	g := &d.groups
 	v.groupIDs(g, topic, sp.Seg.Header.Partition)
 	if err := groups(g.keys, g.provs, g.sids, g.gids); err != nil {
 		return fmt.Errorf("segment %s frame at byte %d: %w", sp.Seg.Key, f.Offset, err)
 	}
-	kept := v.appendKeyed(c, l, win, win.Covers(f.MinTs, f.MaxTs), g.sids, g.gids)
+	kept, err := v.appendKeyed(c, l, win, win.Covers(f.MinTs, f.MaxTs), g.sids, g.gids, pw)
+	if err != nil {
+		return fmt.Errorf("segment %s frame at byte %d: %w", sp.Seg.Key, f.Offset, err)
+	}
 	st.RowsIn += uint64(v.rows)
 	st.RowsOut += uint64(kept)
 	st.OutOfWindow += uint64(v.rows - kept)
@@ -258,17 +255,13 @@ func (v *frameView) groupIDs(g *groupScratch, topic uint16, partition int32) {
 	}
 }
 
-// appendKeyed decodes the frame's points inside win (all of them when covered) into c,
-// a row per group that keeps any, and returns how many points it kept. Like appendRows,
-// it extends c once per frame and works on sub-slices.
-func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool, sids, gids []uint32) int {
+// appendKeyed stores the frame's points inside win (all of them when covered) with pw,
+// appends a row to c for each group that keeps any, and returns how many points it kept.
+func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool, sids, gids []uint32, pw *PointWriter) (int, error) {
 	le := binary.LittleEndian
-	if cap(c.Key)-len(c.Key) < v.groups || cap(c.Gid)-len(c.Gid) < v.groups || cap(c.Offsets)-len(c.Offsets) < v.groups+1 ||
-		cap(c.Points)-len(c.Points) < v.rows*RunPointBytes || (l.Wide && cap(c.Ts)-len(c.Ts) < v.groups) {
-		c.grow(v.groups, v.rows, l.Wide)
-	}
-	if len(c.Offsets) == 0 {
-		c.Offsets = append(c.Offsets, 0)
+	if cap(c.Key)-len(c.Key) < v.groups || cap(c.Gid)-len(c.Gid) < v.groups || cap(c.Count)-len(c.Count) < v.groups ||
+		cap(c.Ref)-len(c.Ref) < v.groups || (l.Wide && cap(c.Ts)-len(c.Ts) < v.groups) {
+		c.grow(v.groups, l.Wide)
 	}
 	kept, row := 0, 0
 	for g := 0; g < v.groups; g++ {
@@ -276,8 +269,10 @@ func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool,
 		tsb := v.ts[8*row : 8*(row+n)]
 		vb := v.vals[8*row : 8*(row+n)]
 		row += n
-		p0 := len(c.Points)
-		dst := c.Points[p0 : p0+n*RunPointBytes]
+		dst, err := pw.Reserve(n * RunPointBytes)
+		if err != nil {
+			return kept, err
+		}
 		t, x := int64(0), uint64(0)
 		w := 0
 		if covered {
@@ -306,7 +301,6 @@ func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool,
 			continue
 		}
 		first := int64(le.Uint64(dst))
-		c.Points = c.Points[:p0+w*RunPointBytes]
 		if l.Wide {
 			c.Key = append(c.Key, uint64(sids[g]))
 			c.Ts = append(c.Ts, first)
@@ -314,8 +308,15 @@ func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool,
 			c.Key = append(c.Key, uint64(sids[g])<<32|uint64(first-l.Base))
 		}
 		c.Gid = append(c.Gid, gids[g])
-		c.Offsets = append(c.Offsets, int32(len(c.Points)))
+		c.Count = append(c.Count, uint32(w))
+		c.Ref = append(c.Ref, pw.Commit(w*RunPointBytes))
 		kept += w
 	}
-	return kept
+	return kept, nil
+}
+
+// RunPoint returns point j of a keyed row's pts: its ts and its value's bits.
+func RunPoint(pts []byte, j int) (ts int64, bits uint64) {
+	p := pts[RunPointBytes*j : RunPointBytes*j+RunPointBytes]
+	return int64(binary.LittleEndian.Uint64(p)), binary.LittleEndian.Uint64(p[8:])
 }

@@ -68,7 +68,9 @@ func TestKeyedReadMatchesPoints(t *testing.T) {
 			}
 			for _, l := range layouts {
 				var g IDTable
-				kr := NewPointReader(ctx, st, splits, topics, ReadOptions{Readers: 2, Window: win, BatchRows: 1000, Groups: g.Assign, Layout: l})
+				// A store bound of 4 KiB: most points spill and are read back.
+				ps := NewPointStore(t.TempDir(), 4<<10)
+				kr := NewPointReader(ctx, st, splits, topics, ReadOptions{Readers: 2, Window: win, BatchRows: 1000, Groups: g.Assign, Layout: l, Points: ps})
 				if !kr.Schema().Equal(l.Schema()) {
 					t.Fatalf("schema %s, want %s", kr.Schema(), l.Schema())
 				}
@@ -84,16 +86,29 @@ func TestKeyedReadMatchesPoints(t *testing.T) {
 						c, tss = 1, rec.Column(1).(*array.Int64).Int64Values()
 					}
 					ks := rec.Column(0).(*array.Uint64).Uint64Values()
-					vals := rec.Column(c + 1).(*array.Float64).Float64Values()
-					gids := rec.Column(c + 2).(*array.Uint32).Uint32Values()
+					gids := rec.Column(c + 1).(*array.Uint32).Uint32Values()
+					counts := rec.Column(c + 2).(*array.Uint32).Uint32Values()
+					refs := rec.Column(c + 3).(*array.Uint64).Uint64Values()
 					for i, k := range ks {
 						var tc int64
 						if tss != nil {
 							tc = tss[i]
 						}
-						sid, ts := l.Split(k, tc)
+						sid, first := l.Split(k, tc)
 						p := g.Provenance(gids[i])
-						keyed = append(keyed, row{k: g.Key(sid), ts: ts, bits: math.Float64bits(vals[i]), recTs: p.RecordTs, offset: p.Offset})
+						b, err := ps.Points(refs[i], int(counts[i])*RunPointBytes)
+						if err != nil || counts[i] == 0 {
+							t.Fatalf("row %d: %d points: %v", i, counts[i], err)
+						}
+						prev := int64(math.MinInt64)
+						for j := range int(counts[i]) {
+							ts, bits := RunPoint(b, j)
+							if j == 0 && ts != first || ts <= prev {
+								t.Fatalf("row %d point %d: ts %d (first %d, previous %d)", i, j, ts, first, prev)
+							}
+							prev = ts
+							keyed = append(keyed, row{k: g.Key(sid), ts: ts, bits: bits, recTs: p.RecordTs, offset: p.Offset})
+						}
 					}
 				}
 				if err := kr.Err(); err != nil {
@@ -101,6 +116,12 @@ func TestKeyedReadMatchesPoints(t *testing.T) {
 				}
 				kstats := kr.Stats()
 				kr.Release()
+				if pst := ps.Stats(); pst.SpilledBytes == 0 && len(keyed) > 1000 {
+					t.Fatalf("store stats %+v: nothing spilled", pst)
+				}
+				if err := ps.Close(); err != nil {
+					t.Fatal(err)
+				}
 				slices.SortFunc(keyed, cmpRow)
 				if !slices.Equal(points, keyed) {
 					t.Fatalf("window %+v shard %s layout %+v: keyed read gives %d points, point read %d, or they differ", win, shard, l, len(keyed), len(points))
@@ -126,6 +147,7 @@ func TestKeyedReadGroupError(t *testing.T) {
 	full := errors.New("ids ran out")
 	r := NewPointReader(context.Background(), st, PlanSplits([]*Segment{seg}, shard, AllTime, 1<<30), Topics([]*Segment{seg}), ReadOptions{
 		Groups: func([]SeriesKey, []Provenance, []uint32, []uint32) error { return full },
+		Points: NewPointStore(t.TempDir(), 1<<20),
 	})
 	defer r.Release()
 	for r.Next() {
@@ -171,5 +193,42 @@ func TestKeyLayout(t *testing.T) {
 	}
 	if a.After(a) {
 		t.Fatal("a provenance is after itself")
+	}
+}
+
+// TestUnsortedGroupIsCorrupt builds a frame whose second group repeats a ts, which the
+// writer never does, and checks that point and keyed decodes both reject it as a corrupt
+// frame naming the segment, offset and group, and that skipping it loses only it.
+func TestUnsortedGroupIsCorrupt(t *testing.T) {
+	for _, ts := range [][]int64{{5, 5}, {7, 6}} {
+		var b frameBuilder
+		b.add(SeriesKey{Org: 1}, Source{Offset: 1}, nil, []int64{1, 2}, []float64{1, 2})
+		b.add(SeriesKey{Org: 2}, Source{Offset: 2}, nil, ts, []float64{3, 4})
+		var raw []byte
+		info, fb, err := b.encode(&raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info.Offset = 99
+		sp := Split{Seg: &Segment{Key: "seg.tseg"}, Frames: []FrameInfo{info}}
+		dec := NewFrameDecoder()
+		var c Columns
+		var k Keyed
+		var g IDTable
+		var st FrameStats
+		pw := NewPointStore(t.TempDir(), 1<<20).Writer()
+		for name, err := range map[string]error{
+			"point": dec.DecodeFrame(&sp, info, fb, 0, AllTime, false, &c, &st, nil),
+			"keyed": dec.DecodeFrameKeyed(&sp, info, fb, 0, AllTime, false, KeyLayout{Wide: true}, g.Assign, pw, &k, &st, nil),
+		} {
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Offset != 99 || !strings.Contains(err.Error(), "seg.tseg") || !strings.Contains(err.Error(), "group 1") {
+				t.Fatalf("%s decode of ts %v: error %v, want a corrupt frame naming the segment, offset 99 and group 1", name, ts, err)
+			}
+		}
+		if err := dec.DecodeFrameKeyed(&sp, info, fb, 0, AllTime, true, KeyLayout{Wide: true}, g.Assign, pw, &k, &st, nil); err != nil || k.Len() != 0 || st.CorruptFrames != 1 {
+			t.Fatalf("skipping: error %v, %d rows, %d corrupt frames", err, k.Len(), st.CorruptFrames)
+		}
+		dec.Close()
 	}
 }

@@ -2,6 +2,7 @@ package columnar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -36,9 +37,11 @@ type ReadOptions struct {
 	// concurrent use, and must copy tags to keep them.
 	Tags func(k SeriesKey, p Provenance, tags []string)
 	// Groups, when not nil, makes the reader emit keyed rows (Layout.Schema()) instead of
-	// PointSchema rows: it numbers each frame's series and groups (see GroupFunc).
+	// PointSchema rows: it numbers each frame's series and groups (see GroupFunc), and
+	// Points, which must then be set, holds the groups' points.
 	Groups GroupFunc
 	Layout KeyLayout
+	Points *PointStore
 }
 
 // batchKind is the row layout of a reader's batches.
@@ -60,13 +63,13 @@ func kindOf(opt ReadOptions) batchKind {
 	return kindNarrow
 }
 
-// rowBytes is what a batch of the kind holds per point of capacity.
+// rowBytes is the size of one row across the kind's columns.
 func (k batchKind) rowBytes() int64 {
 	switch k {
 	case kindNarrow:
-		return KeyLayout{}.pointBytes()
+		return KeyLayout{}.rowBytes()
 	case kindWide:
-		return KeyLayout{Wide: true}.pointBytes()
+		return KeyLayout{Wide: true}.rowBytes()
 	}
 	return pointBytes
 }
@@ -156,7 +159,11 @@ func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats 
 		for _, f := range sp.Frames {
 			maxLen = max(maxLen, uint64(f.Length))
 			maxRaw = max(maxRaw, uint64(f.RawLength))
-			maxRows = max(maxRows, uint64(f.Rows))
+			if kindOf(opt) == kindPoints {
+				maxRows = max(maxRows, uint64(f.Rows))
+			} else {
+				maxRows = max(maxRows, uint64(f.Groups)) // a keyed row per group
+			}
 		}
 		if len(sp.Frames) > 0 {
 			maxExtent = max(maxExtent, sp.End()-sp.Start())
@@ -183,7 +190,7 @@ func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats 
 	return m
 }
 
-func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Split, topics map[string]uint16, opt ReadOptions, work <-chan int) error {
+func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Split, topics map[string]uint16, opt ReadOptions, work <-chan int) (err error) {
 	var local FrameStats
 	dec := decoders.get(int(r.memory.LargestRaw))
 	r.mem.add(int64(cap(dec.raw)))
@@ -219,8 +226,16 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 	}()
 	start := time.Now()
 	defer func() { local.Timers.Read += time.Since(start) }()
+	var pw *PointWriter
+	if opt.Groups != nil {
+		if opt.Points == nil {
+			return errors.New("BUG: keyed read without a point store")
+		}
+		pw = opt.Points.Writer()
+		defer func() { err = errors.Join(err, pw.Close()) }()
+	}
 	for i := range work {
-		if err := r.readSplit(ctx, dec, fetch, &splits[i], topics, opt, &b, send, &local); err != nil {
+		if err := r.readSplit(ctx, dec, fetch, &splits[i], topics, opt, pw, &b, send, &local); err != nil {
 			return err
 		}
 	}
@@ -232,7 +247,7 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 
 // readSplit decodes the frames of sp into *b, handing b over with send whenever it holds
 // BatchRows rows.
-func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fetcher, sp *Split, topics map[string]uint16, opt ReadOptions, b **batch, send func() bool, st *FrameStats) error {
+func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fetcher, sp *Split, topics map[string]uint16, opt ReadOptions, pw *PointWriter, b **batch, send func() bool, st *FrameStats) error {
 	t := time.Now()
 	err := fetch.start(ctx, sp)
 	st.Timers.Fetch += time.Since(t)
@@ -249,7 +264,7 @@ func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fe
 			return err
 		}
 		if opt.Groups != nil {
-			err = dec.DecodeFrameKeyed(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, opt.Layout, opt.Groups, &(*b).Keyed, st, opt.Tags)
+			err = dec.DecodeFrameKeyed(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, opt.Layout, opt.Groups, pw, &(*b).Keyed, st, opt.Tags)
 		} else {
 			err = dec.DecodeFrame(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, &(*b).Columns, st, opt.Tags)
 		}
@@ -356,12 +371,12 @@ type batch struct {
 	mem  *memMeter // the reader that holds it
 }
 
-// len is the number of points in the batch.
+// len is the number of rows in the batch: points, or groups for keyed rows.
 func (b *batch) len() int {
 	if b.kind == kindPoints {
 		return b.Columns.Len()
 	}
-	return b.Keyed.PointCount()
+	return b.Keyed.Len()
 }
 
 func (b *batch) bytes() int64 { return int64(b.rows) * b.kind.rowBytes() }
@@ -398,7 +413,7 @@ func (p *batchPool) get(rows int, kind batchKind, mem *memMeter) *batch {
 		if kind == kindPoints {
 			b.Columns.grow(rows)
 		} else {
-			b.Keyed.grow(rows, rows, kind == kindWide)
+			b.Keyed.grow(rows, kind == kindWide)
 		}
 	}
 	b.mem = mem
@@ -482,7 +497,8 @@ func (b *batch) record() arrow.RecordBatch {
 		return b.columns(KeyedSchema, n, []arrow.Array{
 			b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Key)),
 			b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Gid)),
-			b.binary(n, b.Offsets, b.Points),
+			b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Count)),
+			b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Ref)),
 		})
 	case kindWide:
 		n := b.Keyed.Len()
@@ -490,7 +506,8 @@ func (b *batch) record() arrow.RecordBatch {
 			b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Key)),
 			b.prim(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(b.Keyed.Ts)),
 			b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Gid)),
-			b.binary(n, b.Offsets, b.Points),
+			b.prim(arrow.PrimitiveTypes.Uint32, n, arrow.Uint32Traits.CastToBytes(b.Count)),
+			b.prim(arrow.PrimitiveTypes.Uint64, n, arrow.Uint64Traits.CastToBytes(b.Ref)),
 		})
 	}
 	n := b.Columns.Len()
@@ -510,38 +527,12 @@ func (b *batch) record() arrow.RecordBatch {
 // columns makes the record of cols, whose buffers b allocated: the batch returns to the
 // pool once each of them has been freed.
 func (b *batch) columns(schema *arrow.Schema, n int, cols []arrow.Array) arrow.RecordBatch {
-	bufs := 0
-	for _, c := range cols {
-		for _, buf := range c.Data().Buffers() {
-			if buf != nil {
-				bufs++
-			}
-		}
-	}
-	b.refs.Store(int32(bufs))
+	b.refs.Store(int32(len(cols)))
 	rec := array.NewRecordBatch(schema, cols, int64(n))
 	for _, c := range cols {
 		c.Release()
 	}
 	return rec
-}
-
-// noOffsets are the offsets of a binary column without rows.
-var noOffsets = []int32{0}
-
-// binary makes a binary column of n rows from offsets (n+1 of them) and data.
-func (b *batch) binary(n int, offsets []int32, data []byte) arrow.Array {
-	if n == 0 {
-		offsets = noOffsets
-	}
-	ob := memory.NewBufferWithAllocator(arrow.Int32Traits.CastToBytes(offsets[:n+1]), b)
-	db := memory.NewBufferWithAllocator(data, b)
-	d := array.NewData(arrow.BinaryTypes.Binary, n, []*memory.Buffer{nil, ob, db}, nil, 0, 0)
-	ob.Release()
-	db.Release()
-	a := array.MakeFromData(d)
-	d.Release()
-	return a
 }
 
 func (b *batch) prim(dt arrow.DataType, n int, data []byte) arrow.Array {

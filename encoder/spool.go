@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"sync"
 
 	"github.com/tailor-metrics/tailor/columnar"
 )
@@ -97,7 +96,7 @@ func (s *Spool) place(rec []byte) {
 	if n == 0 || cap(s.chunks[n-1])-len(s.chunks[n-1]) < len(rec) {
 		var c []byte
 		if len(rec) <= spoolChunk {
-			c = spoolChunks.get()
+			c = spoolChunks.Get()
 		}
 		if c == nil {
 			c = make([]byte, 0, max(spoolChunk, len(rec)))
@@ -114,7 +113,7 @@ func (s *Spool) place(rec []byte) {
 func (s *Spool) releaseChunks() {
 	for _, c := range s.chunks {
 		if cap(c) == spoolChunk {
-			spoolChunks.put(c)
+			spoolChunks.Put(c)
 		}
 	}
 	s.chunks, s.starts, s.memLn = s.chunks[:0], s.starts[:0], 0
@@ -158,8 +157,8 @@ func (s *Spool) WriteSorted(partBytes int64, part func(file []byte, series, poin
 	slices.SortFunc(s.recs, func(a, b IndexEntry) int { return a.Key.Compare(b.Key) })
 	// The whole output or one part, plus its index: sized once, so the buffer does not
 	// double its way up through fresh memory.
-	out := bytes.NewBuffer(partBufs.get())
-	defer func() { partBufs.put(out.Bytes()) }()
+	out := bytes.NewBuffer(partBufs.Get())
+	defer func() { partBufs.Put(out.Bytes()) }()
 	out.Grow(int(min(s.fileLn+s.memLn, partBytes)) + len(s.recs)*indexEntrySize + 64<<10)
 	var (
 		w       *Writer
@@ -246,40 +245,9 @@ func (s *Spool) Close() error {
 	return nil
 }
 
-// freeList is a process-wide free list of buffers: runs one after the other reuse the
-// same memory instead of faulting in fresh pages, which measured as a large share of a
-// run's system time. A plain list rather than a sync.Pool, so that a GC does not drop
-// them between runs.
-type freeList struct {
-	mu     sync.Mutex
-	free   [][]byte
-	max    int // buffers kept idle
-	maxCap int // larger buffers are left to the GC (0: any size)
-}
-
 // spoolChunks holds spool chunks: what two runs of a few million points hold.
-var spoolChunks = freeList{max: 32}
+var spoolChunks = columnar.BufferPool{Max: 32}
 
 // partBufs holds the buffers part files are built in, unless a part of hundreds of MiB
 // made one larger than is worth keeping idle.
-var partBufs = freeList{max: 2, maxCap: 32 * spoolChunk}
-
-// get returns an empty buffer, or nil if none is idle.
-func (l *freeList) get() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := len(l.free); n > 0 {
-		b := l.free[n-1]
-		l.free = l.free[:n-1]
-		return b[:0]
-	}
-	return nil
-}
-
-func (l *freeList) put(b []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.free) < l.max && (l.maxCap == 0 || cap(b) <= l.maxCap) {
-		l.free = append(l.free, b[:0])
-	}
-}
+var partBufs = columnar.BufferPool{Max: 2, MaxCap: 32 * spoolChunk}

@@ -21,8 +21,8 @@ type StreamStats struct {
 }
 
 // KeyedStream assembles whole series from keyed rows (columnar.KeyLayout's schema), one
-// row per group with its points in strictly increasing ts order, sorted by k (and ts,
-// for a wide layout): the rows of one series id arrive together, in order of their first
+// row per group whose points, in strictly increasing ts order, it fetches by reference,
+// sorted by k (and ts, for a wide layout): the rows of one series id arrive together, in order of their first
 // ts. The stream merges a series' groups into one time-ordered run. A (series, ts)
 // repeats once for each time it arrived; the stream keeps the point of the latest
 // arrival, as later ranks the groups, and counts the others as duplicates, so the sort
@@ -33,6 +33,7 @@ type StreamStats struct {
 type KeyedStream struct {
 	layout columnar.KeyLayout
 	later  func(a, b uint32) bool
+	points func(ref uint64, n int) ([]byte, error)
 	emit   func(sid uint32, ts []int64, values []float64) error
 
 	has     bool
@@ -58,10 +59,11 @@ type run struct {
 }
 
 // NewKeyedStream returns a stream over rows in layout l. later(a, b) reports whether
-// group a arrived after group b; emit receives each series (ts and values are reused
-// after it returns).
-func NewKeyedStream(l columnar.KeyLayout, later func(a, b uint32) bool, emit func(sid uint32, ts []int64, values []float64) error) *KeyedStream {
-	return &KeyedStream{layout: l, later: later, emit: emit}
+// group a arrived after group b; points returns the n bytes of points a row refers to
+// (columnar.PointStore.Points; they need to stay valid only until the next call); emit
+// receives each series (ts and values are reused after it returns).
+func NewKeyedStream(l columnar.KeyLayout, later func(a, b uint32) bool, points func(ref uint64, n int) ([]byte, error), emit func(sid uint32, ts []int64, values []float64) error) *KeyedStream {
+	return &KeyedStream{layout: l, later: later, points: points, emit: emit}
 }
 
 // Stats returns the running counts.
@@ -106,7 +108,8 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 		tss = rec.Column(c).(*array.Int64).Int64Values()
 	}
 	gids := rec.Column(c + 1).(*array.Uint32).Uint32Values()
-	pts := rec.Column(c + 2).(*array.Binary)
+	counts := rec.Column(c + 2).(*array.Uint32).Uint32Values()
+	refs := rec.Column(c + 3).(*array.Uint64).Uint64Values()
 	le := binary.LittleEndian
 
 	var tcol int64
@@ -115,10 +118,14 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 			tcol = tss[i]
 		}
 		sid, start := s.layout.Split(k, tcol)
-		b := pts.Value(i)
-		n := len(b) / columnar.RunPointBytes
-		if n == 0 || len(b)%columnar.RunPointBytes != 0 {
-			s.err = fmt.Errorf("keyed stream write: row %d: %d bytes of points, want a positive multiple of %d", i, len(b), columnar.RunPointBytes)
+		n := int(counts[i])
+		if n == 0 {
+			s.err = fmt.Errorf("keyed stream write: row %d: a group without points", i)
+			return s.err
+		}
+		b, err := s.points(refs[i], n*columnar.RunPointBytes)
+		if err != nil {
+			s.err = fmt.Errorf("keyed stream write: row %d: %w", i, err)
 			return s.err
 		}
 		if !s.has || sid != s.sid {

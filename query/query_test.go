@@ -4,6 +4,7 @@ package query
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -85,6 +86,9 @@ func keyedGroupSort(t *testing.T, e *Engine, l columnar.KeyLayout, pts []pt) (ar
 	b := array.NewRecordBuilder(memory.DefaultAllocator, l.Schema())
 	defer b.Release()
 	sids, gids := make([]uint32, 1), make([]uint32, 1)
+	ps := columnar.NewPointStore(t.TempDir(), 1<<20)
+	defer ps.Close()
+	pw := ps.Writer()
 	for _, p := range pts {
 		k := columnar.SeriesKey{Org: p.org, Metric: p.metric, Context: p.ctx}
 		prov := columnar.Provenance{RecordTs: p.recTs, Offset: p.off, Partition: p.part, Topic: p.topic}
@@ -99,8 +103,19 @@ func keyedGroupSort(t *testing.T, e *Engine, l columnar.KeyLayout, pts []pt) (ar
 		} else {
 			b.Field(0).(*array.Uint64Builder).Append(uint64(sids[0])<<32 | uint64(p.ts-l.Base))
 		}
-		b.Field(c + 1).(*array.Float64Builder).Append(p.value)
-		b.Field(c + 2).(*array.Uint32Builder).Append(gids[0])
+		// Each point is a group of its own here.
+		dst, err := pw.Reserve(columnar.RunPointBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		binary.LittleEndian.PutUint64(dst, uint64(p.ts))
+		binary.LittleEndian.PutUint64(dst[8:], math.Float64bits(p.value))
+		b.Field(c + 1).(*array.Uint32Builder).Append(gids[0])
+		b.Field(c + 2).(*array.Uint32Builder).Append(1)
+		b.Field(c + 3).(*array.Uint64Builder).Append(pw.Commit(len(dst)))
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
 	}
 	rec := b.NewRecordBatch()
 	defer rec.Release()
@@ -119,7 +134,7 @@ func keyedGroupSort(t *testing.T, e *Engine, l columnar.KeyLayout, pts []pt) (ar
 		vals []float64
 	}
 	var out []series
-	s := encoder.NewKeyedStream(l, g.Later, func(sid uint32, ts []int64, vals []float64) error {
+	s := encoder.NewKeyedStream(l, g.Later, ps.Points, func(sid uint32, ts []int64, vals []float64) error {
 		out = append(out, series{g.Key(sid), slices.Clone(ts), slices.Clone(vals)})
 		return nil
 	})

@@ -2,6 +2,8 @@ package query
 
 import (
 	"bufio"
+	"fmt"
+	"math"
 	"os"
 	"runtime/metrics"
 	"strconv"
@@ -93,4 +95,43 @@ func memTotal() int64 {
 		}
 	}
 	return total
+}
+
+// ParseBytes reads a size as DuckDB's memory_limit takes it: a number and a unit, B, KB,
+// MB, GB or TB (powers of 1000) or KiB, MiB, GiB or TiB (powers of 1024), in any case
+// and with or without a space.
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := strings.LastIndexAny(t, "0123456789.") + 1
+	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]float64{
+		"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+	}[unit]
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || v <= 0 || v*mult >= math.MaxInt64 {
+		return 0, fmt.Errorf("size %q: want a positive number and a unit, such as 4GB or 512MiB", s)
+	}
+	return int64(v * mult), nil
+}
+
+// RunMemory splits a run's memory limit (Options.MemoryLimit) between the two places a
+// run keeps data: DuckDB, which gets half as its memory_limit (it sorts one 24-byte row
+// per group), and the run's point stores, which keep the other half of the points in
+// memory before spilling them to the temp directory. Without a limit, DuckDB keeps its
+// default and the point stores get a quarter of the machine's memory (1 GiB if unknown).
+func RunMemory(o Options) (duck Options, points int64, err error) {
+	if o.MemoryLimit == "" {
+		if total := memTotal(); total > 0 {
+			return o, total / 4, nil
+		}
+		return o, 1 << 30, nil
+	}
+	n, err := ParseBytes(o.MemoryLimit)
+	if err != nil {
+		return o, 0, fmt.Errorf("memory limit: %w", err)
+	}
+	duck = o
+	duck.MemoryLimit = strconv.FormatInt(max(n/2>>10, 1), 10) + "KiB"
+	return duck, n - n/2, nil
 }

@@ -72,6 +72,8 @@ type Report struct {
 	LateParts  int    `json:"late_parts"`
 	Counts     Counts `json:"counts"`
 	ReaderPeak int64  `json:"reader_peak_bytes"`
+	// PointStore sums the point stores of the run's outputs (their peaks: the larger).
+	PointStore PointStoreStats `json:"point_store"`
 	// Seconds times each stage: list, plan, fetch, verify, zstd, decode (reader steps,
 	// summed over reader goroutines), duckdb (the query's wall time, which includes
 	// the scan that drives the readers), encode, upload and publish.
@@ -139,9 +141,13 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 			return rep, err
 		}
 	}
+	duck, pointsMem, err := RunMemory(opt.Engine)
+	if err != nil {
+		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
+	}
 	eng := opt.DB
 	if eng == nil {
-		if eng, err = Open(ctx, opt.Engine); err != nil {
+		if eng, err = Open(ctx, duck); err != nil {
 			return rep, err
 		}
 		defer func() { err = errors.Join(err, eng.Close()) }()
@@ -157,7 +163,9 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	// The window's own points.
 	stage("read+sort")
 	win := opt.Window.TsRange()
-	own := newOutput(&opt, rep, columnar.LayoutFor(win), func(i int) string { return PartKey(opt.Shard, opt.Window, rep.RunID, i) })
+	// The window's own points and the late output are read one after the other, so each
+	// store may keep the whole point memory.
+	own := newOutput(&opt, rep, columnar.LayoutFor(win), pointsMem, func(i int) string { return PartKey(opt.Shard, opt.Window, rep.RunID, i) })
 	var ownStats columnar.FrameStats
 	if len(plan.own) > 0 {
 		rd := own.reader(ctx)
@@ -170,7 +178,7 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	}
 
 	// The late output: points of owned segments outside the windows that read them.
-	late := newOutput(&opt, rep, columnar.KeyLayout{Wide: true}, func(i int) string { return LatePartKey(opt.Shard, opt.Window, rep.RunID, i) })
+	late := newOutput(&opt, rep, columnar.KeyLayout{Wide: true}, pointsMem, func(i int) string { return LatePartKey(opt.Shard, opt.Window, rep.RunID, i) })
 	var lateRows, earlyRows uint64
 	if len(plan.late) > 0 || len(plan.early) > 0 {
 		stage("late")
@@ -227,6 +235,15 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	return rep, nil
 }
 
+// PointStoreStats are a run's point store counts.
+type PointStoreStats columnar.PointStoreStats
+
+func (p *PointStoreStats) add(o columnar.PointStoreStats) {
+	p.Bytes += o.Bytes
+	p.SpilledBytes += o.SpilledBytes
+	p.PeakMemory = max(p.PeakMemory, o.PeakMemory)
+}
+
 func latenessMs(a Arrival) int64 {
 	if !a.Bounded() {
 		return -1
@@ -249,18 +266,19 @@ type output struct {
 	key    func(i int) string
 	tags   tagCollector
 	groups columnar.IDTable
+	points *columnar.PointStore // the groups' points while DuckDB sorts the groups
 
 	parts  []Part
 	stream encoder.StreamStats
 }
 
-func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, key func(i int) string) *output {
-	return &output{opt: opt, rep: rep, layout: l, key: key}
+func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, pointsMem int64, key func(i int) string) *output {
+	return &output{opt: opt, rep: rep, layout: l, key: key, points: columnar.NewPointStore(opt.Engine.TempDir, pointsMem)}
 }
 
 // reader returns a reader of keyed rows for this output, numbering series and groups.
 func (o *output) reader(ctx context.Context) *runReader {
-	return &runReader{ctx: ctx, opt: o.opt, tags: o.tags.add, groups: o.groups.Assign, layout: o.layout, refs: 1}
+	return &runReader{ctx: ctx, opt: o.opt, tags: o.tags.add, groups: o.groups.Assign, points: o.points, layout: o.layout, refs: 1}
 }
 
 // spoolMemory is how many bytes of encoded series a run keeps in memory before the
@@ -268,6 +286,10 @@ func (o *output) reader(ctx context.Context) *runReader {
 const spoolMemory = 64 << 20
 
 func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage func(string)) (err error) {
+	defer func() {
+		o.rep.PointStore.add(o.points.Stats())
+		err = errors.Join(err, o.points.Close())
+	}()
 	defer rd.Release()
 	start := time.Now()
 	sorted, err := eng.GroupSort(ctx, o.layout, rd)
@@ -291,7 +313,7 @@ func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage fu
 	start = time.Now()
 	spool := encoder.NewSpool(o.opt.Engine.TempDir, spoolMemory)
 	defer func() { err = errors.Join(err, spool.Close()) }()
-	s := encoder.NewKeyedStream(o.layout, o.groups.Later, func(sid uint32, ts []int64, vals []float64) error {
+	s := encoder.NewKeyedStream(o.layout, o.groups.Later, o.points.Points, func(sid uint32, ts []int64, vals []float64) error {
 		k := o.groups.Key(sid)
 		return spool.Add(k, o.tags.get(k), ts, vals)
 	})
@@ -367,6 +389,7 @@ type runReader struct {
 	opt    *RunOptions
 	tags   func(columnar.SeriesKey, columnar.Provenance, []string)
 	groups columnar.GroupFunc
+	points *columnar.PointStore
 	layout columnar.KeyLayout
 	refs   int64
 	mu     sync.Mutex
@@ -383,7 +406,7 @@ func (r *runReader) add(splits []columnar.Split, win columnar.Window) {
 	r.todo = append(r.todo, func() *columnar.PointReader {
 		return columnar.NewPointReader(r.ctx, r.opt.Store, splits, columnar.Topics(r.opt.Segments), columnar.ReadOptions{
 			Readers: r.opt.Readers, BatchRows: r.opt.BatchRows, Window: win, SkipCorrupt: r.opt.SkipCorrupt, Tags: r.tags,
-			Groups: r.groups, Layout: r.layout,
+			Groups: r.groups, Layout: r.layout, Points: r.points,
 		})
 	})
 }

@@ -252,8 +252,11 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 			defer wg.Done()
 			var db *Engine
 			if !opt.DryRun {
-				var err error
-				if db, err = Open(ctx, opt.Engine); err != nil {
+				duck, _, err := RunMemory(opt.Engine)
+				if err == nil {
+					db, err = Open(ctx, duck)
+				}
+				if err != nil {
 					mu.Lock()
 					failed = append(failed, err)
 					mu.Unlock()

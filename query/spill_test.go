@@ -4,35 +4,27 @@ package query
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
-// rowBytes is one point's width across the point schema's fixed-width columns: what the
-// sort holds per point before DuckDB's own overhead.
-func rowBytes() int {
-	n := 0
-	for _, f := range columnar.PointSchema.Fields() {
-		n += f.Type.(arrow.FixedWidthDataType).BitWidth() / 8
-	}
-	return n
-}
-
-// dirBytes returns the bytes of the files under dir.
-func dirBytes(dir string) int64 {
+// dirBytes returns the bytes of the files under dir whose names keep says to.
+func dirBytes(dir string, keep func(name string) bool) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
+		if err == nil && !d.IsDir() && keep(d.Name()) {
 			if fi, err := d.Info(); err == nil {
 				n += fi.Size()
 			}
@@ -43,11 +35,12 @@ func dirBytes(dir string) int64 {
 }
 
 // TestShardLargerThanMemorySpills runs one shard whose points take more than four times
-// DuckDB's memory limit. The run must complete, with every point, by spilling to the
-// temp directory (watched while it runs).
+// the run's memory limit, in groups small enough that DuckDB's half of the limit cannot
+// hold the group rows either. The run must complete, with every point, with both the
+// point store and DuckDB spilling to the temp directory (watched while it runs).
 func TestShardLargerThanMemorySpills(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes and sorts 2.6M points")
+		t.Skip("writes and sorts 8.6M points")
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -59,8 +52,8 @@ func TestShardLargerThanMemorySpills(t *testing.T) {
 	const (
 		limitMiB = 32
 		series   = 2000
-		perSer   = 1300 // 2.6M points: 2.6M × 58 B ≈ 144 MiB, 4.5× the limit
-		perPay   = 100
+		perSer   = 4300 // 8.6M points of 16 B: 131 MiB in the point store, 4.1× the limit
+		perPay   = 10   // 860,000 group rows of 24 B: 20 MiB, over DuckDB's 16 MiB
 	)
 	rng := rand.New(rand.NewPCG(11, 11))
 	base := int64(1763942400000)
@@ -93,7 +86,8 @@ func TestShardLargerThanMemorySpills(t *testing.T) {
 	flush()
 
 	tmp := filepath.Join(dir, "spill")
-	var peak atomic.Int64
+	isPoints := func(name string) bool { return strings.HasPrefix(name, "tailor-points-") }
+	var peakDuck, peakPoints atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -106,15 +100,18 @@ func TestShardLargerThanMemorySpills(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				if n := dirBytes(tmp); n > peak.Load() {
-					peak.Store(n)
+				if n := dirBytes(tmp, func(n string) bool { return !isPoints(n) }); n > peakDuck.Load() {
+					peakDuck.Store(n)
+				}
+				if n := dirBytes(tmp, isPoints); n > peakPoints.Load() {
+					peakPoints.Store(n)
 				}
 			}
 		}
 	}()
 	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{
 		Store: st, Arrival: DefaultArrival(), Readers: 2,
-		Engine: Options{MemoryLimit: "32MiB", TempDir: tmp, Threads: 1},
+		Engine: Options{MemoryLimit: fmt.Sprintf("%dMiB", limitMiB), TempDir: tmp, Threads: 1},
 	}})
 	close(stop)
 	wg.Wait()
@@ -129,11 +126,19 @@ func TestShardLargerThanMemorySpills(t *testing.T) {
 	if c.PointsIn != want || c.PointsOut != want || c.Series != series {
 		t.Fatalf("counts %+v, want %d points in %d series", c, want, series)
 	}
-	if shard := uint64(want * rowBytes()); shard < 4*limitMiB<<20 {
-		t.Fatalf("shard of %d bytes is not 4× the limit", shard)
+	ps := reps[0].PointStore
+	if ps.Bytes != want*columnar.RunPointBytes || ps.Bytes < 4*limitMiB<<20 {
+		t.Fatalf("point store held %d bytes, want %d, 4× the limit", ps.Bytes, want*columnar.RunPointBytes)
 	}
-	if peak.Load() == 0 {
-		t.Fatal("DuckDB never wrote to its temp directory: the shard did not spill")
+	if ps.SpilledBytes == 0 || peakPoints.Load() == 0 {
+		t.Fatalf("the point store did not spill: %+v, its file peaked at %d bytes", ps, peakPoints.Load())
 	}
-	t.Logf("%d points (%d MiB of columns) under a %d MiB limit; temp files peaked at %.1f MiB", want, want*rowBytes()>>20, limitMiB, float64(peak.Load())/(1<<20))
+	if peakDuck.Load() == 0 {
+		t.Fatal("DuckDB never wrote to its temp directory: the group rows did not spill")
+	}
+	if ents, _ := os.ReadDir(tmp); slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return isPoints(e.Name()) }) {
+		t.Fatal("the point store left its file behind")
+	}
+	t.Logf("%d points under a %d MiB limit: point store spilled %.1f MiB of %.1f (peak %.1f MiB in memory); DuckDB's temp files peaked at %.1f MiB",
+		want, limitMiB, float64(ps.SpilledBytes)/(1<<20), float64(ps.Bytes)/(1<<20), float64(ps.PeakMemory)/(1<<20), float64(peakDuck.Load())/(1<<20))
 }

@@ -2,6 +2,6 @@
 -- key's 32 bits (a late output, whose window is open towards the past, or a window
 -- longer than 49 days): k is the series' dense id alone and ts, the group's first ts,
 -- its own column.
-SELECT k, ts, gid, pts
+SELECT k, ts, gid, n, ref
 FROM points
 ORDER BY k, ts
