@@ -78,6 +78,8 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 			}
 			if opt.Engine.MemoryLimit == "" {
 				opt.Engine.MemoryLimit = query.DefaultMemoryLimit(opt.Parallel)
+			} else if _, err := query.ParseBytes(opt.Engine.MemoryLimit); err != nil {
+				return fmt.Errorf("--memory-limit: %w", err)
 			}
 			if opt.Engine.Threads <= 0 {
 				// Runs side by side already keep the cores busy; more DuckDB threads
@@ -146,7 +148,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.IntVar(&opt.Readers, "readers", runtime.NumCPU(), "segment byte ranges decoded in parallel per run")
 	fl.Int64Var(&opt.SplitBytes, "split-bytes", 1<<30, "largest byte range one reader takes")
 	fl.BoolVar(&opt.SkipCorrupt, "skip-corrupt", false, "skip corrupt segment frames (counted and reported) instead of failing")
-	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "DuckDB memory limit per run, e.g. 4GB (default: 60% of RAM or of the container's limit, split over --parallel)")
+	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "memory per run, e.g. 4GB: half is DuckDB's memory limit, half holds points before they spill to --temp-dir (default: 60% of RAM or of the container's limit, split over --parallel)")
 	fl.IntVar(&opt.Engine.Threads, "threads", 0, "DuckDB threads per run (default: the number of cores divided by --parallel)")
 	fl.StringVar(&tempDir, "temp-dir", "", "where DuckDB spills (default: $TMPDIR/tailor-duckdb)")
 	fl.Int64Var(&opt.PartBytes, "part-bytes", 256<<20, "start a new series file after this many bytes")
@@ -205,6 +207,9 @@ type runSummary struct {
 	Plan        query.Plan      `json:"plan"`
 	Resources   query.Resources `json:"resources"`
 	MemoryLimit string          `json:"memory_limit"`
+	// PointsSpilled is the bytes of points the runs' point stores moved to the temp
+	// directory.
+	PointsSpilled int64 `json:"points_spilled_bytes"`
 	// Retries are the store's request retries by reason (S3 only; nil for stores that
 	// never retry).
 	Retries *storage.RetryStats `json:"store_retries,omitempty"`
@@ -223,6 +228,7 @@ func summarize(reports []*query.Report, elapsed time.Duration) runSummary {
 			s.Skipped++
 		}
 		s.Counts.Add(r.Counts)
+		s.PointsSpilled += r.PointStore.SpilledBytes
 		for k, v := range r.Seconds {
 			s.StageSeconds[k] += v
 		}
@@ -260,7 +266,11 @@ func (s runSummary) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	r := s.Resources
-	fmt.Fprintf(w, "peak RSS %.0f MiB, CPU %.1fs (%.1f%% in Go GC), DuckDB memory limit %s\n", float64(r.PeakRSSBytes)/(1<<20), r.CPUSeconds, 100*r.GCShare, s.MemoryLimit)
+	fmt.Fprintf(w, "peak RSS %.0f MiB, CPU %.1fs (%.1f%% in Go GC), memory limit %s per run (half DuckDB's, half for points)", float64(r.PeakRSSBytes)/(1<<20), r.CPUSeconds, 100*r.GCShare, s.MemoryLimit)
+	if s.PointsSpilled > 0 {
+		fmt.Fprintf(w, "; %.1f MiB of points spilled to the temp directory", float64(s.PointsSpilled)/(1<<20))
+	}
+	fmt.Fprintln(w)
 	if s.Retries != nil {
 		printRetries(w, "store retries: ", *s.Retries)
 	}

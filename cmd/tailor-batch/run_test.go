@@ -48,19 +48,30 @@ func TestProgressBar(t *testing.T) {
 
 func TestSummaryNamesLateAndResources(t *testing.T) {
 	reps := []*query.Report{
-		{Counts: query.Counts{PointsIn: 10, PointsOut: 8, Duplicates: 2, Late: 3, LatePointsOut: 3, BytesOut: 40}, Seconds: map[string]float64{"duckdb": 1, "list": 0.5, "zstd": 0.25}},
+		{Counts: query.Counts{PointsIn: 10, PointsOut: 8, Duplicates: 2, Late: 3, LatePointsOut: 3, BytesOut: 40}, Seconds: map[string]float64{"duckdb": 1, "list": 0.5, "zstd": 0.25},
+			PointStore: query.PointStoreStats{SpilledBytes: 3 << 20}},
 		{Skipped: true},
 		{NoData: true, Skipped: true},
 		{Err: "boom"},
 	}
 	s := summarize(reps, 0)
 	s.Resources = query.Resources{PeakRSSBytes: 300 << 20, CPUSeconds: 2, GCShare: 0.05}
+	s.MemoryLimit = "2GB"
 	var out bytes.Buffer
 	s.print(&out)
 	got := out.String()
-	for _, want := range []string{"runs: 4 (1 already complete, 1 without data, 1 failed)", "3 late + 0 early", "5.00 bytes/point", "list=0.50 zstd=0.25 duckdb=1.00", "peak RSS 300 MiB", "5.0% in Go GC"} {
+	for _, want := range []string{"runs: 4 (1 already complete, 1 without data, 1 failed)", "3 late + 0 early", "5.00 bytes/point", "list=0.50 zstd=0.25 duckdb=1.00", "peak RSS 300 MiB", "5.0% in Go GC", "memory limit 2GB per run", "3.0 MiB of points spilled"} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("summary lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// TestMemoryLimitFlag checks that a size the run cannot read fails before any work,
+// naming the flag and the forms it takes.
+func TestMemoryLimitFlag(t *testing.T) {
+	_, err := runCLI(t, "run", "--store", "file://"+t.TempDir(), "--all", "--memory-limit", "lots")
+	if err == nil || !strings.Contains(err.Error(), "--memory-limit") || !strings.Contains(err.Error(), "4GB") {
+		t.Fatalf("error %v, want one naming --memory-limit and an example", err)
 	}
 }
