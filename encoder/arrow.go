@@ -19,11 +19,26 @@ const DefaultBatchRows = 64 << 10
 // holds: a batch is valid until the next call to Next; Retain it to keep it. Decoding
 // errors stop the reader and are returned by Err.
 func (r *Reader) RecordReader(batchRows int, opts ...IterOpt) array.RecordReader {
+	return SeriesRecordReader(r.Iterator(nil, opts...), batchRows)
+}
+
+// SeriesSource is what SeriesRecordReader reads: a SeriesIterator, or anything else that
+// hands over whole series one at a time (At is valid until the next Next).
+type SeriesSource interface {
+	Next() bool
+	At() *Series
+	Err() error
+}
+
+// SeriesRecordReader turns the series of it into Arrow record batches in
+// columnar.SortedSchema, each with up to batchRows rows (DefaultBatchRows if 0 or less),
+// as RecordReader does for one file.
+func SeriesRecordReader(it SeriesSource, batchRows int) array.RecordReader {
 	if batchRows <= 0 {
 		batchRows = DefaultBatchRows
 	}
 	rr := &recordReader{
-		it:        r.Iterator(nil, opts...),
+		it:        it,
 		batchRows: batchRows,
 		b:         array.NewRecordBuilder(memory.DefaultAllocator, columnar.SortedSchema),
 	}
@@ -33,7 +48,7 @@ func (r *Reader) RecordReader(batchRows int, opts ...IterOpt) array.RecordReader
 
 type recordReader struct {
 	refs      atomic.Int64
-	it        *SeriesIterator
+	it        SeriesSource
 	batchRows int
 	b         *array.RecordBuilder
 	cur       arrow.RecordBatch

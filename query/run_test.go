@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -147,11 +148,26 @@ func lateWorkload(t testing.TB, st storage.Store, seed uint64, frameRows int) []
 // else to the late output of the window holding s.start-late. Within one output the
 // latest arrival of a (series, ts) wins.
 func expectedOutputs(specs []segSpec, size, late, flush int64) map[string]map[outPoint]uint64 {
-	type arrival struct {
-		rec, off int64
-		part     int32
-		bits     uint64
+	out := map[string]map[outPoint]uint64{}
+	for k, m := range expectedArrivals(specs, size, late, flush) {
+		out[k] = map[outPoint]uint64{}
+		for op, a := range m {
+			out[k][op] = a.bits
+		}
 	}
+	return out
+}
+
+// arrival is the copy of a point an output keeps: its provenance, its segment's start
+// and its value.
+type arrival struct {
+	rec, off, segStart int64
+	part               int32
+	bits               uint64
+}
+
+// expectedArrivals is expectedOutputs with the kept copies' arrivals.
+func expectedArrivals(specs []segSpec, size, late, flush int64) map[string]map[outPoint]arrival {
 	floor := func(x int64) int64 { return x - ((x%size)+size)%size }
 	name := func(k columnar.SeriesKey, from int64, kind string) string {
 		w := Window{From: time.UnixMilli(from).UTC(), Size: time.Duration(size) * time.Millisecond}
@@ -160,7 +176,7 @@ func expectedOutputs(specs []segSpec, size, late, flush int64) map[string]map[ou
 	best := map[string]map[outPoint]arrival{}
 	for _, s := range specs {
 		for i, p := range s.payloads {
-			a := arrival{rec: s.recTs[i], off: s.start + int64(i), part: s.part}
+			a := arrival{rec: s.recTs[i], off: s.start + int64(i), segStart: s.startTs, part: s.part}
 			for j, ts := range p.Timestamps {
 				w := floor(ts)
 				var key string
@@ -181,14 +197,7 @@ func expectedOutputs(specs []segSpec, size, late, flush int64) map[string]map[ou
 			}
 		}
 	}
-	out := map[string]map[outPoint]uint64{}
-	for k, m := range best {
-		out[k] = map[outPoint]uint64{}
-		for op, a := range m {
-			out[k][op] = a.bits
-		}
-	}
-	return out
+	return best
 }
 
 func compareOutputs(t *testing.T, got, want map[string]map[outPoint]uint64) {
@@ -250,6 +259,102 @@ func TestLatePointsGoToExactlyOneOutput(t *testing.T) {
 	}
 	if c.PointsIn != c.PointsOut+c.Duplicates {
 		t.Fatalf("counts %+v do not add up", c)
+	}
+}
+
+// TestSeriesMergerTakesLatestArrival reads the outputs of a run with late and early
+// points as users do (cat, the series view): every (series, ts) once, in order, from the
+// output whose kept copy arrived in the latest segment; and, scoped to one window and
+// shard, only that window's points.
+func TestSeriesMergerTakesLatestArrival(t *testing.T) {
+	ctx := context.Background()
+	st := storage.NewMem("merged")
+	specs := lateWorkload(t, st, 3, 64)
+	// One payload redelivered twice, hours late, with new values: its points are in the
+	// late outputs of two windows, and the later one must win.
+	base := int64(1763942400000)
+	for i, h := range []int64{3, 5} {
+		p := specs[0].payloads[0]
+		p.Values = slices.Clone(p.Values)
+		for j := range p.Values {
+			p.Values[j] += float64(i + 1)
+		}
+		s := segSpec{part: 7, start: int64(i), startTs: base + h*hourMs, payloads: []columnar.Payload{p}, recTs: []int64{base + h*hourMs}}
+		writeSeg(t, st, s, 64)
+		specs = append(specs, s)
+	}
+	a := testArrival()
+	if _, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Engine: Options{Threads: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[outPoint]arrival{}
+	where := map[outPoint]string{}
+	overlaps, lateLate := 0, 0
+	for name, m := range expectedArrivals(specs, a.Size.Milliseconds(), a.Lateness.Milliseconds(), a.FlushAge.Milliseconds()) {
+		for op, ar := range m {
+			if cur, ok := want[op]; ok {
+				overlaps++
+				if strings.HasSuffix(name, "late") && strings.HasSuffix(where[op], "late") {
+					lateLate++
+				}
+				if cur.segStart > ar.segStart {
+					continue
+				}
+			}
+			want[op], where[op] = ar, name
+		}
+	}
+	if overlaps == 0 || lateLate == 0 {
+		t.Fatalf("%d points in two outputs, %d in two late outputs: the test proves too little", overlaps, lateLate)
+	}
+	read := func(scope Scope) map[outPoint]uint64 {
+		t.Helper()
+		m, err := OpenSeries(ctx, st, scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[outPoint]uint64{}
+		var prev *outPoint
+		for m.Next() {
+			s := m.At()
+			for i, ts := range s.Ts {
+				op := outPoint{s.Key, ts}
+				if prev != nil && (op.k.Compare(prev.k) < 0 || op.k == prev.k && ts <= prev.ts) {
+					t.Fatalf("%+v after %+v: not in (series, ts) order, or repeated", op, *prev)
+				}
+				prev = &op
+				got[op] = math.Float64bits(s.Values[i])
+			}
+		}
+		if err := m.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	got := read(Scope{})
+	if len(got) != len(want) {
+		t.Fatalf("%d points, want %d", len(got), len(want))
+	}
+	for op, ar := range want {
+		if got[op] != ar.bits {
+			t.Fatalf("%+v: bits %x, want %x", op, got[op], ar.bits)
+		}
+	}
+	shard := columnar.DefaultShardMap().Shard(specs[0].payloads[0].Org, specs[0].payloads[0].Metric)
+	win := columnar.Window{From: 1763942400000 + 2*hourMs, To: 1763942400000 + 3*hourMs}
+	scoped := read(Scope{Shard: shard, Window: win})
+	n := 0
+	for op, ar := range want {
+		if columnar.DefaultShardMap().Shard(op.k.Org, op.k.Metric) != shard || !win.Contains(op.ts) {
+			continue
+		}
+		n++
+		if bits, ok := scoped[op]; !ok || bits != ar.bits {
+			t.Fatalf("scoped %+v: bits %x (present %v), want %x", op, bits, ok, ar.bits)
+		}
+	}
+	if n == 0 || len(scoped) != n {
+		t.Fatalf("scoped read: %d points, want %d", len(scoped), n)
 	}
 }
 

@@ -65,105 +65,17 @@ func LatestView() View {
 	return View{Name: "latest", From: "(" + tsql.Latest + ")", Deps: []string{"points"}, Unscoped: true}
 }
 
-// SeriesView is a view over the published series files of st (every run whose shard
-// and window the scope selects), in columnar.SortedSchema.
+// SeriesView is a view over the published series of st that the scope selects, as
+// SeriesMerger reads them (own parts and late outputs, each point once), in
+// columnar.SortedSchema.
 func SeriesView(name string, st storage.Store, scope Scope) View {
 	return View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
-		keys, err := SeriesParts(ctx, st, scope)
+		m, err := OpenSeries(ctx, st, scope)
 		if err != nil {
 			return nil, err
 		}
-		return newPartsReader(ctx, st, keys, scope.window()), nil
+		return encoder.SeriesRecordReader(m, 0), nil
 	}}
-}
-
-// SeriesParts lists the part files of the published runs that the scope selects.
-func SeriesParts(ctx context.Context, st storage.Store, scope Scope) ([]string, error) {
-	runs, err := Published(ctx, st)
-	if err != nil {
-		return nil, err
-	}
-	win := scope.window()
-	var keys []string
-	for _, m := range runs {
-		if scope.Shard != "" && m.Shard != scope.Shard {
-			continue
-		}
-		if !win.Overlaps(m.From, m.To-1) {
-			continue
-		}
-		for _, p := range m.Parts {
-			keys = append(keys, p.Key)
-		}
-	}
-	return keys, nil
-}
-
-// partsReader decodes series files one after the other into one Arrow stream, so only
-// one file is in memory at a time.
-type partsReader struct {
-	refs atomic.Int64
-	ctx  context.Context
-	st   storage.Store
-	keys []string
-	win  columnar.Window
-	cur  array.RecordReader
-	key  string
-	err  error
-}
-
-func newPartsReader(ctx context.Context, st storage.Store, keys []string, win columnar.Window) *partsReader {
-	r := &partsReader{ctx: ctx, st: st, keys: keys, win: win}
-	r.refs.Store(1)
-	return r
-}
-
-func (r *partsReader) Retain() { r.refs.Add(1) }
-func (r *partsReader) Release() {
-	if r.refs.Add(-1) == 0 && r.cur != nil {
-		r.cur.Release()
-		r.cur = nil
-	}
-}
-func (r *partsReader) Schema() *arrow.Schema { return columnar.SortedSchema }
-func (r *partsReader) Err() error            { return r.err }
-func (r *partsReader) RecordBatch() arrow.RecordBatch {
-	if r.cur == nil {
-		return nil
-	}
-	return r.cur.RecordBatch()
-}
-func (r *partsReader) Record() arrow.RecordBatch { return r.RecordBatch() }
-
-func (r *partsReader) Next() bool {
-	for r.err == nil {
-		if r.cur != nil {
-			if r.cur.Next() {
-				return true
-			}
-			if err := r.cur.Err(); err != nil {
-				r.err = fmt.Errorf("decode %s: %w", r.key, err)
-				return false
-			}
-			r.cur.Release()
-			r.cur = nil
-		}
-		if len(r.keys) == 0 {
-			return false
-		}
-		r.key, r.keys = r.keys[0], r.keys[1:]
-		sr, err := OpenSeriesFile(r.ctx, r.st, r.key)
-		if err != nil {
-			r.err = err
-			return false
-		}
-		var opts []encoder.IterOpt
-		if r.win != columnar.AllTime {
-			opts = append(opts, encoder.IterTimeRange(r.win.From, r.win.To-1))
-		}
-		r.cur = sr.RecordReader(0, opts...)
-	}
-	return false
 }
 
 // LegacyOptions describes the legacy data.
@@ -224,19 +136,14 @@ func LegacyView(ctx context.Context, e *Engine, name string, opt LegacyOptions, 
 	if err != nil {
 		return View{}, fmt.Errorf("legacy %s: want a .parquet, .csv or .tsf file, or a store URL: %w", src, err)
 	}
-	keys, err := SeriesParts(ctx, st, scope)
+	runs, err := Published(ctx, st)
 	if err != nil {
 		return View{}, fmt.Errorf("legacy %s: %w", src, err)
 	}
-	if len(keys) == 0 {
-		runs, _ := Published(ctx, st)
-		if len(runs) == 0 {
-			return View{}, fmt.Errorf("legacy %s: no published series files (want a .parquet, .csv or .tsf file, or a store with series/)", src)
-		}
+	if len(runs) == 0 {
+		return View{}, fmt.Errorf("legacy %s: no published series files (want a .parquet, .csv or .tsf file, or a store with series/)", src)
 	}
-	return View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
-		return newPartsReader(ctx, st, keys, scope.window()), nil
-	}}, nil
+	return SeriesView(name, st, scope), nil
 }
 
 func isPointColumn(s string) bool {

@@ -16,8 +16,10 @@ func newCatCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cat --store URL [--shard S] [--format csv]",
 		Short: "Print the points of the published series files as CSV",
-		Long: `Decodes the series files of every published run (or one shard's) and prints the
-points with the header org_id,metric_id,context_key,ts,value, sorted by series and ts.
+		Long: `Decodes the series files of every published run (or one shard's), the windows' own
+parts and their late outputs, and prints each point once (a later arrival replaces an
+earlier one) with the header org_id,metric_id,context_key,ts,value, sorted by series
+and ts.
 Values parse back to the same float64 bits: shortest round-trip form, NaN, +Inf, -Inf,
 and -0 for negative zero.`,
 		Args: cobra.NoArgs,
