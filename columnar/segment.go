@@ -169,40 +169,40 @@ func (f *Footer) Marshal(dst []byte) []byte {
 // Unmarshal parses a footer. dataEnd is the offset where the footer starts: every frame
 // must lie inside [headerEnd, dataEnd).
 func (f *Footer) Unmarshal(src []byte, headerEnd, dataEnd uint64) error {
-	d := decbuf{b: src}
-	f.EndOffset = int64(d.u64())
-	f.Records = d.u64()
-	f.Rejected = d.u64()
-	f.Collapsed = d.u64()
-	f.Rows = d.u64()
-	ns := d.u32()
-	if d.err == nil && uint64(ns)*2 > uint64(len(d.b)) {
-		return fmt.Errorf("footer: %d shards cannot fit in %d bytes", ns, len(d.b))
+	d := Decbuf{B: src}
+	f.EndOffset = int64(d.U64())
+	f.Records = d.U64()
+	f.Rejected = d.U64()
+	f.Collapsed = d.U64()
+	f.Rows = d.U64()
+	ns := d.U32()
+	if d.Err == nil && uint64(ns)*2 > uint64(len(d.B)) {
+		return fmt.Errorf("footer: %d shards cannot fit in %d bytes", ns, len(d.B))
 	}
 	f.Shards = make([]string, 0, ns)
-	for i := uint32(0); i < ns && d.err == nil; i++ {
-		f.Shards = append(f.Shards, string(d.bytes(int(d.u16()))))
+	for i := uint32(0); i < ns && d.Err == nil; i++ {
+		f.Shards = append(f.Shards, string(d.Bytes(int(d.U16()))))
 	}
-	nf := d.u32()
-	if d.err == nil && uint64(nf)*frameIndexEntrySize != uint64(len(d.b)) {
-		return fmt.Errorf("footer: %d frames need %d bytes, have %d", nf, uint64(nf)*frameIndexEntrySize, len(d.b))
+	nf := d.U32()
+	if d.Err == nil && uint64(nf)*frameIndexEntrySize != uint64(len(d.B)) {
+		return fmt.Errorf("footer: %d frames need %d bytes, have %d", nf, uint64(nf)*frameIndexEntrySize, len(d.B))
 	}
-	if d.err != nil {
-		return fmt.Errorf("footer: %w", d.err)
+	if d.Err != nil {
+		return fmt.Errorf("footer: %w", d.Err)
 	}
 	f.Frames = make([]FrameInfo, nf)
 	next := headerEnd
 	for i := range f.Frames {
 		fr := &f.Frames[i]
-		fr.Offset = d.u64()
-		fr.Length = d.u32()
-		fr.RawLength = d.u32()
-		fr.Shard = d.u32()
-		fr.Rows = d.u32()
-		fr.Groups = d.u32()
-		fr.MinTs, fr.MaxTs = int64(d.u64()), int64(d.u64())
-		fr.MinOffset, fr.MaxOffset = int64(d.u64()), int64(d.u64())
-		fr.MinRecordTs, fr.MaxRecordTs = int64(d.u64()), int64(d.u64())
+		fr.Offset = d.U64()
+		fr.Length = d.U32()
+		fr.RawLength = d.U32()
+		fr.Shard = d.U32()
+		fr.Rows = d.U32()
+		fr.Groups = d.U32()
+		fr.MinTs, fr.MaxTs = int64(d.U64()), int64(d.U64())
+		fr.MinOffset, fr.MaxOffset = int64(d.U64()), int64(d.U64())
+		fr.MinRecordTs, fr.MaxRecordTs = int64(d.U64()), int64(d.U64())
 		switch {
 		case fr.Offset != next:
 			return fmt.Errorf("footer: frame %d at offset %d, want %d (frames must be contiguous)", i, fr.Offset, next)
@@ -282,57 +282,4 @@ func ParseSegmentKey(key string) (topic string, partition int32, start int64, er
 		return "", 0, 0, fmt.Errorf("segment key %q: bad partition: %w", key, err)
 	}
 	return rest[:j], int32(p), s, nil
-}
-
-// decbuf is a sticky-error little-endian reader: check err once after decoding.
-type decbuf struct {
-	b   []byte
-	err error
-}
-
-func (d *decbuf) need(n int) bool {
-	if d.err != nil {
-		return false
-	}
-	if n < 0 || len(d.b) < n {
-		d.err = fmt.Errorf("need %d bytes, have %d", n, len(d.b))
-		return false
-	}
-	return true
-}
-
-func (d *decbuf) u16() uint16 {
-	if !d.need(2) {
-		return 0
-	}
-	v := binary.LittleEndian.Uint16(d.b)
-	d.b = d.b[2:]
-	return v
-}
-
-func (d *decbuf) u32() uint32 {
-	if !d.need(4) {
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(d.b)
-	d.b = d.b[4:]
-	return v
-}
-
-func (d *decbuf) u64() uint64 {
-	if !d.need(8) {
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
-}
-
-func (d *decbuf) bytes(n int) []byte {
-	if !d.need(n) {
-		return nil
-	}
-	v := d.b[:n]
-	d.b = d.b[n:]
-	return v
 }

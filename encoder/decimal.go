@@ -217,31 +217,31 @@ func (d *decimalEncoder) appendTo(dst []byte, l intLayout) []byte {
 
 // decodeDecimal appends n values to dst; ints is scratch space.
 func decodeDecimal(dst []float64, src []byte, n int, ints *[]int64) ([]float64, error) {
-	d := decbuf{b: src}
-	e := int(d.u8())
-	flags := d.u8()
-	k := d.uvarint()
-	if d.err != nil {
-		return dst, fmt.Errorf("decimal header: %w", d.err)
+	d := newDecbuf(src)
+	e := int(d.U8())
+	flags := d.U8()
+	k := d.Uvarint()
+	if d.Err != nil {
+		return dst, fmt.Errorf("decimal header: %w", d.Err)
 	}
 	if e > maxDecimalExp || flags&^decimalDelta != 0 || k > uint64(n) {
 		return dst, fmt.Errorf("decimal: exponent %d, flags %#x, %d exceptions of %d values: %w", e, flags, k, n, ErrOutOfRange)
 	}
-	posBytes := d.b
+	posBytes := d.B
 	pos := -1
 	for range k {
-		pos += int(min(d.uvarint(), uint64(n))) + 1
+		pos += int(min(d.Uvarint(), uint64(n))) + 1
 		if pos >= n {
 			return dst, fmt.Errorf("decimal: exception position %d of %d values: %w", pos, n, ErrOutOfRange)
 		}
 	}
-	excVals := d.bytes64(8 * k)
+	excVals := d.Bytes64(8 * k)
 	var first int64
 	if flags&decimalDelta != 0 {
-		first = d.varint()
+		first = d.Varint()
 	}
-	if d.err != nil {
-		return dst, fmt.Errorf("decimal exceptions: %w", d.err)
+	if d.Err != nil {
+		return dst, fmt.Errorf("decimal exceptions: %w", d.Err)
 	}
 
 	var rest []byte
@@ -249,13 +249,13 @@ func decodeDecimal(dst []float64, src []byte, n int, ints *[]int64) ([]float64, 
 	xs := (*ints)[:0]
 	if flags&decimalDelta != 0 {
 		xs = append(xs, first)
-		if xs, rest, err = decodeInts(xs, d.b, n-1); err != nil {
+		if xs, rest, err = decodeInts(xs, d.B, n-1); err != nil {
 			return dst, err
 		}
 		for i := 1; i < n; i++ {
 			xs[i] += xs[i-1]
 		}
-	} else if xs, rest, err = decodeInts(xs, d.b, n); err != nil {
+	} else if xs, rest, err = decodeInts(xs, d.B, n); err != nil {
 		return dst, err
 	}
 	*ints = xs
@@ -277,10 +277,10 @@ func decodeDecimal(dst []float64, src []byte, n int, ints *[]int64) ([]float64, 
 		}
 	}
 	// Patch the exceptions; their positions were validated above.
-	pd := decbuf{b: posBytes}
+	pd := newDecbuf(posBytes)
 	pos = -1
 	for j := range int(k) {
-		pos += int(pd.uvarint()) + 1
+		pos += int(pd.Uvarint()) + 1
 		out[pos] = math.Float64frombits(binary.LittleEndian.Uint64(excVals[8*j:]))
 	}
 	return dst, nil

@@ -143,27 +143,27 @@ func appendSeriesHeader(dst []byte, k columnar.SeriesKey, tags []string) []byte 
 // tags, and returns the bytes after it.
 func parseSeriesHeader(src []byte, off int64, tags []string) (columnar.SeriesKey, []string, []byte, error) {
 	const what = "series header"
-	d := decbuf{b: src}
-	kb := d.bytes(seriesKeySize)
-	n := d.uvarint()
+	d := newDecbuf(src)
+	kb := d.Bytes(seriesKeySize)
+	n := d.Uvarint()
 	// Each tag takes at least its one-byte length, so a count above the remaining bytes
 	// is corrupt; checking it first keeps a hostile count from sizing an allocation.
-	if d.err == nil && n > uint64(len(d.b)) {
-		return columnar.SeriesKey{}, tags, nil, corrupt(off, what, ErrOutOfRange, "%d tags in %d bytes", n, len(d.b))
+	if d.Err == nil && n > uint64(len(d.B)) {
+		return columnar.SeriesKey{}, tags, nil, corrupt(off, what, ErrOutOfRange, "%d tags in %d bytes", n, len(d.B))
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		l := d.uvarint()
-		tags = append(tags, string(d.bytes64(l)))
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		l := d.Uvarint()
+		tags = append(tags, string(d.Bytes64(l)))
 	}
-	body := len(src) - len(d.b)
-	sum := d.u32()
-	if d.err != nil {
-		return columnar.SeriesKey{}, tags, nil, corrupt(off, what, ErrTruncated, "%v", d.err)
+	body := len(src) - len(d.B)
+	sum := d.U32()
+	if d.Err != nil {
+		return columnar.SeriesKey{}, tags, nil, corrupt(off, what, ErrTruncated, "%v", d.Err)
 	}
 	if got := checksum(src[:body]); got != sum {
 		return columnar.SeriesKey{}, tags, nil, corrupt(off, what, ErrChecksum, "crc32c %#08x, stored %#08x", got, sum)
 	}
-	return parseKey(kb), tags, d.b, nil
+	return parseKey(kb), tags, d.B, nil
 }
 
 // blockHeader describes one block: its points, time range, encodings and payload sizes.
@@ -192,16 +192,16 @@ func (h *blockHeader) Marshal(dst []byte) []byte {
 // against the format's limits and against the bytes left in src (payloads and crc
 // included), so the caller can slice the payloads without further checks.
 func (h *blockHeader) Unmarshal(src []byte, v uint16) ([]byte, error) {
-	d := decbuf{b: src}
-	count := d.uvarint()
-	h.minTs = d.varint()
-	span := d.uvarint()
-	h.tsEnc = TsEncoding(d.u8())
-	h.valEnc = ValueEncoding(d.u8())
-	tl := d.uvarint()
-	vl := d.uvarint()
-	if d.err != nil {
-		return nil, d.err
+	d := newDecbuf(src)
+	count := d.Uvarint()
+	h.minTs = d.Varint()
+	span := d.Uvarint()
+	h.tsEnc = TsEncoding(d.U8())
+	h.valEnc = ValueEncoding(d.U8())
+	tl := d.Uvarint()
+	vl := d.Uvarint()
+	if d.Err != nil {
+		return nil, d.Err
 	}
 	if count == 0 || count > MaxBlockPoints {
 		return nil, fmt.Errorf("block of %d points, allowed 1..%d: %w", count, MaxBlockPoints, ErrOutOfRange)
@@ -217,97 +217,18 @@ func (h *blockHeader) Unmarshal(src []byte, v uint16) ([]byte, error) {
 	if !IsValidValueEncoding(v, h.valEnc) {
 		return nil, fmt.Errorf("value encoding %s in a version %d file: %w", h.valEnc, v, ErrOutOfRange)
 	}
-	rest := uint64(len(d.b))
+	rest := uint64(len(d.B))
 	if tl > rest || vl > rest-tl || rest-tl-vl < 4 {
 		return nil, fmt.Errorf("payloads of %d+%d bytes and a checksum in %d bytes: %w", tl, vl, rest, ErrTruncated)
 	}
 	h.count = int(count)
 	h.maxTs = h.minTs + int64(span)
 	h.tsLen, h.valLen = int(tl), int(vl)
-	return d.b, nil
+	return d.B, nil
 }
 
-// decbuf decodes with a sticky error: after the first failure every read returns zero
-// values, and the caller checks err once (Prometheus encoding.Decbuf).
-type decbuf struct {
-	b   []byte
-	err error
-}
+// decbuf is the sticky-error decoder of series files; its errors wrap ErrTruncated and
+// ErrOutOfRange.
+type decbuf = columnar.Decbuf
 
-func (d *decbuf) fail(need int) {
-	if d.err == nil {
-		d.err = fmt.Errorf("need %d bytes, have %d: %w", need, len(d.b), ErrTruncated)
-	}
-	d.b = nil
-}
-
-func (d *decbuf) u8() byte {
-	if len(d.b) < 1 {
-		d.fail(1)
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decbuf) u32() uint32 {
-	if len(d.b) < 4 {
-		d.fail(4)
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(d.b)
-	d.b = d.b[4:]
-	return v
-}
-
-func (d *decbuf) u64() uint64 {
-	if len(d.b) < 8 {
-		d.fail(8)
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
-}
-
-func (d *decbuf) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		if n == 0 {
-			d.fail(len(d.b) + 1)
-		} else if d.err == nil {
-			d.err = fmt.Errorf("uvarint overflows 64 bits: %w", ErrOutOfRange)
-			d.b = nil
-		}
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decbuf) varint() int64 {
-	u := d.uvarint()
-	return int64(u>>1) ^ -int64(u&1)
-}
-
-func (d *decbuf) bytes(n int) []byte {
-	if len(d.b) < n {
-		d.fail(n)
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decbuf) bytes64(n uint64) []byte {
-	if n > uint64(len(d.b)) {
-		d.fail(int(min(n, math.MaxInt32)))
-		return nil
-	}
-	return d.bytes(int(n))
-}
+func newDecbuf(b []byte) decbuf { return decbuf{B: b, Short: ErrTruncated, Bad: ErrOutOfRange} }

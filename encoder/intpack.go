@@ -185,13 +185,13 @@ func appendInts(dst []byte, xs []int64, s intStats, l intLayout) []byte {
 // decodeInts appends n packed values to dst and returns the bytes after them. n is at
 // most MaxBlockPoints, checked by the caller, so dst grows by a bounded amount.
 func decodeInts(dst []int64, src []byte, n int) ([]int64, []byte, error) {
-	d := decbuf{b: src}
-	l := intLayout(d.u8())
-	base := d.varint()
-	div := d.uvarint()
-	w := uint(d.u8())
-	if d.err != nil {
-		return dst, nil, fmt.Errorf("packed ints header: %w", d.err)
+	d := newDecbuf(src)
+	l := intLayout(d.U8())
+	base := d.Varint()
+	div := d.Uvarint()
+	w := uint(d.U8())
+	if d.Err != nil {
+		return dst, nil, fmt.Errorf("packed ints header: %w", d.Err)
 	}
 	if l > intBytePlanes || div == 0 || w > 64 {
 		return dst, nil, fmt.Errorf("packed ints: layout %d, divisor %d, width %d: %w", l, div, w, ErrOutOfRange)
@@ -203,7 +203,7 @@ func decodeInts(dst []int64, src []byte, n int) ([]int64, []byte, error) {
 		for i := range out {
 			out[i] = base
 		}
-		return dst, d.b, nil
+		return dst, d.B, nil
 	}
 	var need int
 	if l == intBytePlanes {
@@ -211,10 +211,10 @@ func decodeInts(dst []int64, src []byte, n int) ([]int64, []byte, error) {
 	} else {
 		need = (n*int(w) + 7) / 8
 	}
-	if len(d.b) < need {
-		return dst[:start], nil, fmt.Errorf("packed ints: %d values of %d bits need %d bytes, have %d: %w", n, w, need, len(d.b), ErrTruncated)
+	if len(d.B) < need {
+		return dst[:start], nil, fmt.Errorf("packed ints: %d values of %d bits need %d bytes, have %d: %w", n, w, need, len(d.B), ErrTruncated)
 	}
-	data, rest := d.b[:need], d.b[need:]
+	data, rest := d.B[:need], d.B[need:]
 	ubase := uint64(base)
 	if l == intBytePlanes {
 		// One and two planes (most decimal and delta streams) in a single pass; wider

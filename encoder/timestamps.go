@@ -191,13 +191,13 @@ func decodeTsRLE(dst []int64, src []byte, n int, t0 int64) ([]int64, error) {
 	dst = growInt64(dst, n)
 	out := dst[start:]
 	out[0] = t0
-	d := decbuf{b: src}
+	d := newDecbuf(src)
 	t := t0
 	for i := 1; i < n; {
-		delta := d.uvarint()
-		run := d.uvarint()
-		if d.err != nil {
-			return dst, fmt.Errorf("delta-rle run at timestamp %d: %w", i, d.err)
+		delta := d.Uvarint()
+		run := d.Uvarint()
+		if d.Err != nil {
+			return dst, fmt.Errorf("delta-rle run at timestamp %d: %w", i, d.Err)
 		}
 		if run == 0 || run > uint64(n-i) {
 			return dst, fmt.Errorf("delta-rle run of %d at timestamp %d of %d: %w", run, i, n, ErrOutOfRange)
@@ -208,8 +208,8 @@ func decodeTsRLE(dst []int64, src []byte, n int, t0 int64) ([]int64, error) {
 			i++
 		}
 	}
-	if len(d.b) != 0 {
-		return dst, fmt.Errorf("delta-rle: %d bytes after the last run: %w", len(d.b), ErrOutOfRange)
+	if len(d.B) != 0 {
+		return dst, fmt.Errorf("delta-rle: %d bytes after the last run: %w", len(d.B), ErrOutOfRange)
 	}
 	return dst, nil
 }
