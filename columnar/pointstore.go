@@ -158,6 +158,11 @@ func (s *PointStore) spillOver() error {
 			if err != nil {
 				return fmt.Errorf("point store: spill: %w (point --temp-dir at a disk with room, or raise --memory-limit)", err)
 			}
+			// Unlinked at once: the open file keeps its data, and a run that is killed
+			// leaves nothing behind in the temp directory.
+			if err := os.Remove(f.Name()); err != nil {
+				return errors.Join(fmt.Errorf("point store: spill: %w", err), f.Close())
+			}
 			s.file = f
 		}
 		if _, err := s.file.WriteAt(c.buf[:c.n], s.size); err != nil {
@@ -204,8 +209,8 @@ func (s *PointStore) Stats() PointStoreStats {
 	return s.stats
 }
 
-// Close returns the memory to the pool and removes the file. Writers must be closed
-// first; references are invalid after.
+// Close returns the memory to the pool and closes the (already unlinked) file. Writers
+// must be closed first; references are invalid after.
 func (s *PointStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -223,6 +228,5 @@ func (s *PointStore) Close() error {
 	if s.file == nil {
 		return nil
 	}
-	name := s.file.Name()
-	return errors.Join(s.file.Close(), os.Remove(name))
+	return s.file.Close()
 }

@@ -10,7 +10,8 @@ import (
 
 // TestPointStore writes groups from four goroutines (some larger than a chunk) under
 // memory bounds from none to all, reads every reference back and checks the bytes, the
-// counts, that memory stayed near its bound and that Close leaves no file.
+// counts, that memory stayed near its bound and that no file is ever visible in the temp
+// directory (a killed run leaves nothing).
 func TestPointStore(t *testing.T) {
 	for _, memory := range []int64{0, 3 << 20, 1 << 30} {
 		dir := t.TempDir()
@@ -59,6 +60,9 @@ func TestPointStore(t *testing.T) {
 			if err != nil || !bytes.Equal(got, g.data) {
 				t.Fatalf("memory %d: group %d: %d bytes, err %v; bytes differ: %v", memory, i, len(got), err, !bytes.Equal(got, g.data))
 			}
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("memory %d: the spill file is visible in the temp directory: a killed run would leave it", memory)
 		}
 		st := s.Stats()
 		if st.Bytes != total || (memory < total) != (st.SpilledBytes > 0) {

@@ -133,6 +133,12 @@ func (s *Spool) spill() error {
 			s.err = fmt.Errorf("spool: %w", err)
 			return s.err
 		}
+		// Unlinked at once: the open file keeps its data, and a run that is killed
+		// leaves nothing behind in the temp directory.
+		if err := os.Remove(f.Name()); err != nil {
+			s.err = errors.Join(fmt.Errorf("spool: %w", err), f.Close())
+			return s.err
+		}
 		s.file = f
 	}
 	for _, c := range s.chunks {
@@ -228,7 +234,8 @@ func (s *Spool) record(e IndexEntry, scratch *[]byte) ([]byte, error) {
 	return buf, nil
 }
 
-// Close removes the temporary file. The spool cannot be used after.
+// Close closes the temporary file, unlinked since it was made. The spool cannot be used
+// after.
 func (s *Spool) Close() error {
 	s.err = fmt.Errorf("spool: %w", ErrClosed)
 	s.releaseChunks()
@@ -237,10 +244,10 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	name := s.file.Name()
-	err := errors.Join(s.file.Close(), os.Remove(name))
+	err := s.file.Close()
 	s.file = nil
 	if err != nil {
-		return fmt.Errorf("spool: remove %s: %w", name, err)
+		return fmt.Errorf("spool: close %s: %w", name, err)
 	}
 	return nil
 }

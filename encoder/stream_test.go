@@ -304,6 +304,9 @@ func TestSpool(t *testing.T) {
 			t.Fatal(err)
 		}
 		requireSameSeries(t, series, got)
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Fatalf("mem %d: the spool's file is visible: a killed run would leave it", memBytes)
+		}
 		if parts < 2 || points != st.Points {
 			t.Fatalf("mem %d: %d parts, %d points (spool has %d)", memBytes, parts, points, st.Points)
 		}
