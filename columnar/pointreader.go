@@ -154,15 +154,16 @@ const pointBytes = 4 + 8 + 8 + 8 + 8 + 8 + 2 + 4 + 8
 // memoryBound works out the buffers the reader will need for splits.
 func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats {
 	var maxLen, maxRaw, maxRows, maxExtent uint64
+	keyed := kindOf(opt) != kindPoints
 	for i := range splits {
 		sp := &splits[i]
 		for _, f := range sp.Frames {
 			maxLen = max(maxLen, uint64(f.Length))
 			maxRaw = max(maxRaw, uint64(f.RawLength))
-			if kindOf(opt) == kindPoints {
-				maxRows = max(maxRows, uint64(f.Rows))
-			} else {
+			if keyed {
 				maxRows = max(maxRows, uint64(f.Groups)) // a keyed row per group
+			} else {
+				maxRows = max(maxRows, uint64(f.Rows))
 			}
 		}
 		if len(sp.Frames) > 0 {
