@@ -264,7 +264,6 @@ type output struct {
 	rep    *Report
 	layout columnar.KeyLayout
 	key    func(i int) string
-	tags   tagCollector
 	groups columnar.IDTable
 	points *columnar.PointStore // the groups' points while DuckDB sorts the groups
 
@@ -278,7 +277,7 @@ func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, pointsMem int
 
 // reader returns a reader of keyed rows for this output, numbering series and groups.
 func (o *output) reader(ctx context.Context) *runReader {
-	return &runReader{ctx: ctx, opt: o.opt, tags: o.tags.add, groups: o.groups.Assign, points: o.points, layout: o.layout, refs: 1}
+	return &runReader{ctx: ctx, opt: o.opt, tags: o.groups.Tags, groups: o.groups.Assign, points: o.points, layout: o.layout, refs: 1}
 }
 
 // spoolMemory is how many bytes of encoded series a run keeps in memory before the
@@ -314,8 +313,8 @@ func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage fu
 	spool := encoder.NewSpool(o.opt.Engine.TempDir, spoolMemory)
 	defer func() { err = errors.Join(err, spool.Close()) }()
 	s := encoder.NewKeyedStream(o.layout, o.groups.Later, o.points.Points, func(sid uint32, ts []int64, vals []float64) error {
-		k := o.groups.Key(sid)
-		return spool.Add(k, o.tags.get(k), ts, vals)
+		k, tags := o.groups.Series(sid)
+		return spool.Add(k, tags, ts, vals)
 	})
 	for sorted.Next() {
 		if err := s.Write(sorted.RecordBatch()); err != nil {
@@ -353,33 +352,6 @@ func (o *output) upload(ctx context.Context, file []byte, series, points int64) 
 	o.parts = append(o.parts, Part{Key: key, Size: int64(len(file)), Series: uint64(series), Points: uint64(points), SHA256: hex.EncodeToString(sum[:])})
 	return nil
 }
-
-// tagCollector keeps, per series, the tags of its latest payload (the same arrival rule
-// as points), so the output does not depend on the order splits are read in.
-type tagCollector struct {
-	mu sync.Mutex
-	m  map[columnar.SeriesKey]tagEntry
-}
-
-type tagEntry struct {
-	prov columnar.Provenance
-	tags []string
-}
-
-func (c *tagCollector) add(k columnar.SeriesKey, p columnar.Provenance, tags []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[columnar.SeriesKey]tagEntry{}
-	}
-	if cur, ok := c.m[k]; ok && !p.After(cur.prov) {
-		return
-	}
-	c.m[k] = tagEntry{prov: p, tags: append([]string(nil), tags...)}
-}
-
-// get is called after reading has finished, from one goroutine.
-func (c *tagCollector) get(k columnar.SeriesKey) []string { return c.m[k].tags }
 
 // runReader chains point readers, each over its own splits and ts range, into one
 // record reader for one DuckDB query. Each is started when the previous one is drained,
