@@ -149,19 +149,9 @@ func (s *PointStore) spillOver() error {
 		s.full = s.full[1:]
 		c := &s.chunks[id]
 		if s.file == nil {
-			if s.dir != "" {
-				if err := os.MkdirAll(s.dir, 0o755); err != nil {
-					return fmt.Errorf("point store: spill: %w (point --temp-dir at a disk with room, or raise --memory-limit)", err)
-				}
-			}
-			f, err := os.CreateTemp(s.dir, "tailor-points-*")
+			f, err := SpillFile(s.dir, "tailor-points-*")
 			if err != nil {
 				return fmt.Errorf("point store: spill: %w (point --temp-dir at a disk with room, or raise --memory-limit)", err)
-			}
-			// Unlinked at once: the open file keeps its data, and a run that is killed
-			// leaves nothing behind in the temp directory.
-			if err := os.Remove(f.Name()); err != nil {
-				return errors.Join(fmt.Errorf("point store: spill: %w", err), f.Close())
 			}
 			s.file = f
 		}

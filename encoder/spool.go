@@ -122,21 +122,9 @@ func (s *Spool) releaseChunks() {
 // spill appends the records held in memory to the temporary file.
 func (s *Spool) spill() error {
 	if s.file == nil {
-		if s.dir != "" {
-			if err := os.MkdirAll(s.dir, 0o755); err != nil {
-				s.err = fmt.Errorf("spool: %w", err)
-				return s.err
-			}
-		}
-		f, err := os.CreateTemp(s.dir, "tailor-spool-*")
+		f, err := columnar.SpillFile(s.dir, "tailor-spool-*")
 		if err != nil {
 			s.err = fmt.Errorf("spool: %w", err)
-			return s.err
-		}
-		// Unlinked at once: the open file keeps its data, and a run that is killed
-		// leaves nothing behind in the temp directory.
-		if err := os.Remove(f.Name()); err != nil {
-			s.err = errors.Join(fmt.Errorf("spool: %w", err), f.Close())
 			return s.err
 		}
 		s.file = f

@@ -1,7 +1,6 @@
 package encoder
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -110,7 +109,6 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 	gids := rec.Column(c + 1).(*array.Uint32).Uint32Values()
 	counts := rec.Column(c + 2).(*array.Uint32).Uint32Values()
 	refs := rec.Column(c + 3).(*array.Uint64).Uint64Values()
-	le := binary.LittleEndian
 
 	var tcol int64
 	for i, k := range keys {
@@ -151,13 +149,12 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 		ts, vals := s.ts[off:], s.vals[off:]
 		prev := int64(math.MinInt64)
 		for j := range ts {
-			p := b[columnar.RunPointBytes*j : columnar.RunPointBytes*j+columnar.RunPointBytes]
-			t := int64(le.Uint64(p))
+			t, bits := columnar.RunPoint(b, j)
 			if j > 0 && t <= prev {
 				s.err = fmt.Errorf("keyed stream write: row %d: point %d: ts %d after %d: %w", i, j, t, prev, ErrOutOfOrder)
 				return s.err
 			}
-			ts[j], vals[j] = t, math.Float64frombits(le.Uint64(p[8:]))
+			ts[j], vals[j] = t, math.Float64frombits(bits)
 			prev = t
 		}
 		if ts[0] != start {
