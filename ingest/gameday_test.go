@@ -705,7 +705,11 @@ func TestGameDayGracefulStop(t *testing.T) {
 func TestGameDayBoundedMemory(t *testing.T) {
 	c := gdCluster(t, 16)
 	spec := gdSpec(16)
-	spec.Series, spec.PointsPerSeries = 200, 600
+	// 360,000 points: about 2.2 MB even as compressed segments, so the open segments
+	// must pass the 1 MiB pool before the partitions reach their ends. With 120,000
+	// points (745 KB stored) the pool filled only when enough frames were still raw,
+	// and about one run in twenty never filled it.
+	spec.Series, spec.PointsPerSeries = 600, 600
 	p := produceWorkload(t, c, spec)
 	fs := memStore(t)
 	opt := gdOptions(c, fs, "g")
