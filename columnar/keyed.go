@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -17,7 +16,7 @@ import (
 // already in strictly increasing ts order (the segment writer sorts each payload,
 // docs/format/segment.md), so the sort orders groups, not points: about 100 times fewer
 // rows than points, of 24 bytes each. The streaming encoder merges the groups of a series
-// (encoder.KeyedStream). The run numbers series and groups as the reader meets them
+// (run.KeyedStream). The run numbers series and groups as the reader meets them
 // (GroupFunc) and keeps what it needs of each group (its series key and arrival) itself.
 // See docs/run.md.
 
@@ -130,95 +129,21 @@ func (p Provenance) After(o Provenance) bool {
 // running out, say) fails the read.
 type GroupFunc func(keys []SeriesKey, provs []Provenance, sids, gids []uint32) error
 
-// IDTable numbers what keyed readers meet: each series gets a dense id (sid) in the
-// order it is first met, and each group (one payload: one Kafka record of one series) an
-// id (gid) that names its provenance, so the sort carries 4 bytes of arrival instead of
-// 22. It also keeps each series' tags, those of its latest payload (Tags). It holds 24
-// bytes per group and a map entry and a seriesEntry per series. The zero value is ready.
-type IDTable struct {
-	mu     sync.Mutex
-	sids   map[SeriesKey]uint32
-	series []seriesEntry // by sid
-	provs  []Provenance  // by gid
+// PointSink keeps the points of keyed rows while a run sorts the groups (run.PointStore).
+// Each reader goroutine writes through a PointWriter of its own.
+type PointSink interface {
+	Writer() PointWriter
 }
 
-// seriesEntry is what the table keeps of one series.
-type seriesEntry struct {
-	key     SeriesKey
-	tags    []string
-	tagProv Provenance // the arrival the tags came with
-	hasTags bool
-}
-
-// sid returns k's series id, giving it the next one if k is new. t.mu must be held.
-func (t *IDTable) sid(k SeriesKey) uint32 {
-	if t.sids == nil {
-		t.sids = map[SeriesKey]uint32{}
-	}
-	sid, ok := t.sids[k]
-	if !ok {
-		sid = uint32(len(t.series))
-		t.sids[k] = sid
-		t.series = append(t.series, seriesEntry{key: k})
-	}
-	return sid
-}
-
-// Assign is a GroupFunc.
-func (t *IDTable) Assign(keys []SeriesKey, provs []Provenance, sids, gids []uint32) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if uint64(len(t.provs))+uint64(len(provs)) > math.MaxUint32 {
-		return fmt.Errorf("more than %d payloads in one run: split the shard (more shards, or org-X-pK shards) or shorten the window", uint64(math.MaxUint32))
-	}
-	for i, k := range keys {
-		sids[i], gids[i] = t.sid(k), uint32(len(t.provs))
-		t.provs = append(t.provs, provs[i])
-	}
-	return nil
-}
-
-// Tags keeps tags as the series' tags if p is its latest payload with tags so far (the
-// arrival rule of points, so the result does not depend on the order splits are read
-// in). It is a ReadOptions.Tags, safe for concurrent use; it copies tags.
-func (t *IDTable) Tags(k SeriesKey, p Provenance, tags []string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := &t.series[t.sid(k)]
-	if e.hasTags && !p.After(e.tagProv) {
-		return
-	}
-	e.tags, e.tagProv, e.hasTags = append([]string(nil), tags...), p, true
-}
-
-// Key returns the series key of sid. Key, Series, Provenance and Later are safe while
-// readers still assign ids: the table is append-only, and they lock it.
-func (t *IDTable) Key(sid uint32) SeriesKey {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.series[sid].key
-}
-
-// Series returns the series key and tags of sid.
-func (t *IDTable) Series(sid uint32) (SeriesKey, []string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := &t.series[sid]
-	return e.key, e.tags
-}
-
-// Provenance returns where group gid came from.
-func (t *IDTable) Provenance(gid uint32) Provenance {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.provs[gid]
-}
-
-// Later reports whether group a arrived after group b.
-func (t *IDTable) Later(a, b uint32) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.provs[a].After(t.provs[b])
+// PointWriter stores the points of one reader goroutine. Not safe for concurrent use.
+type PointWriter interface {
+	// Reserve returns a buffer for at least n bytes of points (RunPointBytes each).
+	Reserve(n int) ([]byte, error)
+	// Commit keeps the first used bytes of the last Reserve and returns their reference,
+	// as the ref column of a keyed row holds it.
+	Commit(used int) uint64
+	// Close hands the writer's last buffer to the sink.
+	Close() error
 }
 
 // Keyed is a decoded batch of keyed rows, one per group: Count[i] points at Ref[i] in
@@ -256,7 +181,7 @@ type groupScratch struct {
 // DecodeFrameKeyed is DecodeFrame for keyed rows: it numbers the frame's groups with
 // groups, stores the points of each group inside win with pw and appends a row for the
 // group to c, in layout l.
-func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, l KeyLayout, groups GroupFunc, pw *PointWriter, c *Keyed, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
+func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, l KeyLayout, groups GroupFunc, pw PointWriter, c *Keyed, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
 	v, ok, err := d.open(sp, f, b, topic, skipCorrupt, st, tags)
 	if !ok {
 		return err
@@ -292,7 +217,7 @@ func (v *frameView) groupIDs(g *groupScratch, topic uint16, partition int32) {
 
 // appendKeyed stores the frame's points inside win (all of them when covered) with pw,
 // appends a row to c for each group that keeps any, and returns how many points it kept.
-func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool, sids, gids []uint32, pw *PointWriter) (int, error) {
+func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool, sids, gids []uint32, pw PointWriter) (int, error) {
 	le := binary.LittleEndian
 	if cap(c.Key)-len(c.Key) < v.groups || cap(c.Gid)-len(c.Gid) < v.groups || cap(c.Count)-len(c.Count) < v.groups ||
 		cap(c.Ref)-len(c.Ref) < v.groups || (l.Wide && cap(c.Ts)-len(c.Ts) < v.groups) {

@@ -3,7 +3,6 @@ package columnar
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -68,9 +67,8 @@ func TestKeyedReadMatchesPoints(t *testing.T) {
 				layouts = append(layouts, l)
 			}
 			for _, l := range layouts {
-				var g IDTable
-				// A store bound of 4 KiB: most points spill and are read back.
-				ps := NewPointStore(t.TempDir(), 4<<10)
+				var g testIDs
+				ps := &memSink{}
 				kr := NewPointReader(ctx, st, splits, topics, ReadOptions{Readers: 2, Window: win, BatchRows: 1000, Groups: g.Assign, Layout: l, Points: ps})
 				if !kr.Schema().Equal(l.Schema()) {
 					t.Fatalf("schema %s, want %s", kr.Schema(), l.Schema())
@@ -117,12 +115,6 @@ func TestKeyedReadMatchesPoints(t *testing.T) {
 				}
 				kstats := kr.Stats()
 				kr.Release()
-				if pst := ps.Stats(); pst.SpilledBytes == 0 && len(keyed) > 1000 {
-					t.Fatalf("store stats %+v: nothing spilled", pst)
-				}
-				if err := ps.Close(); err != nil {
-					t.Fatal(err)
-				}
 				slices.SortFunc(keyed, cmpRow)
 				if !slices.Equal(points, keyed) {
 					t.Fatalf("window %+v shard %s layout %+v: keyed read gives %d points, point read %d, or they differ", win, shard, l, len(keyed), len(points))
@@ -148,7 +140,7 @@ func TestKeyedReadGroupError(t *testing.T) {
 	full := errors.New("ids ran out")
 	r := NewPointReader(context.Background(), st, PlanSplits([]*Segment{seg}, shard, AllTime, 1<<30), Topics([]*Segment{seg}), ReadOptions{
 		Groups: func([]SeriesKey, []Provenance, []uint32, []uint32) error { return full },
-		Points: NewPointStore(t.TempDir(), 1<<20),
+		Points: &memSink{},
 	})
 	defer r.Release()
 	for r.Next() {
@@ -215,9 +207,9 @@ func TestUnsortedGroupIsCorrupt(t *testing.T) {
 		dec := NewFrameDecoder()
 		var c Columns
 		var k Keyed
-		var g IDTable
+		var g testIDs
 		var st FrameStats
-		pw := NewPointStore(t.TempDir(), 1<<20).Writer()
+		pw := (&memSink{}).Writer()
 		for name, err := range map[string]error{
 			"point": dec.DecodeFrame(&sp, info, fb, 0, AllTime, false, &c, &st, nil),
 			"keyed": dec.DecodeFrameKeyed(&sp, info, fb, 0, AllTime, false, KeyLayout{Wide: true}, g.Assign, pw, &k, &st, nil),
@@ -231,29 +223,5 @@ func TestUnsortedGroupIsCorrupt(t *testing.T) {
 			t.Fatalf("skipping: error %v, %d rows, %d corrupt frames", err, k.Len(), st.CorruptFrames)
 		}
 		dec.Close()
-	}
-}
-
-// TestIDTableTags: a series keeps the tags of its latest payload whatever order the
-// payloads are met in, the tags are copied, and a series met first through its tags
-// keeps the id Assign then finds.
-func TestIDTableTags(t *testing.T) {
-	k := SeriesKey{Org: 3, Metric: 4}
-	provs := []Provenance{{RecordTs: 5}, {RecordTs: 9}, {RecordTs: 9, Partition: 1}, {RecordTs: 7, Topic: 9}}
-	for _, order := range [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}, {2, 0, 3, 1}} {
-		var g IDTable
-		for _, i := range order {
-			tags := []string{fmt.Sprint("p", i)}
-			g.Tags(k, provs[i], tags)
-			tags[0] = "overwritten"
-		}
-		sids, gids := make([]uint32, 1), make([]uint32, 1)
-		if err := g.Assign([]SeriesKey{k}, provs[:1], sids, gids); err != nil {
-			t.Fatal(err)
-		}
-		key, tags := g.Series(sids[0])
-		if sids[0] != 0 || key != k || !slices.Equal(tags, []string{"p2"}) {
-			t.Fatalf("order %v: sid %d, key %+v, tags %v; want sid 0 and the tags of p2", order, sids[0], key, tags)
-		}
 	}
 }

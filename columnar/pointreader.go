@@ -41,7 +41,7 @@ type ReadOptions struct {
 	// Points, which must then be set, holds the groups' points.
 	Groups GroupFunc
 	Layout KeyLayout
-	Points *PointStore
+	Points PointSink
 }
 
 // batchKind is the row layout of a reader's batches.
@@ -227,7 +227,7 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 	}()
 	start := time.Now()
 	defer func() { local.Timers.Read += time.Since(start) }()
-	var pw *PointWriter
+	var pw PointWriter
 	if opt.Groups != nil {
 		if opt.Points == nil {
 			return errors.New("BUG: keyed read without a point store")
@@ -248,7 +248,7 @@ func (r *PointReader) worker(ctx context.Context, st storage.Store, splits []Spl
 
 // readSplit decodes the frames of sp into *b, handing b over with send whenever it holds
 // BatchRows rows.
-func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fetcher, sp *Split, topics map[string]uint16, opt ReadOptions, pw *PointWriter, b **batch, send func() bool, st *FrameStats) error {
+func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fetcher, sp *Split, topics map[string]uint16, opt ReadOptions, pw PointWriter, b **batch, send func() bool, st *FrameStats) error {
 	t := time.Now()
 	err := fetch.start(ctx, sp)
 	st.Timers.Fetch += time.Since(t)

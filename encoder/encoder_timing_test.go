@@ -2,16 +2,11 @@ package encoder
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/tailor-metrics/tailor/columnar"
 )
@@ -178,83 +173,4 @@ func BenchmarkRecordReader(b *testing.B) {
 		rr.Release()
 	}
 	reportRates(b, n, cpu0)
-}
-
-// BenchmarkKeyedStream measures what a run does after the sort: the Arrow adapter
-// (keyed rows of 100-point groups in batches of about 64Ki points, 1% of groups arriving
-// twice), the merge, the spool's encoding and its key-order write of the part files.
-func BenchmarkKeyedStream(b *testing.B) {
-	series := agentMix(2000, 360)
-	rng := rand.New(rand.NewPCG(3, 4))
-	l := columnar.KeyLayout{Base: series[0].Ts[0] - 1<<20}
-	var recs []arrow.RecordBatch
-	bld := array.NewRecordBuilder(memory.DefaultAllocator, l.Schema())
-	defer bld.Release()
-	ps := columnar.NewPointStore(b.TempDir(), 1<<30)
-	defer ps.Close()
-	pw := ps.Writer()
-	rows, batched := 0, 0
-	for sid, s := range series {
-		for lo := 0; lo < len(s.Ts); lo += 100 {
-			hi := min(lo+100, len(s.Ts))
-			reps := 1
-			if rng.IntN(100) == 0 {
-				reps = 2
-			}
-			for r := range reps {
-				dst, err := pw.Reserve((hi - lo) * columnar.RunPointBytes)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for i := lo; i < hi; i++ {
-					binary.LittleEndian.PutUint64(dst[16*(i-lo):], uint64(s.Ts[i]))
-					binary.LittleEndian.PutUint64(dst[16*(i-lo)+8:], math.Float64bits(s.Values[i]))
-				}
-				bld.Field(0).(*array.Uint64Builder).Append(uint64(sid)<<32 | uint64(s.Ts[lo]-l.Base))
-				bld.Field(1).(*array.Uint32Builder).Append(uint32(1 - r)) // the first is the latest
-				bld.Field(2).(*array.Uint32Builder).Append(uint32(hi - lo))
-				bld.Field(3).(*array.Uint64Builder).Append(pw.Commit(len(dst)))
-				rows += hi - lo
-				if rows-batched >= 64<<10 {
-					recs, batched = append(recs, bld.NewRecordBatch()), rows
-				}
-			}
-		}
-	}
-	if err := pw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	recs = append(recs, bld.NewRecordBatch())
-	defer func() {
-		for _, r := range recs {
-			r.Release()
-		}
-	}()
-	b.ReportAllocs()
-	b.SetBytes(int64(16 * rows))
-	cpu0 := cpuTime()
-	for b.Loop() {
-		sp := NewSpool(b.TempDir(), 64<<20)
-		s := NewKeyedStream(l, func(a, b uint32) bool { return a > b }, ps.Points, func(sid uint32, ts []int64, vals []float64) error {
-			return sp.Add(series[sid].Key, nil, ts, vals)
-		})
-		for _, r := range recs {
-			if err := s.Write(r); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := s.Close(); err != nil {
-			b.Fatal(err)
-		}
-		if st := s.Stats(); st.PointsIn != int64(rows) || st.PointsOut != int64(points(series)) {
-			b.Fatalf("stats %+v", st)
-		}
-		if err := sp.WriteSorted(256<<20, func([]byte, int64, int64) error { return nil }); err != nil {
-			b.Fatal(err)
-		}
-		if err := sp.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	reportRates(b, rows, cpu0)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 // Spool collects series handed to it in any order, encodes each into a record at once,
@@ -122,7 +123,7 @@ func (s *Spool) releaseChunks() {
 // spill appends the records held in memory to the temporary file.
 func (s *Spool) spill() error {
 	if s.file == nil {
-		f, err := columnar.SpillFile(s.dir, "tailor-spool-*")
+		f, err := storage.SpillFile(s.dir, "tailor-spool-*")
 		if err != nil {
 			s.err = fmt.Errorf("spool: %w", err)
 			return s.err

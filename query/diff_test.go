@@ -1,6 +1,6 @@
 //go:build duckdb_arrow
 
-package query
+package query_test
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 )
 
 type diffPoint struct {
@@ -102,7 +104,7 @@ func writeLegacyTSF(t *testing.T, path string, pts []diffPoint) {
 	}
 }
 
-func totals(groups []DiffGroup) (byKind [4]uint64, byOrg map[uint32][4]uint64) {
+func totals(groups []query.DiffGroup) (byKind [4]uint64, byOrg map[uint32][4]uint64) {
 	byOrg = map[uint32][4]uint64{}
 	for _, g := range groups {
 		byKind[g.Kind] += g.Points
@@ -126,15 +128,15 @@ func TestDiffEveryLegacyFormat(t *testing.T) {
 	writeLegacyTSF(t, tsfPath, append([]diffPoint(nil), legacy...))
 	// Parquet with other column names, written by DuckDB from the CSV copy.
 	pqPath := filepath.Join(dir, "legacy.parquet")
-	csvView, err := LegacyView(ctx, e, "legacy", LegacyOptions{Source: csvPath}, Scope{})
+	csvView, err := run.LegacyView(ctx, e, "legacy", query.LegacyOptions{Source: csvPath}, query.Scope{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs, err := e.DefineViews(ctx, []string{"legacy"}, []View{csvView}, Scope{})
+	vs, err := e.DefineViews(ctx, []string{"legacy"}, []query.View{csvView}, query.Scope{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := vs.Exec(ctx, fmt.Sprintf("COPY (SELECT org_id AS org, metric_id, context_key, ts AS time_ms, value FROM legacy) TO %s (FORMAT parquet)", quoteString(pqPath))); err != nil {
+	if err := vs.Exec(ctx, fmt.Sprintf("COPY (SELECT org_id AS org, metric_id, context_key, ts AS time_ms, value FROM legacy) TO %s (FORMAT parquet)", "'"+pqPath+"'")); err != nil {
 		t.Fatal(err)
 	}
 	if err := vs.Close(); err != nil {
@@ -150,20 +152,20 @@ func TestDiffEveryLegacyFormat(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		opt  LegacyOptions
+		opt  query.LegacyOptions
 	}{
-		{"csv", LegacyOptions{Source: csvPath}},
-		{"parquet", LegacyOptions{Source: pqPath, Columns: map[string]string{"org_id": "org", "ts": "time_ms"}}},
-		{"series file v1", LegacyOptions{Source: tsfPath}},
-		{"series store", LegacyOptions{Source: legacyStore.URL()}},
+		{"csv", query.LegacyOptions{Source: csvPath}},
+		{"parquet", query.LegacyOptions{Source: pqPath, Columns: map[string]string{"org_id": "org", "ts": "time_ms"}}},
+		{"series file v1", query.LegacyOptions{Source: tsfPath}},
+		{"series store", query.LegacyOptions{Source: legacyStore.URL()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lv, err := LegacyView(ctx, e, "x", tc.opt, Scope{})
+			lv, err := run.LegacyView(ctx, e, "x", tc.opt, query.Scope{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var rows []string
-			groups, err := e.Diff(ctx, DiffOptions{New: SeriesView("x", st, Scope{}), Legacy: lv, Rows: func(r DiffRow) error {
+			groups, err := e.Diff(ctx, query.DiffOptions{New: run.SeriesView("x", st, query.Scope{}), Legacy: lv, Rows: func(r query.DiffRow) error {
 				rows = append(rows, fmt.Sprintf("%d/%d %d %d new=%v/%v legacy=%v/%v", r.Org, r.Metric, r.Ts, r.Kind, r.HasNew, r.New, r.HasLegacy, r.Legacy))
 				return nil
 			}})
@@ -193,12 +195,12 @@ func TestDiffEveryLegacyFormat(t *testing.T) {
 	}
 
 	t.Run("tolerance and scope", func(t *testing.T) {
-		scope := Scope{Shard: "org-mod-2", Window: columnar.Window{From: 0, To: hourMs}}
-		lv, err := LegacyView(ctx, e, "x", LegacyOptions{Source: pqPath, Columns: map[string]string{"org_id": "org", "ts": "time_ms"}}, scope)
+		scope := query.Scope{Shard: "org-mod-2", Window: columnar.Window{From: 0, To: hourMs}}
+		lv, err := run.LegacyView(ctx, e, "x", query.LegacyOptions{Source: pqPath, Columns: map[string]string{"org_id": "org", "ts": "time_ms"}}, scope)
 		if err != nil {
 			t.Fatal(err)
 		}
-		groups, err := e.Diff(ctx, DiffOptions{New: SeriesView("x", st, scope), Legacy: lv, Scope: scope, Tolerance: 1e-6})
+		groups, err := e.Diff(ctx, query.DiffOptions{New: run.SeriesView("x", st, scope), Legacy: lv, Scope: scope, Tolerance: 1e-6})
 		if err != nil {
 			t.Fatal(err)
 		}

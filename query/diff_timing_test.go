@@ -1,6 +1,6 @@
 //go:build duckdb_arrow
 
-package query
+package query_test
 
 import (
 	"bytes"
@@ -19,6 +19,8 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -32,7 +34,7 @@ const (
 )
 
 // benchDiffData builds (or reuses) the data under $TAILOR_BENCH_DIR or the temp dir.
-func benchDiffData(b *testing.B, e *Engine) (st storage.Store, newPQ, legacyPQ string) {
+func benchDiffData(b *testing.B, e *query.Engine) (st storage.Store, newPQ, legacyPQ string) {
 	b.Helper()
 	ctx := context.Background()
 	dir := os.Getenv("TAILOR_BENCH_DIR")
@@ -52,10 +54,10 @@ func benchDiffData(b *testing.B, e *Engine) (st storage.Store, newPQ, legacyPQ s
 	}
 	b.Logf("writing 20M points to %s (once)", dir)
 	base := time.Date(2025, 11, 24, 0, 0, 0, 0, time.UTC)
-	w := Window{From: base, Size: 24 * time.Hour}
+	w := run.Window{From: base, Size: 24 * time.Hour}
 	const shard = "org-mod-0"
 	runID := "bench"
-	var parts []Part
+	var parts []run.Part
 	ts := make([]int64, benchPerSeries)
 	vals := make([]float64, benchPerSeries)
 	var buf bytes.Buffer
@@ -65,12 +67,12 @@ func benchDiffData(b *testing.B, e *Engine) (st storage.Store, newPQ, legacyPQ s
 		if err := enc.Close(); err != nil {
 			b.Fatal(err)
 		}
-		key := PartKey(shard, w, runID, len(parts))
+		key := run.PartKey(shard, w, runID, len(parts))
 		if err := st.Put(ctx, key, bytes.NewReader(buf.Bytes())); err != nil {
 			b.Fatal(err)
 		}
 		sum := sha256.Sum256(buf.Bytes())
-		parts = append(parts, Part{Key: key, Size: int64(buf.Len()), Series: partSeries, Points: partSeries * benchPerSeries, SHA256: hex.EncodeToString(sum[:])})
+		parts = append(parts, run.Part{Key: key, Size: int64(buf.Len()), Series: partSeries, Points: partSeries * benchPerSeries, SHA256: hex.EncodeToString(sum[:])})
 		enc, partSeries = nil, 0
 	}
 	for s := 0; s < benchSeries; s++ {
@@ -94,11 +96,8 @@ func benchDiffData(b *testing.B, e *Engine) (st storage.Store, newPQ, legacyPQ s
 		flush()
 	}
 	win := w.TsRange()
-	m := Manifest{RunID: runID, Algo: algoVersion, Shard: shard, Window: w.Name(), From: win.From, To: win.To, Parts: parts}
-	if err := putJSON(ctx, st, RunDir(shard, w, runID)+manifestName, m); err != nil {
-		b.Fatal(err)
-	}
-	if err := putJSON(ctx, st, SeriesPrefix+shard+"/"+w.Name()+"/"+currentName, current{RunID: runID}); err != nil {
+	m := run.Manifest{RunID: runID, Shard: shard, Window: w.Name(), From: win.From, To: win.To, Parts: parts}
+	if err := run.Publish(ctx, st, &m); err != nil {
 		b.Fatal(err)
 	}
 	for _, c := range []struct{ path, sel string }{
@@ -106,11 +105,11 @@ func benchDiffData(b *testing.B, e *Engine) (st storage.Store, newPQ, legacyPQ s
 		// 1 in 1,000,003 points dropped, 1 in 999,983 changed.
 		{legacyPQ, "SELECT org_id, metric_id, context_key, ts, CASE WHEN (metric_id * 1000 + ts // 60000) % 999983 = 5 THEN value + 1 ELSE value END AS value FROM series WHERE (metric_id * 1000 + ts // 60000) % 1000003 <> 7"},
 	} {
-		vs, err := e.DefineViews(ctx, []string{c.sel}, []View{SeriesView("series", st, Scope{})}, Scope{})
+		vs, err := e.DefineViews(ctx, []string{c.sel}, []query.View{run.SeriesView("series", st, query.Scope{})}, query.Scope{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := vs.Exec(ctx, fmt.Sprintf("COPY (%s) TO %s (FORMAT parquet, COMPRESSION zstd)", c.sel, quoteString(c.path))); err != nil {
+		if err := vs.Exec(ctx, fmt.Sprintf("COPY (%s) TO %s (FORMAT parquet, COMPRESSION zstd)", c.sel, "'"+c.path+"'")); err != nil {
 			b.Fatal(err)
 		}
 		if err := vs.Close(); err != nil {
@@ -132,7 +131,7 @@ func benchDiffData(b *testing.B, e *Engine) (st storage.Store, newPQ, legacyPQ s
 //	go test -run '^$' -bench Diff20M -benchtime 2x -cpuprofile cpu.out ./query/
 func BenchmarkDiff20M(b *testing.B) {
 	ctx := context.Background()
-	e, err := Open(ctx, Options{TempDir: filepath.Join(os.TempDir(), "tailor-bench-duckdb")})
+	e, err := query.Open(ctx, query.Options{TempDir: filepath.Join(os.TempDir(), "tailor-bench-duckdb")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -144,15 +143,15 @@ func BenchmarkDiff20M(b *testing.B) {
 		            ELSE 3 END AS kind
 		FROM read_parquet(%s) n FULL OUTER JOIN read_parquet(%s) l
 		  ON n.org_id = l.org_id AND n.metric_id = l.metric_id AND n.context_key = l.context_key AND n.ts = l.ts)
-		GROUP BY kind ORDER BY kind`, quoteString(newPQ), quoteString(legacyPQ))
+		GROUP BY kind ORDER BY kind`, "'"+newPQ+"'", "'"+legacyPQ+"'")
 	var tailorSec, baseSec float64
 	tailor := func() [4]int64 {
 		start := time.Now()
-		lv, err := LegacyView(ctx, e, "legacy", LegacyOptions{Source: legacyPQ}, Scope{})
+		lv, err := run.LegacyView(ctx, e, "legacy", query.LegacyOptions{Source: legacyPQ}, query.Scope{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		groups, err := e.Diff(ctx, DiffOptions{New: SeriesView("new", st, Scope{}), Legacy: lv})
+		groups, err := e.Diff(ctx, query.DiffOptions{New: run.SeriesView("new", st, query.Scope{}), Legacy: lv})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -120,7 +120,7 @@ func (e *Engine) Query(ctx context.Context, stmt string, views map[string]array.
 }
 
 // GroupSort runs the embedded group-sort SQL over keyed points in layout l and returns
-// them sorted by series and ts, in the same schema (see encoder.KeyedStream).
+// them sorted by series and ts, in the same schema (see run.KeyedStream).
 func (e *Engine) GroupSort(ctx context.Context, l columnar.KeyLayout, points array.RecordReader) (array.RecordReader, error) {
 	stmt := tsql.GroupSort
 	if l.Wide {

@@ -38,9 +38,9 @@ func PointsView(st storage.Store, scope Scope, opt columnar.ReadOptions) View {
 		}
 		var splits []columnar.Split
 		for _, sh := range shards {
-			splits = append(splits, columnar.PlanSplits(segs, sh, scope.window(), 1<<30)...)
+			splits = append(splits, columnar.PlanSplits(segs, sh, scope.TsRange(), 1<<30)...)
 		}
-		opt.Window = scope.window()
+		opt.Window = scope.TsRange()
 		return columnar.NewPointReader(ctx, st, splits, columnar.Topics(segs), opt), nil
 	}}
 }
@@ -65,19 +65,6 @@ func LatestView() View {
 	return View{Name: "latest", From: "(" + tsql.Latest + ")", Deps: []string{"points"}, Unscoped: true}
 }
 
-// SeriesView is a view over the published series of st that the scope selects, as
-// SeriesMerger reads them (own parts and late outputs, each point once), in
-// columnar.SortedSchema.
-func SeriesView(name string, st storage.Store, scope Scope) View {
-	return View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
-		m, err := OpenSeries(ctx, st, scope)
-		if err != nil {
-			return nil, err
-		}
-		return encoder.SeriesRecordReader(m, 0), nil
-	}}
-}
-
 // LegacyOptions describes the legacy data.
 type LegacyOptions struct {
 	// Source is a .parquet or .csv file, a .tsf series file, or a store URL (or
@@ -91,9 +78,9 @@ type LegacyOptions struct {
 // PointColumnNames are the point columns in schema order.
 var PointColumnNames = []string{"org_id", "metric_id", "context_key", "ts", "value"}
 
-// LegacyView returns a view of the legacy data under name. Parquet is read by DuckDB
+// LegacyView returns a view of the legacy file under name. Parquet is read by DuckDB
 // after its schema was checked; CSV (the same header as `cat`) and series files are
-// decoded in Go, bit for bit.
+// decoded in Go, bit for bit. Any other source is ErrNotLegacyFile.
 func LegacyView(ctx context.Context, e *Engine, name string, opt LegacyOptions, scope Scope) (View, error) {
 	src := opt.Source
 	lower := strings.ToLower(src)
@@ -132,19 +119,12 @@ func LegacyView(ctx context.Context, e *Engine, name string, opt LegacyOptions, 
 			return r.RecordReader(0), nil
 		}}, nil
 	}
-	st, err := storage.Open(ctx, src)
-	if err != nil {
-		return View{}, fmt.Errorf("legacy %s: want a .parquet, .csv or .tsf file, or a store URL: %w", src, err)
-	}
-	runs, err := Published(ctx, st)
-	if err != nil {
-		return View{}, fmt.Errorf("legacy %s: %w", src, err)
-	}
-	if len(runs) == 0 {
-		return View{}, fmt.Errorf("legacy %s: no published series files (want a .parquet, .csv or .tsf file, or a store with series/)", src)
-	}
-	return SeriesView(name, st, scope), nil
+	return View{}, fmt.Errorf("legacy %s: %w", src, ErrNotLegacyFile)
 }
+
+// ErrNotLegacyFile is LegacyView's answer for a source that is not a legacy file: the
+// caller may read it as a store of series files (run.LegacyView does).
+var ErrNotLegacyFile = errors.New("not a .parquet, .csv or .tsf file")
 
 func isPointColumn(s string) bool {
 	for _, c := range PointColumnNames {
@@ -307,18 +287,4 @@ func (r *csvReader) Next() bool {
 	}
 	r.cur = r.b.NewRecordBatch()
 	return true
-}
-
-// OpenSeriesFile reads the series file at key whole and opens it: its callers decode
-// all or most of its series, so one GET is cheaper than a ranged read per series.
-func OpenSeriesFile(ctx context.Context, st storage.Store, key string) (*encoder.Reader, error) {
-	b, err := storage.ReadAll(ctx, st, key)
-	if err != nil {
-		return nil, err
-	}
-	r, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", key, err)
-	}
-	return r, nil
 }

@@ -35,7 +35,8 @@ type Scope struct {
 	Window columnar.Window
 }
 
-func (s Scope) window() columnar.Window {
+// TsRange is the ts range the scope keeps: its Window, or all time when that is zero.
+func (s Scope) TsRange() columnar.Window {
 	if s.Window == (columnar.Window{}) {
 		return columnar.AllTime
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest"
-	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -55,7 +55,7 @@ func cutoverStores(t *testing.T) (legacyURL, tailorURL string) {
 		if _, err := ingest.ImportCSV(ctx, name+".csv", strings.NewReader(b.String()), ingest.ImportOptions{Store: st, Topic: "metrics"}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := query.RunAll(ctx, query.AllOptions{RunOptions: query.RunOptions{Store: st}, WindowSize: time.Hour}); err != nil {
+		if _, err := run.RunAll(ctx, run.AllOptions{RunOptions: run.RunOptions{Store: st}, WindowSize: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
 		return url

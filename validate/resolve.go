@@ -7,7 +7,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
-	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -71,7 +71,7 @@ func Resolve(ctx context.Context, opt ResolveOptions, org uint32, from, to int64
 		return nil, err
 	}
 	shards := orgShards(opt.ShardMap, org)
-	runs := map[string][]*query.Manifest{}
+	runs := map[string][]*run.Manifest{}
 	var out []Resolved
 	for _, p := range pieces {
 		ms, ok := runs[p.Root]
@@ -80,7 +80,7 @@ func Resolve(ctx context.Context, opt ResolveOptions, org uint32, from, to int64
 			if err != nil {
 				return nil, fmt.Errorf("open %s root %s: %w", p.Serve, p.Root, err)
 			}
-			ms, err = query.Published(ctx, st)
+			ms, err = run.Published(ctx, st)
 			st.Close()
 			if err != nil {
 				return nil, fmt.Errorf("list %s root %s: %w", p.Serve, p.Root, err)
@@ -147,7 +147,7 @@ func ReadResolved(ctx context.Context, open func(ctx context.Context, url string
 			stores[r.Root] = st
 		}
 		for _, f := range r.Files {
-			rd, err := query.OpenSeriesFile(ctx, st, f.Key)
+			rd, err := encoder.OpenStored(ctx, st, f.Key)
 			if err != nil {
 				return err
 			}

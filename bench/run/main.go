@@ -36,6 +36,7 @@ import (
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -100,10 +101,10 @@ func bench(dir, bin string, series, points, parallel int, extra []string) error 
 	}
 	var rep struct {
 		Summary struct {
-			Counts       query.Counts       `json:"counts"`
+			Counts       run.Counts         `json:"counts"`
 			Runs         int                `json:"runs"`
 			StageSeconds map[string]float64 `json:"stage_seconds"`
-			Resources    query.Resources    `json:"resources"`
+			Resources    run.Resources      `json:"resources"`
 		} `json:"summary"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil {
@@ -284,7 +285,7 @@ func writeSegments(ctx context.Context, gen *workload.Gen, st storage.Store) err
 // writeParquet reads every point of the segments (provenance included) and has DuckDB
 // write them, in arrival order, as one zstd Parquet file.
 func writeParquet(ctx context.Context, st storage.Store, path string) error {
-	segs, err := query.ListSegments(ctx, st, nil, query.Arrival{})
+	segs, err := run.ListWindowSegments(ctx, st, nil, run.Arrival{})
 	if err != nil {
 		return err
 	}
@@ -335,7 +336,7 @@ func baseline(args []string) error {
 		return fmt.Errorf("no variant %q", args[0])
 	}
 	ctx := context.Background()
-	eng, err := query.Open(ctx, query.Options{Threads: runtime.NumCPU(), TempDir: args[3], MemoryLimit: query.DefaultMemoryLimit(1)})
+	eng, err := query.Open(ctx, query.Options{Threads: runtime.NumCPU(), TempDir: args[3], MemoryLimit: run.DefaultMemoryLimit(1)})
 	if err != nil {
 		return err
 	}

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailor-metrics/tailor/run"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/tailor-metrics/tailor/query"
 )
 
 // containerArgs walks a decoded manifest and returns the args of every container.
@@ -75,7 +74,7 @@ func TestDeployArgsAreValidFlags(t *testing.T) {
 					}
 					w, _ := cmd.Flags().GetString("window")
 					size, _ := cmd.Flags().GetDuration("window-size")
-					if _, err := resolveWindow(w, query.Arrival{Size: size, Closed: true, Lateness: d}, time.Now()); err != nil {
+					if _, err := resolveWindow(w, run.Arrival{Size: size, Closed: true, Lateness: d}, time.Now()); err != nil {
 						t.Fatalf("%s: --window %q: %v", f, w, err)
 					}
 				}
@@ -88,7 +87,7 @@ func TestDeployArgsAreValidFlags(t *testing.T) {
 }
 
 func TestLastClosedWindow(t *testing.T) {
-	a := query.Arrival{Size: 4 * time.Hour, Closed: true, Lateness: time.Hour, FlushAge: 10 * time.Minute}
+	a := run.Arrival{Size: 4 * time.Hour, Closed: true, Lateness: time.Hour, FlushAge: 10 * time.Minute}
 	f := func(now, want string) {
 		t.Helper()
 		tm, _ := time.Parse(time.RFC3339, now)
@@ -103,7 +102,7 @@ func TestLastClosedWindow(t *testing.T) {
 	f("2025-11-24T05:10:00Z", "2025-11-24T00:00:00Z") // 04:00 + 1h + 10m: just closed
 	f("2025-11-24T05:09:59Z", "2025-11-23T20:00:00Z")
 	f("2025-11-24T09:14:00Z", "2025-11-24T04:00:00Z")
-	if _, err := resolveWindow("last-closed", query.Arrival{Size: time.Hour}, time.Now()); err == nil {
+	if _, err := resolveWindow("last-closed", run.Arrival{Size: time.Hour}, time.Now()); err == nil {
 		t.Fatal("last-closed without a lateness should fail")
 	}
 }

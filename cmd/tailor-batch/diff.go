@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/validate"
 )
@@ -50,11 +51,11 @@ func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult
 		return res, err
 	}
 	defer func() { err = errors.Join(err, eng.Close()) }()
-	lv, err := query.LegacyView(ctx, eng, "legacy", j.legacy, j.scope)
+	lv, err := run.LegacyView(ctx, eng, "legacy", j.legacy, j.scope)
 	if err != nil {
 		return res, err
 	}
-	opt := query.DiffOptions{New: query.SeriesView("new", st, j.scope), Legacy: lv, Scope: j.scope, Tolerance: j.tolerance, Bucket: j.bucket}
+	opt := query.DiffOptions{New: run.SeriesView("new", st, j.scope), Legacy: lv, Scope: j.scope, Tolerance: j.tolerance, Bucket: j.bucket}
 	var pw *validate.ParquetWriter[validate.DiffRow]
 	if j.out != "" {
 		f, err := os.Create(j.out)

@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tailor-metrics/tailor/columnar"
-	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -27,7 +27,7 @@ func newRunCmd() *cobra.Command {
 		shardEnv, shardList                        string
 		all, jsonOut, verbose                      bool
 		windowSize                                 time.Duration
-		opt                                        query.AllOptions
+		opt                                        run.AllOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "run --store URL (--shard S | --shard-from-env VAR | --all) [--window FROM/DURATION]",
@@ -74,11 +74,11 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				if err != nil {
 					return fmt.Errorf("--window: %w", err)
 				}
-				opt.Windows, opt.Arrival.Size = []query.Window{w}, w.Size
+				opt.Windows, opt.Arrival.Size = []run.Window{w}, w.Size
 			}
 			if opt.Engine.MemoryLimit == "" {
-				opt.Engine.MemoryLimit = query.DefaultMemoryLimit(opt.Parallel)
-			} else if _, err := query.ParseBytes(opt.Engine.MemoryLimit); err != nil {
+				opt.Engine.MemoryLimit = run.DefaultMemoryLimit(opt.Parallel)
+			} else if _, err := run.ParseBytes(opt.Engine.MemoryLimit); err != nil {
 				return fmt.Errorf("--memory-limit: %w", err)
 			}
 			if opt.Engine.Threads <= 0 {
@@ -103,8 +103,8 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				opt.Stage, opt.Progress = bar.stage, bar.done
 			}
 			start := time.Now()
-			res := query.MeasureResources()
-			reports, runErr := query.RunAll(ctx, opt)
+			res := run.MeasureResources()
+			reports, runErr := run.RunAll(ctx, opt)
 			sum := summarize(reports, time.Since(start))
 			sum.Resources = res()
 			sum.Retries = storeRetries(st)
@@ -113,8 +113,8 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(struct {
-					Summary runSummary      `json:"summary"`
-					Runs    []*query.Report `json:"runs"`
+					Summary runSummary    `json:"summary"`
+					Runs    []*run.Report `json:"runs"`
 				}{sum, reports}); err != nil {
 					return err
 				}
@@ -123,7 +123,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 			} else {
 				sum.print(cmd.OutOrStdout())
 			}
-			// query.RunAll reports failures as text, so the CorruptError's type does not
+			// run.RunAll reports failures as text, so the CorruptError's type does not
 			// survive it: match its message ("corrupt segment <key> at byte N: ...") too.
 			if runErr != nil && !opt.SkipCorrupt && (errors.Is(runErr, columnar.ErrCorrupt) || strings.Contains(runErr.Error(), columnar.ErrCorrupt.Error()+" ")) {
 				return fmt.Errorf("%w (the failed runs published nothing: restore or remove that segment, or run again with --skip-corrupt to skip its corrupt frames and count them in the report)", runErr)
@@ -141,9 +141,9 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.StringVar(&shardList, "shard-list", "", "with --shard-from-env: comma-separated shards the index picks from (default: index N is org-mod-N)")
 	fl.BoolVar(&all, "all", false, "run every shard that has data")
 	fl.StringVar(&window, "window", "", "window FROM/DURATION, e.g. 2025-11-24T04:00:00Z/4h, or last-closed (with --lateness) (default: every window with data)")
-	fl.DurationVar(&windowSize, "window-size", query.DefaultWindowSize, "window size when --window gives none")
+	fl.DurationVar(&windowSize, "window-size", run.DefaultWindowSize, "window size when --window gives none")
 	fl.StringVar(&lateness, "lateness", "none", "how long after its end a window takes points (none: windows stay open); later points go to a late output")
-	fl.DurationVar(&opt.Arrival.FlushAge, "flush-age", query.DefaultFlushAge, "the sink's flush age: segments that started this long before a window may hold its points")
+	fl.DurationVar(&opt.Arrival.FlushAge, "flush-age", run.DefaultFlushAge, "the sink's flush age: segments that started this long before a window may hold its points")
 	fl.IntVar(&opt.Parallel, "parallel", 1, "shard runs at once with --all")
 	fl.IntVar(&opt.Readers, "readers", runtime.NumCPU(), "segment byte ranges decoded in parallel per run")
 	fl.Int64Var(&opt.SplitBytes, "split-bytes", 1<<30, "largest byte range one reader takes")
@@ -161,15 +161,15 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 
 // resolveWindow parses --window: FROM/DURATION, or last-closed, the latest window of
 // a.Size that closed (its end + lateness + flush age) by now, for schedulers.
-func resolveWindow(s string, a query.Arrival, now time.Time) (query.Window, error) {
+func resolveWindow(s string, a run.Arrival, now time.Time) (run.Window, error) {
 	if s != "last-closed" {
-		return query.ParseWindow(s, a.Size)
+		return run.ParseWindow(s, a.Size)
 	}
 	if !a.Closed {
-		return query.Window{}, fmt.Errorf("last-closed needs --lateness: open windows never close")
+		return run.Window{}, fmt.Errorf("last-closed needs --lateness: open windows never close")
 	}
 	closedBy := now.Add(-a.Lateness - a.FlushAge - a.Size)
-	return query.WindowOf(closedBy.UnixMilli(), a.Size), nil
+	return run.WindowOf(closedBy.UnixMilli(), a.Size), nil
 }
 
 // shardFromEnv maps the index in env var name to a shard: the index-th entry of list,
@@ -199,14 +199,14 @@ type runSummary struct {
 	Skipped       int `json:"skipped"`
 	NoData        int `json:"no_data"`
 	Failed        int `json:"failed"`
-	query.Counts  `json:"counts"`
+	run.Counts    `json:"counts"`
 	BytesPerPoint float64            `json:"bytes_per_point"`
 	Seconds       float64            `json:"seconds"`
 	StageSeconds  map[string]float64 `json:"stage_seconds"`
 	// Plan totals the plans (with --dry-run, all there is).
-	Plan        query.Plan      `json:"plan"`
-	Resources   query.Resources `json:"resources"`
-	MemoryLimit string          `json:"memory_limit"`
+	Plan        run.Plan      `json:"plan"`
+	Resources   run.Resources `json:"resources"`
+	MemoryLimit string        `json:"memory_limit"`
 	// PointsSpilled is the bytes of points the runs' point stores moved to the temp
 	// directory.
 	PointsSpilled int64 `json:"points_spilled_bytes"`
@@ -215,7 +215,7 @@ type runSummary struct {
 	Retries *storage.RetryStats `json:"store_retries,omitempty"`
 }
 
-func summarize(reports []*query.Report, elapsed time.Duration) runSummary {
+func summarize(reports []*run.Report, elapsed time.Duration) runSummary {
 	s := runSummary{StageSeconds: map[string]float64{}, Seconds: elapsed.Seconds()}
 	for _, r := range reports {
 		s.Runs++
@@ -298,9 +298,9 @@ func sortedStages(m map[string]float64) []string {
 	return keys
 }
 
-func printPlans(w io.Writer, reports []*query.Report) {
+func printPlans(w io.Writer, reports []*run.Report) {
 	fmt.Fprintf(w, "%-14s %-20s %-16s %9s %9s %14s %14s\n", "shard", "window", "run id", "segments", "frames", "bytes", "est. points")
-	var t query.Plan
+	var t run.Plan
 	for _, r := range reports {
 		p := r.Plan
 		if p == nil || r.NoData {
@@ -355,7 +355,7 @@ func (b *progressBar) stage(shard, window, stage string) {
 	b.mu.Unlock()
 }
 
-func (b *progressBar) done(done, total int, rep *query.Report) {
+func (b *progressBar) done(done, total int, rep *run.Report) {
 	b.mu.Lock()
 	b.n, b.total = done, total
 	b.points += rep.Counts.PointsOut

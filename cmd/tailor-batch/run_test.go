@@ -1,12 +1,12 @@
 package main
 
 import (
+	"github.com/tailor-metrics/tailor/run"
+
 	"bytes"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/tailor-metrics/tailor/query"
 )
 
 // syncBuffer is a bytes.Buffer safe for the bar's ticker goroutine.
@@ -31,7 +31,7 @@ func TestProgressBar(t *testing.T) {
 	var out syncBuffer
 	b := newProgressBar(&out)
 	b.stage("org-mod-1", "20251124T0000Z-4h", "read+sort")
-	b.done(1, 4, &query.Report{Shard: "org-mod-0", Window: "20251124T0000Z-4h", Counts: query.Counts{PointsOut: 1234}})
+	b.done(1, 4, &run.Report{Shard: "org-mod-0", Window: "20251124T0000Z-4h", Counts: run.Counts{PointsOut: 1234}})
 	b.draw()
 	b.stop()
 	s := out.String()
@@ -47,15 +47,15 @@ func TestProgressBar(t *testing.T) {
 }
 
 func TestSummaryNamesLateAndResources(t *testing.T) {
-	reps := []*query.Report{
-		{Counts: query.Counts{PointsIn: 10, PointsOut: 8, Duplicates: 2, Late: 3, LatePointsOut: 3, BytesOut: 40}, Seconds: map[string]float64{"duckdb": 1, "list": 0.5, "zstd": 0.25},
-			PointStore: query.PointStoreStats{SpilledBytes: 3 << 20}},
+	reps := []*run.Report{
+		{Counts: run.Counts{PointsIn: 10, PointsOut: 8, Duplicates: 2, Late: 3, LatePointsOut: 3, BytesOut: 40}, Seconds: map[string]float64{"duckdb": 1, "list": 0.5, "zstd": 0.25},
+			PointStore: run.PointStoreStats{SpilledBytes: 3 << 20}},
 		{Skipped: true},
 		{NoData: true, Skipped: true},
 		{Err: "boom"},
 	}
 	s := summarize(reps, 0)
-	s.Resources = query.Resources{PeakRSSBytes: 300 << 20, CPUSeconds: 2, GCShare: 0.05}
+	s.Resources = run.Resources{PeakRSSBytes: 300 << 20, CPUSeconds: 2, GCShare: 0.05}
 	s.MemoryLimit = "2GB"
 	var out bytes.Buffer
 	s.print(&out)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 )
 
 // scopeFlags are the shard and window filters of sql, diff and validate: the same as run's.
@@ -39,7 +40,7 @@ func (f *scopeFlags) scope() (query.Scope, error) {
 		s.Shard = sh
 	}
 	if f.window != "" {
-		w, err := query.ParseWindow(f.window, query.DefaultWindowSize)
+		w, err := run.ParseWindow(f.window, run.DefaultWindowSize)
 		if err != nil {
 			return s, fmt.Errorf("--window: %w", err)
 		}
@@ -57,7 +58,7 @@ func (f *scopeFlags) windowName() string {
 	if f.window == "" {
 		return ""
 	}
-	w, err := query.ParseWindow(f.window, query.DefaultWindowSize)
+	w, err := run.ParseWindow(f.window, run.DefaultWindowSize)
 	if err != nil {
 		return f.window
 	}
@@ -140,7 +141,7 @@ Only the views the statement names are read. Output is a table, or CSV, JSON or 
 			views := []query.View{
 				query.PointsView(st, scope, columnar.ReadOptions{Readers: 2}),
 				query.LatestView(),
-				query.SeriesView("series", st, scope),
+				run.SeriesView("series", st, scope),
 			}
 			stmt := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(args[0]), ";"))
 			if lf.source != "" {
@@ -148,7 +149,7 @@ Only the views the statement names are read. Output is a table, or CSV, JSON or 
 				if err != nil {
 					return err
 				}
-				lv, err := query.LegacyView(ctx, eng, "legacy", lo, scope)
+				lv, err := run.LegacyView(ctx, eng, "legacy", lo, scope)
 				if err != nil {
 					return err
 				}

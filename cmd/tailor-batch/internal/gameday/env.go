@@ -20,7 +20,7 @@ import (
 	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
 	"github.com/tailor-metrics/tailor/ingest"
 	"github.com/tailor-metrics/tailor/ingest/workload"
-	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -239,7 +239,7 @@ func (e *env) sinkAll(ctx context.Context) error {
 }
 
 // runAll runs every shard window on st.
-func (e *env) runAll(ctx context.Context, st storage.Store, onReport func(done, total int, rep *query.Report)) ([]*query.Report, error) {
+func (e *env) runAll(ctx context.Context, st storage.Store, onReport func(done, total int, rep *run.Report)) ([]*run.Report, error) {
 	start := time.Now()
 	reps, err := pipeline.RunAll(ctx, pipeline.RunOptions{Store: st, Parallel: 1, TempDir: filepath.Join(e.dir, "duckdb"), OnReport: onReport})
 	e.say("ran %d shard windows in %.1fs", len(reps), time.Since(start).Seconds())
@@ -248,7 +248,7 @@ func (e *env) runAll(ctx context.Context, st storage.Store, onReport func(done, 
 
 // check compares the series files with the workload point by point and fills the
 // result's counts. removed is what the runs reported removing as duplicates.
-func (e *env) check(ctx context.Context, reports []*query.Report) error {
+func (e *env) check(ctx context.Context, reports []*run.Report) error {
 	var removed uint64
 	for _, r := range reports {
 		removed += r.Counts.Duplicates

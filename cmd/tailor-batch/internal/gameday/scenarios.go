@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
-	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/storage/s3test"
 )
@@ -158,12 +158,12 @@ func shardKill(ctx context.Context, e *env) error {
 		visible       atomic.Uint64
 	)
 	fs.onWrite = func(key string) {
-		if armed.Load() && strings.HasPrefix(key, query.SeriesPrefix) && strings.HasSuffix(key, ".tsf") && killed.CompareAndSwap(false, true) {
+		if armed.Load() && strings.HasPrefix(key, run.SeriesPrefix) && strings.HasSuffix(key, ".tsf") && killed.CompareAndSwap(false, true) {
 			killedKey.Store(key)
 			kill()
 		}
 	}
-	_, err := e.runAll(runCtx, st, func(done, total int, rep *query.Report) {
+	_, err := e.runAll(runCtx, st, func(done, total int, rep *run.Report) {
 		if rep.Err == "" {
 			completed.Add(1)
 			visible.Add(rep.Counts.PointsOut)

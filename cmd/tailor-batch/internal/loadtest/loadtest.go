@@ -17,7 +17,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
 	"github.com/tailor-metrics/tailor/ingest/workload"
-	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -148,7 +148,7 @@ func runScale(ctx context.Context, spec workload.Spec, k int, dir string, parall
 			}
 			return mt.stage(name)
 		},
-		OnReport: func(done, total int, rep *query.Report) {
+		OnReport: func(done, total int, rep *run.Report) {
 			// With one run at a time, the time between completions is the run's wall time.
 			now := time.Now()
 			if rep.Err == "" && !rep.Skipped {

@@ -19,6 +19,7 @@ import (
 	"github.com/tailor-metrics/tailor/ingest"
 	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -59,20 +60,20 @@ type RunOptions struct {
 	// Say, when not nil, gets progress lines.
 	Say func(format string, args ...any)
 	// OnReport, when not nil, is called after each shard run (from RunAll's workers).
-	OnReport func(done, total int, rep *query.Report)
+	OnReport func(done, total int, rep *run.Report)
 }
 
 // RunAll runs every shard and window that has data, with one reader and one DuckDB
 // thread per CPU.
-func RunAll(ctx context.Context, o RunOptions) ([]*query.Report, error) {
+func RunAll(ctx context.Context, o RunOptions) ([]*run.Report, error) {
 	say := sayer(o.Say)
 	if o.TempDir == "" {
 		o.TempDir = filepath.Join(os.TempDir(), "tailor-demo-duckdb")
 	}
-	reports, err := query.RunAll(ctx, query.AllOptions{
-		RunOptions: query.RunOptions{Store: o.Store, Arrival: query.DefaultArrival(), Readers: runtime.NumCPU(), Engine: query.Options{Threads: runtime.NumCPU(), TempDir: o.TempDir}},
+	reports, err := run.RunAll(ctx, run.AllOptions{
+		RunOptions: run.RunOptions{Store: o.Store, Arrival: run.DefaultArrival(), Readers: runtime.NumCPU(), Engine: query.Options{Threads: runtime.NumCPU(), TempDir: o.TempDir}},
 		Parallel:   o.Parallel,
-		Progress: func(done, total int, rep *query.Report) {
+		Progress: func(done, total int, rep *run.Report) {
 			if o.OnReport != nil {
 				o.OnReport(done, total, rep)
 			}
@@ -102,7 +103,7 @@ type Options struct {
 	// Say, when not nil, gets progress lines.
 	Say func(format string, args ...any)
 	// OnReport, when not nil, is called after each shard run.
-	OnReport func(done, total int, rep *query.Report)
+	OnReport func(done, total int, rep *run.Report)
 	// Stage, when not nil, is called as each stage (produce, sink, run, check) begins and
 	// returns a function called when it ends: a place for measurements.
 	Stage func(name string) (end func())
@@ -114,7 +115,7 @@ type Result struct {
 	// ProducedBytes are the record values' bytes sent to Kafka.
 	ProducedBytes int64
 	Sink          ingest.Stats
-	Reports       []*query.Report
+	Reports       []*run.Report
 	// Stages are the wall seconds of produce (including the broker's start), sink, run
 	// and check.
 	Stages map[string]float64

@@ -1,4 +1,4 @@
-package columnar
+package run
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/tailor-metrics/tailor/columnar"
 )
 
 // TestPointStore writes groups from four goroutines (some larger than a chunk) under
@@ -33,9 +35,9 @@ func TestPointStore(t *testing.T) {
 				for i := range 300 {
 					n := 1 + rng.IntN(100)
 					if i%97 == 0 {
-						n = pointChunk/RunPointBytes + rng.IntN(1000) // a chunk of its own
+						n = pointChunk/columnar.RunPointBytes + rng.IntN(1000) // a chunk of its own
 					}
-					dst, err := pw.Reserve(n * RunPointBytes)
+					dst, err := pw.Reserve(n * columnar.RunPointBytes)
 					if err != nil {
 						t.Error(err)
 						return
@@ -43,7 +45,7 @@ func TestPointStore(t *testing.T) {
 					for j := range dst {
 						dst[j] = byte(rng.Uint32())
 					}
-					used := rng.IntN(n+1) * RunPointBytes // window filtering keeps a prefix
+					used := rng.IntN(n+1) * columnar.RunPointBytes // window filtering keeps a prefix
 					g := group{ref: pw.Commit(used), data: bytes.Clone(dst[:used])}
 					mu.Lock()
 					groups, total = append(groups, g), total+int64(used)
@@ -69,7 +71,7 @@ func TestPointStore(t *testing.T) {
 			t.Fatalf("memory %d: stats %+v, want %d bytes, spilled iff over the bound", memory, st, total)
 		}
 		// Besides the bound: a chunk per writer, and the chunk that tipped it over.
-		if slack := int64(5 * (pointChunk + 1000*RunPointBytes)); memory < total && st.PeakMemory > memory+slack {
+		if slack := int64(5 * (pointChunk + 1000*columnar.RunPointBytes)); memory < total && st.PeakMemory > memory+slack {
 			t.Fatalf("memory %d: peak %d over the bound plus %d", memory, st.PeakMemory, slack)
 		}
 		if _, err := s.Points(uint64(len(groups)+1000)<<32, 16); err == nil {

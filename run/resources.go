@@ -1,4 +1,4 @@
-package query
+package run
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tailor-metrics/tailor/query"
 )
 
 // Resources is what a process used over a span of time.
@@ -120,7 +122,7 @@ func ParseBytes(s string) (int64, error) {
 // per group), and the run's point stores, which keep the other half of the points in
 // memory before spilling them to the temp directory. Without a limit, DuckDB keeps its
 // default and the point stores get a quarter of the machine's memory (1 GiB if unknown).
-func RunMemory(o Options) (duck Options, points int64, err error) {
+func RunMemory(o query.Options) (duck query.Options, points int64, err error) {
 	if o.MemoryLimit == "" {
 		if total := memTotal(); total > 0 {
 			return o, total / 4, nil

@@ -1,6 +1,6 @@
 //go:build duckdb_arrow
 
-package query
+package run
 
 import (
 	"cmp"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -62,7 +63,7 @@ func (s *seriesSource) next() (bool, error) {
 			return false, nil
 		}
 		s.key, s.keys = s.keys[0], s.keys[1:]
-		r, err := OpenSeriesFile(s.ctx, s.st, s.key)
+		r, err := encoder.OpenStored(s.ctx, s.st, s.key)
 		if err != nil {
 			return false, err
 		}
@@ -82,12 +83,12 @@ func (s *seriesSource) rank(ts int64) (class int, window int64) {
 }
 
 // OpenSeries returns a merger over the published runs of st that the scope selects.
-func OpenSeries(ctx context.Context, st storage.Store, scope Scope) (*SeriesMerger, error) {
+func OpenSeries(ctx context.Context, st storage.Store, scope query.Scope) (*SeriesMerger, error) {
 	runs, err := Published(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	win := scope.window()
+	win := scope.TsRange()
 	var opts []encoder.IterOpt
 	if win != columnar.AllTime {
 		opts = append(opts, encoder.IterTimeRange(win.From, win.To-1))

@@ -1,10 +1,13 @@
-package columnar
+package run
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 // PointStore holds the points of a run's groups while DuckDB sorts the groups: a keyed
@@ -58,7 +61,7 @@ const pointChunk = 1 << 20
 
 // pointChunks holds idle store chunks: about what the largest runs of the bench hold, so
 // that the next run reuses warm memory.
-var pointChunks = BufferPool{Max: 128, MaxCap: pointChunk}
+var pointChunks = columnar.BufferPool{Max: 128, MaxCap: pointChunk}
 
 // NewPointStore returns a store that keeps up to memory bytes of points in memory and
 // spills the rest to a file in dir (the system's temp directory if dir is "").
@@ -75,7 +78,7 @@ type PointWriter struct {
 
 // Writer returns a new writer. Writers may be used concurrently with each other; Close
 // each one before reading the store.
-func (s *PointStore) Writer() *PointWriter { return &PointWriter{s: s, id: -1} }
+func (s *PointStore) Writer() columnar.PointWriter { return &PointWriter{s: s, id: -1} }
 
 // Reserve returns room for n bytes of points, to be kept with Commit.
 func (w *PointWriter) Reserve(n int) ([]byte, error) {
@@ -149,7 +152,7 @@ func (s *PointStore) spillOver() error {
 		s.full = s.full[1:]
 		c := &s.chunks[id]
 		if s.file == nil {
-			f, err := SpillFile(s.dir, "tailor-points-*")
+			f, err := storage.SpillFile(s.dir, "tailor-points-*")
 			if err != nil {
 				return fmt.Errorf("point store: spill: %w (point --temp-dir at a disk with room, or raise --memory-limit)", err)
 			}

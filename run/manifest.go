@@ -1,4 +1,4 @@
-package query
+package run
 
 import (
 	"bytes"
@@ -174,6 +174,36 @@ func ReadManifest(ctx context.Context, st storage.Store, shard string, w Window,
 	return &m, nil
 }
 
+// Publish makes m the current run of its shard and window. The manifest goes into the
+// run's directory first, which makes the run complete, and _CURRENT last, which points
+// readers at it; every part must be uploaded before (docs/run.md). An empty m.Algo
+// takes this code's algorithm version.
+func Publish(ctx context.Context, st storage.Store, m *Manifest) error {
+	w, err := ParseWindowName(m.Window)
+	if err != nil {
+		return fmt.Errorf("publish run %s: %w", m.RunID, err)
+	}
+	if m.Algo == "" {
+		m.Algo = algoVersion
+	}
+	if err := putJSON(ctx, st, RunDir(m.Shard, w, m.RunID)+manifestName, m); err != nil {
+		return fmt.Errorf("publish manifest: %w", err)
+	}
+	return setCurrent(ctx, st, m.Shard, w, m.RunID)
+}
+
+// setCurrent points readers of (shard, w) at the published run runID.
+func setCurrent(ctx context.Context, st storage.Store, shard string, w Window, runID string) error {
+	if err := putJSON(ctx, st, currentKey(shard, w), current{RunID: runID}); err != nil {
+		return fmt.Errorf("publish current run: %w", err)
+	}
+	return nil
+}
+
+func currentKey(shard string, w Window) string {
+	return SeriesPrefix + shard + "/" + w.Name() + "/" + currentName
+}
+
 type current struct {
 	RunID string `json:"run_id"`
 }
@@ -182,7 +212,7 @@ type current struct {
 // wrapping storage.ErrNotExist if none is published.
 func CurrentRun(ctx context.Context, st storage.Store, shard string, w Window) (*Manifest, error) {
 	var c current
-	if err := getJSON(ctx, st, SeriesPrefix+shard+"/"+w.Name()+"/"+currentName, &c); err != nil {
+	if err := getJSON(ctx, st, currentKey(shard, w), &c); err != nil {
 		return nil, err
 	}
 	return ReadManifest(ctx, st, shard, w, c.RunID)

@@ -1,6 +1,6 @@
 //go:build duckdb_arrow
 
-package query
+package run
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -105,7 +106,7 @@ func TestShardLargerThanMemorySpills(t *testing.T) {
 	}()
 	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{
 		Store: st, Arrival: DefaultArrival(), Readers: 2,
-		Engine: Options{MemoryLimit: fmt.Sprintf("%dMiB", limitMiB), TempDir: tmp, Threads: 1},
+		Engine: query.Options{MemoryLimit: fmt.Sprintf("%dMiB", limitMiB), TempDir: tmp, Threads: 1},
 	}})
 	close(stop)
 	wg.Wait()

@@ -1,6 +1,6 @@
 //go:build duckdb_arrow
 
-package query
+package run
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -84,11 +85,11 @@ func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segmen
 // dominated by latency on an object store.
 const openers = 16
 
-// ListSegments opens the segments under segments/ that a run of one of windows reads
+// ListWindowSegments opens the segments under segments/ that a run of one of windows reads
 // under the arrival rule a, or every segment when windows is empty. The hour in a
 // segment's key prunes before any footer is opened; a key without a readable hour is
 // opened anyway. The result is sorted by key.
-func ListSegments(ctx context.Context, st storage.Store, windows []Window, a Arrival) ([]*columnar.Segment, error) {
+func ListWindowSegments(ctx context.Context, st storage.Store, windows []Window, a Arrival) ([]*columnar.Segment, error) {
 	var attrs []storage.Attrs
 	if !a.Bounded() {
 		windows = nil // every segment may hold points of any window
@@ -188,7 +189,7 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 		opt.Parallel = 1
 	}
 	listStart := time.Now()
-	segs, err := ListSegments(ctx, opt.Store, opt.Windows, opt.Arrival)
+	segs, err := ListWindowSegments(ctx, opt.Store, opt.Windows, opt.Arrival)
 	if err != nil {
 		return nil, err
 	}
@@ -250,11 +251,11 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var db *Engine
+			var db *query.Engine
 			if !opt.DryRun {
 				duck, _, err := RunMemory(opt.Engine)
 				if err == nil {
-					db, err = Open(ctx, duck)
+					db, err = query.Open(ctx, duck)
 				}
 				if err != nil {
 					mu.Lock()
@@ -291,7 +292,7 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 	return reports, nil
 }
 
-func runOne(ctx context.Context, opt AllOptions, db *Engine, shard string, w Window, listSecs float64, out **Report, done func(*Report, error)) {
+func runOne(ctx context.Context, opt AllOptions, db *query.Engine, shard string, w Window, listSecs float64, out **Report, done func(*Report, error)) {
 	ro := opt.RunOptions
 	ro.Shard, ro.Window, ro.DB = shard, w, db
 	rep, err := RunShard(ctx, ro)

@@ -1,4 +1,4 @@
-package encoder
+package run
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/encoder"
 )
 
 // StreamStats are a KeyedStream's running counts.
@@ -59,7 +60,7 @@ type run struct {
 
 // NewKeyedStream returns a stream over rows in layout l. later(a, b) reports whether
 // group a arrived after group b; points returns the n bytes of points a row refers to
-// (columnar.PointStore.Points; they need to stay valid only until the next call); emit
+// (PointStore.Points; they need to stay valid only until the next call); emit
 // receives each series (ts and values are reused after it returns).
 func NewKeyedStream(l columnar.KeyLayout, later func(a, b uint32) bool, points func(ref uint64, n int) ([]byte, error), emit func(sid uint32, ts []int64, values []float64) error) *KeyedStream {
 	return &KeyedStream{layout: l, later: later, points: points, emit: emit}
@@ -92,7 +93,7 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 		return s.err
 	}
 	if s.closed {
-		return fmt.Errorf("keyed stream write: %w", ErrClosed)
+		return fmt.Errorf("keyed stream write: %w", encoder.ErrClosed)
 	}
 	if err := checkSchema(rec, s.layout.Schema()); err != nil {
 		s.err = fmt.Errorf("keyed stream write: %w", err)
@@ -129,7 +130,7 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 		if !s.has || sid != s.sid {
 			if s.has {
 				if sid < s.sid {
-					s.err = fmt.Errorf("keyed stream write: row %d: series id %d after %d: %w", i, sid, s.sid, ErrOutOfOrder)
+					s.err = fmt.Errorf("keyed stream write: row %d: series id %d after %d: %w", i, sid, s.sid, encoder.ErrOutOfOrder)
 					return s.err
 				}
 				if err := s.flush(); err != nil {
@@ -138,7 +139,7 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 			}
 			s.sid, s.has, s.end = sid, true, math.MinInt64
 		} else if start < s.start {
-			s.err = fmt.Errorf("keyed stream write: row %d: series id %d group starting at %d after one starting at %d: %w", i, sid, start, s.start, ErrOutOfOrder)
+			s.err = fmt.Errorf("keyed stream write: row %d: series id %d group starting at %d after one starting at %d: %w", i, sid, start, s.start, encoder.ErrOutOfOrder)
 			return s.err
 		}
 		s.start = start
@@ -151,7 +152,7 @@ func (s *KeyedStream) Write(rec arrow.RecordBatch) error {
 		for j := range ts {
 			t, bits := columnar.RunPoint(b, j)
 			if j > 0 && t <= prev {
-				s.err = fmt.Errorf("keyed stream write: row %d: point %d: ts %d after %d: %w", i, j, t, prev, ErrOutOfOrder)
+				s.err = fmt.Errorf("keyed stream write: row %d: point %d: ts %d after %d: %w", i, j, t, prev, encoder.ErrOutOfOrder)
 				return s.err
 			}
 			ts[j], vals[j] = t, math.Float64frombits(bits)

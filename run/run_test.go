@@ -1,6 +1,6 @@
 //go:build duckdb_arrow
 
-package query
+package run
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -226,6 +227,9 @@ func compareOutputs(t *testing.T, got, want map[string]map[outPoint]uint64) {
 	}
 }
 
+// hourMs is an hour in ms: the test windows are an hour long.
+const hourMs = 3_600_000
+
 func testArrival() Arrival {
 	return Arrival{Size: time.Hour, Closed: true, Lateness: 20 * time.Minute, FlushAge: 5 * time.Minute}
 }
@@ -238,7 +242,7 @@ func TestLatePointsGoToExactlyOneOutput(t *testing.T) {
 	st := storage.NewMem("late")
 	specs := lateWorkload(t, st, 1, 64)
 	a := testArrival()
-	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Readers: 2, Engine: Options{Threads: 2}}, Parallel: 2})
+	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Readers: 2, Engine: query.Options{Threads: 2}}, Parallel: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +288,7 @@ func TestSeriesMergerTakesLatestArrival(t *testing.T) {
 		specs = append(specs, s)
 	}
 	a := testArrival()
-	if _, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Engine: Options{Threads: 1}}}); err != nil {
+	if _, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Engine: query.Options{Threads: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	want := map[outPoint]arrival{}
@@ -307,7 +311,7 @@ func TestSeriesMergerTakesLatestArrival(t *testing.T) {
 	if overlaps == 0 || lateLate == 0 {
 		t.Fatalf("%d points in two outputs, %d in two late outputs: the test proves too little", overlaps, lateLate)
 	}
-	read := func(scope Scope) map[outPoint]uint64 {
+	read := func(scope query.Scope) map[outPoint]uint64 {
 		t.Helper()
 		m, err := OpenSeries(ctx, st, scope)
 		if err != nil {
@@ -331,7 +335,7 @@ func TestSeriesMergerTakesLatestArrival(t *testing.T) {
 		}
 		return got
 	}
-	got := read(Scope{})
+	got := read(query.Scope{})
 	if len(got) != len(want) {
 		t.Fatalf("%d points, want %d", len(got), len(want))
 	}
@@ -342,7 +346,7 @@ func TestSeriesMergerTakesLatestArrival(t *testing.T) {
 	}
 	shard := columnar.DefaultShardMap().Shard(specs[0].payloads[0].Org, specs[0].payloads[0].Metric)
 	win := columnar.Window{From: 1763942400000 + 2*hourMs, To: 1763942400000 + 3*hourMs}
-	scoped := read(Scope{Shard: shard, Window: win})
+	scoped := read(query.Scope{Shard: shard, Window: win})
 	n := 0
 	for op, ar := range want {
 		if columnar.DefaultShardMap().Shard(op.k.Org, op.k.Metric) != shard || !win.Contains(op.ts) {
@@ -365,7 +369,7 @@ func TestOpenWindowsTakeEveryPoint(t *testing.T) {
 	st := storage.NewMem("open")
 	specs := lateWorkload(t, st, 2, 0)
 	a := Arrival{Size: time.Hour}
-	if _, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Engine: Options{Threads: 1}}}); err != nil {
+	if _, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: a, Engine: query.Options{Threads: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	// An infinite lateness and flush age: every segment is read by every window.
@@ -443,7 +447,7 @@ func TestOutputIsByteIdentical(t *testing.T) {
 		{777, 4, 2, 1},
 	} {
 		st := shuffledStore{copyStore(t, seed, fmt.Sprint(i)), rand.New(rand.NewPCG(uint64(i), 9))}
-		opt := AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), SplitBytes: c.split, Readers: c.readers, BatchRows: c.batch, PartBytes: 2000, Engine: Options{Threads: c.threads}}, Parallel: 1 + i%2}
+		opt := AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), SplitBytes: c.split, Readers: c.readers, BatchRows: c.batch, PartBytes: 2000, Engine: query.Options{Threads: c.threads}}, Parallel: 1 + i%2}
 		if _, err := RunAll(ctx, opt); err != nil {
 			t.Fatal(err)
 		}
@@ -482,7 +486,7 @@ func TestKilledRunLeavesNothingVisible(t *testing.T) {
 	seed := storage.NewMem("seed")
 	lateWorkload(t, seed, 4, 16)
 	opt := func(st storage.Store) AllOptions {
-		return AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), PartBytes: 1500, Engine: Options{Threads: 1}}}
+		return AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), PartBytes: 1500, Engine: query.Options{Threads: 1}}}
 	}
 	clean := copyStore(t, seed, "clean")
 	if _, err := RunAll(ctx, opt(clean)); err != nil {
@@ -603,7 +607,7 @@ func TestFailedShardDoesNotStopOthers(t *testing.T) {
 	ctx := context.Background()
 	st := storage.NewMem("corrupt")
 	lateWorkload(t, st, 6, 64)
-	segs, err := ListSegments(ctx, st, nil, Arrival{})
+	segs, err := ListWindowSegments(ctx, st, nil, Arrival{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,7 +621,7 @@ func TestFailedShardDoesNotStopOthers(t *testing.T) {
 	if err := st.Put(ctx, seg.Key, bytes.NewReader(b)); err != nil {
 		t.Fatal(err)
 	}
-	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), Engine: Options{Threads: 1}}, Parallel: 2})
+	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), Engine: query.Options{Threads: 1}}, Parallel: 2})
 	if err == nil {
 		t.Fatal("a corrupt frame did not fail the run")
 	}
@@ -649,7 +653,7 @@ func TestCorruptFrameCountedOnce(t *testing.T) {
 	ctx := context.Background()
 	st := storage.NewMem("corrupt-once")
 	lateWorkload(t, st, 6, 64)
-	segs, err := ListSegments(ctx, st, nil, Arrival{})
+	segs, err := ListWindowSegments(ctx, st, nil, Arrival{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,7 +670,7 @@ func TestCorruptFrameCountedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), SkipCorrupt: true, Engine: Options{Threads: 1}}, Parallel: 2})
+	reps, err := RunAll(ctx, AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), SkipCorrupt: true, Engine: query.Options{Threads: 1}}, Parallel: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build duckdb_arrow
 
-package query
+package run
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -40,7 +41,7 @@ type RunOptions struct {
 	BatchRows  int
 	// SkipCorrupt counts and skips corrupt frames instead of failing the run.
 	SkipCorrupt bool
-	Engine      Options
+	Engine      query.Options
 	// PartBytes starts a new part file once a part reaches this size (default 256 MiB).
 	PartBytes int64
 	// Force re-runs even if a complete run for the same inputs exists.
@@ -49,7 +50,7 @@ type RunOptions struct {
 	DryRun bool
 	// DB, when not nil, is used instead of opening a DuckDB per run (RunAll keeps one
 	// per worker: opening one costs tens of milliseconds).
-	DB *Engine
+	DB *query.Engine
 	// Stage, when not nil, is called as the run enters each stage, for progress output.
 	Stage  func(shard, window, stage string)
 	Logger *slog.Logger
@@ -131,12 +132,11 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		rep.DryRun = true
 		return rep, nil
 	}
-	curKey := SeriesPrefix + opt.Shard + "/" + opt.Window.Name() + "/" + currentName
 	if !opt.Force {
 		if m, err := ReadManifest(ctx, opt.Store, opt.Shard, opt.Window, rep.RunID); err == nil {
 			// Published before (perhaps by a run killed before it set _CURRENT).
 			rep.Skipped, rep.Counts, rep.Parts, rep.LateParts = true, m.Counts, len(m.Parts), len(m.LateParts)
-			return rep, putJSON(ctx, opt.Store, curKey, current{RunID: rep.RunID})
+			return rep, setCurrent(ctx, opt.Store, opt.Shard, opt.Window, rep.RunID)
 		} else if !errors.Is(err, storage.ErrNotExist) {
 			return rep, err
 		}
@@ -147,7 +147,7 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	}
 	eng := opt.DB
 	if eng == nil {
-		if eng, err = Open(ctx, duck); err != nil {
+		if eng, err = query.Open(ctx, duck); err != nil {
 			return rep, err
 		}
 		defer func() { err = errors.Join(err, eng.Close()) }()
@@ -225,20 +225,14 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		From: win.From, To: win.To, LatenessMs: latenessMs(opt.Arrival), FlushAgeMs: opt.Arrival.FlushAge.Milliseconds(),
 		Inputs: plan.inputs, Parts: nonNil(own.parts), LateParts: nonNil(late.parts), Counts: rep.Counts,
 	}
-	if err := putJSON(ctx, opt.Store, RunDir(opt.Shard, opt.Window, rep.RunID)+manifestName, m); err != nil {
-		return fail(fmt.Errorf("publish manifest: %w", err))
-	}
-	if err := putJSON(ctx, opt.Store, curKey, current{RunID: rep.RunID}); err != nil {
-		return fail(fmt.Errorf("publish current run: %w", err))
+	if err := Publish(ctx, opt.Store, &m); err != nil {
+		return fail(err)
 	}
 	rep.time("publish", start)
 	return rep, nil
 }
 
-// PointStoreStats are a run's point store counts.
-type PointStoreStats columnar.PointStoreStats
-
-func (p *PointStoreStats) add(o columnar.PointStoreStats) {
+func (p *PointStoreStats) add(o PointStoreStats) {
 	p.Bytes += o.Bytes
 	p.SpilledBytes += o.SpilledBytes
 	p.PeakMemory = max(p.PeakMemory, o.PeakMemory)
@@ -264,15 +258,15 @@ type output struct {
 	rep    *Report
 	layout columnar.KeyLayout
 	key    func(i int) string
-	groups columnar.IDTable
-	points *columnar.PointStore // the groups' points while DuckDB sorts the groups
+	groups IDTable
+	points *PointStore // the groups' points while DuckDB sorts the groups
 
 	parts  []Part
-	stream encoder.StreamStats
+	stream StreamStats
 }
 
 func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, pointsMem int64, key func(i int) string) *output {
-	return &output{opt: opt, rep: rep, layout: l, key: key, points: columnar.NewPointStore(opt.Engine.TempDir, pointsMem)}
+	return &output{opt: opt, rep: rep, layout: l, key: key, points: NewPointStore(opt.Engine.TempDir, pointsMem)}
 }
 
 // reader returns a reader of keyed rows for this output, numbering series and groups.
@@ -284,7 +278,7 @@ func (o *output) reader(ctx context.Context) *runReader {
 // spool moves them to a file in the temp directory.
 const spoolMemory = 64 << 20
 
-func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage func(string)) (err error) {
+func (o *output) write(ctx context.Context, eng *query.Engine, rd *runReader, stage func(string)) (err error) {
 	defer func() {
 		o.rep.PointStore.add(o.points.Stats())
 		err = errors.Join(err, o.points.Close())
@@ -312,7 +306,7 @@ func (o *output) write(ctx context.Context, eng *Engine, rd *runReader, stage fu
 	start = time.Now()
 	spool := encoder.NewSpool(o.opt.Engine.TempDir, spoolMemory)
 	defer func() { err = errors.Join(err, spool.Close()) }()
-	s := encoder.NewKeyedStream(o.layout, o.groups.Later, o.points.Points, func(sid uint32, ts []int64, vals []float64) error {
+	s := NewKeyedStream(o.layout, o.groups.Later, o.points.Points, func(sid uint32, ts []int64, vals []float64) error {
 		k, tags := o.groups.Series(sid)
 		return spool.Add(k, tags, ts, vals)
 	})
@@ -361,7 +355,7 @@ type runReader struct {
 	opt    *RunOptions
 	tags   func(columnar.SeriesKey, columnar.Provenance, []string)
 	groups columnar.GroupFunc
-	points *columnar.PointStore
+	points *PointStore
 	layout columnar.KeyLayout
 	refs   int64
 	mu     sync.Mutex

@@ -1,0 +1,51 @@
+//go:build duckdb_arrow
+
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/storage"
+)
+
+// SeriesView is a view over the published series of st that the scope selects, as
+// SeriesMerger reads them (own parts and late outputs, each point once), in
+// columnar.SortedSchema. It lives here, beside the manifests it reads, so that query
+// knows DuckDB and Arrow sources but not how runs are published.
+func SeriesView(name string, st storage.Store, scope query.Scope) query.View {
+	return query.View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
+		m, err := OpenSeries(ctx, st, scope)
+		if err != nil {
+			return nil, err
+		}
+		return encoder.SeriesRecordReader(m, 0), nil
+	}}
+}
+
+// LegacyView is query.LegacyView, and also takes a store URL (or directory) holding
+// the published series files of another root as the legacy source.
+func LegacyView(ctx context.Context, e *query.Engine, name string, opt query.LegacyOptions, scope query.Scope) (query.View, error) {
+	v, err := query.LegacyView(ctx, e, name, opt, scope)
+	if !errors.Is(err, query.ErrNotLegacyFile) {
+		return v, err
+	}
+	src := opt.Source
+	st, err := storage.Open(ctx, src)
+	if err != nil {
+		return query.View{}, fmt.Errorf("legacy %s: want a .parquet, .csv or .tsf file, or a store URL: %w", src, err)
+	}
+	runs, err := Published(ctx, st)
+	if err != nil {
+		return query.View{}, fmt.Errorf("legacy %s: %w", src, err)
+	}
+	if len(runs) == 0 {
+		return query.View{}, fmt.Errorf("legacy %s: no published series files (want a .parquet, .csv or .tsf file, or a store with series/)", src)
+	}
+	return SeriesView(name, st, scope), nil
+}
