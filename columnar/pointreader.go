@@ -32,6 +32,10 @@ type ReadOptions struct {
 	Window Window
 	// SkipCorrupt counts and skips corrupt frames instead of failing.
 	SkipCorrupt bool
+	// OnCorrupt, when not nil, is told of what SkipCorrupt skipped by readers that list
+	// segments themselves (the points view), so that they can warn: corrupt footers as
+	// they are met, and corrupt frames once the read is done (ReadStats.Skipped).
+	OnCorrupt func(err error)
 	// Tags, when not nil, is called for every payload group that carries tags, with the
 	// payload's provenance. It is called from reader goroutines: it must be safe for
 	// concurrent use, and must copy tags to keep them.

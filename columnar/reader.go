@@ -84,27 +84,6 @@ func parseSegment(key string, size int64, readAt func(off, n int64) ([]byte, err
 	return s, nil
 }
 
-// ListSegments opens every segment under segments/ in the store.
-func ListSegments(ctx context.Context, st storage.Store) ([]*Segment, error) {
-	var attrs []storage.Attrs
-	err := st.List(ctx, "segments/", func(a storage.Attrs) error {
-		attrs = append(attrs, a)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list segments: %w", err)
-	}
-	segs := make([]*Segment, 0, len(attrs))
-	for _, a := range attrs {
-		s, err := OpenSegment(ctx, st, a.Key, a.Size)
-		if err != nil {
-			return nil, err
-		}
-		segs = append(segs, s)
-	}
-	return segs, nil
-}
-
 // DefaultSplitBytes is the default size of the byte range one reader takes.
 const DefaultSplitBytes = 1 << 30
 

@@ -97,7 +97,7 @@ func benchDiffData(b *testing.B, e *query.Engine) (st storage.Store, newPQ, lega
 	}
 	win := w.TsRange()
 	m := run.Manifest{RunID: runID, Shard: shard, Window: w.Name(), From: win.From, To: win.To, Parts: parts}
-	if err := run.Publish(ctx, st, &m); err != nil {
+	if err := run.Publish(ctx, st, &m, run.PublishOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	for _, c := range []struct{ path, sel string }{

@@ -28,7 +28,7 @@ import (
 // scope, every shard the segments hold is read.
 func PointsView(st storage.Store, scope Scope, opt columnar.ReadOptions) View {
 	return View{Name: "points", Arrow: func(ctx context.Context) (array.RecordReader, error) {
-		segs, err := columnar.ListSegments(ctx, st)
+		segs, err := columnar.ListSegmentsWith(ctx, st, columnar.ListOptions{SkipCorrupt: opt.SkipCorrupt, OnCorrupt: opt.OnCorrupt})
 		if err != nil {
 			return nil, fmt.Errorf("list segments: %w", err)
 		}
@@ -41,8 +41,33 @@ func PointsView(st storage.Store, scope Scope, opt columnar.ReadOptions) View {
 			splits = append(splits, columnar.PlanSplits(segs, sh, scope.TsRange(), 1<<30)...)
 		}
 		opt.Window = scope.TsRange()
-		return columnar.NewPointReader(ctx, st, splits, columnar.Topics(segs), opt), nil
+		r := columnar.NewPointReader(ctx, st, splits, columnar.Topics(segs), opt)
+		if opt.OnCorrupt == nil {
+			return r, nil
+		}
+		return &skipReporter{PointReader: r, report: opt.OnCorrupt}, nil
 	}}
+}
+
+// skipReporter tells report of each corrupt frame its reader skipped, once the reader
+// is drained.
+type skipReporter struct {
+	*columnar.PointReader
+	report func(error)
+	done   bool
+}
+
+func (r *skipReporter) Next() bool {
+	if r.PointReader.Next() {
+		return true
+	}
+	if !r.done {
+		r.done = true
+		for _, f := range r.ReadStats().Skipped {
+			r.report(fmt.Errorf("skipped the corrupt frame at byte %d of segment %s (--skip-corrupt)", f.Offset, f.Key))
+		}
+	}
+	return false
 }
 
 func segmentShards(segs []*columnar.Segment) []string {

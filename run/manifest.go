@@ -3,6 +3,7 @@ package run
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -86,6 +88,27 @@ type Manifest struct {
 	// after those windows' lateness: the late output.
 	LateParts []Part `json:"late_parts"`
 	Counts    Counts `json:"counts"`
+	// Degraded is set when the run skipped corrupt frames (run --skip-corrupt): it covers
+	// less than its inputs hold, and never replaces a run that covers more.
+	Degraded *Degraded `json:"degraded,omitempty"`
+}
+
+// Degraded lists what a run did not read.
+type Degraded struct {
+	// SkippedFrames are the corrupt frames the run skipped, by segment and offset.
+	SkippedFrames []SkippedFrame `json:"skipped_frames"`
+	// Points and Bytes add up the skipped frames' rows and bytes, as their footers give
+	// them: the points the run may have lost.
+	Points uint64 `json:"points"`
+	Bytes  uint64 `json:"bytes"`
+}
+
+// SkippedFrame is one frame a degraded run skipped.
+type SkippedFrame struct {
+	Segment string `json:"segment"`
+	Offset  uint64 `json:"offset"`
+	Rows    uint32 `json:"rows"`
+	Length  uint32 `json:"length"`
 }
 
 // Counts are a run's point counts. PointsIn = PointsOut + Duplicates: every point a
@@ -124,6 +147,70 @@ func (c *Counts) Add(o Counts) {
 	c.PointsOut += o.PointsOut
 	c.LatePointsOut += o.LatePointsOut
 	c.BytesOut += o.BytesOut
+}
+
+// degraded lists the frames a run skipped, with their footer counts from its plan.
+func degraded(p *Plan, skipped map[columnar.FrameRef]bool) *Degraded {
+	d := &Degraded{}
+	infos := map[columnar.FrameRef]columnar.FrameInfo{}
+	for _, sp := range p.splits() {
+		for _, f := range sp.Frames {
+			infos[columnar.FrameRef{Key: sp.Seg.Key, Offset: f.Offset}] = f
+		}
+	}
+	for ref := range skipped {
+		f := infos[ref]
+		d.SkippedFrames = append(d.SkippedFrames, SkippedFrame{Segment: ref.Key, Offset: ref.Offset, Rows: f.Rows, Length: f.Length})
+		d.Points += uint64(f.Rows)
+		d.Bytes += uint64(f.Length)
+	}
+	sort.Slice(d.SkippedFrames, func(i, j int) bool {
+		a, b := d.SkippedFrames[i], d.SkippedFrames[j]
+		return a.Segment < b.Segment || a.Segment == b.Segment && a.Offset < b.Offset
+	})
+	return d
+}
+
+// degradedRunID is the run id of a run of plan id that skipped d's frames: its own, so
+// that its parts never overwrite those of the run that read every frame.
+func degradedRunID(id string, d *Degraded) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00degraded", id)
+	for _, f := range d.SkippedFrames {
+		fmt.Fprintf(h, "\x00%s\x00%d", f.Segment, f.Offset)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// alreadyCovered returns the published run that makes a run of plan unnecessary: the
+// current run when it read every input of the plan (same key and size) and skipped
+// nothing, or a run published under the plan's own id (by a run killed before it set
+// _CURRENT), made current if the rule of Publish allows. Nil means the run is needed.
+// a is the plan's arrival rule.
+func alreadyCovered(ctx context.Context, st storage.Store, shard string, w Window, a Arrival, p *Plan, accept bool) (*Manifest, error) {
+	cur, err := CurrentRun(ctx, st, shard, w)
+	if err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return nil, fmt.Errorf("read the current run: %w", err)
+	}
+	// The current run must also have applied this code's algorithm and arrival rule: a
+	// changed --lateness re-runs the window.
+	if cur != nil && cur.Degraded == nil && cur.Algo == algoVersion && cur.LatenessMs == latenessMs(a) && cur.FlushAgeMs == a.FlushAge.Milliseconds() {
+		pm := &Manifest{Inputs: p.inputs}
+		if lessThan(cur, pm) == nil {
+			return cur, nil
+		}
+	}
+	m, err := ReadManifest(ctx, st, shard, w, p.RunID)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := promote(ctx, st, m, w, PublishOptions{AcceptDegraded: accept}); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // runID hashes what determines a run's output: code version, shard, window, arrival
@@ -174,11 +261,19 @@ func ReadManifest(ctx context.Context, st storage.Store, shard string, w Window,
 	return &m, nil
 }
 
-// Publish makes m the current run of its shard and window. The manifest goes into the
-// run's directory first, which makes the run complete, and _CURRENT last, which points
-// readers at it; every part must be uploaded before (docs/run.md). An empty m.Algo
+// PublishOptions are Publish's choices.
+type PublishOptions struct {
+	// AcceptDegraded makes the run current even when the current run covers more.
+	AcceptDegraded bool
+}
+
+// Publish publishes m and makes it the current run of its shard and window, unless the
+// current run covers more (see Covers) and opt does not accept that: then m stays
+// published under its own run id and Publish returns a *WorseRunError. The manifest goes
+// into the run's directory first, which makes the run complete, and _CURRENT last, which
+// points readers at it; every part must be uploaded before (docs/run.md). An empty m.Algo
 // takes this code's algorithm version.
-func Publish(ctx context.Context, st storage.Store, m *Manifest) error {
+func Publish(ctx context.Context, st storage.Store, m *Manifest, opt PublishOptions) error {
 	w, err := ParseWindowName(m.Window)
 	if err != nil {
 		return fmt.Errorf("publish run %s: %w", m.RunID, err)
@@ -189,7 +284,82 @@ func Publish(ctx context.Context, st storage.Store, m *Manifest) error {
 	if err := putJSON(ctx, st, RunDir(m.Shard, w, m.RunID)+manifestName, m); err != nil {
 		return fmt.Errorf("publish manifest: %w", err)
 	}
+	return promote(ctx, st, m, w, opt)
+}
+
+// promote makes the published run m current, under the rule of Publish.
+func promote(ctx context.Context, st storage.Store, m *Manifest, w Window, opt PublishOptions) error {
+	cur, err := CurrentRun(ctx, st, m.Shard, w)
+	switch {
+	case errors.Is(err, storage.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("read the current run: %w", err)
+	case cur.RunID == m.RunID || opt.AcceptDegraded:
+	default:
+		if worse := lessThan(m, cur); worse != nil {
+			return worse
+		}
+	}
 	return setCurrent(ctx, st, m.Shard, w, m.RunID)
+}
+
+// WorseRunError is Publish's answer for a run that covers less than the current run of
+// its shard and window: the current run keeps serving.
+type WorseRunError struct {
+	Shard, Window  string
+	RunID, Current string
+	// Missing are the current run's inputs the new run did not read; Skipped the frames
+	// it skipped that the current run read.
+	Missing []string
+	Skipped []SkippedFrame
+}
+
+func (e *WorseRunError) Error() string {
+	var what []string
+	if n := len(e.Skipped); n > 0 {
+		var pts uint64
+		for _, f := range e.Skipped {
+			pts += uint64(f.Rows)
+		}
+		what = append(what, fmt.Sprintf("it skipped %d corrupt frames (%d points, first %s at byte %d) that run %s read", n, pts, e.Skipped[0].Segment, e.Skipped[0].Offset, e.Current))
+	}
+	if n := len(e.Missing); n > 0 {
+		what = append(what, fmt.Sprintf("%d of run %s's inputs are gone (first %s)", n, e.Current, e.Missing[0]))
+	}
+	return fmt.Sprintf("run %s of %s %s covers less than the published run %s: %s; run %s keeps serving, and the new run is kept, degraded, under %s (restore the segments and run again, or pass --accept-degraded to serve the new run anyway)",
+		e.RunID, e.Shard, e.Window, e.Current, strings.Join(what, "; "), e.Current, e.RunID)
+}
+
+// lessThan reports how m covers less than cur, or nil when m covers at least as much:
+// it read every input of cur (same key and size) and skipped no frame that cur read.
+func lessThan(m, cur *Manifest) *WorseRunError {
+	e := &WorseRunError{Shard: m.Shard, Window: m.Window, RunID: m.RunID, Current: cur.RunID}
+	have := map[Input]bool{}
+	for _, in := range m.Inputs {
+		have[Input{Key: in.Key, Size: in.Size}] = true
+	}
+	for _, in := range cur.Inputs {
+		if !have[Input{Key: in.Key, Size: in.Size}] {
+			e.Missing = append(e.Missing, in.Key)
+		}
+	}
+	curSkipped := map[[2]any]bool{}
+	if cur.Degraded != nil {
+		for _, f := range cur.Degraded.SkippedFrames {
+			curSkipped[[2]any{f.Segment, f.Offset}] = true
+		}
+	}
+	if m.Degraded != nil {
+		for _, f := range m.Degraded.SkippedFrames {
+			if !curSkipped[[2]any{f.Segment, f.Offset}] {
+				e.Skipped = append(e.Skipped, f)
+			}
+		}
+	}
+	if len(e.Missing) == 0 && len(e.Skipped) == 0 {
+		return nil
+	}
+	return e
 }
 
 // setCurrent points readers of (shard, w) at the published run runID.

@@ -74,10 +74,7 @@ func PlanRun(segs []*columnar.Segment, shard string, w Window, a Arrival, splitB
 			p.early = append(p.early, earlySplits{from: from, splits: sp})
 		}
 	}
-	all := append(append([]columnar.Split(nil), p.own...), p.late...)
-	for _, e := range p.early {
-		all = append(all, e.splits...)
-	}
+	all := p.splits()
 	p.inputs = runInputs(all)
 	p.Segments = len(p.inputs)
 	for _, sp := range all {
@@ -89,6 +86,15 @@ func PlanRun(segs []*columnar.Segment, shard string, w Window, a Arrival, splitB
 	}
 	p.RunID = runID(shard, w, a, p.inputs)
 	return p
+}
+
+// splits returns every split the plan reads.
+func (p *Plan) splits() []columnar.Split {
+	all := append(append([]columnar.Split(nil), p.own...), p.late...)
+	for _, e := range p.early {
+		all = append(all, e.splits...)
+	}
+	return all
 }
 
 // sortSegs orders segments by key, so plans and reads do not depend on listing order.

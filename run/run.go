@@ -46,6 +46,11 @@ type RunOptions struct {
 	PartBytes int64
 	// Force re-runs even if a complete run for the same inputs exists.
 	Force bool
+	// AcceptDegraded lets a run that covers less than the published run of its shard
+	// and window (it skipped corrupt frames the published run read, or lacks one of its
+	// inputs) replace it. Without it such a run is kept under its own run id, marked
+	// degraded, and the better run keeps serving (docs/run.md, "Never worse").
+	AcceptDegraded bool
 	// DryRun plans the run and stops: the report carries the plan, nothing is read.
 	DryRun bool
 	// DB, when not nil, is used instead of opening a DuckDB per run (RunAll keeps one
@@ -72,7 +77,14 @@ type Report struct {
 	Parts      int    `json:"parts"`
 	LateParts  int    `json:"late_parts"`
 	Counts     Counts `json:"counts"`
-	ReaderPeak int64  `json:"reader_peak_bytes"`
+	// Degraded lists the frames the run skipped as corrupt (nil when it read them all).
+	Degraded *Degraded `json:"degraded,omitempty"`
+	// Published is set once the run's manifest is written; Serving once it is the run
+	// readers use. A run that covers less than the published run is published but not
+	// serving (WorseRunError).
+	Published  bool  `json:"published"`
+	Serving    bool  `json:"serving"`
+	ReaderPeak int64 `json:"reader_peak_bytes"`
 	// PointStore sums the point stores of the run's outputs (their peaks: the larger).
 	PointStore PointStoreStats `json:"point_store"`
 	// Seconds times each stage: list, plan, fetch, verify, zstd, decode (reader steps,
@@ -133,12 +145,14 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		return rep, nil
 	}
 	if !opt.Force {
-		if m, err := ReadManifest(ctx, opt.Store, opt.Shard, opt.Window, rep.RunID); err == nil {
-			// Published before (perhaps by a run killed before it set _CURRENT).
-			rep.Skipped, rep.Counts, rep.Parts, rep.LateParts = true, m.Counts, len(m.Parts), len(m.LateParts)
-			return rep, setCurrent(ctx, opt.Store, opt.Shard, opt.Window, rep.RunID)
-		} else if !errors.Is(err, storage.ErrNotExist) {
-			return rep, err
+		done, err := alreadyCovered(ctx, opt.Store, opt.Shard, opt.Window, opt.Arrival, plan, opt.AcceptDegraded)
+		if err != nil {
+			return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
+		}
+		if done != nil {
+			rep.Skipped, rep.Published, rep.Serving, rep.RunID = true, true, true, done.RunID
+			rep.Counts, rep.Parts, rep.LateParts, rep.Degraded = done.Counts, len(done.Parts), len(done.LateParts), done.Degraded
+			return rep, nil
 		}
 	}
 	duck, pointsMem, err := RunMemory(opt.Engine)
@@ -165,12 +179,13 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	win := opt.Window.TsRange()
 	// The window's own points and the late output are read one after the other, so each
 	// store may keep the whole point memory.
-	own := newOutput(&opt, rep, columnar.LayoutFor(win), pointsMem, func(i int) string { return PartKey(opt.Shard, opt.Window, rep.RunID, i) })
+	own := newOutput(&opt, rep, columnar.LayoutFor(win), pointsMem)
+	defer func() { err = errors.Join(err, own.close()) }()
 	var ownStats columnar.FrameStats
 	if len(plan.own) > 0 {
 		rd := own.reader(ctx)
 		rd.add(plan.own, win)
-		if err := own.write(ctx, eng, rd, stage); err != nil {
+		if err := own.encode(ctx, eng, rd, stage); err != nil {
 			return fail(err)
 		}
 		ownStats = rd.stats()
@@ -178,7 +193,8 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	}
 
 	// The late output: points of owned segments outside the windows that read them.
-	late := newOutput(&opt, rep, columnar.KeyLayout{Wide: true}, pointsMem, func(i int) string { return LatePartKey(opt.Shard, opt.Window, rep.RunID, i) })
+	late := newOutput(&opt, rep, columnar.KeyLayout{Wide: true}, pointsMem)
+	defer func() { err = errors.Join(err, late.close()) }()
 	var lateRows, earlyRows uint64
 	if len(plan.late) > 0 || len(plan.early) > 0 {
 		stage("late")
@@ -189,7 +205,7 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		for _, e := range plan.early {
 			rd.add(e.splits, columnar.Window{From: e.from, To: math.MaxInt64})
 		}
-		if err := late.write(ctx, eng, rd, stage); err != nil {
+		if err := late.encode(ctx, eng, rd, stage); err != nil {
 			return fail(err)
 		}
 		for i, r := range rd.done {
@@ -208,6 +224,21 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	rep.Counts.LateSeries = uint64(ls.Series)
 	rep.Counts.PointsOut = uint64(ws.PointsOut + ls.PointsOut)
 	rep.Counts.LatePointsOut = uint64(ls.PointsOut)
+
+	// Every frame is read now, so the run knows whether it skipped any: a degraded run
+	// gets a run id of its own, so its parts never overwrite those of the run that read
+	// everything (docs/run.md, "Never worse").
+	if len(rep.skipped) > 0 {
+		rep.Degraded = degraded(plan, rep.skipped)
+		rep.RunID = degradedRunID(plan.RunID, rep.Degraded)
+	}
+	stage("upload")
+	if err := own.upload(ctx, func(i int) string { return PartKey(opt.Shard, opt.Window, rep.RunID, i) }); err != nil {
+		return fail(err)
+	}
+	if err := late.upload(ctx, func(i int) string { return LatePartKey(opt.Shard, opt.Window, rep.RunID, i) }); err != nil {
+		return fail(err)
+	}
 	for _, p := range append(append([]Part(nil), own.parts...), late.parts...) {
 		rep.Counts.BytesOut += p.Size
 	}
@@ -217,18 +248,25 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	}
 
 	// Publish: every part is uploaded; now the manifest inside the run directory, which
-	// makes the run complete, and last _CURRENT, which points readers at it.
+	// makes the run complete, and last _CURRENT, which points readers at it, unless the
+	// published run covers more.
 	stage("publish")
 	start = time.Now()
 	m := Manifest{
 		RunID: rep.RunID, Algo: algoVersion, Shard: opt.Shard, Window: opt.Window.Name(),
 		From: win.From, To: win.To, LatenessMs: latenessMs(opt.Arrival), FlushAgeMs: opt.Arrival.FlushAge.Milliseconds(),
 		Inputs: plan.inputs, Parts: nonNil(own.parts), LateParts: nonNil(late.parts), Counts: rep.Counts,
+		Degraded: rep.Degraded,
 	}
-	if err := Publish(ctx, opt.Store, &m); err != nil {
+	err = Publish(ctx, opt.Store, &m, PublishOptions{AcceptDegraded: opt.AcceptDegraded})
+	rep.time("publish", start)
+	if worse := (*WorseRunError)(nil); errors.As(err, &worse) {
+		rep.Published = true
+	}
+	if err != nil {
 		return fail(err)
 	}
-	rep.time("publish", start)
+	rep.Published, rep.Serving = true, true
 	return rep, nil
 }
 
@@ -257,16 +295,16 @@ type output struct {
 	opt    *RunOptions
 	rep    *Report
 	layout columnar.KeyLayout
-	key    func(i int) string
 	groups IDTable
-	points *PointStore // the groups' points while DuckDB sorts the groups
+	points *PointStore   // the groups' points while DuckDB sorts the groups
+	spool  *encoder.Spool // the encoded series, until the run id is known
 
 	parts  []Part
 	stream StreamStats
 }
 
-func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, pointsMem int64, key func(i int) string) *output {
-	return &output{opt: opt, rep: rep, layout: l, key: key, points: NewPointStore(opt.Engine.TempDir, pointsMem)}
+func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, pointsMem int64) *output {
+	return &output{opt: opt, rep: rep, layout: l, points: NewPointStore(opt.Engine.TempDir, pointsMem)}
 }
 
 // reader returns a reader of keyed rows for this output, numbering series and groups.
@@ -278,7 +316,8 @@ func (o *output) reader(ctx context.Context) *runReader {
 // spool moves them to a file in the temp directory.
 const spoolMemory = 64 << 20
 
-func (o *output) write(ctx context.Context, eng *query.Engine, rd *runReader, stage func(string)) (err error) {
+// encode group-sorts rd's rows and encodes the series into the output's spool.
+func (o *output) encode(ctx context.Context, eng *query.Engine, rd *runReader, stage func(string)) (err error) {
 	defer func() {
 		o.rep.PointStore.add(o.points.Stats())
 		err = errors.Join(err, o.points.Close())
@@ -305,7 +344,7 @@ func (o *output) write(ctx context.Context, eng *query.Engine, rd *runReader, st
 	// in key order.
 	start = time.Now()
 	spool := encoder.NewSpool(o.opt.Engine.TempDir, spoolMemory)
-	defer func() { err = errors.Join(err, spool.Close()) }()
+	o.spool = spool
 	s := NewKeyedStream(o.layout, o.groups.Later, o.points.Points, func(sid uint32, ts []int64, vals []float64) error {
 		k, tags := o.groups.Series(sid)
 		return spool.Add(k, tags, ts, vals)
@@ -322,23 +361,39 @@ func (o *output) write(ctx context.Context, eng *query.Engine, rd *runReader, st
 		return err
 	}
 	o.stream = s.Stats()
-	var upload time.Duration
-	err = spool.WriteSorted(o.opt.PartBytes, func(file []byte, series, points int64) error {
-		t := time.Now()
-		defer func() { upload += time.Since(t) }()
-		return o.upload(ctx, file, series, points)
-	})
-	if err != nil {
-		return err
-	}
-	o.rep.add("encode", time.Since(start)-upload)
-	o.rep.add("upload", upload)
+	o.rep.add("encode", time.Since(start))
 	return nil
 }
 
-// upload stores one part file.
-func (o *output) upload(ctx context.Context, file []byte, series, points int64) error {
-	key := o.key(len(o.parts))
+// upload writes the spool's series as part files, key(i) naming part i.
+func (o *output) upload(ctx context.Context, key func(i int) string) error {
+	if o.spool == nil {
+		return nil
+	}
+	start := time.Now()
+	var upload time.Duration
+	err := o.spool.WriteSorted(o.opt.PartBytes, func(file []byte, series, points int64) error {
+		t := time.Now()
+		defer func() { upload += time.Since(t) }()
+		return o.put(ctx, key(len(o.parts)), file, series, points)
+	})
+	o.rep.add("encode", time.Since(start)-upload)
+	o.rep.add("upload", upload)
+	return err
+}
+
+// close releases the spool.
+func (o *output) close() error {
+	if o.spool == nil {
+		return nil
+	}
+	err := o.spool.Close()
+	o.spool = nil
+	return err
+}
+
+// put stores one part file under key.
+func (o *output) put(ctx context.Context, key string, file []byte, series, points int64) error {
 	sum := sha256.Sum256(file)
 	if err := o.opt.Store.Put(ctx, key, bytes.NewReader(file)); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)

@@ -607,7 +607,7 @@ func TestFailedShardDoesNotStopOthers(t *testing.T) {
 	ctx := context.Background()
 	st := storage.NewMem("corrupt")
 	lateWorkload(t, st, 6, 64)
-	segs, err := ListWindowSegments(ctx, st, nil, Arrival{})
+	segs, err := ListWindowSegments(ctx, st, nil, Arrival{}, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,7 +653,7 @@ func TestCorruptFrameCountedOnce(t *testing.T) {
 	ctx := context.Background()
 	st := storage.NewMem("corrupt-once")
 	lateWorkload(t, st, 6, 64)
-	segs, err := ListWindowSegments(ctx, st, nil, Arrival{})
+	segs, err := ListWindowSegments(ctx, st, nil, Arrival{}, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -24,8 +25,10 @@ const maxEnumeratedWindows = 64
 // range, and the owner's late output when the frame reaches outside it. Shards are
 // sorted by name and windows by time. A frame whose range spans few windows contributes
 // all of them (a window may turn out empty, and its run publishes an empty manifest);
-// a wider one is decoded to find its exact windows.
-func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segment, a Arrival) (map[string][]Window, error) {
+// a wider one is decoded to find its exact windows. With skipCorrupt, a wide frame that
+// is corrupt gives no window of its own (the runs that read it skip and count it) and its
+// error goes to onCorrupt (when not nil); without it, it fails the listing.
+func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segment, a Arrival, skipCorrupt bool, onCorrupt func(error)) (map[string][]Window, error) {
 	seen := map[string]map[int64]bool{}
 	dec := columnar.NewFrameDecoder()
 	defer dec.Close()
@@ -64,7 +67,13 @@ func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segmen
 			cols.Reset()
 			var fs columnar.FrameStats
 			if err := dec.DecodeFrame(&sp, f, buf, 0, on, false, &cols, &fs, nil); err != nil {
-				return nil, err
+				if !skipCorrupt || !errors.Is(err, columnar.ErrCorrupt) {
+					return nil, err
+				}
+				if onCorrupt != nil {
+					onCorrupt(err)
+				}
+				continue
 			}
 			for _, ts := range cols.Ts {
 				seen[shard][WindowOf(ts, a.Size).From.UnixMilli()] = true
@@ -81,51 +90,28 @@ func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segmen
 	return out, nil
 }
 
-// openers bounds the footers opened at once: each is two or three small ranged reads,
-// dominated by latency on an object store.
-const openers = 16
-
 // ListWindowSegments opens the segments under segments/ that a run of one of windows reads
 // under the arrival rule a, or every segment when windows is empty. The hour in a
 // segment's key prunes before any footer is opened; a key without a readable hour is
-// opened anyway. The result is sorted by key.
-func ListWindowSegments(ctx context.Context, st storage.Store, windows []Window, a Arrival) ([]*columnar.Segment, error) {
-	var attrs []storage.Attrs
+// opened anyway. With skipCorrupt, a segment whose footer is corrupt is left out and its
+// error handed to onCorrupt (when not nil). The result is sorted by key.
+func ListWindowSegments(ctx context.Context, st storage.Store, windows []Window, a Arrival, skipCorrupt bool, onCorrupt func(error)) ([]*columnar.Segment, error) {
 	if !a.Bounded() {
 		windows = nil // every segment may hold points of any window
 	}
-	err := st.List(ctx, "segments/", func(at storage.Attrs) error {
-		if len(windows) == 0 || hourMayMatch(at.Key, windows, a) {
-			attrs = append(attrs, at)
-		}
-		return nil
+	segs, err := columnar.ListSegmentsWith(ctx, st, columnar.ListOptions{
+		Keep:        func(key string) bool { return len(windows) == 0 || hourMayMatch(key, windows, a) },
+		SkipCorrupt: skipCorrupt, OnCorrupt: onCorrupt,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list segments: %w", err)
+		return nil, err
 	}
-	segs := make([]*columnar.Segment, len(attrs))
-	errs := make([]error, len(attrs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, openers)
-	for i, at := range attrs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			segs[i], errs[i] = columnar.OpenSegment(ctx, st, at.Key, at.Size)
-		}()
-	}
-	wg.Wait()
 	out := segs[:0]
-	for i, s := range segs {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
+	for _, s := range segs {
 		if len(windows) == 0 || readByAny(s.Header.StartTimestamp, windows, a) {
 			out = append(out, s)
 		}
 	}
-	sortSegs(out)
 	return out, nil
 }
 
@@ -171,6 +157,10 @@ type AllOptions struct {
 	Parallel int
 	// Progress, when not nil, is called after each shard run.
 	Progress func(done, total int, rep *Report)
+	// Corrupt, when not nil, is called with every corrupt segment footer and frame that
+	// listing and window discovery skip under SkipCorrupt. (The runs count the frames
+	// they skip in their own reports.)
+	Corrupt func(err error)
 }
 
 // RunAll runs every (shard, window) that has data. A failed run does not stop the
@@ -189,12 +179,23 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 		opt.Parallel = 1
 	}
 	listStart := time.Now()
-	segs, err := ListWindowSegments(ctx, opt.Store, opt.Windows, opt.Arrival)
+	var corruptMu sync.Mutex
+	onCorrupt := func(err error) {
+		corruptMu.Lock()
+		defer corruptMu.Unlock()
+		if opt.Logger != nil {
+			opt.Logger.Warn("skipping corrupt data while planning", "err", err)
+		}
+		if opt.Corrupt != nil {
+			opt.Corrupt(err)
+		}
+	}
+	segs, err := ListWindowSegments(ctx, opt.Store, opt.Windows, opt.Arrival, opt.SkipCorrupt, onCorrupt)
 	if err != nil {
 		return nil, err
 	}
 	opt.Segments = segs
-	sw, err := ShardWindows(ctx, opt.Store, segs, opt.Arrival)
+	sw, err := ShardWindows(ctx, opt.Store, segs, opt.Arrival, opt.SkipCorrupt, onCorrupt)
 	if err != nil {
 		return nil, err
 	}

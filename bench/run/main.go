@@ -285,7 +285,7 @@ func writeSegments(ctx context.Context, gen *workload.Gen, st storage.Store) err
 // writeParquet reads every point of the segments (provenance included) and has DuckDB
 // write them, in arrival order, as one zstd Parquet file.
 func writeParquet(ctx context.Context, st storage.Store, path string) error {
-	segs, err := run.ListWindowSegments(ctx, st, nil, run.Arrival{})
+	segs, err := run.ListWindowSegments(ctx, st, nil, run.Arrival{}, false, nil)
 	if err != nil {
 		return err
 	}

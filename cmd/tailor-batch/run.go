@@ -102,10 +102,13 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				defer bar.stop()
 				opt.Stage, opt.Progress = bar.stage, bar.done
 			}
+			var planSkips []string
+			opt.Corrupt = func(err error) { planSkips = append(planSkips, err.Error()) }
 			start := time.Now()
 			res := run.MeasureResources()
 			reports, runErr := run.RunAll(ctx, opt)
 			sum := summarize(reports, time.Since(start))
+			sum.PlanSkipped = planSkips
 			sum.Resources = res()
 			sum.Retries = storeRetries(st)
 			sum.MemoryLimit = opt.Engine.MemoryLimit
@@ -128,6 +131,9 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 			if runErr != nil && !opt.SkipCorrupt && (errors.Is(runErr, columnar.ErrCorrupt) || strings.Contains(runErr.Error(), columnar.ErrCorrupt.Error()+" ")) {
 				return fmt.Errorf("%w (the failed runs published nothing: restore or remove that segment, or run again with --skip-corrupt to skip its corrupt frames and count them in the report)", runErr)
 			}
+			if worse := (*run.WorseRunError)(nil); errors.As(runErr, &worse) {
+				return runErr // it says what was kept, what serves, and what to do
+			}
 			if runErr != nil {
 				return fmt.Errorf("%w (the failed runs published nothing: fix the cause and run again; complete runs are skipped)", runErr)
 			}
@@ -147,7 +153,8 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.IntVar(&opt.Parallel, "parallel", 1, "shard runs at once with --all")
 	fl.IntVar(&opt.Readers, "readers", runtime.NumCPU(), "segment byte ranges decoded in parallel per run")
 	fl.Int64Var(&opt.SplitBytes, "split-bytes", 1<<30, "largest byte range one reader takes")
-	fl.BoolVar(&opt.SkipCorrupt, "skip-corrupt", false, "skip corrupt segment frames (counted and reported) instead of failing")
+	fl.BoolVar(&opt.SkipCorrupt, "skip-corrupt", false, "skip corrupt segment frames and footers (counted and reported) instead of failing; a run that skipped any is degraded and never replaces a run that read them (docs/run.md)")
+	fl.BoolVar(&opt.AcceptDegraded, "accept-degraded", false, "let a degraded run (one that skipped corrupt frames, or lacks an input of the published run) replace the published run")
 	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "memory per run, e.g. 4GB: half is DuckDB's memory limit, half holds points before they spill to --temp-dir (default: 60% of RAM or of the container's limit, split over --parallel)")
 	fl.IntVar(&opt.Engine.Threads, "threads", 0, "DuckDB threads per run (default: the number of cores divided by --parallel)")
 	fl.StringVar(&tempDir, "temp-dir", "", "where DuckDB spills (default: $TMPDIR/tailor-duckdb)")
@@ -199,6 +206,12 @@ type runSummary struct {
 	Skipped       int `json:"skipped"`
 	NoData        int `json:"no_data"`
 	Failed        int `json:"failed"`
+	// Degraded are the runs that skipped corrupt frames; NotServing those that were
+	// published but left a better run serving.
+	Degraded   int `json:"degraded"`
+	NotServing int `json:"not_serving"`
+	// PlanSkipped names the corrupt footers and frames listing and planning skipped.
+	PlanSkipped   []string `json:"plan_skipped,omitempty"`
 	run.Counts    `json:"counts"`
 	BytesPerPoint float64            `json:"bytes_per_point"`
 	Seconds       float64            `json:"seconds"`
@@ -226,6 +239,12 @@ func summarize(reports []*run.Report, elapsed time.Duration) runSummary {
 			s.NoData++
 		case r.Skipped:
 			s.Skipped++
+		}
+		if r.Degraded != nil {
+			s.Degraded++
+		}
+		if r.Published && !r.Serving {
+			s.NotServing++
 		}
 		s.Counts.Add(r.Counts)
 		s.PointsSpilled += r.PointStore.SpilledBytes
@@ -260,6 +279,17 @@ func (s runSummary) print(w io.Writer) {
 		fmt.Fprintf(w, ", %d corrupt frames skipped", s.CorruptFrames)
 	}
 	fmt.Fprintln(w)
+	if s.Degraded > 0 || len(s.PlanSkipped) > 0 {
+		fmt.Fprintf(w, "DEGRADED: %d runs skipped corrupt frames (their manifests say which); planning skipped %d corrupt footers or frames", s.Degraded, len(s.PlanSkipped))
+		for i, m := range s.PlanSkipped {
+			if i == 3 {
+				fmt.Fprintf(w, "; …")
+				break
+			}
+			fmt.Fprintf(w, "; %s", m)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprint(w, "stage seconds (summed over runs; reader steps over reader goroutines):")
 	for _, k := range sortedStages(s.StageSeconds) {
 		fmt.Fprintf(w, " %s=%.2f", k, s.StageSeconds[k])

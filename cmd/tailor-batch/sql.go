@@ -94,7 +94,7 @@ func (f *legacyFlags) options() (query.LegacyOptions, error) {
 func newSQLCmd() *cobra.Command {
 	var (
 		storeURL, format, out string
-		explain               bool
+		explain, skipCorrupt  bool
 		sf                    scopeFlags
 		lf                    legacyFlags
 	)
@@ -139,7 +139,9 @@ Only the views the statement names are read. Output is a table, or CSV, JSON or 
 			}
 			defer eng.Close()
 			views := []query.View{
-				query.PointsView(st, scope, columnar.ReadOptions{Readers: 2}),
+				query.PointsView(st, scope, columnar.ReadOptions{Readers: 2, SkipCorrupt: skipCorrupt, OnCorrupt: func(err error) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
+				}}),
 				query.LatestView(),
 				run.SeriesView("series", st, scope),
 			}
@@ -192,6 +194,7 @@ Only the views the statement names are read. Output is a table, or CSV, JSON or 
 	cmd.Flags().StringVar(&format, "format", "table", "output: table, csv, json or parquet")
 	cmd.Flags().StringVar(&out, "out", "", "output file (for --format parquet)")
 	cmd.Flags().BoolVar(&explain, "explain", false, "print the query plan instead of running the query")
+	cmd.Flags().BoolVar(&skipCorrupt, "skip-corrupt", false, "points and latest views: skip corrupt segment footers and frames (each one warned about) instead of failing")
 	return cmd
 }
 
