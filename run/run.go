@@ -73,10 +73,10 @@ type Report struct {
 	Plan   *Plan  `json:"plan,omitempty"`
 	Frames uint64 `json:"frames"`
 	// BytesIn is what the readers fetched.
-	BytesIn    uint64 `json:"bytes_in"`
-	Parts      int    `json:"parts"`
-	LateParts  int    `json:"late_parts"`
-	Counts     Counts `json:"counts"`
+	BytesIn   uint64 `json:"bytes_in"`
+	Parts     int    `json:"parts"`
+	LateParts int    `json:"late_parts"`
+	Counts    Counts `json:"counts"`
 	// Degraded lists the frames the run skipped as corrupt (nil when it read them all).
 	Degraded *Degraded `json:"degraded,omitempty"`
 	// Published is set once the run's manifest is written; Serving once it is the run
@@ -296,7 +296,7 @@ type output struct {
 	rep    *Report
 	layout columnar.KeyLayout
 	groups IDTable
-	points *PointStore   // the groups' points while DuckDB sorts the groups
+	points *PointStore    // the groups' points while DuckDB sorts the groups
 	spool  *encoder.Spool // the encoded series, until the run id is known
 
 	parts  []Part

@@ -202,10 +202,10 @@ func shardFromEnv(name, list string) (string, error) {
 
 // runSummary totals the shard runs of one invocation.
 type runSummary struct {
-	Runs          int `json:"runs"`
-	Skipped       int `json:"skipped"`
-	NoData        int `json:"no_data"`
-	Failed        int `json:"failed"`
+	Runs    int `json:"runs"`
+	Skipped int `json:"skipped"`
+	NoData  int `json:"no_data"`
+	Failed  int `json:"failed"`
 	// Degraded are the runs that skipped corrupt frames; NotServing those that were
 	// published but left a better run serving.
 	Degraded   int `json:"degraded"`
