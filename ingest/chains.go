@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/tailor-metrics/tailor/columnar"
 )
@@ -12,33 +11,39 @@ import (
 // each next one starts exactly where the previous one ended, and the last ends at the
 // partition's end offset. So every offset is stored exactly once: no gap, no overlap.
 func CheckChains(segs []*columnar.Segment, from, ends map[string]map[int32]int64) error {
-	type tpk struct {
-		topic string
-		part  int32
-	}
-	byTP := map[tpk][]*columnar.Segment{}
-	for _, s := range segs {
-		k := tpk{s.Header.Topic, s.Header.Partition}
-		byTP[k] = append(byTP[k], s)
+	chains := map[string]map[int32]columnar.Chain{}
+	for _, c := range columnar.Chains(segs) {
+		if chains[c.Topic] == nil {
+			chains[c.Topic] = map[int32]columnar.Chain{}
+		}
+		chains[c.Topic][c.Partition] = c
 	}
 	for topic, parts := range ends {
 		for p, end := range parts {
-			chain := byTP[tpk{topic, p}]
-			sort.Slice(chain, func(i, j int) bool { return chain[i].Header.StartOffset < chain[j].Header.StartOffset })
-			next := from[topic][p]
-			for _, s := range chain {
-				switch {
-				case s.Header.StartOffset > next:
-					return fmt.Errorf("%s-%d: gap: offsets [%d, %d) are in no segment (next is %s)", topic, p, next, s.Header.StartOffset, s.Key)
-				case s.Header.StartOffset < next:
-					return fmt.Errorf("%s-%d: overlap: %s starts at %d, before %d", topic, p, s.Key, s.Header.StartOffset, next)
-				case s.Footer.EndOffset <= s.Header.StartOffset:
+			first := from[topic][p]
+			c, ok := chains[topic][p]
+			switch {
+			case !ok && end == first:
+				continue
+			case !ok:
+				return fmt.Errorf("%s-%d: gap: offsets [%d, %d) are in no segment", topic, p, first, end)
+			case c.From > first:
+				return fmt.Errorf("%s-%d: gap: offsets [%d, %d) are in no segment (next is %s)", topic, p, first, c.From, c.Segments[0].Key)
+			case c.From < first:
+				return fmt.Errorf("%s-%d: overlap: %s starts at %d, before %d", topic, p, c.Segments[0].Key, c.From, first)
+			case len(c.Gaps) > 0:
+				g := c.Gaps[0]
+				return fmt.Errorf("%s-%d: gap: offsets [%d, %d) are in no segment (next is %s)", topic, p, g.From, g.To, g.Next)
+			case len(c.Overlaps) > 0:
+				o := c.Overlaps[0]
+				return fmt.Errorf("%s-%d: overlap: %s starts at %d, before %d", topic, p, o.Next, o.From, o.To)
+			case c.To != end:
+				return fmt.Errorf("%s-%d: segments end at %d, partition ends at %d", topic, p, c.To, end)
+			}
+			for _, s := range c.Segments {
+				if s.Footer.EndOffset <= s.Header.StartOffset {
 					return fmt.Errorf("%s-%d: %s covers no offsets", topic, p, s.Key)
 				}
-				next = s.Footer.EndOffset
-			}
-			if next != end && !(len(chain) == 0 && end == from[topic][p]) {
-				return fmt.Errorf("%s-%d: segments end at %d, partition ends at %d", topic, p, next, end)
 			}
 		}
 	}

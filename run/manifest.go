@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/storage"
@@ -91,6 +92,19 @@ type Manifest struct {
 	// Degraded is set when the run skipped corrupt frames (run --skip-corrupt): it covers
 	// less than its inputs hold, and never replaces a run that covers more.
 	Degraded *Degraded `json:"degraded,omitempty"`
+}
+
+// Arrival is the arrival rule the run applied.
+func (m *Manifest) Arrival() (Arrival, error) {
+	w, err := ParseWindowName(m.Window)
+	if err != nil {
+		return Arrival{}, fmt.Errorf("run %s: %w", m.RunID, err)
+	}
+	a := Arrival{Size: w.Size, FlushAge: time.Duration(m.FlushAgeMs) * time.Millisecond}
+	if m.LatenessMs >= 0 {
+		a.Closed, a.Lateness = true, time.Duration(m.LatenessMs)*time.Millisecond
+	}
+	return a, nil
 }
 
 // Degraded lists what a run did not read.

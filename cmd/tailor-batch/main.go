@@ -13,6 +13,7 @@
 //	tailor-batch demo    the whole pipeline on an embedded broker, with an end-to-end check
 //	tailor-batch loadtest  the pipeline at scale 1 and K: growth per stage and a cost forecast
 //	tailor-batch gameday   fault-injection scenarios: expected vs actual, nothing lost
+//	tailor-batch verify    proof from the store's own files that every stored point is served
 //
 // Flags live only here; the packages take option structs.
 package main
@@ -21,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -33,13 +35,34 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRoot()
-	if err := root.ExecuteContext(ctx); err != nil {
-		var ce *checkFailed
-		if !errors.As(err, &ce) {
-			fmt.Fprintln(os.Stderr, "tailor-batch:", err)
-		}
-		os.Exit(1)
+	os.Exit(exitCode(root.ExecuteContext(ctx), os.Stderr))
+}
+
+// Exit codes, the same for every command (docs/cli.md):
+//
+//	0  the command did what was asked (and a check found nothing)
+//	1  a check found something: differences (diff), a failing org (validate), damage
+//	   (verify), a failed demo, game day or load-test check; the summary says what
+//	2  the command could not do what was asked: a bad flag, a missing store, an
+//	   unreachable service, a failed run
+const (
+	exitOK    = 0
+	exitCheck = 1
+	exitError = 2
+)
+
+// exitCode prints err (unless a check's summary already said it) and returns the
+// process's exit code for it.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
 	}
+	var ce *checkFailed
+	if errors.As(err, &ce) {
+		return exitCheck
+	}
+	fmt.Fprintln(stderr, "tailor-batch:", err)
+	return exitError
 }
 
 func newRoot() *cobra.Command {
@@ -75,7 +98,7 @@ func newRoot() *cobra.Command {
 		}
 	}
 	root.AddCommand(newSinkCmd(), newImportCmd(), newRunCmd(), newCatCmd(), newDemoCmd(), newGamedayCmd(), newLoadtestCmd(),
-		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd())
+		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd(), newVerifyCmd())
 	return root
 }
 
