@@ -62,22 +62,22 @@ type ProblemKind uint8
 
 // The kinds of damage, in the order the report lists them.
 const (
-	SegmentUnreadable ProblemKind = iota + 1 // a segment's header, trailer or footer is corrupt
-	SegmentGap                               // offsets between two segments are in none
-	SegmentOverlap                           // offsets are in two segments
-	CommittedGap                             // offsets below the committed offset are in no segment
-	FrameCorrupt                             // a frame does not decode (found while planning or in deep mode)
-	CurrentMissing                           // _CURRENT names a run without a manifest
-	ManifestUnreadable                       // a manifest does not parse
-	PartMissing                              // a manifest's part is not in the store
-	PartSize                                 // a part's size is not the manifest's
-	PartChecksum                             // a part's SHA-256 is not the manifest's
-	PartCorrupt                              // a part does not decode
-	InputChanged                             // an input segment's size is not the manifest's
-	RunDegraded                              // the current run skipped corrupt frames
-	NotRun                                   // frames are read by no current run
-	RuleDiffers                              // a run was made with another arrival rule
-	CountsDiffer                             // deep: a run made again gives other counts or bytes
+	SegmentUnreadable  ProblemKind = iota + 1 // a segment's header, trailer or footer is corrupt
+	SegmentGap                                // offsets between two segments are in none
+	SegmentOverlap                            // offsets are in two segments
+	CommittedGap                              // offsets below the committed offset are in no segment
+	FrameCorrupt                              // a frame does not decode (found while planning or in deep mode)
+	CurrentMissing                            // _CURRENT names a run without a manifest
+	ManifestUnreadable                        // a manifest does not parse
+	PartMissing                               // a manifest's part is not in the store
+	PartSize                                  // a part's size is not the manifest's
+	PartChecksum                              // a part's SHA-256 is not the manifest's
+	PartCorrupt                               // a part does not decode
+	InputChanged                              // an input segment's size is not the manifest's
+	RunDegraded                               // the current run skipped corrupt frames
+	NotRun                                    // frames are read by no current run
+	RuleDiffers                               // a run was made with another arrival rule
+	CountsDiffer                              // deep: a run made again gives other counts or bytes
 )
 
 var problemNames = [...]string{
