@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,8 +55,10 @@ func TestDeployArgsAreValidFlags(t *testing.T) {
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		for {
 			var doc any
-			if err := dec.Decode(&doc); err != nil {
+			if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", f, err)
 			}
 			for _, args := range containerArgs(doc) {
 				n++

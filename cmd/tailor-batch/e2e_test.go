@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -56,8 +58,9 @@ func TestImportRunCatEdgeCases(t *testing.T) {
 		add(columnar.SeriesKey{Org: uint32(rng.IntN(200)), Metric: rng.Uint64(), Context: rng.Uint64N(4)}, 1763942400000+rng.Int64N(3*86400000), rng.Float64()*100)
 	}
 	// Later rows for an existing (series, ts) replace earlier ones.
+	// (Never the special values' rows: their output is pinned below as literal text.)
 	for i := 0; i < 500; i++ {
-		r := rows[rng.IntN(len(rows))]
+		r := rows[2+len(specials)+rng.IntN(len(rows)-2-len(specials))]
 		add(r.k, r.ts, r.v+1)
 	}
 	add(big, 1763942400000, math.NaN())
@@ -118,11 +121,69 @@ func TestImportRunCatEdgeCases(t *testing.T) {
 		}
 		t.Fatalf("cat: got %d lines, want %d", len(gl), len(wl))
 	}
-	// A second run of the same inputs is skipped, and the outputs stay byte-identical.
+	// The special values and the extreme keys, as literal text: the shortest decimal that
+	// reads back to the same bits, with NaN, ±Inf and -0 spelled out.
+	pinned := []string{
+		"0,9223372036854775808,0,0,-1",
+		"7,9,1,1763942400000,NaN",
+		"7,9,1,1763942401000,+Inf",
+		"7,9,1,1763942402000,-Inf",
+		"7,9,1,1763942403000,-0",
+		"7,9,1,1763942404000,0",
+		"7,9,1,1763942405000,5e-324",
+		"7,9,1,1763942406000,-5e-324",
+		"7,9,1,1763942407000,2.225073858507201e-308",
+		"7,9,1,1763942408000,1.7976931348623157e+308",
+		"7,9,1,1763942409000,-5e-324",
+		"7,9,1,1763942410000,0.1",
+		"7,9,1,1763942411000,1e+21",
+		"7,9,1,1763942412000,1.7179869184e+10",
+		"4294967295,18446744073709551615,18446744073709551615,1763942400000,42",
+	}
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "7,9,1,") || strings.HasPrefix(l, "0,9223372036854775808,0,") || strings.HasPrefix(l, "4294967295,") {
+			got = append(got, l)
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(pinned, "\n") {
+		t.Fatalf("cat's special lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(pinned, "\n"))
+	}
+
+	// A second run of the same inputs is skipped and leaves every byte as it was; a
+	// forced one writes the same bytes again.
+	before := seriesFiles(t, filepath.Join(dir, "store"))
 	out2, err := runCLI(t, "run", "--store", store, "--all", "--json")
-	if err != nil || !strings.Contains(out2, `"skipped": true`) {
+	if err != nil || !strings.Contains(out2, `"skipped": true`) || strings.Contains(out2, `"skipped": false`) {
 		t.Fatalf("re-run: %v\n%s", err, out2)
 	}
+	if after := seriesFiles(t, filepath.Join(dir, "store")); !maps.Equal(before, after) {
+		t.Fatal("a skipped re-run changed the series files")
+	}
+	if out, err := runCLI(t, "run", "--store", store, "--all", "--force", "--readers", "1", "--split-bytes", "4096", "--temp-dir", filepath.Join(dir, "tmp")); err != nil {
+		t.Fatalf("forced re-run: %v\n%s", err, out)
+	}
+	if after := seriesFiles(t, filepath.Join(dir, "store")); !maps.Equal(before, after) {
+		t.Fatal("a forced re-run with other readers and splits wrote other bytes")
+	}
+}
+
+// seriesFiles returns every file under dir's series/ with its bytes.
+func seriesFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(filepath.Join(dir, "series"), func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		out[path] = string(b)
+		return err
+	})
+	if err != nil || len(out) == 0 {
+		t.Fatalf("series files: %d, %v", len(out), err)
+	}
+	return out
 }
 
 func TestImportBadRowNamesLine(t *testing.T) {
@@ -140,8 +201,10 @@ func TestRunCorruptSegmentNamesFileAndOffset(t *testing.T) {
 	p := filepath.Join(dir, "p.csv")
 	var b strings.Builder
 	b.WriteString(columnar.CSVHeader + "\n")
+	// Two orgs, so two shards and at least two frames: one frame's damage costs only its
+	// own points.
 	for i := 0; i < 1000; i++ {
-		fmt.Fprintf(&b, "1,2,3,%d,%d\n", 1763942400000+int64(i)*1000, i)
+		fmt.Fprintf(&b, "%d,2,3,%d,%d\n", 1+i%2, 1763942400000+int64(i)*1000, i)
 	}
 	os.WriteFile(p, []byte(b.String()), 0o644)
 	store := filepath.Join(dir, "s")
@@ -162,9 +225,29 @@ func TestRunCorruptSegmentNamesFileAndOffset(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), ".tseg at byte") || !strings.Contains(err.Error(), "bad crc32c") || !strings.Contains(err.Error(), "--skip-corrupt") {
 		t.Fatalf("err = %v, want the segment, byte offset and what was wrong named, and --skip-corrupt offered", err)
 	}
-	// Opted in, the run skips the bad frame and completes.
-	if _, err := runCLI(t, "run", "--store", store, "--all", "--skip-corrupt", "--temp-dir", filepath.Join(dir, "tmp")); err != nil {
+	// Opted in, the run skips the bad frame, says so, and serves the other frames' points.
+	out, err := runCLI(t, "run", "--store", store, "--all", "--skip-corrupt", "--json", "--temp-dir", filepath.Join(dir, "tmp"))
+	if err != nil {
 		t.Fatalf("run --skip-corrupt: %v", err)
+	}
+	var rep struct {
+		Summary struct {
+			Degraded int `json:"degraded"`
+			Counts   struct {
+				CorruptFrames uint64 `json:"corrupt_frames"`
+				PointsOut     uint64 `json:"points_out"`
+			} `json:"counts"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if s := rep.Summary; s.Degraded != 1 || s.Counts.CorruptFrames != 1 || s.Counts.PointsOut != 500 {
+		t.Fatalf("summary %+v: want one degraded run that skipped one frame, and the other org's 500 points", s)
+	}
+	cat, err := runCLI(t, "cat", "--store", store)
+	if err != nil || uint64(strings.Count(cat, "\n")-1) != rep.Summary.Counts.PointsOut {
+		t.Fatalf("cat: %v, %d lines for %d points", err, strings.Count(cat, "\n")-1, rep.Summary.Counts.PointsOut)
 	}
 }
 
