@@ -12,6 +12,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/tailor-metrics/tailor/pointdiff"
 	tsql "github.com/tailor-metrics/tailor/sql"
 )
 
@@ -27,35 +28,14 @@ type DiffOptions struct {
 	Tolerance float64
 	// Bucket is the width of the time buckets of the summary (default DefaultBucket).
 	Bucket time.Duration
-	// Rows, when not nil, is called with every differing row in (series, ts) order.
-	// The rows come from a second pass over both sides.
-	Rows func(DiffRow) error
-}
-
-// DiffGroup counts the points of one org, metric, time bucket and kind.
-type DiffGroup struct {
-	Org    uint32
-	Metric uint64
-	// Bucket is the start of the time bucket, Unix ms.
-	Bucket int64
-	// Kind is a validate.Kind code: 0 equal, 1 missing_in_new, 2 missing_in_legacy,
-	// 3 value_differs.
-	Kind   uint8
-	Points uint64
-}
-
-// DiffRow is one differing point. HasNew and HasLegacy say which values are set.
-type DiffRow struct {
-	Org               uint32
-	Metric, Context   uint64
-	Ts                int64
-	Kind              uint8
-	New, Legacy       float64
-	HasNew, HasLegacy bool
+	// Rows, when not nil, is called with every differing row in (series, ts) order,
+	// each copy of a legacy duplicate on its own. The rows come from a second pass over
+	// both sides (and a third over legacy, for the copies).
+	Rows func(pointdiff.Row) error
 }
 
 // Diff runs the one-to-one diff of sql/diff.sql and returns its counts per group.
-func (e *Engine) Diff(ctx context.Context, opt DiffOptions) ([]DiffGroup, error) {
+func (e *Engine) Diff(ctx context.Context, opt DiffOptions) ([]pointdiff.Group, error) {
 	if opt.Tolerance < 0 || math.IsNaN(opt.Tolerance) || math.IsInf(opt.Tolerance, 0) {
 		return nil, fmt.Errorf("tolerance %v: want a finite number >= 0", opt.Tolerance)
 	}
@@ -80,19 +60,22 @@ func (e *Engine) Diff(ctx context.Context, opt DiffOptions) ([]DiffGroup, error)
 	return groups, e.diffRows(ctx, opt)
 }
 
+// diffViews defines the views of sql/diff*.sql. legacy_copies is the legacy data once
+// more, for diffrows.sql's copies of duplicates: opening the view again gives a fresh
+// reader, so an Arrow-backed legacy source is read once per view.
 func diffViews(opt DiffOptions) []View {
-	n, l := opt.New, opt.Legacy
-	n.Name, l.Name = "new", "legacy"
-	return []View{n, l, {Name: "diff", From: "(" + tsql.Diff + ")", Deps: []string{"new", "legacy"}, Unscoped: true}}
+	n, l, c := opt.New, opt.Legacy, opt.Legacy
+	n.Name, l.Name, c.Name = "new", "legacy", "legacy_copies"
+	return []View{n, l, c, {Name: "diff", From: "(" + tsql.Diff + ")", Deps: []string{"new", "legacy"}, Unscoped: true}}
 }
 
-func (e *Engine) diffSummary(ctx context.Context, opt DiffOptions) (_ []DiffGroup, err error) {
+func (e *Engine) diffSummary(ctx context.Context, opt DiffOptions) (_ []pointdiff.Group, err error) {
 	res, err := e.QueryViews(ctx, tsql.DiffSummary, diffViews(opt), opt.Scope)
 	if err != nil {
 		return nil, fmt.Errorf("diff: %w", err)
 	}
 	defer res.Release()
-	var out []DiffGroup
+	var out []pointdiff.Group
 	for res.Next() {
 		rec := res.RecordBatch()
 		org, ok1 := rec.Column(0).(*array.Uint32)
@@ -100,11 +83,18 @@ func (e *Engine) diffSummary(ctx context.Context, opt DiffOptions) (_ []DiffGrou
 		bkt, ok3 := rec.Column(2).(*array.Int64)
 		kind, ok4 := rec.Column(3).(*array.Uint8)
 		pts, ok5 := rec.Column(4).(*array.Int64)
-		if !(ok1 && ok2 && ok3 && ok4 && ok5) {
+		first, ok6 := rec.Column(5).(*array.Int64)
+		last, ok7 := rec.Column(6).(*array.Int64)
+		if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
 			return nil, fmt.Errorf("BUG: diff summary has schema %s", rec.Schema())
 		}
 		for i := 0; i < int(rec.NumRows()); i++ {
-			out = append(out, DiffGroup{Org: org.Value(i), Metric: met.Value(i), Bucket: bkt.Value(i), Kind: kind.Value(i), Points: uint64(pts.Value(i))})
+			g := pointdiff.Group{Org: org.Value(i), Metric: met.Value(i), Bucket: bkt.Value(i), Kind: pointdiff.Kind(kind.Value(i)),
+				Points: uint64(pts.Value(i)), FirstTs: first.Value(i), LastTs: last.Value(i)}
+			if !g.Kind.IsValid() {
+				return nil, fmt.Errorf("BUG: diff summary has kind %s", g.Kind)
+			}
+			out = append(out, g)
 		}
 	}
 	if err := res.Err(); err != nil {
@@ -132,14 +122,15 @@ func (e *Engine) diffRows(ctx context.Context, opt DiffOptions) error {
 			return fmt.Errorf("BUG: diff rows have schema %s", rec.Schema())
 		}
 		for i := 0; i < int(rec.NumRows()); i++ {
-			r := DiffRow{Org: org.Value(i), Metric: met.Value(i), Context: cx.Value(i), Ts: ts.Value(i), Kind: kind.Value(i),
-				HasNew: nv.IsValid(i), HasLegacy: lv.IsValid(i)}
+			r := pointdiff.Row{Org: org.Value(i), Metric: met.Value(i), Context: cx.Value(i), Ts: ts.Value(i), Kind: pointdiff.Kind(kind.Value(i))}
 			// The slot under a NULL holds whatever DuckDB left there: read only valid ones.
-			if r.HasNew {
-				r.New = nv.Value(i)
+			if nv.IsValid(i) {
+				v := nv.Value(i)
+				r.New = &v
 			}
-			if r.HasLegacy {
-				r.Legacy = lv.Value(i)
+			if lv.IsValid(i) {
+				v := lv.Value(i)
+				r.Legacy = &v
 			}
 			if err := opt.Rows(r); err != nil {
 				return err

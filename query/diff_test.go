@@ -15,6 +15,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/pointdiff"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 )
@@ -104,8 +105,8 @@ func writeLegacyTSF(t *testing.T, path string, pts []diffPoint) {
 	}
 }
 
-func totals(groups []query.DiffGroup) (byKind [4]uint64, byOrg map[uint32][4]uint64) {
-	byOrg = map[uint32][4]uint64{}
+func totals(groups []pointdiff.Group) (byKind [5]uint64, byOrg map[uint32][5]uint64) {
+	byOrg = map[uint32][5]uint64{}
 	for _, g := range groups {
 		byKind[g.Kind] += g.Points
 		o := byOrg[g.Org]
@@ -165,8 +166,8 @@ func TestDiffEveryLegacyFormat(t *testing.T) {
 				t.Fatal(err)
 			}
 			var rows []string
-			groups, err := e.Diff(ctx, query.DiffOptions{New: run.SeriesView("x", st, query.Scope{}), Legacy: lv, Rows: func(r query.DiffRow) error {
-				rows = append(rows, fmt.Sprintf("%d/%d %d %d new=%v/%v legacy=%v/%v", r.Org, r.Metric, r.Ts, r.Kind, r.HasNew, r.New, r.HasLegacy, r.Legacy))
+			groups, err := e.Diff(ctx, query.DiffOptions{New: run.SeriesView("x", st, query.Scope{}), Legacy: lv, Rows: func(r pointdiff.Row) error {
+				rows = append(rows, fmtRow(r))
 				return nil
 			}})
 			if err != nil {
@@ -175,18 +176,18 @@ func TestDiffEveryLegacyFormat(t *testing.T) {
 			byKind, byOrg := totals(groups)
 			// 62 points on each side; 1 dropped from legacy, 1 only in legacy, and value
 			// differences: 42 vs 3.5, 1e-9 off, 0 vs -0.
-			if want := [4]uint64{58, 1, 1, 3}; byKind != want {
-				t.Fatalf("equal, missing in new, missing in legacy, value differs = %v, want %v", byKind, want)
+			if want := [5]uint64{58, 1, 1, 3, 0}; byKind != want {
+				t.Fatalf("equal, missing in new, missing in legacy, value differs, duplicate in legacy = %v, want %v", byKind, want)
 			}
-			if want := [4]uint64{29, 0, 1, 2}; byOrg[1] != want {
+			if want := [5]uint64{29, 0, 1, 2, 0}; byOrg[1] != want {
 				t.Fatalf("org 1: %v, want %v", byOrg[1], want)
 			}
 			want := []string{
-				"1/2 0 2 new=true/0.5 legacy=false/0",
-				"1/3 2160000 3 new=true/3.5 legacy=true/42",
-				"1/4 1 3 new=true/0 legacy=true/-0",
-				"2/1 1440000 3 new=true/2.5 legacy=true/2.500000001",
-				"2/9 4500000 1 new=false/0 legacy=true/1",
+				"1/2 0 missing_in_legacy new=0.5 legacy=none",
+				"1/3 2160000 value_differs new=3.5 legacy=42",
+				"1/4 1 value_differs new=0 legacy=-0",
+				"2/1 1440000 value_differs new=2.5 legacy=2.500000001",
+				"2/9 4500000 missing_in_new new=none legacy=1",
 			}
 			if strings.Join(rows, "\n") != strings.Join(want, "\n") {
 				t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
@@ -206,7 +207,7 @@ func TestDiffEveryLegacyFormat(t *testing.T) {
 		}
 		// Org 2's first hour: 3 metrics x 5 points, the 1e-9 difference within tolerance;
 		// the point only in legacy is in the second hour.
-		if byKind, _ := totals(groups); byKind != [4]uint64{15, 0, 0, 0} {
+		if byKind, _ := totals(groups); byKind != [5]uint64{15, 0, 0, 0, 0} {
 			t.Fatalf("counts %v", byKind)
 		}
 		for _, g := range groups {
@@ -215,4 +216,91 @@ func TestDiffEveryLegacyFormat(t *testing.T) {
 			}
 		}
 	})
+}
+
+// fmtRow prints a diff row for comparison with literal expectations.
+func fmtRow(r pointdiff.Row) string {
+	side := func(v *float64) string {
+		if v == nil {
+			return "none"
+		}
+		return string(columnar.AppendValue(nil, *v))
+	}
+	return fmt.Sprintf("%d/%d %d %s new=%s legacy=%s", r.Org, r.Metric, r.Ts, r.Kind, side(r.New), side(r.Legacy))
+}
+
+// TestDiffLegacyDuplicates: a (series, ts) that legacy holds more than once is one
+// duplicate_in_legacy point, whether its copies agree with new, disagree, or new lacks
+// it; its copies are no longer counted as extra equal points. --out rows list every copy.
+func TestDiffLegacyDuplicates(t *testing.T) {
+	k := columnar.SeriesKey{Org: 1, Metric: 1, Context: 7}
+	var newCSV strings.Builder
+	newCSV.WriteString(columnar.CSVHeader + "\n")
+	for i := int64(0); i < 5; i++ {
+		newCSV.Write(columnar.AppendCSVPoint(nil, k, i, float64(i)+0.5))
+	}
+	st := pipelineStore(t, newCSV.String())
+	legacy := []diffPoint{
+		{k, 0, 0.5},              // equal
+		{k, 1, 1.5}, {k, 1, 1.5}, // copies that agree with new
+		{k, 2, 7}, {k, 2, 2.5}, // copies that disagree
+		{k, 4, 9},                       // value differs; ts 3 is missing in legacy
+		{k, 5, 3}, {k, 5, 1}, {k, 5, 2}, // three copies, none in new
+		{k, 6, 1}, // missing in new
+	}
+	e := openEngine(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "legacy.csv")
+	writeLegacyCSV(t, csvPath, legacy)
+	pqPath := filepath.Join(dir, "legacy.parquet")
+	writeParquet(t, e, pqPath, "SELECT * FROM read_csv('"+csvPath+"', header = true, columns = {'org_id': 'UINTEGER', 'metric_id': 'UBIGINT', 'context_key': 'UBIGINT', 'ts': 'BIGINT', 'value': 'DOUBLE'})")
+	wantRows := []string{
+		"1/1 1 duplicate_in_legacy new=1.5 legacy=1.5",
+		"1/1 1 duplicate_in_legacy new=1.5 legacy=1.5",
+		"1/1 2 duplicate_in_legacy new=2.5 legacy=2.5",
+		"1/1 2 duplicate_in_legacy new=2.5 legacy=7",
+		"1/1 3 missing_in_legacy new=3.5 legacy=none",
+		"1/1 4 value_differs new=4.5 legacy=9",
+		"1/1 5 duplicate_in_legacy new=none legacy=1",
+		"1/1 5 duplicate_in_legacy new=none legacy=2",
+		"1/1 5 duplicate_in_legacy new=none legacy=3",
+		"1/1 6 missing_in_new new=none legacy=1",
+	}
+	for _, src := range []string{csvPath, pqPath} {
+		t.Run(filepath.Ext(src), func(t *testing.T) {
+			lv, err := run.LegacyView(ctx, e, "x", query.LegacyOptions{Source: src}, query.Scope{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The summary alone, then with rows: the rows pass reads legacy twice more.
+			groups, err := e.Diff(ctx, query.DiffOptions{New: run.SeriesView("x", st, query.Scope{}), Legacy: lv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Before: 4 equal (both agreeing copies and one disagreeing), 2 value differs, 4 missing in new.
+			if byKind, _ := totals(groups); byKind != [5]uint64{1, 1, 1, 1, 3} {
+				t.Fatalf("equal, missing in new, missing in legacy, value differs, duplicate in legacy = %v", byKind)
+			}
+			var rows []string
+			groups2, err := e.Diff(ctx, query.DiffOptions{New: run.SeriesView("x", st, query.Scope{}), Legacy: lv, Rows: func(r pointdiff.Row) error {
+				rows = append(rows, fmtRow(r))
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(totals(groups2)) != fmt.Sprint(totals(groups)) {
+				t.Fatalf("summary with rows %v, without %v", groups2, groups)
+			}
+			if strings.Join(rows, "\n") != strings.Join(wantRows, "\n") {
+				t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(wantRows, "\n"))
+			}
+			for _, g := range groups {
+				if g.FirstTs > g.LastTs || g.FirstTs < g.Bucket || g.LastTs > 6 {
+					t.Fatalf("group ts range %+v", g)
+				}
+			}
+		})
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -90,10 +91,17 @@ func LatestView() View {
 	return View{Name: "latest", From: "(" + tsql.Latest + ")", Deps: []string{"points"}, Unscoped: true}
 }
 
+// GlobPrefix marks a legacy source as a pattern of Parquet files, e.g.
+// "glob:legacy/2025-11-*.parquet". Without it a path is one file, read literally.
+const GlobPrefix = "glob:"
+
 // LegacyOptions describes the legacy data.
 type LegacyOptions struct {
 	// Source is a .parquet or .csv file, a .tsf series file, or a store URL (or
-	// directory) holding published series files of another root.
+	// directory) holding published series files of another root. A path names exactly
+	// that file, whatever characters it holds; GlobPrefix and a pattern (DuckDB's glob:
+	// *, ?, [...], **) read every Parquet file the pattern matches, and at least one
+	// must.
 	Source string
 	// Columns maps the point columns (org_id, metric_id, context_key, ts, value) to the
 	// Parquet file's column names where they differ.
@@ -114,13 +122,34 @@ func LegacyView(ctx context.Context, e *Engine, name string, opt LegacyOptions, 
 			return View{}, fmt.Errorf("legacy column mapping %q: want one of %s", k, strings.Join(PointColumnNames, ", "))
 		}
 	}
-	switch {
-	case strings.HasSuffix(lower, ".parquet"):
-		cols, err := checkParquet(ctx, e, src, opt.Columns)
+	if pattern, ok := strings.CutPrefix(src, GlobPrefix); ok {
+		files, err := e.glob(ctx, pattern)
+		if err != nil {
+			return View{}, fmt.Errorf("legacy %s: %w", src, err)
+		}
+		if len(files) == 0 {
+			return View{}, fmt.Errorf("legacy %s: the pattern matches no file", src)
+		}
+		cols, err := checkParquet(ctx, e, src, pattern, opt.Columns)
 		if err != nil {
 			return View{}, err
 		}
-		return View{Name: name, From: "read_parquet(" + quoteString(src) + ")", Columns: cols}, nil
+		return View{Name: name, From: "read_parquet(" + quoteString(pattern) + ")", Columns: cols}, nil
+	}
+	switch {
+	case strings.HasSuffix(lower, ".parquet"):
+		if _, err := os.Stat(src); err != nil {
+			return View{}, fmt.Errorf("legacy Parquet: %w", err)
+		}
+		lit, err := literalPath(ctx, e, src)
+		if err != nil {
+			return View{}, fmt.Errorf("legacy Parquet %s: %w", src, err)
+		}
+		cols, err := checkParquet(ctx, e, src, lit, opt.Columns)
+		if err != nil {
+			return View{}, err
+		}
+		return View{Name: name, From: "read_parquet(" + quoteString(lit) + ")", Columns: cols}, nil
 	case strings.HasSuffix(lower, ".csv"):
 		if len(opt.Columns) > 0 {
 			return View{}, errors.New("legacy CSV: column mapping applies to Parquet only; CSV must have the header " + columnar.CSVHeader)
@@ -160,15 +189,73 @@ func isPointColumn(s string) bool {
 	return false
 }
 
-// checkParquet checks that the file has each point column with a type that converts
-// without loss, and returns the projection that renames and casts them.
-func checkParquet(ctx context.Context, e *Engine, path string, mapping map[string]string) (string, error) {
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("legacy Parquet: %w", err)
+// literalPath returns a form of path that DuckDB reads as exactly that one file.
+// DuckDB reads any path with *, ? or [ as a glob, so le[g]acy.parquet read
+// legacy.parquet, and all*.parquet read allx.parquet as well. It has no escape
+// character, but a bracket class of one character matches just that character: [*],
+// [?], [[]. A backslash has meanings of its own in DuckDB's globbing (before a glob
+// character it keeps the path from being globbed at all), so it becomes ?, which
+// matches it and any other character. DuckDB's own glob() then has to list exactly
+// this file under the escaped pattern, or the path is refused: nothing is read that
+// the user did not name.
+func literalPath(ctx context.Context, e *Engine, path string) (string, error) {
+	abs, err := filepath.Abs(path) // also keeps DuckDB from expanding a leading ~
+	if err != nil {
+		return "", err
 	}
+	if !strings.ContainsAny(abs, "*?[") {
+		return abs, nil
+	}
+	var b strings.Builder
+	for _, r := range abs {
+		switch r {
+		case '*', '?', '[':
+			b.WriteString("[" + string(r) + "]")
+		case '\\':
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	lit := b.String()
+	files, err := e.glob(ctx, lit)
+	if err != nil {
+		return "", err
+	}
+	if len(files) != 1 || files[0] != abs {
+		return "", fmt.Errorf("DuckDB cannot read this path literally (its pattern %s lists %q); rename the file, or use %s for a glob", lit, files, GlobPrefix)
+	}
+	return lit, nil
+}
+
+// glob lists the files DuckDB's glob matches to pattern.
+func (e *Engine) glob(ctx context.Context, pattern string) (_ []string, err error) {
+	res, err := e.Query(ctx, "SELECT file FROM glob("+quoteString(pattern)+") ORDER BY file", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Release()
+	var files []string
+	for res.Next() {
+		rec := res.RecordBatch()
+		col, ok := rec.Column(0).(*array.String)
+		if !ok {
+			return nil, fmt.Errorf("BUG: glob() returned %s", rec.Schema())
+		}
+		for i := 0; i < col.Len(); i++ {
+			files = append(files, strings.Clone(col.Value(i)))
+		}
+	}
+	return files, res.Err()
+}
+
+// checkParquet checks that the Parquet data of the legacy source src, read by DuckDB as
+// read_parquet(path), has each point column with a type that converts without loss,
+// and returns the projection that renames and casts them.
+func checkParquet(ctx context.Context, e *Engine, src, path string, mapping map[string]string) (string, error) {
 	res, err := e.Query(ctx, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet("+quoteString(path)+"))", nil)
 	if err != nil {
-		return "", fmt.Errorf("legacy Parquet %s: %w", path, err)
+		return "", fmt.Errorf("legacy Parquet %s: %w", src, err)
 	}
 	defer res.Release()
 	types := map[string]string{}
@@ -180,7 +267,7 @@ func checkParquet(ctx context.Context, e *Engine, path string, mapping map[strin
 		}
 	}
 	if err := res.Err(); err != nil {
-		return "", fmt.Errorf("legacy Parquet %s: %w", path, err)
+		return "", fmt.Errorf("legacy Parquet %s: %w", src, err)
 	}
 	want := map[string][]string{
 		"org_id":      {"UINTEGER", "USMALLINT", "UTINYINT", "INTEGER", "BIGINT", "UBIGINT", "SMALLINT", "TINYINT"},
@@ -199,14 +286,14 @@ func checkParquet(ctx context.Context, e *Engine, path string, mapping map[strin
 		names[i] = col
 		t, ok := types[col]
 		if !ok {
-			return "", fmt.Errorf("legacy Parquet %s: no column %q (for %s, type %s); map another column with --legacy-column %s=NAME", path, col, c, wantName[c], c)
+			return "", fmt.Errorf("legacy Parquet %s: no column %q (for %s, type %s); map another column with --legacy-column %s=NAME", src, col, c, wantName[c], c)
 		}
 		okType := false
 		for _, w := range want[c] {
 			okType = okType || t == w
 		}
 		if !okType {
-			return "", fmt.Errorf("legacy Parquet %s: column %q has type %s, want %s", path, col, t, wantName[c])
+			return "", fmt.Errorf("legacy Parquet %s: column %q has type %s, want %s", src, col, t, wantName[c])
 		}
 	}
 	return pointColumns(names[0], names[1], names[2], names[3], names[4]), nil

@@ -18,8 +18,9 @@ var GroupSortWide string
 //go:embed latest.sql
 var Latest string
 
-// Diff is the one-to-one full outer join of the views "new" and "legacy", one row per
-// (series, ts) with its kind (validate.Kind codes).
+// Diff is the one-to-one full outer join of the views "new" and "legacy" (legacy
+// grouped by (series, ts) first), one row per (series, ts) with its kind (pointdiff.Kind
+// codes).
 //
 //go:embed diff.sql
 var Diff string
@@ -29,7 +30,8 @@ var Diff string
 //go:embed diffsummary.sql
 var DiffSummary string
 
-// DiffRows selects the differing rows of the view "diff".
+// DiffRows selects the differing rows of the view "diff", every copy of a legacy
+// duplicate from the view "legacy_copies".
 //
 //go:embed diffrows.sql
 var DiffRows string

@@ -5,11 +5,13 @@ import (
 	"io"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/tailor-metrics/tailor/pointdiff"
 )
 
-// DiffRow is one differing point as written for drill-down. New or Legacy is nil on
-// the side that lacks the point.
-type DiffRow struct {
+// diffParquetRow is the Parquet layout of a pointdiff.Row (docs/validation.md, diff
+// --out): the kind by name, and a null value on the side that lacks the point.
+type diffParquetRow struct {
 	Kind    string   `parquet:"kind,dict"`
 	Org     uint32   `parquet:"org_id"`
 	Metric  uint64   `parquet:"metric_id"`
@@ -18,6 +20,29 @@ type DiffRow struct {
 	New     *float64 `parquet:"new_value,optional"`
 	Legacy  *float64 `parquet:"legacy_value,optional"`
 }
+
+// DiffWriter writes differing points to a zstd Parquet file for drill-down. Not safe
+// for concurrent use.
+type DiffWriter struct {
+	w *ParquetWriter[diffParquetRow]
+}
+
+// NewDiffWriter starts a Parquet file of diff rows on w; Close finishes it (w is not
+// closed).
+func NewDiffWriter(w io.Writer) *DiffWriter {
+	return &DiffWriter{NewParquetWriter[diffParquetRow](w)}
+}
+
+// Write buffers one row; the writer keeps r's value pointers.
+func (d *DiffWriter) Write(r pointdiff.Row) error {
+	return d.w.Write(diffParquetRow{Kind: r.Kind.String(), Org: r.Org, Metric: r.Metric, Context: r.Context, Ts: r.Ts, New: r.New, Legacy: r.Legacy})
+}
+
+// Rows is the number of rows written so far.
+func (d *DiffWriter) Rows() uint64 { return d.w.Rows() }
+
+// Close writes the buffered rows and the footer.
+func (d *DiffWriter) Close() error { return d.w.Close() }
 
 // PointRow is one point in the legacy Parquet layout (columns org_id, metric_id,
 // context_key, ts, value).

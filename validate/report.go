@@ -6,97 +6,182 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/pointdiff"
 )
 
-// DefaultMaxDiffPct is the share of differing points (in percent) an org may have and
-// still pass: 0.0001%, one point in a million.
+// DefaultMaxDiffPct is the default threshold of every kind of difference, in percent
+// of an org's points compared: 0.0001%, one point in a million.
 const DefaultMaxDiffPct = 0.0001
 
-// Group counts the points of one org, metric, time bucket and kind, as the diff SQL
-// (sql/diffsummary.sql) returns them.
-type Group struct {
-	Org    uint32
-	Metric uint64
-	Bucket int64 // start of the time bucket, Unix ms
-	Kind   Kind
-	Points uint64
+// field is the count of kind k, nil for an unknown kind.
+func (c *Counts) field(k pointdiff.Kind) *uint64 {
+	switch k {
+	case pointdiff.Equal:
+		return &c.Equal
+	case pointdiff.MissingInNew:
+		return &c.MissingInNew
+	case pointdiff.MissingInLegacy:
+		return &c.MissingInLegacy
+	case pointdiff.ValueDiffers:
+		return &c.ValueDiffers
+	case pointdiff.DuplicateInLegacy:
+		return &c.DuplicateInLegacy
+	}
+	return nil
 }
 
 // Add adds n points of kind k.
-func (c *Counts) Add(k Kind, n uint64) {
-	switch k {
-	case Equal:
-		c.Equal += n
-	case MissingInNew:
-		c.MissingInNew += n
-	case MissingInLegacy:
-		c.MissingInLegacy += n
-	case ValueDiffers:
-		c.ValueDiffers += n
+func (c *Counts) Add(k pointdiff.Kind, n uint64) {
+	if f := c.field(k); f != nil {
+		*f += n
 	}
 }
 
-// Compared is every point of either side: equal, differing, or on one side only.
+// Of is the count of kind k (0 for an unknown kind).
+func (c Counts) Of(k pointdiff.Kind) uint64 {
+	if f := c.field(k); f != nil {
+		return *f
+	}
+	return 0
+}
+
+// Compared is every (series, ts) of either side: equal, differing, on one side only, or
+// duplicated in legacy.
 func (c Counts) Compared() uint64 {
 	return c.Equal + c.Differences()
 }
 
-// Differences counts the points that are not equal.
+// Differences counts the (series, ts) that are not equal.
 func (c Counts) Differences() uint64 {
-	return c.MissingInNew + c.MissingInLegacy + c.ValueDiffers
+	return c.MissingInNew + c.MissingInLegacy + c.ValueDiffers + c.DuplicateInLegacy
 }
 
-// IsValid reports whether k is a known kind.
-func (k Kind) IsValid() bool { return k <= ValueDiffers }
+// KindPcts holds a percentage per kind of difference: the thresholds of a report, and
+// each org's shares of its points compared.
+type KindPcts struct {
+	MissingInNew      float64 `json:"missing_in_new"`
+	MissingInLegacy   float64 `json:"missing_in_legacy"`
+	ValueDiffers      float64 `json:"value_differs"`
+	DuplicateInLegacy float64 `json:"duplicate_in_legacy"`
+}
+
+// UniformThresholds allows pct percent of each kind of difference.
+func UniformThresholds(pct float64) KindPcts {
+	return KindPcts{MissingInNew: pct, MissingInLegacy: pct, ValueDiffers: pct, DuplicateInLegacy: pct}
+}
+
+// DefaultThresholds allows DefaultMaxDiffPct of each kind.
+func DefaultThresholds() KindPcts { return UniformThresholds(DefaultMaxDiffPct) }
+
+// field is the percentage of kind k, nil for Equal or an unknown kind.
+func (p *KindPcts) field(k pointdiff.Kind) *float64 {
+	switch k {
+	case pointdiff.MissingInNew:
+		return &p.MissingInNew
+	case pointdiff.MissingInLegacy:
+		return &p.MissingInLegacy
+	case pointdiff.ValueDiffers:
+		return &p.ValueDiffers
+	case pointdiff.DuplicateInLegacy:
+		return &p.DuplicateInLegacy
+	}
+	return nil
+}
+
+// Of is the percentage of kind k (0 for Equal or an unknown kind).
+func (p KindPcts) Of(k pointdiff.Kind) float64 {
+	if f := p.field(k); f != nil {
+		return *f
+	}
+	return 0
+}
+
+// Set sets the percentage of kind k (nothing for Equal or an unknown kind).
+func (p *KindPcts) Set(k pointdiff.Kind, v float64) {
+	if f := p.field(k); f != nil {
+		*f = v
+	}
+}
 
 // ReportOptions describes what was compared, for the report's header.
 type ReportOptions struct {
 	New, Legacy string
 	Shard       string // "" means all shards
-	Window      string // "" means all time
+	Window      string // the window's name; "" means all time
+	// WindowRange is the window's ts range [From, To); the zero value means all time.
+	WindowRange columnar.Window
 	Tolerance   float64
-	// MaxDiffPct is the pass threshold in percent: 0 allows no difference; callers
-	// usually pass DefaultMaxDiffPct.
-	MaxDiffPct float64
+	// Thresholds are, per kind of difference, the largest share of an org's points
+	// compared (in percent) that may be of that kind for the org to pass; 0 allows none.
+	// Callers usually start from DefaultThresholds.
+	Thresholds KindPcts
 	// Bucket is the width of the timeline's buckets.
 	Bucket time.Duration
 	// TopMetrics is how many metrics per org the report lists (default 10).
 	TopMetrics int
+	// Generated is when the report was made (the zero time means now); Version is the
+	// version of Tailor that made it.
+	Generated time.Time
+	Version   string
+}
+
+// TimeRange is the compared time range, Unix ms: the window [FromMs, ToMs) when one was
+// given, else the first and the last point compared (both inclusive). A report that
+// compared no point and had no window has the zero range.
+type TimeRange struct {
+	FromMs int64 `json:"from_ms"`
+	ToMs   int64 `json:"to_ms"`
+	Window bool  `json:"window"`
 }
 
 // Report is the migration report: per org, how the new output compares with legacy.
 type Report struct {
-	New        string      `json:"new"`
-	Legacy     string      `json:"legacy"`
-	Shard      string      `json:"shard,omitempty"`
-	Window     string      `json:"window,omitempty"`
-	Tolerance  float64     `json:"tolerance"`
-	MaxDiffPct float64     `json:"max_diff_pct"`
-	BucketMs   int64       `json:"bucket_ms"`
-	Pass       bool        `json:"pass"`
-	Total      OrgReport   `json:"total"`
-	Orgs       []OrgReport `json:"orgs"`
+	New        string    `json:"new"`
+	Legacy     string    `json:"legacy"`
+	Shard      string    `json:"shard,omitempty"`
+	Window     string    `json:"window,omitempty"`
+	Range      TimeRange `json:"range"`
+	Tolerance  float64   `json:"tolerance"`
+	Thresholds KindPcts  `json:"thresholds_pct"`
+	BucketMs   int64     `json:"bucket_ms"`
+	// ChartBucketMs is the width of the HTML timeline's bars: a multiple of BucketMs wide
+	// enough that a chart over Range has at most maxChartBars of them.
+	ChartBucketMs int64       `json:"chart_bucket_ms"`
+	GeneratedAt   string      `json:"generated_at"`
+	Version       string      `json:"tailor_version"`
+	Pass          bool        `json:"pass"`
+	Total         OrgReport   `json:"total"`
+	Orgs          []OrgReport `json:"orgs"`
 }
 
 // OrgReport is one org's line of the report (Total uses Org 0 and no timeline).
 type OrgReport struct {
 	Org uint32 `json:"org_id"`
 	Counts
-	PointsCompared uint64         `json:"points_compared"`
-	Differences    uint64         `json:"differences"`
-	DiffPct        float64        `json:"diff_pct"`
-	Pass           bool           `json:"pass"`
-	TopMetrics     []MetricReport `json:"top_metrics,omitempty"`
-	Timeline       []BucketReport `json:"timeline,omitempty"`
-	metrics        map[uint64]*MetricReport
-	buckets        map[int64]*BucketReport
+	PointsCompared uint64  `json:"points_compared"`
+	Differences    uint64  `json:"differences"`
+	DiffPct        float64 `json:"diff_pct"`
+	// KindPct is each kind's share of the points compared, in percent.
+	KindPct KindPcts `json:"kind_pct"`
+	// FailedKinds are the kinds whose share is above its threshold: which direction
+	// failed. Empty when the org passes.
+	FailedKinds []pointdiff.Kind `json:"failed_kinds,omitempty"`
+	Pass        bool             `json:"pass"`
+	TopMetrics  []MetricReport   `json:"top_metrics,omitempty"`
+	Timeline    []BucketReport   `json:"timeline,omitempty"`
+	metrics     map[uint64]*MetricReport
+	buckets     map[int64]*BucketReport
 }
 
-// MetricReport counts one metric of an org.
+// MetricReport counts one metric of an org. Its id is a string in JSON: a browser's
+// JSON.parse rounds integers above 2^53, and metric ids use all 64 bits.
 type MetricReport struct {
-	Metric uint64 `json:"metric_id"`
+	Metric uint64 `json:"metric_id,string"`
 	Counts
 	Differences uint64 `json:"differences"`
 }
@@ -116,22 +201,37 @@ func pct(d, n uint64) float64 {
 	return 100 * float64(d) / float64(n)
 }
 
+func checkPct(name string, p float64) error {
+	if p < 0 || p > 100 || math.IsNaN(p) {
+		return fmt.Errorf("threshold for %s %v%%: want a percentage in [0, 100]", name, p)
+	}
+	return nil
+}
+
 // BuildReport rolls the diff's groups up per org, metric and time bucket and applies the
-// threshold. An org passes when its share of differing points is at most MaxDiffPct.
-func BuildReport(groups []Group, opt ReportOptions) (*Report, error) {
-	if opt.MaxDiffPct < 0 || opt.MaxDiffPct > 100 || math.IsNaN(opt.MaxDiffPct) {
-		return nil, fmt.Errorf("max diff %v%%: want a percentage in [0, 100]", opt.MaxDiffPct)
+// thresholds. An org passes when no kind of difference is above its threshold.
+func BuildReport(groups []pointdiff.Group, opt ReportOptions) (*Report, error) {
+	for _, k := range pointdiff.Differences {
+		if err := checkPct(k.String(), opt.Thresholds.Of(k)); err != nil {
+			return nil, err
+		}
 	}
 	if opt.TopMetrics <= 0 {
 		opt.TopMetrics = 10
 	}
+	if opt.Generated.IsZero() {
+		opt.Generated = time.Now()
+	}
 	r := &Report{New: opt.New, Legacy: opt.Legacy, Shard: opt.Shard, Window: opt.Window, Tolerance: opt.Tolerance,
-		MaxDiffPct: opt.MaxDiffPct, BucketMs: opt.Bucket.Milliseconds()}
+		Thresholds: opt.Thresholds, BucketMs: opt.Bucket.Milliseconds(),
+		GeneratedAt: opt.Generated.UTC().Format(time.RFC3339), Version: opt.Version}
 	orgs := map[uint32]*OrgReport{}
+	first, last := int64(math.MaxInt64), int64(math.MinInt64)
 	for _, g := range groups {
 		if !g.Kind.IsValid() {
-			return nil, fmt.Errorf("BUG: diff group with kind %d", g.Kind)
+			return nil, fmt.Errorf("BUG: diff group with kind %s", g.Kind)
 		}
+		first, last = min(first, g.FirstTs), max(last, g.LastTs)
 		o := orgs[g.Org]
 		if o == nil {
 			o = &OrgReport{Org: g.Org, metrics: map[uint64]*MetricReport{}, buckets: map[int64]*BucketReport{}}
@@ -152,6 +252,13 @@ func BuildReport(groups []Group, opt ReportOptions) (*Report, error) {
 		}
 		b.Counts.Add(g.Kind, g.Points)
 	}
+	switch {
+	case opt.WindowRange != (columnar.Window{}) && opt.WindowRange != columnar.AllTime:
+		r.Range = TimeRange{FromMs: opt.WindowRange.From, ToMs: opt.WindowRange.To, Window: true}
+	case len(groups) > 0:
+		r.Range = TimeRange{FromMs: first, ToMs: last}
+	}
+	r.ChartBucketMs = chartBucket(r.Range, r.BucketMs)
 	r.Pass = true
 	for _, o := range orgs {
 		o.finish(opt)
@@ -166,7 +273,14 @@ func BuildReport(groups []Group, opt ReportOptions) (*Report, error) {
 func (o *OrgReport) finish(opt ReportOptions) {
 	o.PointsCompared, o.Differences = o.Compared(), o.Counts.Differences()
 	o.DiffPct = pct(o.Differences, o.PointsCompared)
-	o.Pass = o.DiffPct <= opt.MaxDiffPct
+	for _, k := range pointdiff.Differences {
+		p := pct(o.Counts.Of(k), o.PointsCompared)
+		o.KindPct.Set(k, p)
+		if p > opt.Thresholds.Of(k) {
+			o.FailedKinds = append(o.FailedKinds, k)
+		}
+	}
+	o.Pass = len(o.FailedKinds) == 0
 	for _, m := range o.metrics {
 		m.Differences = m.Counts.Differences()
 		if m.Differences > 0 {
@@ -191,9 +305,60 @@ func (o *OrgReport) finish(opt ReportOptions) {
 	o.metrics, o.buckets = nil, nil
 }
 
+// maxChartBars is how many bars a timeline chart has at most: about 100 stay apart at
+// the chart's 500 px, where a 30-day report at 1h buckets would draw 720.
+const maxChartBars = 100
+
+// chartWidths are the bar widths a timeline chooses from, the narrowest first.
+var chartWidths = []time.Duration{
+	time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour,
+	24 * time.Hour, 2 * 24 * time.Hour, 7 * 24 * time.Hour, 14 * 24 * time.Hour, 28 * 24 * time.Hour,
+}
+
+// floorDiv is a/b rounded down, as the diff SQL aligns buckets to the epoch.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// chartSlots is how many epoch-aligned bars of width w cover r.
+func chartSlots(r TimeRange, w int64) int64 {
+	last := r.ToMs
+	if r.Window {
+		last-- // the window's end is exclusive
+	}
+	return floorDiv(last, w) - floorDiv(r.FromMs, w) + 1
+}
+
+// chartBucket is the width of a timeline's bars over r: the narrowest multiple of
+// bucketMs whose epoch-aligned bars number at most maxChartBars, or a round width from
+// chartWidths that is a multiple of bucketMs and at most twice as wide. Each of the
+// diff's buckets then falls in exactly one bar.
+func chartBucket(r TimeRange, bucketMs int64) int64 {
+	if bucketMs <= 0 {
+		return bucketMs
+	}
+	k := max(1, (r.ToMs-r.FromMs)/bucketMs/maxChartBars)
+	for chartSlots(r, k*bucketMs) > maxChartBars {
+		k++ // alignment can add a bar at each end
+	}
+	fit := k * bucketMs
+	for _, w := range chartWidths {
+		if ms := w.Milliseconds(); ms >= fit && ms <= 2*fit && ms%bucketMs == 0 && chartSlots(r, ms) <= maxChartBars {
+			return ms
+		}
+	}
+	return fit
+}
+
 // Metrics rolls the groups up per (org, metric), every metric with its counts, most
 // differences first, then by org and metric.
-func Metrics(groups []Group) []OrgMetric {
+func Metrics(groups []pointdiff.Group) []OrgMetric {
 	type key struct {
 		org uint32
 		m   uint64
@@ -253,25 +418,83 @@ func FormatPct(p float64) string {
 	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.6f", p), "0"), ".") + "%"
 }
 
-// WriteMarkdown writes the report as a Markdown page.
+// FormatCount prints n with thousands separators: 1,234,567.
+func FormatCount(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// kindLabel is a kind's name for people: "missing in new".
+func kindLabel(k pointdiff.Kind) string { return strings.ReplaceAll(k.String(), "_", " ") }
+
+// failedOn names the kinds that failed an org, with their shares: "missing in new
+// 0.0002%".
+func failedOn(o OrgReport) string {
+	var parts []string
+	for _, k := range o.FailedKinds {
+		parts = append(parts, kindLabel(k)+" "+FormatPct(o.KindPct.Of(k)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// timeRangeText describes the compared time range.
+func (r *Report) timeRangeText(code func(string) string) string {
+	switch {
+	case r.Range.Window:
+		return code(FormatTimestamp(r.Range.FromMs)) + " to " + code(FormatTimestamp(r.Range.ToMs)) + " (the window, end excluded)"
+	case r.Total.PointsCompared == 0:
+		return "no point compared"
+	}
+	return code(FormatTimestamp(r.Range.FromMs)) + " to " + code(FormatTimestamp(r.Range.ToMs)) + " (the first and the last point compared; no window given)"
+}
+
+// WriteMarkdown writes the report as a Markdown page. Every string that comes from the
+// user (store URLs, paths, shard and window names, the version) is put in a code span
+// that it cannot close (mdCode).
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Migration report: %s\n\n", passWord(r.Pass))
-	fmt.Fprintf(&b, "- new: `%s`\n- legacy: `%s`\n", r.New, r.Legacy)
+	fmt.Fprintf(&b, "- new: %s\n- legacy: %s\n", mdCode(r.New), mdCode(r.Legacy))
 	scope := "all shards"
 	if r.Shard != "" {
-		scope = "shard " + r.Shard
+		scope = "shard " + mdCode(r.Shard)
 	}
 	if r.Window != "" {
-		scope += ", window " + r.Window
+		scope += ", window " + mdCode(r.Window)
 	}
-	fmt.Fprintf(&b, "- scope: %s\n- threshold: at most %s of an org's points differ", scope, FormatPct(r.MaxDiffPct))
+	fmt.Fprintf(&b, "- scope: %s\n- time range: %s\n", scope, r.timeRangeText(mdCode))
+	b.WriteString("- thresholds: an org fails when more of its points compared than these are")
+	for i, k := range pointdiff.Differences {
+		sep := ", "
+		if i == 0 {
+			sep = " "
+		}
+		fmt.Fprintf(&b, "%s%s %s", sep, kindLabel(k), FormatPct(r.Thresholds.Of(k)))
+	}
 	if r.Tolerance > 0 {
 		fmt.Fprintf(&b, " (values within %g count as equal)", r.Tolerance)
 	}
-	b.WriteString("\n\n| org | points compared | equal | missing in new | missing in legacy | value differs | diff % | result |\n|---:|---:|---:|---:|---:|---:|---:|:---|\n")
+	version := r.Version
+	if version == "" {
+		version = "unknown"
+	}
+	fmt.Fprintf(&b, "\n- generated: %s by Tailor %s\n", r.GeneratedAt, mdCode(version))
+	b.WriteString("\n| org | points compared | equal | missing in new | missing in legacy | value differs | duplicate in legacy | diff % | result |\n|---:|---:|---:|---:|---:|---:|---:|---:|:---|\n")
 	row := func(name string, o OrgReport) {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s |\n", name, o.PointsCompared, o.Equal, o.MissingInNew, o.MissingInLegacy, o.ValueDiffers, FormatPct(o.DiffPct), passWord(o.Pass))
+		result := passWord(o.Pass)
+		if !o.Pass {
+			result += ": " + failedOn(o)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, FormatCount(o.PointsCompared), FormatCount(o.Equal),
+			FormatCount(o.MissingInNew), FormatCount(o.MissingInLegacy), FormatCount(o.ValueDiffers), FormatCount(o.DuplicateInLegacy),
+			FormatPct(o.DiffPct), result)
 	}
 	for _, o := range r.Orgs {
 		row(fmt.Sprint(o.Org), o)
@@ -281,9 +504,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		if len(o.TopMetrics) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\n## Org %d: top metrics by differences\n\n| metric | missing in new | missing in legacy | value differs |\n|---:|---:|---:|---:|\n", o.Org)
+		fmt.Fprintf(&b, "\n## Org %d: top metrics by differences\n\n| metric | missing in new | missing in legacy | value differs | duplicate in legacy |\n|---:|---:|---:|---:|---:|\n", o.Org)
 		for _, m := range o.TopMetrics {
-			fmt.Fprintf(&b, "| %d | %d | %d | %d |\n", m.Metric, m.MissingInNew, m.MissingInLegacy, m.ValueDiffers)
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", m.Metric, FormatCount(m.MissingInNew), FormatCount(m.MissingInLegacy), FormatCount(m.ValueDiffers), FormatCount(m.DuplicateInLegacy))
 		}
 	}
 	_, err := io.WriteString(w, b.String())

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/pointdiff"
 )
 
 // Point is one point of a sorted stream.
@@ -23,26 +24,13 @@ func less(a, b Point) bool {
 	return a.Ts < b.Ts
 }
 
-// Counts is the outcome of a one-to-one diff.
+// Counts is the outcome of a one-to-one diff: the (series, ts) of each kind.
 type Counts struct {
-	Equal           uint64 `json:"equal"`
-	MissingInNew    uint64 `json:"missing_in_new"`
-	MissingInLegacy uint64 `json:"missing_in_legacy"`
-	ValueDiffers    uint64 `json:"value_differs"`
-}
-
-// Kind is how one point compares.
-type Kind uint8
-
-const (
-	Equal Kind = iota
-	MissingInNew
-	MissingInLegacy
-	ValueDiffers
-)
-
-func (k Kind) String() string {
-	return [...]string{"equal", "missing_in_new", "missing_in_legacy", "value_differs"}[k]
+	Equal             uint64 `json:"equal"`
+	MissingInNew      uint64 `json:"missing_in_new"`
+	MissingInLegacy   uint64 `json:"missing_in_legacy"`
+	ValueDiffers      uint64 `json:"value_differs"`
+	DuplicateInLegacy uint64 `json:"duplicate_in_legacy"`
 }
 
 // SameValue compares values by bits, with every NaN equal to every NaN.
@@ -51,11 +39,12 @@ func SameValue(a, b float64) bool {
 }
 
 // Merger joins two streams sorted by (series, ts), each (series, ts) at most once per
-// stream: a full outer join in one pass and constant memory.
+// stream: a full outer join in one pass and constant memory. It never reports
+// DuplicateInLegacy: its streams are unique by contract.
 type Merger struct {
 	Counts Counts
 	// OnDiff, when not nil, is called for every point that is not Equal.
-	OnDiff func(k Kind, newP, legacyP *Point)
+	OnDiff func(k pointdiff.Kind, newP, legacyP *Point)
 
 	pend    []Point // buffered points of the stream that is ahead
 	pendNew bool
@@ -89,7 +78,7 @@ func (m *Merger) add(p Point, isNew bool) {
 		} else {
 			m.Counts.ValueDiffers++
 			if m.OnDiff != nil {
-				m.OnDiff(ValueDiffers, n, l)
+				m.OnDiff(pointdiff.ValueDiffers, n, l)
 			}
 		}
 		return
@@ -106,13 +95,13 @@ func (m *Merger) emitOne(p Point, isNew bool) {
 	if isNew {
 		m.Counts.MissingInLegacy++
 		if m.OnDiff != nil {
-			m.OnDiff(MissingInLegacy, &p, nil)
+			m.OnDiff(pointdiff.MissingInLegacy, &p, nil)
 		}
 		return
 	}
 	m.Counts.MissingInNew++
 	if m.OnDiff != nil {
-		m.OnDiff(MissingInNew, nil, &p)
+		m.OnDiff(pointdiff.MissingInNew, nil, &p)
 	}
 }
 

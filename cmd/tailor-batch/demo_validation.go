@@ -40,9 +40,12 @@ type demoValidation struct {
 	FoundProblems []string        `json:"found_problems,omitempty"`
 }
 
+// injectedCounts are the differences written into one org's legacy copy.
+type injectedCounts struct{ dropped, changed uint64 }
+
 // writeDemoLegacy writes gen's expected points to a Parquet file, dropping demoDropped
 // and changing demoChanged of them, spread over the stream.
-func writeDemoLegacy(path string, gen *workload.Gen, v *demoValidation) (injected map[uint32]uint64, err error) {
+func writeDemoLegacy(path string, gen *workload.Gen, v *demoValidation) (injected map[uint32]*injectedCounts, err error) {
 	total := uint64(gen.Spec().Points())
 	if total < 4*(demoDropped+demoChanged) {
 		return nil, fmt.Errorf("demo: %d points are too few to inject %d differences", total, demoDropped+demoChanged)
@@ -53,7 +56,13 @@ func writeDemoLegacy(path string, gen *workload.Gen, v *demoValidation) (injecte
 	}
 	defer func() { err = errors.Join(err, f.Close()) }()
 	pw := validate.NewParquetWriter[validate.PointRow](f)
-	injected = map[uint32]uint64{}
+	injected = map[uint32]*injectedCounts{}
+	org := func(o uint32) *injectedCounts {
+		if injected[o] == nil {
+			injected[o] = &injectedCounts{}
+		}
+		return injected[o]
+	}
 	dropEvery, changeEvery := total/demoDropped, total/demoChanged
 	var i uint64
 	err = gen.Expected(func(k columnar.SeriesKey, ts int64, val float64) error {
@@ -61,11 +70,11 @@ func writeDemoLegacy(path string, gen *workload.Gen, v *demoValidation) (injecte
 		switch {
 		case i%dropEvery == dropEvery/3 && v.Dropped < demoDropped:
 			v.Dropped++
-			injected[k.Org]++
+			org(k.Org).dropped++
 			return nil
 		case i%changeEvery == changeEvery/2 && v.Changed < demoChanged:
 			v.Changed++
-			injected[k.Org]++
+			org(k.Org).changed++
 			// Another value by bits, also when val is NaN (NaN equals NaN).
 			if math.Float64bits(val) == math.Float64bits(1) {
 				val = 2
@@ -98,7 +107,7 @@ func runDemoValidation(ctx context.Context, gen *workload.Gen, st storage.Store,
 	if err != nil {
 		return nil, err
 	}
-	rep, err := validate.BuildReport(res.groups, validate.ReportOptions{New: storeURL, Legacy: v.Legacy, MaxDiffPct: validate.DefaultMaxDiffPct, Bucket: query.DefaultBucket})
+	rep, err := validate.BuildReport(res.groups, validate.ReportOptions{New: storeURL, Legacy: v.Legacy, Thresholds: validate.DefaultThresholds(), Bucket: query.DefaultBucket})
 	if err != nil {
 		return nil, err
 	}
@@ -111,12 +120,13 @@ func runDemoValidation(ctx context.Context, gen *workload.Gen, st storage.Store,
 			v.FailedOrgs = append(v.FailedOrgs, o.Org)
 		}
 	}
-	// An org must fail exactly when its injected share is above the threshold.
+	// An org must fail exactly when the share of a kind injected into it (dropped points
+	// are missing in legacy, changed ones differ in value) is above the threshold.
 	var mustFail []uint32
 	for _, o := range rep.Orgs {
-		if n := injected[o.Org]; n > 0 {
+		if n := injected[o.Org]; n != nil {
 			v.InjectedOrgs = append(v.InjectedOrgs, o.Org)
-			if 100*float64(n)/float64(o.PointsCompared) > validate.DefaultMaxDiffPct {
+			if over := func(c uint64) bool { return 100*float64(c)/float64(o.PointsCompared) > validate.DefaultMaxDiffPct }; over(n.dropped) || over(n.changed) {
 				mustFail = append(mustFail, o.Org)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tailor-metrics/tailor/pointdiff"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
@@ -32,7 +33,7 @@ type diffJob struct {
 }
 
 type diffResult struct {
-	groups  []validate.Group
+	groups  []pointdiff.Group
 	rowsOut uint64
 	seconds float64
 }
@@ -56,29 +57,18 @@ func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult
 		return res, err
 	}
 	opt := query.DiffOptions{New: run.SeriesView("new", st, j.scope), Legacy: lv, Scope: j.scope, Tolerance: j.tolerance, Bucket: j.bucket}
-	var pw *validate.ParquetWriter[validate.DiffRow]
+	var pw *validate.DiffWriter
 	if j.out != "" {
 		f, err := os.Create(j.out)
 		if err != nil {
 			return res, fmt.Errorf("--out: %w", err)
 		}
 		defer func() { err = errors.Join(err, f.Close()) }()
-		pw = validate.NewParquetWriter[validate.DiffRow](f)
-		opt.Rows = func(r query.DiffRow) error {
-			row := validate.DiffRow{Kind: validate.Kind(r.Kind).String(), Org: r.Org, Metric: r.Metric, Context: r.Context, Ts: r.Ts}
-			if r.HasNew {
-				v := r.New
-				row.New = &v
-			}
-			if r.HasLegacy {
-				v := r.Legacy
-				row.Legacy = &v
-			}
-			return pw.Write(row)
-		}
+		pw = validate.NewDiffWriter(f)
+		opt.Rows = pw.Write
 	}
 	fmt.Fprintf(progress, "diff: joining %s with %s on (series, ts) in DuckDB…\n", st.URL(), j.legacy.Source)
-	groups, err := eng.Diff(ctx, opt)
+	res.groups, err = eng.Diff(ctx, opt)
 	if err != nil {
 		return res, err
 	}
@@ -87,9 +77,6 @@ func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult
 			return res, err
 		}
 		res.rowsOut = pw.Rows()
-	}
-	for _, g := range groups {
-		res.groups = append(res.groups, validate.Group{Org: g.Org, Metric: g.Metric, Bucket: g.Bucket, Kind: validate.Kind(g.Kind), Points: g.Points})
 	}
 	res.seconds = time.Since(start).Seconds()
 	fmt.Fprintf(progress, "diff: done in %.1fs\n", res.seconds)
@@ -134,12 +121,19 @@ func newDiffCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "diff --new URL --legacy SRC [--shard S] [--window W] [--tolerance X] [--format text|json] [--out FILE.parquet]",
-		Short: "One-to-one diff of the series files against legacy data",
+		Short: "One-to-one diff of the series files against legacy data; exits 1 when they differ",
 		Long: `A full outer join of the series files (--new) and the legacy data on (series, ts),
 with the SQL in sql/diff.sql. Every point is equal, missing in new, missing in legacy,
-or has another value (compared by bits; NaN equals NaN; --tolerance relaxes it).
+or has another value (compared by bits; NaN equals NaN; --tolerance relaxes it); a
+(series, ts) that the legacy data holds more than once is a duplicate in legacy.
 Prints the counts by org and by metric; --format json prints the totals as one JSON
-object. --out writes every differing row to a Parquet file for drill-down.`,
+object. --out writes every differing row to a Parquet file for drill-down (every copy
+of a legacy duplicate).
+
+A legacy path is read literally; glob:PATTERN reads every Parquet file it matches.
+
+Exit status, like diff(1): 0 when there is no difference, 1 when there are
+differences, 2 on trouble (a bad flag, unreadable data, a failed query).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
@@ -159,11 +153,17 @@ object. --out writes every differing row to a Parquet file for drill-down.`,
 				total.Add(g.Kind, g.Points)
 			}
 			if format == "json" {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(total)
+				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(total); err != nil {
+					return err
+				}
+			} else {
+				printDiff(cmd.OutOrStdout(), res.groups, top)
+				if out != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "\n%d differing rows written to %s\n", res.rowsOut, out)
+				}
 			}
-			printDiff(cmd.OutOrStdout(), res.groups, top)
-			if out != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "\n%d differing rows written to %s\n", res.rowsOut, out)
+			if total.Differences() > 0 {
+				return &checkFailed{"diff: the series files and the legacy data differ"}
 			}
 			return nil
 		},
@@ -175,24 +175,24 @@ object. --out writes every differing row to a Parquet file for drill-down.`,
 	return cmd
 }
 
-func printDiff(w io.Writer, groups []validate.Group, top int) {
+func printDiff(w io.Writer, groups []pointdiff.Group, top int) {
 	rep, _ := validate.BuildReport(groups, validate.ReportOptions{})
-	hdr := "%-22s %14s %14s %14s %17s %14s\n"
-	row := "%-22s %14d %14d %14d %17d %14d\n"
-	fmt.Fprintf(w, "By org\n"+hdr, "org", "compared", "equal", "missing_in_new", "missing_in_legacy", "value_differs")
+	hdr := "%-22s %14s %14s %14s %17s %14s %19s\n"
+	row := "%-22s %14d %14d %14d %17d %14d %19d\n"
+	fmt.Fprintf(w, "By org\n"+hdr, "org", "compared", "equal", "missing_in_new", "missing_in_legacy", "value_differs", "duplicate_in_legacy")
 	for _, o := range rep.Orgs {
-		fmt.Fprintf(w, row, fmt.Sprint(o.Org), o.PointsCompared, o.Equal, o.MissingInNew, o.MissingInLegacy, o.ValueDiffers)
+		fmt.Fprintf(w, row, fmt.Sprint(o.Org), o.PointsCompared, o.Equal, o.MissingInNew, o.MissingInLegacy, o.ValueDiffers, o.DuplicateInLegacy)
 	}
 	t := rep.Total
-	fmt.Fprintf(w, row, "total", t.PointsCompared, t.Equal, t.MissingInNew, t.MissingInLegacy, t.ValueDiffers)
-	fmt.Fprintf(w, "\nBy metric (with differences, most first)\n"+hdr, "org/metric", "compared", "equal", "missing_in_new", "missing_in_legacy", "value_differs")
+	fmt.Fprintf(w, row, "total", t.PointsCompared, t.Equal, t.MissingInNew, t.MissingInLegacy, t.ValueDiffers, t.DuplicateInLegacy)
+	fmt.Fprintf(w, "\nBy metric (with differences, most first)\n"+hdr, "org/metric", "compared", "equal", "missing_in_new", "missing_in_legacy", "value_differs", "duplicate_in_legacy")
 	n := 0
 	for _, m := range validate.Metrics(groups) {
 		if m.Differences() == 0 || n == top {
 			continue
 		}
 		n++
-		fmt.Fprintf(w, row, fmt.Sprintf("%d/%d", m.Org, m.Metric), m.Compared(), m.Equal, m.MissingInNew, m.MissingInLegacy, m.ValueDiffers)
+		fmt.Fprintf(w, row, fmt.Sprintf("%d/%d", m.Org, m.Metric), m.Compared(), m.Equal, m.MissingInNew, m.MissingInLegacy, m.ValueDiffers, m.DuplicateInLegacy)
 	}
 	if n == 0 {
 		fmt.Fprintln(w, "(no metric has differences)")

@@ -72,7 +72,7 @@ type legacyFlags struct {
 }
 
 func (f *legacyFlags) add(cmd *cobra.Command, required bool) {
-	cmd.Flags().StringVar(&f.source, "legacy", "", "legacy data: a .parquet, .csv or .tsf file, or a store URL with series files")
+	cmd.Flags().StringVar(&f.source, "legacy", "", "legacy data: a .parquet, .csv or .tsf file (read literally), glob:PATTERN for many Parquet files, or a store URL with series files")
 	cmd.Flags().StringArrayVar(&f.columns, "legacy-column", nil, "map a point column to a legacy Parquet column, e.g. --legacy-column ts=time_ms (repeatable)")
 	if required {
 		_ = cmd.MarkFlagRequired("legacy")

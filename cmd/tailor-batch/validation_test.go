@@ -139,21 +139,23 @@ func TestDiffCommand(t *testing.T) {
 	csv := filepath.Join(dir, "legacy.csv")
 	writePointsCSV(t, csv, legacy)
 
+	// Differences make diff fail (exit 1), after it printed them.
+	var cf *checkFailed
 	out, err := runCLI(t, "diff", "--new", store, "--legacy", csv, "--format", "json")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	if !errors.As(err, &cf) {
+		t.Fatalf("diff with differences: %v\n%s", err, out)
 	}
 	var got map[string]uint64
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	want := map[string]uint64{"equal": 288 - 2 - 3, "missing_in_new": 1, "missing_in_legacy": 2, "value_differs": 3}
-	if len(got) != 4 || got["equal"] != want["equal"] || got["missing_in_new"] != 1 || got["missing_in_legacy"] != 2 || got["value_differs"] != 3 {
+	want := map[string]uint64{"equal": 288 - 2 - 3, "missing_in_new": 1, "missing_in_legacy": 2, "value_differs": 3, "duplicate_in_legacy": 0}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("totals %v, want %v", got, want)
 	}
 	pq := filepath.Join(dir, "diffs.parquet")
 	out, err = runCLI(t, "diff", "--new", store, "--legacy", csv, "--out", pq, "--shard", "1")
-	if err != nil {
+	if !errors.As(err, &cf) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	for _, s := range []string{"By org", "total", "1/4611686018427387904", "5 differing rows written"} {
@@ -180,7 +182,7 @@ func TestValidateCommand(t *testing.T) {
 	if !errors.As(err, &cf) {
 		t.Fatalf("validate must fail with one difference in 96 points at 0.0001%%: %v\n%s", err, stdout)
 	}
-	if !strings.Contains(stdout, "| 1 | 96 | 95 | 0 | 1 | 0 | 1.041667% | FAIL |") || !strings.Contains(stdout, "| 2 | 96 | 96 | 0 | 0 | 0 | 0% | PASS |") {
+	if !strings.Contains(stdout, "| 1 | 96 | 95 | 0 | 1 | 0 | 0 | 1.041667% | FAIL: missing in legacy 1.041667% |") || !strings.Contains(stdout, "| 2 | 96 | 96 | 0 | 0 | 0 | 0 | 0% | PASS |") {
 		t.Fatalf("summary:\n%s", stdout)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "report.json"))
@@ -206,9 +208,17 @@ func TestValidateCommand(t *testing.T) {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}
-	// A threshold above 1.04% passes, for one shard and window too.
-	if stdout, err := runCLI(t, "validate", "--new", store, "--legacy", csv, "--out-dir", out, "--max-diff-pct", "1.5"); err != nil {
-		t.Fatalf("%v\n%s", err, stdout)
+	// A threshold above 1.04% passes, for one shard and window too; the threshold of the
+	// kind that differs is the one that counts, and its own flag beats --max-diff-pct.
+	for _, args := range [][]string{{"--max-diff-pct", "1.5"}, {"--max-missing-in-legacy", "1.5"}, {"--max-diff-pct", "0", "--max-missing-in-legacy", "1.5"}} {
+		if stdout, err := runCLI(t, append([]string{"validate", "--new", store, "--legacy", csv, "--out-dir", out}, args...)...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stdout)
+		}
+	}
+	for _, args := range [][]string{{"--max-missing-in-new", "1.5", "--max-value-differs", "1.5"}, {"--max-diff-pct", "1.5", "--max-missing-in-legacy", "1"}} {
+		if stdout, err := runCLI(t, append([]string{"validate", "--new", store, "--legacy", csv, "--out-dir", out}, args...)...); !errors.As(err, &cf) {
+			t.Fatalf("%v must fail on missing in legacy: %v\n%s", args, err, stdout)
+		}
 	}
 	if stdout, err := runCLI(t, "validate", "--new", store, "--legacy", csv, "--out-dir", out, "--shard", "2", "--window", "2025-11-24T00:00:00Z/1h", "--max-diff-pct", "0"); err != nil || !strings.Contains(stdout, "| 2 | 48 | 48 |") {
 		t.Fatalf("shard 2, first hour: %v\n%s", err, stdout)

@@ -9,6 +9,7 @@ import (
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/pointdiff"
 	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/validate"
 )
@@ -68,7 +69,7 @@ func Check(ctx context.Context, st storage.Store, gen *workload.Gen, e Expect) (
 			res.Mismatches = append(res.Mismatches, fmt.Sprintf(format, args...))
 		}
 	}
-	m := validate.Merger{OnDiff: func(k validate.Kind, n, l *validate.Point) {
+	m := validate.Merger{OnDiff: func(k pointdiff.Kind, n, l *validate.Point) {
 		switch {
 		case n == nil:
 			note("%s: %+v ts %d", k, l.Key, l.Ts)
