@@ -2,10 +2,14 @@ package run
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"math"
 	"os"
+	"path"
+	"path/filepath"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,55 +68,172 @@ func gcCPU() float64 {
 	return s[0].Value.Float64()
 }
 
-// DefaultMemoryLimit is DuckDB's memory limit when the user sets none: 60% of the
-// memory this process may use (the cgroup's limit in a container, else physical RAM),
-// split between parallel runs. It leaves the rest to the Go side (reader buffers, the
-// encoder's part buffer) and to DuckDB's allocations outside its limit. "" if unknown.
+// DefaultMemoryLimit is a run's memory limit when the user sets none: 60% of the
+// memory this process may use (AvailableMemory: the container's cgroup limit, else
+// physical RAM), split between parallel runs. It leaves the rest to the Go side (reader
+// buffers, the encoder's part buffer) and to DuckDB's allocations outside its limit.
+// "" if unknown.
 func DefaultMemoryLimit(parallel int) string {
-	total := memTotal()
-	if total <= 0 {
+	limit, err := ParseMemoryLimit("60%", parallel, AvailableMemory())
+	if err != nil {
 		return ""
 	}
-	per := total * 6 / 10 / int64(max(parallel, 1))
-	return strconv.FormatInt(max(per>>20, 64), 10) + "MiB"
+	return limit
 }
 
-// memTotal is min(physical RAM, cgroup v2 memory.max), in bytes; 0 if unknown.
-func memTotal() int64 {
-	var total int64
-	if f, err := os.Open("/proc/meminfo"); err == nil {
-		sc := bufio.NewScanner(f)
+// Memory is how much memory this process may use, and where that figure comes from.
+type Memory struct {
+	// Bytes is 0 when no source could be read.
+	Bytes int64
+	// Source names the figure: "physical RAM (/proc/meminfo)", or the cgroup file that
+	// limits it, e.g. "cgroup v2 memory.max (/sys/fs/cgroup/memory.max)".
+	Source string
+}
+
+func (m Memory) String() string {
+	if m.Bytes <= 0 {
+		return "unknown"
+	}
+	return FormatBytes(m.Bytes) + " (" + m.Source + ")"
+}
+
+// AvailableMemory is the smaller of physical RAM and the memory limit of this process's
+// cgroup (v2 memory.max or v1 memory.limit_in_bytes, of its own cgroup and of every
+// parent up to the root), so that inside a container it is the container's limit.
+func AvailableMemory() Memory { return availableMemory("/") }
+
+// availableMemory reads the files below root ("/" but in tests).
+func availableMemory(root string) Memory {
+	var m Memory
+	take := func(n int64, source string) {
+		if n > 0 && (m.Bytes == 0 || n < m.Bytes) {
+			m = Memory{Bytes: n, Source: source}
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "proc/meminfo")); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
 				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-				total = kb * 1024
+				take(kb*1024, "physical RAM (/proc/meminfo)")
 				break
 			}
 		}
-		f.Close()
 	}
-	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
-		if lim, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && lim > 0 && (total == 0 || lim < total) {
-			total = lim
+	for _, f := range cgroupLimitFiles(root) {
+		b, err := os.ReadFile(filepath.Join(root, f.path))
+		if err != nil {
+			continue
+		}
+		// "max" (v2) and a huge page-rounded number (v1, 2^63 rounded down) both mean
+		// no limit: neither parses as a limit below physical RAM.
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			take(n, f.version+" "+filepath.Base(f.path)+" (/"+f.path+")")
 		}
 	}
-	return total
+	return m
 }
 
-// ParseBytes reads a size as DuckDB's memory_limit takes it: a number and a unit, B, KB,
-// MB, GB or TB (powers of 1000) or KiB, MiB, GiB or TiB (powers of 1024), in any case
-// and with or without a space.
+type cgroupFile struct{ version, path string }
+
+// cgroupLimitFiles lists the memory limit files that bound this process, relative to
+// root: for cgroup v2 the memory.max of its cgroup (from /proc/self/cgroup's "0::" line)
+// and of each parent (under /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts),
+// for v1 the memory.limit_in_bytes of its memory cgroup and parents.
+// In a container with its own cgroup namespace the process's cgroup is "/", so the
+// files at the mount's top are the container's.
+func cgroupLimitFiles(root string) []cgroupFile {
+	var out []cgroupFile
+	add := func(version, mount, cg, name string) {
+		cg = path.Clean("/" + cg)
+		for {
+			out = append(out, cgroupFile{version, strings.TrimPrefix(path.Join(mount, cg, name), "/")})
+			if cg == "/" {
+				return
+			}
+			cg = path.Dir(cg)
+		}
+	}
+	v2, v1 := "/", "/"
+	if b, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) != 3 {
+				continue
+			}
+			switch {
+			case parts[0] == "0" && parts[1] == "":
+				v2 = parts[2]
+			case slices.Contains(strings.Split(parts[1], ","), "memory"):
+				v1 = parts[2]
+			}
+		}
+	}
+	add("cgroup v2", "/sys/fs/cgroup", v2, "memory.max")
+	add("cgroup v2", "/sys/fs/cgroup/unified", v2, "memory.max") // hybrid hierarchies
+	add("cgroup v1", "/sys/fs/cgroup/memory", v1, "memory.limit_in_bytes")
+	return out
+}
+
+// memTotal is the memory this process may use in bytes; 0 if unknown.
+func memTotal() int64 { return AvailableMemory().Bytes }
+
+// ParseMemoryLimit reads a --memory-limit value into the size string of one run's limit
+// (Options.MemoryLimit): a size as ParseBytes takes it, which is per run, or a share of
+// avail such as 60%, which is for all parallel runs together and split between them.
+func ParseMemoryLimit(s string, parallel int, avail Memory) (string, error) {
+	t := strings.TrimSpace(s)
+	pct, ok := strings.CutSuffix(t, "%")
+	if !ok {
+		if _, err := ParseBytes(t); err != nil {
+			return "", err
+		}
+		return t, nil
+	}
+	p, err := strconv.ParseFloat(strings.TrimSpace(pct), 64)
+	if err != nil || !(p > 0 && p <= 100) {
+		return "", fmt.Errorf("share %q: want a percentage of memory in (0%%, 100%%], such as 60%%", s)
+	}
+	if avail.Bytes <= 0 {
+		return "", fmt.Errorf("share %q: this machine's memory is unknown; give a size such as 4GiB", s)
+	}
+	per := int64(float64(avail.Bytes) * p / 100 / float64(max(parallel, 1)))
+	return strconv.FormatInt(max(per>>20, 64), 10) + "MiB", nil
+}
+
+// FormatBytes prints n in binary units with one decimal, e.g. 15.6 GiB.
+func FormatBytes(n int64) string {
+	const unit = 1 << 10
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + " " + string("KMGTP"[exp]) + "iB"
+}
+
+// ParseBytes reads a size: a number and a unit, in any case and with or without a
+// space. B is bytes; K, M, G and T, alone or followed by B, are powers of 1000 (as in
+// DuckDB's memory_limit and Kubernetes' quantities); Ki, Mi, Gi and Ti, alone or
+// followed by B, are powers of 1024. A bare number is refused: "4" is more likely a
+// slip for 4 GB than four bytes.
 func ParseBytes(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	i := strings.LastIndexAny(t, "0123456789.") + 1
 	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	if u, ok := strings.CutSuffix(unit, "b"); ok && u != "" {
+		unit = u
+	}
 	mult := map[string]float64{
-		"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+		"b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
+		"ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40,
 	}[unit]
 	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || mult == 0 || v <= 0 || v*mult >= math.MaxInt64 {
-		return 0, fmt.Errorf("size %q: want a positive number and a unit, such as 4GB or 512MiB", s)
+	if err != nil || mult == 0 || v <= 0 || v*mult >= math.MaxInt64 || v*mult < 1 {
+		return 0, fmt.Errorf("size %q: want a positive number and a unit, such as 4GB, 4G, 4GiB, 4Gi or 512MiB", s)
 	}
 	return int64(v * mult), nil
 }

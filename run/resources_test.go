@@ -1,6 +1,9 @@
 package run
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tailor-metrics/tailor/query"
@@ -23,5 +26,107 @@ func TestParseBytesAndRunMemory(t *testing.T) {
 	}
 	if _, _, err := RunMemory(query.Options{MemoryLimit: "lots"}); err == nil {
 		t.Fatal("RunMemory accepted a bad limit")
+	}
+}
+
+func TestParseBytesUnits(t *testing.T) {
+	for s, want := range map[string]int64{
+		"4Gi": 4 << 30, "4GiB": 4 << 30, "4G": 4e9, "4gb": 4e9, "4 g": 4e9, "512Mi": 512 << 20,
+		"1K": 1000, "1Ki": 1024, "2T": 2e12, "1Ti": 1 << 40, "7B": 7, "7b": 7,
+	} {
+		if got, err := ParseBytes(s); err != nil || got != want {
+			t.Fatalf("ParseBytes(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"4Gx", "4iB", "4i", "0.5B", "4%", "Gi"} {
+		if _, err := ParseBytes(s); err == nil {
+			t.Fatalf("ParseBytes(%q) accepted", s)
+		}
+	}
+}
+
+func TestParseMemoryLimit(t *testing.T) {
+	avail := Memory{Bytes: 10 << 30, Source: "test"}
+	f := func(s string, parallel int, want string) {
+		t.Helper()
+		got, err := ParseMemoryLimit(s, parallel, avail)
+		if err != nil || got != want {
+			t.Fatalf("ParseMemoryLimit(%q, %d) = %q, %v; want %q", s, parallel, got, err, want)
+		}
+	}
+	f("4Gi", 3, "4Gi") // a size is per run, whatever the parallelism
+	f(" 4GB ", 1, "4GB")
+	f("60%", 1, "6144MiB") // a share is of all the memory, split over the runs
+	f("60%", 2, "3072MiB")
+	f("100%", 4, "2560MiB")
+	f("12.5 %", 1, "1280MiB")
+	for _, s := range []string{"0%", "101%", "-5%", "x%", "%", "lots"} {
+		if _, err := ParseMemoryLimit(s, 1, avail); err == nil {
+			t.Fatalf("ParseMemoryLimit(%q) accepted", s)
+		}
+	}
+	if _, err := ParseMemoryLimit("60%", 1, Memory{}); err == nil || !strings.Contains(err.Error(), "unknown") {
+		t.Fatalf("a share of unknown memory: %v", err)
+	}
+}
+
+// writeTree creates files (path → content) below a new temp dir and returns it.
+func writeTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for p, c := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestAvailableMemoryReadsCgroups(t *testing.T) {
+	const meminfo = "MemTotal:       16384000 kB\nMemFree: 1 kB\n"
+	ram := int64(16384000) * 1024
+	for _, tc := range []struct {
+		name   string
+		files  map[string]string
+		bytes  int64
+		source string
+	}{
+		{"no cgroup", map[string]string{"proc/meminfo": meminfo}, ram, "physical RAM (/proc/meminfo)"},
+		{"v2 container", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "2147483648\n"},
+			2 << 30, "cgroup v2 memory.max (/sys/fs/cgroup/memory.max)"},
+		{"v2 unlimited", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "max\n"},
+			ram, "physical RAM (/proc/meminfo)"},
+		{"v2 parent limits", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "0::/kubepods/pod1/c1\n",
+			"sys/fs/cgroup/kubepods/pod1/c1/memory.max": "max\n", "sys/fs/cgroup/kubepods/pod1/memory.max": "1073741824\n"},
+			1 << 30, "cgroup v2 memory.max (/sys/fs/cgroup/kubepods/pod1/memory.max)"},
+		{"v1 container", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "5:cpu:/\n4:memory:/docker/abc\n0::/\n",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": "536870912\n"},
+			512 << 20, "cgroup v1 memory.limit_in_bytes (/sys/fs/cgroup/memory/memory.limit_in_bytes)"},
+		{"v1 unlimited", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "4:memory:/\n",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"},
+			ram, "physical RAM (/proc/meminfo)"},
+		{"v1 own cgroup", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "4:cpuacct,memory:/job/7\n",
+			"sys/fs/cgroup/memory/job/7/memory.limit_in_bytes": "3221225472\n", "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"},
+			3 << 30, "cgroup v1 memory.limit_in_bytes (/sys/fs/cgroup/memory/job/7/memory.limit_in_bytes)"},
+		{"nothing", map[string]string{}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := availableMemory(writeTree(t, tc.files))
+			if m.Bytes != tc.bytes || m.Source != tc.source {
+				t.Fatalf("availableMemory = %d %q, want %d %q", m.Bytes, m.Source, tc.bytes, tc.source)
+			}
+		})
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for n, want := range map[int64]string{100: "100 B", 2048: "2.0 KiB", 3 << 29: "1.5 GiB", 16384000 * 1024: "15.6 GiB"} {
+		if got := FormatBytes(n); got != want {
+			t.Fatalf("FormatBytes(%d) = %q, want %q", n, got, want)
+		}
 	}
 }

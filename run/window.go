@@ -62,9 +62,17 @@ func WindowOf(ts int64, size time.Duration) Window {
 	return Window{From: time.UnixMilli(start).UTC(), Size: size}
 }
 
-// ParseWindow parses FROM/DURATION (FROM as RFC 3339 or Unix ms, DURATION like 4h) or a
-// bare FROM with defaultSize. FROM must be aligned to the duration.
+// ParseWindow parses FROM/DURATION (FROM as RFC 3339 or Unix ms, DURATION like 4h), a
+// bare FROM with defaultSize, or a window's Name as the tool prints it
+// (20251124T0400Z-4h). FROM must be aligned to the duration.
 func ParseWindow(s string, defaultSize time.Duration) (Window, error) {
+	if !strings.Contains(s, "/") && strings.Contains(s, "Z-") {
+		w, err := ParseWindowName(s)
+		if err != nil {
+			return Window{}, fmt.Errorf("window %q: want a name such as 20251124T0400Z-4h, FROM/DURATION or FROM: %w", s, err)
+		}
+		return alignedWindow(s, w)
+	}
 	from, dur, hasDur := strings.Cut(s, "/")
 	size := defaultSize
 	if hasDur {
@@ -82,9 +90,17 @@ func ParseWindow(s string, defaultSize time.Duration) (Window, error) {
 			return Window{}, fmt.Errorf("window %q: start %q: want RFC 3339 (2025-11-24T04:00:00Z) or Unix ms", s, from)
 		}
 	}
-	w := Window{From: t.UTC(), Size: size}
-	if aligned := WindowOf(t.UnixMilli(), size); !aligned.From.Equal(w.From) {
-		return Window{}, fmt.Errorf("window %q: start is not aligned to %s; the window holding it starts at %s", s, size, aligned.From.Format(time.RFC3339))
+	return alignedWindow(s, Window{From: t.UTC(), Size: size})
+}
+
+// alignedWindow returns w if its start is aligned to its size, and an error naming the
+// window that holds its start otherwise.
+func alignedWindow(s string, w Window) (Window, error) {
+	if w.Size%time.Second != 0 {
+		return Window{}, fmt.Errorf("window %q: duration %s: want a positive whole number of seconds such as 4h", s, w.Size)
+	}
+	if aligned := WindowOf(w.From.UnixMilli(), w.Size); !aligned.From.Equal(w.From) {
+		return Window{}, fmt.Errorf("window %q: start is not aligned to %s; the window holding it starts at %s (%s)", s, w.Size, aligned.From.Format(time.RFC3339), aligned.Name())
 	}
 	return w, nil
 }
