@@ -9,8 +9,14 @@ PKGS := ./...
 
 all: build
 
+# version and commit for `tailor-batch version`: go build records the commit itself in a
+# clone, not in a git worktree, so both are passed (docs/cli.md).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/tailor-batch
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tailor-batch
 
 # The main job end to end on the embedded defaults (kfake broker, local-directory store).
 demo: build

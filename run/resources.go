@@ -85,8 +85,8 @@ func DefaultMemoryLimit(parallel int) string {
 type Memory struct {
 	// Bytes is 0 when no source could be read.
 	Bytes int64
-	// Source names the figure: "physical RAM (/proc/meminfo)", or the cgroup file that
-	// limits it, e.g. "cgroup v2 memory.max (/sys/fs/cgroup/memory.max)".
+	// Source names the figure: "physical RAM in /proc/meminfo", or the cgroup file that
+	// limits it, e.g. "cgroup v2 memory.max in /sys/fs/cgroup/memory.max".
 	Source string
 }
 
@@ -115,7 +115,7 @@ func availableMemory(root string) Memory {
 		for sc.Scan() {
 			if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
 				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-				take(kb*1024, "physical RAM (/proc/meminfo)")
+				take(kb*1024, "physical RAM in /proc/meminfo")
 				break
 			}
 		}
@@ -128,7 +128,7 @@ func availableMemory(root string) Memory {
 		// "max" (v2) and a huge page-rounded number (v1, 2^63 rounded down) both mean
 		// no limit: neither parses as a limit below physical RAM.
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
-			take(n, f.version+" "+filepath.Base(f.path)+" (/"+f.path+")")
+			take(n, f.version+" "+filepath.Base(f.path)+" in /"+f.path)
 		}
 	}
 	return m

@@ -95,23 +95,23 @@ func TestAvailableMemoryReadsCgroups(t *testing.T) {
 		bytes  int64
 		source string
 	}{
-		{"no cgroup", map[string]string{"proc/meminfo": meminfo}, ram, "physical RAM (/proc/meminfo)"},
+		{"no cgroup", map[string]string{"proc/meminfo": meminfo}, ram, "physical RAM in /proc/meminfo"},
 		{"v2 container", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "2147483648\n"},
-			2 << 30, "cgroup v2 memory.max (/sys/fs/cgroup/memory.max)"},
+			2 << 30, "cgroup v2 memory.max in /sys/fs/cgroup/memory.max"},
 		{"v2 unlimited", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "max\n"},
-			ram, "physical RAM (/proc/meminfo)"},
+			ram, "physical RAM in /proc/meminfo"},
 		{"v2 parent limits", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "0::/kubepods/pod1/c1\n",
 			"sys/fs/cgroup/kubepods/pod1/c1/memory.max": "max\n", "sys/fs/cgroup/kubepods/pod1/memory.max": "1073741824\n"},
-			1 << 30, "cgroup v2 memory.max (/sys/fs/cgroup/kubepods/pod1/memory.max)"},
+			1 << 30, "cgroup v2 memory.max in /sys/fs/cgroup/kubepods/pod1/memory.max"},
 		{"v1 container", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "5:cpu:/\n4:memory:/docker/abc\n0::/\n",
 			"sys/fs/cgroup/memory/memory.limit_in_bytes": "536870912\n"},
-			512 << 20, "cgroup v1 memory.limit_in_bytes (/sys/fs/cgroup/memory/memory.limit_in_bytes)"},
+			512 << 20, "cgroup v1 memory.limit_in_bytes in /sys/fs/cgroup/memory/memory.limit_in_bytes"},
 		{"v1 unlimited", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "4:memory:/\n",
 			"sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"},
-			ram, "physical RAM (/proc/meminfo)"},
+			ram, "physical RAM in /proc/meminfo"},
 		{"v1 own cgroup", map[string]string{"proc/meminfo": meminfo, "proc/self/cgroup": "4:cpuacct,memory:/job/7\n",
 			"sys/fs/cgroup/memory/job/7/memory.limit_in_bytes": "3221225472\n", "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"},
-			3 << 30, "cgroup v1 memory.limit_in_bytes (/sys/fs/cgroup/memory/job/7/memory.limit_in_bytes)"},
+			3 << 30, "cgroup v1 memory.limit_in_bytes in /sys/fs/cgroup/memory/job/7/memory.limit_in_bytes"},
 		{"nothing", map[string]string{}, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 )
 
 func newCatCmd() *cobra.Command {
-	var storeURL, shard, format string
+	var storeURL, shard, shardMap, format string
 	cmd := &cobra.Command{
 		Use:   "cat --store URL [--shard S] [--format csv]",
 		Short: "Print the points of the published series files as CSV",
@@ -26,14 +26,16 @@ and -0 for negative zero.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if format != "csv" {
-				return fmt.Errorf("--format %q: only csv is supported", format)
+				return usageErrorf("--format %q: only csv is supported", format)
 			}
 			if shard != "" {
-				s, err := columnar.NormalizeShard(shard)
+				m, err := loadShardMap(shardMap)
 				if err != nil {
-					return fmt.Errorf("--shard: %w", err)
+					return fmt.Errorf("--shard-map: %w", err)
 				}
-				shard = s
+				if shard, err = checkShard("--shard", shard, m); err != nil {
+					return err
+				}
 			}
 			st, err := openStore(ctx, storeURL)
 			if err != nil {
@@ -61,7 +63,8 @@ and -0 for negative zero.`,
 		},
 	}
 	storeFlag(cmd, &storeURL)
-	cmd.Flags().StringVar(&shard, "shard", "", "only this shard (default: all)")
+	cmd.Flags().StringVar(&shard, "shard", "", "only this shard: a number, org-mod-N, org-X or org-X-pK (default: all)")
+	cmd.Flags().StringVar(&shardMap, "shard-map", "", "shard map YAML the sink used, to check --shard (default: 64 shared shards)")
 	cmd.Flags().StringVar(&format, "format", "csv", "output format: csv")
 	return cmd
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,18 +86,4 @@ func loadShardMap(path string) (*columnar.ShardMap, error) {
 		return columnar.DefaultShardMap(), nil
 	}
 	return columnar.LoadShardMap(path)
-}
-
-// isTerminal reports whether f is a terminal, for progress output.
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-func newLogger(w io.Writer, verbose bool) *slog.Logger {
-	lvl := slog.LevelWarn
-	if verbose {
-		lvl = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }

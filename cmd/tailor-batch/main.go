@@ -14,15 +14,18 @@
 //	tailor-batch loadtest  the pipeline at scale 1 and K: growth per stage and a cost forecast
 //	tailor-batch gameday   fault-injection scenarios: expected vs actual, nothing lost
 //	tailor-batch verify    proof from the store's own files that every stored point is served
+//	tailor-batch version   the version, commit, Go, DuckDB and format versions
+//	tailor-batch ls        what a store holds: segments per partition, runs per shard and window
+//	tailor-batch inspect   a segment's header and footer, or a series file's index and blocks
+//
+// Exit codes (every command, docs/cli.md): 0 success, 1 a check found something, 2 a
+// usage or runtime error.
 //
 // Flags live only here; the packages take option structs.
 package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -33,52 +36,52 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	root := newRoot()
-	os.Exit(exitCode(root.ExecuteContext(ctx), os.Stderr))
-}
-
-// Exit codes, the same for every command (docs/cli.md):
-//
-//	0  the command did what was asked (and a check found nothing)
-//	1  a check found something: differences (diff), a failing org (validate), damage
-//	   (verify), a failed demo, game day or load-test check; the summary says what
-//	2  the command could not do what was asked: a bad flag, a missing store, an
-//	   unreachable service, a failed run
-const (
-	exitOK    = 0
-	exitCheck = 1
-	exitError = 2
-)
-
-// exitCode prints err (unless a check's summary already said it) and returns the
-// process's exit code for it.
-func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
-		return exitOK
+	cmd, err := root.ExecuteContextC(ctx)
+	code := exitCode(err, os.Stderr)
+	if code == exitError {
+		usageHint(os.Stderr, cmd, err)
 	}
-	var ce *checkFailed
-	if errors.As(err, &ce) {
-		return exitCheck
-	}
-	fmt.Fprintln(stderr, "tailor-batch:", err)
-	return exitError
+	stop()
+	os.Exit(code)
 }
 
 func newRoot() *cobra.Command {
+	var showVersion bool
 	root := &cobra.Command{
 		Use:           "tailor-batch",
 		Short:         "Kafka metric points → per-series, time-sorted, compressed files on object storage",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				return printVersion(cmd.Context(), cmd.OutOrStdout(), false)
+			}
+			return cmd.Help()
+		},
 	}
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version, the commit, Go, DuckDB and the format versions (as the version command)")
 	var cpuProfile string
 	var stopProfile func()
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file (go tool pprof)")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	storeOpts := storeOptionFlags(root.PersistentFlags())
+	logOpts := addLogFlags(root.PersistentFlags())
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		cmd.SetContext(withStoreOptions(cmd.Context(), *storeOpts))
+		lvl, format, err := logOpts.handlerOptions()
+		if err != nil {
+			return err
+		}
+		if err := checkFlagLimits(cmd); err != nil {
+			return err
+		}
+		con := newConsole(cmd.ErrOrStderr())
+		log := newLogger(con, lvl, format)
+		o := *storeOpts
+		// Store retries and the like show on every command, at the user's level.
+		o.S3.Logger = log
+		cmd.SetContext(withStoreOptions(withLogging(cmd.Context(), log, con), o))
 		if cpuProfile == "" {
 			return nil
 		}
@@ -97,12 +100,26 @@ func newRoot() *cobra.Command {
 			stopProfile()
 		}
 	}
+	// A flag that does not parse is a usage error (exit 2, with a pointer to --help).
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newSinkCmd(), newImportCmd(), newRunCmd(), newCatCmd(), newDemoCmd(), newGamedayCmd(), newLoadtestCmd(),
-		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd(), newVerifyCmd())
+		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd(), newVerifyCmd(), newVersionCmd(), newLsCmd(), newInspectCmd())
+	finishCommands(root)
 	return root
 }
 
-// checkFailed is an error whose message was already printed (a failed check's summary).
-type checkFailed struct{ msg string }
-
-func (e *checkFailed) Error() string { return e.msg }
+// finishCommands gives every command what all commands share: the exit codes in its
+// --help, and argument errors typed as usage errors.
+func finishCommands(root *cobra.Command) {
+	addExitCodeHelp(root)
+	for _, c := range root.Commands() {
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return &usageError{err}
+				}
+				return nil
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,8 +25,8 @@ import (
 func newRunCmd() *cobra.Command {
 	var (
 		storeURL, shard, window, tempDir, lateness string
-		shardEnv, shardList                        string
-		all, jsonOut, verbose                      bool
+		shardEnv, shardList, shardMap              string
+		all, jsonOut                               bool
 		windowSize                                 time.Duration
 		opt                                        run.AllOptions
 	)
@@ -44,6 +45,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			log := loggerFrom(ctx)
 			if shardEnv != "" {
 				s, err := shardFromEnv(shardEnv, shardList)
 				if err != nil {
@@ -52,35 +54,41 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				shard = s
 			}
 			if all == (shard != "") {
-				return fmt.Errorf("run: pass exactly one of --shard S, --shard-from-env VAR or --all")
+				return usageErrorf("run: pass exactly one of --shard S, --shard-from-env VAR or --all")
 			}
 			if shard != "" {
-				s, err := columnar.NormalizeShard(shard)
+				m, err := loadShardMap(shardMap)
 				if err != nil {
-					return fmt.Errorf("--shard: %w", err)
+					return fmt.Errorf("--shard-map: %w", err)
 				}
-				opt.Shard = s
+				flag := "--shard"
+				if shardEnv != "" {
+					flag = "--shard-from-env " + shardEnv
+				}
+				if opt.Shard, err = checkShard(flag, shard, m); err != nil {
+					return err
+				}
 			}
 			opt.Arrival.Size = windowSize
 			if lateness != "none" {
 				d, err := time.ParseDuration(lateness)
 				if err != nil || d < 0 {
-					return fmt.Errorf("--lateness %q: want none or a duration such as 1h", lateness)
+					return usageErrorf("--lateness %q: want none or a duration such as 1h", lateness)
 				}
 				opt.Arrival.Closed, opt.Arrival.Lateness = true, d
 			}
 			if window != "" {
 				w, err := resolveWindow(window, opt.Arrival, time.Now())
 				if err != nil {
-					return fmt.Errorf("--window: %w", err)
+					return usageErrorf("--window: %w", err)
 				}
 				opt.Windows, opt.Arrival.Size = []run.Window{w}, w.Size
 			}
-			if opt.Engine.MemoryLimit == "" {
-				opt.Engine.MemoryLimit = run.DefaultMemoryLimit(opt.Parallel)
-			} else if _, err := run.ParseBytes(opt.Engine.MemoryLimit); err != nil {
-				return fmt.Errorf("--memory-limit: %w", err)
+			limit, err := memoryLimit(log, opt.Engine.MemoryLimit, opt.Parallel)
+			if err != nil {
+				return err
 			}
+			opt.Engine.MemoryLimit = limit
 			if opt.Engine.Threads <= 0 {
 				// Runs side by side already keep the cores busy; more DuckDB threads
 				// than cores measured slower (docs/run.md).
@@ -96,17 +104,27 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 			}
 			opt.Store = st
 			opt.Engine.TempDir = tempDir
-			opt.Logger = newLogger(os.Stderr, verbose)
-			if isTerminal(os.Stderr) && !opt.DryRun {
-				bar := newProgressBar(os.Stderr)
-				defer bar.stop()
-				opt.Stage, opt.Progress = bar.stage, bar.done
+			opt.Logger = log
+			var bar *progressBar
+			if con := consoleFrom(ctx); con.terminal() && !opt.DryRun {
+				bar = newProgressBar(con)
+				defer bar.stop() // on a panic; stop is idempotent
+				opt.Stage = bar.stage
+			}
+			opt.Progress = func(done, total int, rep *run.Report) {
+				if bar != nil {
+					bar.done(done, total, rep)
+				}
+				logRun(log, done, total, rep)
 			}
 			var planSkips []string
 			opt.Corrupt = func(err error) { planSkips = append(planSkips, err.Error()) }
 			start := time.Now()
 			res := run.MeasureResources()
 			reports, runErr := run.RunAll(ctx, opt)
+			// The bar clears its line before the summary, so that the summary starts on
+			// an empty line and no redraw lands on it.
+			bar.stop()
 			sum := summarize(reports, time.Since(start))
 			sum.PlanSkipped = planSkips
 			sum.Resources = res()
@@ -142,11 +160,12 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	}
 	fl := cmd.Flags()
 	storeFlag(cmd, &storeURL)
-	fl.StringVar(&shard, "shard", "", "shard to run: a number N (org-mod-N), org-mod-N, org-X or org-X-pK")
+	fl.StringVar(&shard, "shard", "", "shard to run: a number N (org-mod-N), org-mod-N, org-X or org-X-pK; one the shard map has")
+	fl.StringVar(&shardMap, "shard-map", "", "shard map YAML the sink used, to check --shard (default: 64 shared shards)")
 	fl.StringVar(&shardEnv, "shard-from-env", "", "take the shard from this environment variable, an index (e.g. JOB_COMPLETION_INDEX of a Kubernetes Indexed Job)")
 	fl.StringVar(&shardList, "shard-list", "", "with --shard-from-env: comma-separated shards the index picks from (default: index N is org-mod-N)")
 	fl.BoolVar(&all, "all", false, "run every shard that has data")
-	fl.StringVar(&window, "window", "", "window FROM/DURATION, e.g. 2025-11-24T04:00:00Z/4h, or last-closed (with --lateness) (default: every window with data)")
+	fl.StringVar(&window, "window", "", "window FROM/DURATION, e.g. 2025-11-24T04:00:00Z/4h, a window name as ls prints it, e.g. 20251124T0400Z-4h, or last-closed (with --lateness) (default: every window with data)")
 	fl.DurationVar(&windowSize, "window-size", run.DefaultWindowSize, "window size when --window gives none")
 	fl.StringVar(&lateness, "lateness", "none", "how long after its end a window takes points (none: windows stay open); later points go to a late output")
 	fl.DurationVar(&opt.Arrival.FlushAge, "flush-age", run.DefaultFlushAge, "the sink's flush age: segments that started this long before a window may hold its points")
@@ -155,15 +174,32 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.Int64Var(&opt.SplitBytes, "split-bytes", 1<<30, "largest byte range one reader takes")
 	fl.BoolVar(&opt.SkipCorrupt, "skip-corrupt", false, "skip corrupt segment frames and footers (counted and reported) instead of failing; a run that skipped any is degraded and never replaces a run that read them (docs/run.md)")
 	fl.BoolVar(&opt.AcceptDegraded, "accept-degraded", false, "let a degraded run (one that skipped corrupt frames, or lacks an input of the published run) replace the published run")
-	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "memory per run, e.g. 4GB: half is DuckDB's memory limit, half holds points before they spill to --temp-dir (default: 60% of RAM or of the container's limit, split over --parallel)")
+	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "memory per run, e.g. 4GiB, 4Gi, 4GB or 4G, or a share of the machine's memory (the container's limit in a container) for all runs together, e.g. 60%, split over --parallel: half is DuckDB's memory limit, half holds points before they spill to --temp-dir (default: 60%)")
 	fl.IntVar(&opt.Engine.Threads, "threads", 0, "DuckDB threads per run (default: the number of cores divided by --parallel)")
 	fl.StringVar(&tempDir, "temp-dir", "", "where DuckDB spills (default: $TMPDIR/tailor-duckdb)")
 	fl.Int64Var(&opt.PartBytes, "part-bytes", 256<<20, "start a new series file after this many bytes")
 	fl.BoolVar(&opt.Force, "force", false, "re-run windows that already have a complete run for the same inputs")
 	fl.BoolVar(&opt.DryRun, "dry-run", false, "print the plan (segments, bytes, frames, estimated points) and read nothing")
 	fl.BoolVar(&jsonOut, "json", false, "print the run report as JSON")
-	fl.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	return cmd
+}
+
+// logRun logs a finished shard run: at info (-v) one line per run, at error a failed
+// one, so that a job's log shows which shard and window failed and why.
+func logRun(log *slog.Logger, done, total int, rep *run.Report) {
+	attrs := []any{"shard", rep.Shard, "window", rep.Window, "run_id", rep.RunID, "done", done, "of", total}
+	switch {
+	case rep.Err != "":
+		log.Error("shard run failed", append(attrs, "err", rep.Err)...)
+	case rep.NoData:
+		log.Debug("shard run has no data", attrs...)
+	case rep.Skipped:
+		log.Info("shard run already complete", attrs...)
+	default:
+		log.Info("shard run published", append(attrs, "points_in", rep.Counts.PointsIn, "points_out", rep.Counts.PointsOut,
+			"duplicates", rep.Counts.Duplicates, "series", rep.Counts.Series, "bytes_out", rep.Counts.BytesOut,
+			"corrupt_frames", rep.Counts.CorruptFrames, "parts", rep.Parts)...)
+	}
 }
 
 // resolveWindow parses --window: FROM/DURATION, or last-closed, the latest window of
@@ -184,18 +220,18 @@ func resolveWindow(s string, a run.Arrival, now time.Time) (run.Window, error) {
 func shardFromEnv(name, list string) (string, error) {
 	v, ok := os.LookupEnv(name)
 	if !ok {
-		return "", fmt.Errorf("--shard-from-env: %s is not set", name)
+		return "", usageErrorf("--shard-from-env: %s is not set", name)
 	}
 	i, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || i < 0 {
-		return "", fmt.Errorf("--shard-from-env: %s=%q is not an index", name, v)
+		return "", usageErrorf("--shard-from-env: %s=%q is not an index", name, v)
 	}
 	if list == "" {
 		return strconv.Itoa(i), nil
 	}
 	shards := strings.Split(list, ",")
 	if i >= len(shards) {
-		return "", fmt.Errorf("--shard-from-env: %s=%d but --shard-list has %d shards (set the Job's completions to match)", name, i, len(shards))
+		return "", usageErrorf("--shard-from-env: %s=%d but --shard-list has %d shards (set the Job's completions to match)", name, i, len(shards))
 	}
 	return strings.TrimSpace(shards[i]), nil
 }
@@ -346,26 +382,30 @@ func printPlans(w io.Writer, reports []*run.Report) {
 	fmt.Fprintln(w, "(segments counted once per run; estimated points are the planned frames' rows, an upper bound)")
 }
 
+// progressEvery is how often the progress bar redraws.
+var progressEvery = 250 * time.Millisecond
+
 // progressBar redraws one line on a terminal: shard runs done, and what the running ones
-// are doing.
+// are doing. It draws through the console, which log lines also go through.
 type progressBar struct {
-	w       io.Writer
-	mu      sync.Mutex
-	total   int
-	n       int
-	points  uint64
-	running map[string]string
-	start   time.Time
-	quit    chan struct{}
-	wg      sync.WaitGroup
+	con      *console
+	mu       sync.Mutex
+	total    int
+	n        int
+	points   uint64
+	running  map[string]string
+	start    time.Time
+	quit     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
 }
 
-func newProgressBar(w io.Writer) *progressBar {
-	b := &progressBar{w: w, running: map[string]string{}, start: time.Now(), quit: make(chan struct{})}
+func newProgressBar(con *console) *progressBar {
+	b := &progressBar{con: con, running: map[string]string{}, start: time.Now(), quit: make(chan struct{})}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		t := time.NewTicker(250 * time.Millisecond)
+		t := time.NewTicker(progressEvery)
 		defer t.Stop()
 		for {
 			select {
@@ -407,13 +447,19 @@ func (b *progressBar) draw() {
 			cur = k + ": " + v
 		}
 	}
-	fmt.Fprintf(b.w, "\r\033[K[%s%s] %d/%d runs, %d points out, %s %s", strings.Repeat("#", fill), strings.Repeat(".", width-fill),
-		b.n, b.total, b.points, time.Since(b.start).Round(time.Second), cur)
+	b.con.drawLine(fmt.Sprintf("[%s%s] %d/%d runs, %d points out, %s %s", strings.Repeat("#", fill), strings.Repeat(".", width-fill),
+		b.n, b.total, b.points, time.Since(b.start).Round(time.Second), cur))
 }
 
+// stop ends the redraws and clears the bar's line: the summary that follows replaces
+// it. A nil bar (no terminal) and a second stop do nothing.
 func (b *progressBar) stop() {
-	close(b.quit)
-	b.wg.Wait()
-	b.draw()
-	fmt.Fprintln(b.w)
+	if b == nil {
+		return
+	}
+	b.stopOnce.Do(func() {
+		close(b.quit)
+		b.wg.Wait()
+		b.con.clearLine()
+	})
 }

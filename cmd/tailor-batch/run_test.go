@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // syncBuffer is a bytes.Buffer safe for the bar's ticker goroutine.
@@ -27,22 +28,31 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// setProgressEvery sets how often the bar redraws, for one test.
+func setProgressEvery(t *testing.T, d time.Duration) {
+	old := progressEvery
+	progressEvery = d
+	t.Cleanup(func() { progressEvery = old })
+}
+
 func TestProgressBar(t *testing.T) {
+	setProgressEvery(t, time.Hour) // only the draws the test makes
 	var out syncBuffer
-	b := newProgressBar(&out)
+	b := newProgressBar(newConsole(&out))
 	b.stage("org-mod-1", "20251124T0000Z-4h", "read+sort")
 	b.done(1, 4, &run.Report{Shard: "org-mod-0", Window: "20251124T0000Z-4h", Counts: run.Counts{PointsOut: 1234}})
 	b.draw()
-	b.stop()
-	s := out.String()
-	last := s[strings.LastIndex(s, "\r")+1:]
+	line := out.String()
+	last := line[strings.LastIndex(line, "\r")+1:]
 	for _, want := range []string{"[######..................] 1/4 runs", "1234 points out", "org-mod-1 20251124T0000Z-4h: read+sort"} {
 		if !strings.Contains(last, want) {
 			t.Fatalf("progress line %q lacks %q", last, want)
 		}
 	}
-	if !strings.HasSuffix(s, "\n") {
-		t.Fatal("the bar's last line is not ended")
+	b.stop()
+	b.stop() // idempotent
+	if s := out.String(); !strings.HasSuffix(s, "\r\033[K") || strings.Count(s[len(line):], "\r") != 1 {
+		t.Fatalf("stop did not clear the bar's line once: %q", s[len(line):])
 	}
 }
 

@@ -22,7 +22,6 @@ func newSinkCmd() *cobra.Command {
 		opt                 ingest.Options
 		storeURL, shardMap  string
 		format, metricsAddr string
-		verbose             bool
 		progress            time.Duration
 	)
 	cmd := &cobra.Command{
@@ -35,7 +34,8 @@ as you need with the same --group: partitions rebalance by themselves.
 On SIGTERM or Ctrl-C it stores the open segments (waiting up to --stop-timeout for uploads),
 commits what is stored, and stops; what it could not store is consumed again by the next
 owner. Give each worker a stable --instance-id (e.g. the pod name) so that a restarted worker
-gets its partitions back at once. See docs/sink.md.`,
+gets its partitions back at once. -v logs partition assignments and flushes. See
+docs/sink.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -44,7 +44,7 @@ gets its partitions back at once. See docs/sink.md.`,
 				return fmt.Errorf("--format: %w", err)
 			}
 			opt.Format = f
-			opt.Logger = newLogger(os.Stderr, verbose)
+			opt.Logger = loggerFrom(ctx)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			opt.Registerer = reg
@@ -129,7 +129,6 @@ gets its partitions back at once. See docs/sink.md.`,
 	fl.BoolVar(&opt.StopAtEnd, "stop-at-end", false, "exit once everything up to the end offsets seen at start is stored")
 	fl.StringVar(&shardMap, "shard-map", "", "shard map YAML (default: org_id mod 64)")
 	fl.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address, e.g. :9090")
-	fl.BoolVarP(&verbose, "verbose", "v", false, "log partition assignments and flushes")
 	storeFlag(cmd, &storeURL)
 	_ = cmd.MarkFlagRequired("brokers")
 	_ = cmd.MarkFlagRequired("topics")

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -26,31 +26,29 @@ type scopeFlags struct {
 
 func (f *scopeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.shard, "shard", "", "only this shard (a number, org-mod-N, org-X or org-X-pK; default: all)")
-	cmd.Flags().StringVar(&f.window, "window", "", "only this window, FROM/DURATION like run's (default: all time)")
+	cmd.Flags().StringVar(&f.window, "window", "", "only this window, FROM/DURATION or a window name like run's (default: all time)")
 	cmd.Flags().StringVar(&f.shardMap, "shard-map", "", "shard map YAML, to select a shard's orgs in legacy data (default: 64 shared shards)")
 }
 
 func (f *scopeFlags) scope() (query.Scope, error) {
 	var s query.Scope
-	if f.shard != "" {
-		sh, err := columnar.NormalizeShard(f.shard)
-		if err != nil {
-			return s, fmt.Errorf("--shard: %w", err)
-		}
-		s.Shard = sh
-	}
-	if f.window != "" {
-		w, err := run.ParseWindow(f.window, run.DefaultWindowSize)
-		if err != nil {
-			return s, fmt.Errorf("--window: %w", err)
-		}
-		s.Window = w.TsRange()
-	}
 	m, err := loadShardMap(f.shardMap)
 	if err != nil {
 		return s, fmt.Errorf("--shard-map: %w", err)
 	}
 	s.ShardMap = m
+	if f.shard != "" {
+		if s.Shard, err = checkShard("--shard", f.shard, m); err != nil {
+			return s, err
+		}
+	}
+	if f.window != "" {
+		w, err := run.ParseWindow(f.window, run.DefaultWindowSize)
+		if err != nil {
+			return s, usageErrorf("--window: %w", err)
+		}
+		s.Window = w.TsRange()
+	}
 	return s, nil
 }
 
@@ -99,19 +97,27 @@ func newSQLCmd() *cobra.Command {
 		lf                    legacyFlags
 	)
 	cmd := &cobra.Command{
-		Use:   `sql --store URL [--shard S] [--window W] [--legacy SRC] [--format table|csv|json|parquet] "SELECT …"`,
+		Use:   `sql --store URL [--shard S] [--window W] [--legacy SRC] [--format table|csv|json|parquet] "SELECT …" | -`,
 		Short: "Run ad-hoc DuckDB SQL over the segments, the series files and legacy data",
-		Long: `Runs one DuckDB statement over these views, each filtered by --shard and --window
-the same way run selects its input:
+		Long: `Runs DuckDB SQL over these views, each filtered by --shard and --window the same way
+run selects its input:
 
   points   every point of the raw segments, duplicates included, with provenance
            (org_id, metric_id, context_key, ts, value, record_ts, topic_id, partition, offset)
   latest   points de-duplicated by the run's rule (latest arrival wins)
   series   the published series files (org_id, metric_id, context_key, ts, value)
-  legacy   the --legacy data, with the same five columns
+  legacy   the --legacy data, with the same five columns (only with --legacy)
 
-Only the views the statement names are read. Output is a table, or CSV, JSON or Parquet
-(--format parquet needs --out FILE). --explain prints DuckDB's plan instead.`,
+Only the views a statement names are read. The SQL is the argument, or standard input
+when the argument is -. Output is a table, or CSV, JSON or Parquet (--format parquet
+needs --out FILE). --explain prints DuckDB's plan instead.
+
+Several statements, separated by semicolons, run one after another in one DuckDB
+session (a table one creates is there for the next), and each result is printed under
+a header naming its statement. If one fails, the ones after it do not run and the error
+names it. Only --format table takes several statements: one CSV, JSON or Parquet
+output holds one result, so there a script of several is refused before any runs, as
+is a script with a quote or comment that is never closed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -119,10 +125,28 @@ Only the views the statement names are read. Output is a table, or CSV, JSON or 
 			case "table", "csv", "json":
 			case "parquet":
 				if out == "" {
-					return errors.New("--format parquet: give the file with --out FILE.parquet")
+					return usageErrorf("--format parquet: give the file with --out FILE.parquet")
 				}
 			default:
-				return fmt.Errorf("--format %q: want table, csv, json or parquet", format)
+				return usageErrorf("--format %q: want table, csv, json or parquet", format)
+			}
+			script := args[0]
+			if script == "-" {
+				b, err := io.ReadAll(cmd.InOrStdin())
+				if err != nil {
+					return fmt.Errorf("sql: read standard input: %w", err)
+				}
+				script = string(b)
+			}
+			stmts, err := splitStatements(script)
+			if err != nil {
+				return &usageError{err}
+			}
+			switch {
+			case len(stmts) == 0:
+				return &usageError{errNoStatement}
+			case len(stmts) > 1 && format != "table":
+				return usageErrorf("--format %s takes one statement and the SQL has %d: one %s output holds one result (run them one at a time, or use --format table, which prints each result under a header)", format, len(stmts), strings.ToUpper(format))
 			}
 			scope, err := sf.scope()
 			if err != nil {
@@ -145,7 +169,6 @@ Only the views the statement names are read. Output is a table, or CSV, JSON or 
 				query.LatestView(),
 				run.SeriesView("series", st, scope),
 			}
-			stmt := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(args[0]), ";"))
 			if lf.source != "" {
 				lo, err := lf.options()
 				if err != nil {
@@ -157,45 +180,74 @@ Only the views the statement names are read. Output is a table, or CSV, JSON or 
 				}
 				views = append(views, lv)
 			}
-			if explain {
-				stmt = "EXPLAIN " + stmt
-			}
 			w := bufio.NewWriter(cmd.OutOrStdout())
 			defer w.Flush()
-			if format == "parquet" && !explain {
-				vs, err := eng.DefineViews(ctx, []string{stmt}, views, scope)
-				if err != nil {
-					return err
+			for i, stmt := range stmts {
+				if len(stmts) > 1 {
+					if i > 0 {
+						fmt.Fprintln(w)
+					}
+					fmt.Fprintf(w, "-- statement %d of %d: %s\n", i+1, len(stmts), statementTitle(stmt))
 				}
-				err = vs.Exec(ctx, fmt.Sprintf("COPY (%s) TO '%s' (FORMAT parquet)", stmt, strings.ReplaceAll(out, "'", "''")))
-				if cerr := vs.Close(); err == nil {
-					err = cerr
+				err := runStatement(ctx, w, cmd.ErrOrStderr(), eng, stmt, views, scope, format, out, explain)
+				if err = viewHint(err, lf.source != ""); err != nil {
+					if len(stmts) == 1 {
+						return err
+					}
+					w.Flush()
+					note := "the ones after it did not run"
+					if i > 0 {
+						note = "the statements before it ran and printed their results above; " + note
+					}
+					if i == len(stmts)-1 {
+						note = "the statements before it ran and printed their results above"
+					}
+					return fmt.Errorf("statement %d of %d (%s): %w\n(%s)", i+1, len(stmts), statementTitle(stmt), err, note)
 				}
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", out)
-				return nil
 			}
-			res, err := eng.QueryViews(ctx, stmt, views, scope)
-			if err != nil {
-				return err
-			}
-			defer res.Release()
-			if explain {
-				return printExplain(w, res)
-			}
-			return printResult(w, res, format)
+			return w.Flush()
 		},
 	}
 	storeFlag(cmd, &storeURL)
 	sf.add(cmd)
 	lf.add(cmd, false)
-	cmd.Flags().StringVar(&format, "format", "table", "output: table, csv, json or parquet")
+	cmd.Flags().StringVar(&format, "format", "table", "output: table, csv, json or parquet (csv, json and parquet take one statement)")
 	cmd.Flags().StringVar(&out, "out", "", "output file (for --format parquet)")
 	cmd.Flags().BoolVar(&explain, "explain", false, "print the query plan instead of running the query")
 	cmd.Flags().BoolVar(&skipCorrupt, "skip-corrupt", false, "points and latest views: skip corrupt segment footers and frames (each one warned about) instead of failing")
 	return cmd
+}
+
+// runStatement runs one statement with fresh views (an Arrow view can be read once) and
+// prints its result to w.
+func runStatement(ctx context.Context, w io.Writer, status io.Writer, eng *query.Engine, stmt string, views []query.View, scope query.Scope, format, out string, explain bool) error {
+	if explain {
+		stmt = "EXPLAIN " + stmt
+	}
+	if format == "parquet" && !explain {
+		vs, err := eng.DefineViews(ctx, []string{stmt}, views, scope)
+		if err != nil {
+			return err
+		}
+		err = vs.Exec(ctx, fmt.Sprintf("COPY (%s) TO '%s' (FORMAT parquet)", stmt, strings.ReplaceAll(out, "'", "''")))
+		if cerr := vs.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(status, "wrote %s\n", out)
+		return nil
+	}
+	res, err := eng.QueryViews(ctx, stmt, views, scope)
+	if err != nil {
+		return err
+	}
+	defer res.Release()
+	if explain {
+		return printExplain(w, res)
+	}
+	return printResult(w, res, format)
 }
 
 func printExplain(w io.Writer, res array.RecordReader) error {

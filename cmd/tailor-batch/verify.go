@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
@@ -22,11 +21,12 @@ import (
 
 func newVerifyCmd() *cobra.Command {
 	var (
-		storeURL, shard, window, lateness, group, tempDir string
-		brokers, topics                                   []string
-		windowSize, flushAge, kafkaTimeout                time.Duration
-		deep, jsonOut, verbose                            bool
-		readers                                           int
+		storeURL, shard, shardMap, window, lateness, group string
+		tempDir                                            string
+		brokers, topics                                    []string
+		windowSize, flushAge, kafkaTimeout                 time.Duration
+		deep, jsonOut                                      bool
+		readers                                            int
 	)
 	cmd := &cobra.Command{
 		Use:   "verify --store URL [--shard S] [--window W] [--brokers B --group G] [--deep] [--json]",
@@ -47,16 +47,10 @@ func newVerifyCmd() *cobra.Command {
 
 --shard and --window limit the runs and coverage checked. The arrival rule (--window-size,
 --lateness, --flush-age) must be the one run used; by default verify takes it from the
-published manifests.
-
-Exit codes: 0 everything holds, 1 something does not (each problem is listed), 2 verify
-could not run (a missing store, an unreachable broker, a bad flag).`,
+published manifests. Each problem is listed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if readers <= 0 {
-				return fmt.Errorf("--readers %d: want at least 1", readers)
-			}
 			if (len(brokers) > 0) != (group != "") {
 				return fmt.Errorf("--brokers and --group go together: the committed offsets are the group's")
 			}
@@ -67,8 +61,12 @@ could not run (a missing store, an unreachable broker, a bad flag).`,
 			defer st.Close()
 			opt := run.VerifyOptions{Store: st, Deep: deep, Readers: readers}
 			if shard != "" {
-				if opt.Shard, err = columnar.NormalizeShard(shard); err != nil {
-					return fmt.Errorf("--shard: %w", err)
+				m, err := loadShardMap(shardMap)
+				if err != nil {
+					return fmt.Errorf("--shard-map: %w", err)
+				}
+				if opt.Shard, err = checkShard("--shard", shard, m); err != nil {
+					return err
 				}
 			}
 			fl := cmd.Flags()
@@ -87,7 +85,7 @@ could not run (a missing store, an unreachable broker, a bad flag).`,
 			if window != "" {
 				w, err := run.ParseWindow(window, opt.Arrival.Size)
 				if err != nil {
-					return fmt.Errorf("--window: %w", err)
+					return usageErrorf("--window: %w", err)
 				}
 				opt.Window, opt.Arrival.Size = &w, w.Size
 			}
@@ -107,7 +105,7 @@ could not run (a missing store, an unreachable broker, a bad flag).`,
 				tempDir = os.TempDir()
 			}
 			opt.Engine = query.Options{Threads: max(1, runtime.NumCPU()), MemoryLimit: run.DefaultMemoryLimit(1), TempDir: tempDir}
-			log := newLogger(os.Stderr, verbose)
+			log := loggerFrom(ctx)
 			opt.Stage = func(s string) { log.Info("verify", "stage", s) }
 			start := time.Now()
 			rep, err := run.Verify(ctx, opt)
@@ -135,7 +133,8 @@ could not run (a missing store, an unreachable broker, a bad flag).`,
 	fl := cmd.Flags()
 	storeFlag(cmd, &storeURL)
 	fl.StringVar(&shard, "shard", "", "check only this shard's runs and coverage")
-	fl.StringVar(&window, "window", "", "check only this window's runs and coverage, FROM/DURATION like run's")
+	fl.StringVar(&shardMap, "shard-map", "", "shard map YAML the sink used, to check --shard (default: 64 shared shards)")
+	fl.StringVar(&window, "window", "", "check only this window's runs and coverage, FROM/DURATION or a window name like run's")
 	fl.DurationVar(&windowSize, "window-size", run.DefaultWindowSize, "the runs' window size (default: the published runs')")
 	fl.StringVar(&lateness, "lateness", "none", "the runs' --lateness (default: the published runs')")
 	fl.DurationVar(&flushAge, "flush-age", run.DefaultFlushAge, "the runs' --flush-age (default: the published runs')")
@@ -147,7 +146,6 @@ could not run (a missing store, an unreachable broker, a bad flag).`,
 	fl.IntVar(&readers, "readers", runtime.NumCPU(), "segment byte ranges decoded in parallel per deep run")
 	fl.StringVar(&tempDir, "temp-dir", "", "where deep runs spill (default: $TMPDIR)")
 	fl.BoolVar(&jsonOut, "json", false, "print the report as JSON")
-	fl.BoolVarP(&verbose, "verbose", "v", false, "log each stage")
 	return cmd
 }
 
