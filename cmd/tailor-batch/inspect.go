@@ -180,7 +180,7 @@ func inspectSegment(ctx context.Context, src *inspected) (*segmentView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &segmentView{Kind: "segment", Key: src.key, Bytes: src.size}
+	v := &segmentView{Kind: "segment", Key: src.name, Bytes: src.size}
 	h, f := seg.Header, seg.Footer
 	v.Header.Version, v.Header.ShardMapVersion, v.Header.Topic, v.Header.Partition = h.Version, h.ShardMapVersion, h.Topic, h.Partition
 	v.Header.StartOffset, v.Header.StartTimestamp = h.StartOffset, h.StartTimestamp
@@ -320,7 +320,7 @@ func inspectSeriesFile(src *inspected) (*seriesFileView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &seriesFileView{Kind: "series_file", Key: src.key, Bytes: src.size, Version: r.Version(), MinTs: math.MaxInt64, MaxTs: math.MinInt64,
+	v := &seriesFileView{Kind: "series_file", Key: src.name, Bytes: src.size, Version: r.Version(), MinTs: math.MaxInt64, MaxTs: math.MinInt64,
 		TsEncodings: map[string]*encodingUse{}, ValueEncodings: map[string]*encodingUse{}}
 	for _, o := range r.OrgRanges() {
 		var pts int64

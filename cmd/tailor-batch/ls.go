@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -481,7 +480,7 @@ func (l *storeListing) print(w io.Writer, long bool) {
 	fmt.Fprintf(w, "segments: %d in %d partitions, %s, %d rows\n", s.Count, len(s.Partitions), run.FormatBytes(s.Bytes), s.Rows)
 	if len(s.Partitions) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TOPIC\tPARTITION\tOFFSETS\tSEGMENTS\tRECORDS\tROWS\tBYTES")
+		fmt.Fprintln(tw, "TOPIC\tPARTITION\tOFFSETS\tSEGMENTS\tRECORDS\tROWS\tBYTES\tNOTE")
 		for _, p := range s.Partitions {
 			p.printRows(tw, long)
 		}
@@ -546,19 +545,19 @@ func (p *lsPartition) printRows(w io.Writer, long bool) {
 				rec, rows2, bytes = rec+s.Records, rows2+s.Rows, bytes+s.Bytes
 			}
 		}
-		rows = append(rows, row{r.Start, fmt.Sprintf("%s[%d, %d)\t%d\t%d\t%d\t%s", pre, r.Start, r.End, r.Segments, rec, rows2, run.FormatBytes(bytes))})
+		rows = append(rows, row{r.Start, fmt.Sprintf("%s[%d, %d)\t%d\t%d\t%d\t%s\t", pre, r.Start, r.End, r.Segments, rec, rows2, run.FormatBytes(bytes))})
 	}
 	for _, g := range p.Gaps {
-		rows = append(rows, row{g.Start, fmt.Sprintf("%sgap [%d, %d): %d offsets in no segment\t\t\t\t", pre, g.Start, g.End, g.End-g.Start)})
+		rows = append(rows, row{g.Start, fmt.Sprintf("%sgap [%d, %d)\t\t\t\t\t%d offsets in no segment", pre, g.Start, g.End, g.End-g.Start)})
 	}
 	for _, o := range p.Overlaps {
-		rows = append(rows, row{o.Start, fmt.Sprintf("%soverlap [%d, %d): %d offsets in two segments\t\t\t\t", pre, o.Start, o.End, o.End-o.Start)})
+		rows = append(rows, row{o.Start, fmt.Sprintf("%soverlap [%d, %d)\t\t\t\t\t%d offsets in two segments", pre, o.Start, o.End, o.End-o.Start)})
 	}
 	for _, s := range p.Segments {
 		if s.Error != "" {
-			rows = append(rows, row{s.StartOffset, fmt.Sprintf("%sunreadable from %d: %s\t\t\t\t", pre, s.StartOffset, s.Error)})
+			rows = append(rows, row{s.StartOffset, fmt.Sprintf("%sunreadable from %d\t\t\t\t%s\t%s", pre, s.StartOffset, run.FormatBytes(s.Bytes), s.Error)})
 		} else if long {
-			rows = append(rows, row{s.StartOffset, fmt.Sprintf("%s  [%d, %d) %s\t1\t%d\t%d\t%s", pre, s.StartOffset, s.EndOffset, path.Base(s.Key), s.Records, s.Rows, run.FormatBytes(s.Bytes))})
+			rows = append(rows, row{s.StartOffset, fmt.Sprintf("%s  [%d, %d)\t1\t%d\t%d\t%s\t%s", pre, s.StartOffset, s.EndOffset, s.Records, s.Rows, run.FormatBytes(s.Bytes), s.Key)})
 		}
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].at < rows[j].at })
