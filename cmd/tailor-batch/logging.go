@@ -23,7 +23,7 @@ type logFlags struct {
 
 func addLogFlags(fl *pflag.FlagSet) *logFlags {
 	f := &logFlags{fl: fl}
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log more: --log-level info (the sink's partition assignments, each shard run's result, store retries)")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log more: --log-level info (the sink's partition assignments, each shard run's result)")
 	fl.StringVar(&f.level, "log-level", "warn", "log level: debug, info, warn or error (overrides -v)")
 	fl.StringVar(&f.format, "log-format", "text", "log format on standard error: text or json (one JSON object a line)")
 	return f

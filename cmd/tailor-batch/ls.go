@@ -259,6 +259,7 @@ func listStore(ctx context.Context, st storage.Store) (*storeListing, error) {
 	for w := range windowCurrent {
 		windows = append(windows, w)
 	}
+	currentIDs := make([]string, len(windows))
 	if err := forEach(ctx, len(windows), func(i int) error {
 		var c struct {
 			RunID string `json:"run_id"`
@@ -270,10 +271,13 @@ func listStore(ctx context.Context, st storage.Store) (*storeListing, error) {
 		if err != nil {
 			return fmt.Errorf("ls: read %s_CURRENT.json: %w", run.SeriesPrefix+windows[i]+"/", err)
 		}
-		windowCurrent[windows[i]] = c.RunID // distinct keys, set before: no map growth
+		currentIDs[i] = c.RunID
 		return nil
 	}); err != nil {
 		return nil, err
+	}
+	for i, w := range windows {
+		windowCurrent[w] = currentIDs[i]
 	}
 
 	dirs := make([]string, 0, len(runs))

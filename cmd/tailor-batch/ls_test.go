@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/run"
+	"github.com/tailor-metrics/tailor/storage/s3test"
 )
 
 // findFiles lists the files under dir whose names match pattern, sorted.
@@ -221,4 +223,67 @@ func TestRunStateOf(t *testing.T) {
 			t.Fatalf("runStateOf(%+v, %v, %v) = %s, want %s", tc.m, tc.current, tc.windowCurrent, got, tc.want)
 		}
 	}
+}
+
+// TestS3LsAndInspect: ls and inspect --store read an s3:// store (a real versitygw) as
+// they read a local one: the same listing, the same segment and series file.
+func TestS3LsAndInspect(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.Setenv(t)
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "a.csv")
+	seriesCSV(t, csv, 0, 6)
+	listing := func(store string) (storeListing, string) {
+		t.Helper()
+		for _, args := range [][]string{
+			{"import", "--csv", csv, "--store", store, "--flush-payloads", "2"},
+			{"run", "--store", store, "--all", "--temp-dir", t.TempDir()},
+		} {
+			if out, err := runCLI(t, args...); err != nil {
+				t.Fatalf("%v: %v\n%s", args, err, out)
+			}
+		}
+		out, err := runCLI(t, "ls", "--store", store, "--json")
+		if err != nil {
+			t.Fatalf("ls %s: %v", store, err)
+		}
+		var l storeListing
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			t.Fatal(err)
+		}
+		return l, store
+	}
+	fileL, _ := listing("file://" + filepath.Join(dir, "store"))
+	s3L, s3Store := listing(srv.URL("ls/x"))
+	fileL.Store, s3L.Store = "", ""
+	if !reflect.DeepEqual(fileL, s3L) {
+		t.Fatalf("s3:// listing differs from file://:\n%+v\n%+v", s3L, fileL)
+	}
+	if s3L.Segments.Count != 3 || len(s3L.Runs) != 6 || s3L.States["complete"] != 6 {
+		t.Fatalf("s3:// listing: %+v", s3L)
+	}
+	seg := s3L.Segments.Partitions[0].Segments[1].Key
+	part := run.PartKey(s3L.Runs[0].Shard, mustWindow(t, s3L.Runs[0].Window), s3L.Runs[0].RunID, 0)
+	for _, key := range []string{seg, part} {
+		s3Out, err := runCLI(t, "inspect", "--store", s3Store, "--json", key)
+		if err != nil {
+			t.Fatalf("inspect s3 %s: %v", key, err)
+		}
+		fileOut, err := runCLI(t, "inspect", "--json", filepath.Join(dir, "store", key))
+		if err != nil {
+			t.Fatalf("inspect file %s: %v", key, err)
+		}
+		if strings.ReplaceAll(fileOut, filepath.Join(dir, "store")+"/", "") != s3Out {
+			t.Fatalf("inspect %s: s3:// %s\nfile:// %s", key, s3Out, fileOut)
+		}
+	}
+}
+
+func mustWindow(t *testing.T, name string) run.Window {
+	t.Helper()
+	w, err := run.ParseWindowName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -49,8 +49,16 @@ func main() {
 func newRoot() *cobra.Command {
 	var showVersion bool
 	root := &cobra.Command{
-		Use:           "tailor-batch",
-		Short:         "Kafka metric points → per-series, time-sorted, compressed files on object storage",
+		Use:   "tailor-batch",
+		Short: "Kafka metric points → per-series, time-sorted, compressed files on object storage",
+		Long: `Kafka metric points → per-series, time-sorted, compressed files on object storage,
+checked one-to-one against a legacy system. Every command takes -v, --log-level and
+--log-format; see docs/cli.md.
+
+Exit codes (every command):
+  0  success
+  1  a check found something (diff, validate, verify, demo, loadtest, gameday)
+  2  usage error or runtime error`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,

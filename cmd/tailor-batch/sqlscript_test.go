@@ -54,11 +54,11 @@ func TestSplitStatements(t *testing.T) {
 
 func TestStatementTitle(t *testing.T) {
 	for in, want := range map[string]string{
-		"SELECT\n  count(*)\nFROM   points":     "SELECT count(*) FROM points",
-		"-- how many\n/* all */ SELECT 1":       "SELECT 1",
-		strings.Repeat("x", 100):                strings.Repeat("x", 71) + "…",
-		"/* never closed SELECT 1":              "/* never closed SELECT 1",
-		"-- a comment only":                     "",
+		"SELECT\n  count(*)\nFROM   points":      "SELECT count(*) FROM points",
+		"-- how many\n/* all */ SELECT 1":        "SELECT 1",
+		strings.Repeat("x", 100):                 strings.Repeat("x", 71) + "…",
+		"/* never closed SELECT 1":               "/* never closed SELECT 1",
+		"-- a comment only":                      "",
 		"SELECT 'über' -- trailing comment kept": "SELECT 'über' -- trailing comment kept",
 	} {
 		if got := statementTitle(in); got != want {
