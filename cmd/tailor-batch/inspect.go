@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -66,9 +65,7 @@ Nothing is decoded beyond what is printed; a damaged file fails naming the byte 
 				return fmt.Errorf("inspect %s: %w", src.name, err)
 			}
 			if jsonOut {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
+				return writeJSON(cmd.OutOrStdout(), v)
 			}
 			v.print(cmd.OutOrStdout(), maxSeries)
 			return nil

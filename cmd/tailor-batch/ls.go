@@ -56,9 +56,7 @@ and footer and each run's manifest, never a frame or a part.`,
 				return err
 			}
 			if jsonOut {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(l)
+				return writeJSON(cmd.OutOrStdout(), l)
 			}
 			l.print(cmd.OutOrStdout(), long)
 			return nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -131,9 +130,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 			sum.Retries = storeRetries(st)
 			sum.MemoryLimit = opt.Engine.MemoryLimit
 			if jsonOut {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(struct {
+				if err := writeJSON(cmd.OutOrStdout(), struct {
 					Summary runSummary    `json:"summary"`
 					Runs    []*run.Report `json:"runs"`
 				}{sum, reports}); err != nil {

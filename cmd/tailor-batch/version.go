@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -136,9 +135,7 @@ func printVersion(ctx context.Context, w io.Writer, jsonOut bool) error {
 	}
 	v.DuckDB = d
 	if jsonOut {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return writeJSON(w, v)
 	}
 	fmt.Fprintf(w, "tailor-batch %s\n", v.Version)
 	fmt.Fprintf(w, "commit    %s", v.Commit)
