@@ -255,3 +255,23 @@ func TestRunClearsProgressBeforeSummary(t *testing.T) {
 		t.Fatalf("summary: %q", s[i:])
 	}
 }
+
+// TestIntLimitsNameRealFlags: every flag the limits table checks exists on its command
+// as an integer flag, so a renamed flag fails here and not on a user's command line.
+func TestIntLimitsNameRealFlags(t *testing.T) {
+	root := newRoot()
+	for name, limits := range intLimits {
+		cmd, _, err := root.Find([]string{name})
+		if err != nil || cmd.Name() != name {
+			t.Fatalf("no command %s: %v", name, err)
+		}
+		if err := checkFlagLimits(cmd); err != nil {
+			t.Fatalf("%s with its defaults: %v", name, err)
+		}
+		for _, l := range limits {
+			if f := cmd.Flags().Lookup(l.flag); f == nil || !strings.HasPrefix(f.Value.Type(), "int") {
+				t.Fatalf("%s --%s: %v", name, l.flag, f)
+			}
+		}
+	}
+}
