@@ -184,19 +184,19 @@ type lsRun struct {
 	Current bool     `json:"current"`
 	// Parts and LateParts are what the manifest lists; Objects and Bytes what the run's
 	// directory holds (parts of an incomplete run included).
-	Parts        int    `json:"parts"`
-	LateParts    int    `json:"late_parts"`
-	Objects      int    `json:"objects"`
-	Bytes        int64  `json:"bytes"`
-	Inputs       int    `json:"inputs"`
-	Series       uint64 `json:"series"`
-	Points       uint64 `json:"points"`
-	Corrupt      uint64 `json:"corrupt_frames_skipped"`
+	Parts     int    `json:"parts"`
+	LateParts int    `json:"late_parts"`
+	Objects   int    `json:"objects"`
+	Bytes     int64  `json:"bytes"`
+	Inputs    int    `json:"inputs"`
+	Series    uint64 `json:"series"`
+	Points    uint64 `json:"points"`
+	Corrupt   uint64 `json:"corrupt_frames_skipped"`
 	// SkippedPoints are the points of the frames a degraded run skipped, as their
 	// footers count them: what it may lack.
 	SkippedPoints uint64 `json:"skipped_points,omitempty"`
-	SupersededBy string `json:"superseded_by,omitempty"`
-	Error        string `json:"error,omitempty"`
+	SupersededBy  string `json:"superseded_by,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
 
 // prefixSummary counts the objects under a top-level prefix ls has no listing for.

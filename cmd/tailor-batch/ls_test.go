@@ -125,7 +125,7 @@ func TestLsShowsGapsOverlapsAndRunStates(t *testing.T) {
 			return out
 		})
 	}
-	mark("1111111111111111", `{"degraded": {"corrupt_frames": 2, "covered_by": "the current run"}}`)
+	mark("1111111111111111", `{"degraded": {"skipped_frames": [{"segment": "segments/x.tseg", "offset": 44, "rows": 10, "length": 99}, {"segment": "segments/x.tseg", "offset": 143, "rows": 10, "length": 99}], "points": 20, "bytes": 198}}`)
 	mark("2222222222222222", `{"superseded_by": "3333333333333333"}`)
 	copyFile(t, a, filepath.Join(root, "rejects/2025112400/import-0-1.json"), nil)
 	copyFile(t, a, filepath.Join(root, "rejects/2025112400/import-0-2.json"), nil)
@@ -163,7 +163,7 @@ func TestLsShowsGapsOverlapsAndRunStates(t *testing.T) {
 		switch {
 		case r.RunID == "00000000deadbeef" && (r.State != runIncomplete || r.Objects != 1):
 			t.Fatalf("killed run: %+v", r)
-		case r.RunID == "1111111111111111" && r.State != runDegraded:
+		case r.RunID == "1111111111111111" && (r.State != runDegraded || r.Corrupt != 2 || r.SkippedPoints != 20):
 			t.Fatalf("degraded run: %+v", r)
 		case r.RunID == "2222222222222222" && (r.State != runSuperseded || r.SupersededBy != "3333333333333333"):
 			t.Fatalf("marked superseded: %+v", r)
@@ -185,6 +185,7 @@ func TestLsShowsGapsOverlapsAndRunStates(t *testing.T) {
 		"unreadable from 7",
 		"corrupt segment segments/00/2025112400/import-2-00000000000000000007.tseg at byte 0",
 		"runs: 6 (2 complete, 1 degraded, 2 superseded, 1 incomplete)",
+		"2 corrupt frames skipped; up to 20 points not read",
 		"rejects/: 2 objects",
 	} {
 		if !strings.Contains(text, want) {
@@ -213,10 +214,10 @@ func TestRunStateOf(t *testing.T) {
 		{m(""), true, true, runComplete},
 		{m(""), false, false, runComplete}, // published, _CURRENT not yet written
 		{m(""), false, true, runSuperseded},
-		{m(`,"degraded":true`), true, true, runDegraded},
-		{m(`,"degraded":{"corrupt_frames":3}`), false, true, runDegraded},
-		{m(`,"degraded":false`), true, true, runComplete},
+		{m(`,"degraded":{"skipped_frames":[],"points":3}`), true, true, runDegraded},
+		{m(`,"degraded":{"points":3}`), false, true, runDegraded},
 		{m(`,"degraded":null,"superseded_by":""`), true, true, runComplete},
+		{m(`,"superseded_by":null`), true, true, runComplete},
 		{m(`,"superseded_by":"abc"`), true, true, runSuperseded},
 	} {
 		if got := runStateOf(tc.m, tc.current, tc.windowCurrent); got != tc.want {
