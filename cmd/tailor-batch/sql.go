@@ -164,7 +164,7 @@ is a script with a quote or comment that is never closed.`,
 			defer eng.Close()
 			views := []query.View{
 				query.PointsView(st, scope, columnar.ReadOptions{Readers: 2, SkipCorrupt: skipCorrupt, OnCorrupt: func(err error) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
+					loggerFrom(ctx).Warn("skipped corrupt segment bytes", "err", err)
 				}}),
 				query.LatestView(),
 				run.SeriesView("series", st, scope),

@@ -79,7 +79,7 @@ func TestSkipCorruptEveryPath(t *testing.T) {
 		t.Fatalf("run summary does not say what was skipped:\n%s", out)
 	}
 	out, err = runCLI(t, "sql", "--store", store, "--skip-corrupt", "--format", "csv", "SELECT count(*) AS n FROM points WHERE org_id = 2")
-	if err != nil || !strings.Contains(out, "warning:") || !strings.Contains(out, name) || !strings.Contains(out, "\n50\n") {
+	if err != nil || !strings.Contains(out, "level=WARN") || !strings.Contains(out, name) || !strings.Contains(out, "\n50\n") {
 		t.Fatalf("sql --skip-corrupt: %v\n%s", err, out)
 	}
 	legacy := filepath.Join(t.TempDir(), "legacy.csv")
