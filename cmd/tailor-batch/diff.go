@@ -130,10 +130,7 @@ Prints the counts by org and by metric; --format json prints the totals as one J
 object. --out writes every differing row to a Parquet file for drill-down (every copy
 of a legacy duplicate).
 
-A legacy path is read literally; glob:PATTERN reads every Parquet file it matches.
-
-Exit status, like diff(1): 0 when there is no difference, 1 when there are
-differences, 2 on trouble (a bad flag, unreadable data, a failed query).`,
+A legacy path is read literally; glob:PATTERN reads every Parquet file it matches.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {

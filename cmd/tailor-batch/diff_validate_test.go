@@ -99,7 +99,7 @@ func TestDiffValidateExitCodes(t *testing.T) {
 	// --help documents the codes.
 	for _, c := range []string{"diff", "validate"} {
 		code, stdout, _ := runMain(t, c, "--help")
-		if code != 0 || !strings.Contains(stdout, "Exit status") || !strings.Contains(stdout, "2 on trouble") {
+		if code != 0 || !strings.Contains(stdout, "Exit codes:") || !strings.Contains(stdout, "\n  1  ") || !strings.Contains(stdout, "\n  2  usage error") {
 			t.Fatalf("%s --help (exit %d) does not document the exit codes:\n%s", c, code, stdout)
 		}
 	}

@@ -72,8 +72,8 @@ func usageHint(w io.Writer, cmd *cobra.Command, err error) {
 // commands not listed never exit 1. diff and validate are the migration checks, verify
 // the completeness proof, and demo, loadtest and gameday end with a check of their own.
 var foundCodes = map[string]string{
-	"diff":     "the series files and the legacy data differ (like diff(1))",
-	"validate": "an org fails its thresholds",
+	"diff":     "the series files and the legacy data differ, like diff(1)",
+	"validate": "an org fails a threshold (the report says which kind of difference)",
 	"verify":   "something does not hold: a gap, an overlap, a missing or damaged part, or data not yet run",
 	"demo":     "the end-to-end check failed: a point was lost, duplicated or changed",
 	"loadtest": "a check failed at one of the scales",
@@ -87,7 +87,7 @@ func exitCodeHelp(name string) string {
 	if found, ok := foundCodes[name]; ok {
 		b.WriteString(", and the check found nothing\n  1  " + found)
 	}
-	b.WriteString("\n  2  usage error (a flag or argument out of range) or runtime error (see docs/cli.md)")
+	b.WriteString("\n  2  usage error (a flag or argument out of range) or runtime error (a store or data that\n     cannot be read, a failed query or run; see docs/cli.md)")
 	return b.String()
 }
 

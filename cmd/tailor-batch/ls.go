@@ -29,9 +29,9 @@ func newLsCmd() *cobra.Command {
 		Use:   "ls --store URL [--json] [--long]",
 		Short: "List what a store holds: segments per partition, runs per shard and window",
 		Long: `Lists the store's segments per (topic, partition) as contiguous offset ranges, with
-every gap (offsets no segment holds) and overlap (offsets two segments hold) on a line
-of its own and every segment that cannot be read; then every run per shard and window
-with its state:
+every gap (offsets no readable segment holds) and overlap (offsets two segments hold)
+on a line of its own, as verify finds them, and every segment that cannot be read; then
+every run per shard and window with its state:
 
   complete    published (its manifest is written); CURRENT says whether readers use it
   degraded    published from inputs that lost frames (skipped as corrupt); readers keep
@@ -153,11 +153,14 @@ type lsSegment struct {
 	Error string `json:"error,omitempty"`
 }
 
-// offsetRange is [Start, End) of a partition's offsets.
+// offsetRange is [Start, End) of a partition's offsets: a range the segments cover
+// (with how many), or a gap or overlap between the segments Prev and Next.
 type offsetRange struct {
-	Start    int64 `json:"start"`
-	End      int64 `json:"end"`
-	Segments int   `json:"segments,omitempty"`
+	Start    int64  `json:"start"`
+	End      int64  `json:"end"`
+	Segments int    `json:"segments,omitempty"`
+	Prev     string `json:"prev,omitempty"`
+	Next     string `json:"next,omitempty"`
 }
 
 type lsPartition struct {
@@ -210,14 +213,14 @@ type prefixSummary struct {
 // runs' manifests, a few at a time.
 func listStore(ctx context.Context, st storage.Store) (*storeListing, error) {
 	l := &storeListing{Store: st.URL(), States: map[string]int{}}
-	var segs []storage.Attrs
+	segSizes := map[string]int64{}
 	runs := map[string]*lsRun{} // by run directory
 	windowCurrent := map[string]string{}
 	other := map[string]*prefixSummary{}
 	err := st.List(ctx, "", func(a storage.Attrs) error {
 		switch {
-		case strings.HasPrefix(a.Key, "segments/") && strings.HasSuffix(a.Key, ".tseg"):
-			segs = append(segs, a)
+		case strings.HasPrefix(a.Key, "segments/"):
+			segSizes[a.Key] = a.Size // opened below, by columnar
 		case strings.HasPrefix(a.Key, run.SeriesPrefix):
 			parts := strings.Split(strings.TrimPrefix(a.Key, run.SeriesPrefix), "/")
 			switch {
@@ -336,14 +339,12 @@ func listStore(ctx context.Context, st storage.Store) (*storeListing, error) {
 		return a.Current && !b.Current
 	})
 
-	opened := make([]lsSegment, len(segs))
-	if err := forEach(ctx, len(segs), func(i int) error {
-		opened[i] = openForListing(ctx, st, segs[i])
-		return nil
-	}); err != nil {
-		return nil, err
+	var unreadable []error
+	segs, err := columnar.ListSegmentsWith(ctx, st, columnar.ListOptions{SkipCorrupt: true, OnCorrupt: func(err error) { unreadable = append(unreadable, err) }})
+	if err != nil {
+		return nil, fmt.Errorf("ls: %w", err)
 	}
-	l.Segments = groupPartitions(opened)
+	l.Segments = listPartitions(segs, unreadable, segSizes)
 	for _, p := range l.Segments.Partitions {
 		l.Segments.Count += len(p.Segments)
 		l.Segments.Bytes += p.Bytes
@@ -366,84 +367,83 @@ func windowStart(name string) int64 {
 	return w.From.UnixMilli()
 }
 
-// openForListing reads a segment's header and footer; a segment that cannot be read is
-// listed with the error, from what its key says.
-func openForListing(ctx context.Context, st storage.Store, a storage.Attrs) lsSegment {
-	s := lsSegment{Key: a.Key, Bytes: a.Size}
-	seg, err := columnar.OpenSegment(ctx, st, a.Key, a.Size)
-	if err != nil {
-		s.Error = err.Error()
-		if topic, p, start, kerr := columnar.ParseSegmentKey(a.Key); kerr == nil {
-			s.Topic, s.Partition, s.StartOffset, s.EndOffset = topic, p, start, start
-		}
-		return s
-	}
+// segmentOf is what ls shows of an opened segment.
+func segmentOf(seg *columnar.Segment) lsSegment {
 	h, f := seg.Header, seg.Footer
-	s.Topic, s.Partition, s.StartOffset, s.EndOffset = h.Topic, h.Partition, h.StartOffset, f.EndOffset
-	s.StartTime = time.UnixMilli(h.StartTimestamp).UTC().Format(time.RFC3339)
-	s.Frames, s.Records, s.Rejected, s.Rows, s.Shards = len(f.Frames), f.Records, f.Rejected, f.Rows, f.Shards
-	return s
+	return lsSegment{
+		Key: seg.Key, Topic: h.Topic, Partition: h.Partition, StartOffset: h.StartOffset, EndOffset: f.EndOffset,
+		StartTime: time.UnixMilli(h.StartTimestamp).UTC().Format(time.RFC3339), Bytes: seg.Size,
+		Frames: len(f.Frames), Records: f.Records, Rejected: f.Rejected, Rows: f.Rows, Shards: f.Shards,
+	}
 }
 
-// groupPartitions sorts segments into partitions and finds the ranges they cover.
-func groupPartitions(segs []lsSegment) segmentListing {
-	byPart := map[string]*lsPartition{}
-	var keys []string
-	for _, s := range segs {
-		k := fmt.Sprintf("%s\x00%011d", s.Topic, s.Partition)
-		p := byPart[k]
-		if p == nil {
-			p = &lsPartition{Topic: s.Topic, Partition: s.Partition, Ranges: []offsetRange{}, Gaps: []offsetRange{}, Overlaps: []offsetRange{}, Unreadable: []string{}}
-			byPart[k] = p
-			keys = append(keys, k)
-		}
-		p.Segments = append(p.Segments, s)
+// listPartitions puts the segments into partitions, with the ranges, gaps and overlaps
+// of their chains (columnar.Chains, as verify finds them), and the segments that could
+// not be read (errs, corrupt headers, trailers or footers) under the partition their
+// key names; sizes gives every segment key's size.
+func listPartitions(segs []*columnar.Segment, errs []error, sizes map[string]int64) segmentListing {
+	type tp struct {
+		topic string
+		part  int32
 	}
-	sort.Strings(keys)
+	byPart := map[tp]*lsPartition{}
+	get := func(topic string, part int32) *lsPartition {
+		p := byPart[tp{topic, part}]
+		if p == nil {
+			p = &lsPartition{Topic: topic, Partition: part, Ranges: []offsetRange{}, Gaps: []offsetRange{}, Overlaps: []offsetRange{}, Unreadable: []string{}}
+			byPart[tp{topic, part}] = p
+		}
+		return p
+	}
+	between := func(rs []columnar.OffsetRange) []offsetRange {
+		out := make([]offsetRange, 0, len(rs))
+		for _, r := range rs {
+			out = append(out, offsetRange{Start: r.From, End: r.To, Prev: r.Prev, Next: r.Next})
+		}
+		return out
+	}
+	for _, c := range columnar.Chains(segs) {
+		p := get(c.Topic, c.Partition)
+		p.Gaps, p.Overlaps = between(c.Gaps), between(c.Overlaps)
+		start := c.From
+		for _, g := range c.Gaps {
+			p.Ranges = append(p.Ranges, offsetRange{Start: start, End: g.From})
+			start = g.To
+		}
+		p.Ranges = append(p.Ranges, offsetRange{Start: start, End: c.To})
+		for _, seg := range c.Segments {
+			s := segmentOf(seg)
+			// The range a segment is in is the last that starts at or before it.
+			i := sort.Search(len(p.Ranges), func(i int) bool { return p.Ranges[i].Start > s.StartOffset }) - 1
+			p.Ranges[max(i, 0)].Segments++
+			p.Segments = append(p.Segments, s)
+			p.Records, p.Rows, p.Bytes = p.Records+s.Records, p.Rows+s.Rows, p.Bytes+s.Bytes
+		}
+	}
+	for _, err := range errs {
+		s := lsSegment{Error: err.Error(), Partition: -1}
+		var ce *columnar.CorruptError
+		if errors.As(err, &ce) {
+			s.Key, s.Bytes = ce.Key, sizes[ce.Key]
+		}
+		if topic, part, start, kerr := columnar.ParseSegmentKey(s.Key); kerr == nil {
+			s.Topic, s.Partition, s.StartOffset, s.EndOffset = topic, part, start, start
+		}
+		p := get(s.Topic, s.Partition)
+		p.Unreadable = append(p.Unreadable, s.Key)
+		p.Segments = append(p.Segments, s)
+		p.Bytes += s.Bytes
+	}
 	var out segmentListing
-	for _, k := range keys {
-		p := byPart[k]
-		p.cover()
+	for _, p := range byPart {
+		sort.SliceStable(p.Segments, func(i, j int) bool { return p.Segments[i].StartOffset < p.Segments[j].StartOffset })
 		out.Partitions = append(out.Partitions, *p)
 	}
-	return out
-}
-
-// cover computes the partition's ranges, gaps and overlaps from its segments' offsets.
-// An unreadable segment's end is unknown: no gap is reported right after it.
-func (p *lsPartition) cover() {
-	sort.SliceStable(p.Segments, func(i, j int) bool {
-		a, b := p.Segments[i], p.Segments[j]
-		if a.StartOffset != b.StartOffset {
-			return a.StartOffset < b.StartOffset
-		}
-		return a.EndOffset < b.EndOffset
+	sort.Slice(out.Partitions, func(i, j int) bool {
+		a, b := out.Partitions[i], out.Partitions[j]
+		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
-	var cur *offsetRange
-	unknown := false
-	for _, s := range p.Segments {
-		p.Bytes += s.Bytes
-		if s.Error != "" {
-			p.Unreadable = append(p.Unreadable, s.Key)
-			unknown = true
-			continue
-		}
-		p.Records += s.Records
-		p.Rows += s.Rows
-		switch {
-		case cur == nil:
-			p.Ranges = append(p.Ranges, offsetRange{Start: s.StartOffset, End: s.EndOffset})
-		case s.StartOffset > cur.End && !unknown:
-			p.Gaps = append(p.Gaps, offsetRange{Start: cur.End, End: s.StartOffset})
-			p.Ranges = append(p.Ranges, offsetRange{Start: s.StartOffset, End: s.EndOffset})
-		case s.StartOffset < cur.End:
-			p.Overlaps = append(p.Overlaps, offsetRange{Start: s.StartOffset, End: min(cur.End, s.EndOffset)})
-		}
-		cur = &p.Ranges[len(p.Ranges)-1]
-		cur.End = max(cur.End, s.EndOffset)
-		cur.Segments++
-		unknown = false
-	}
+	return out
 }
 
 // forEach calls fn(0..n-1), eight at a time (object stores answer small reads faster

@@ -143,8 +143,9 @@ func TestLsShowsGapsOverlapsAndRunStates(t *testing.T) {
 		t.Fatalf("partition 0: %+v", p0)
 	}
 	s0, s1 := pp1.Segments[0], pp1.Segments[2]
-	wantGaps := []offsetRange{{Start: s0.EndOffset, End: s1.StartOffset}}
-	if pp1.Partition != 1 || !reflect.DeepEqual(pp1.Gaps, wantGaps) || !reflect.DeepEqual(pp1.Overlaps, []offsetRange{{Start: 0, End: s0.EndOffset}}) || len(pp1.Ranges) != 2 {
+	wantGaps := []offsetRange{{Start: s0.EndOffset, End: s1.StartOffset, Prev: s0.Key, Next: s1.Key}}
+	wantOverlaps := []offsetRange{{Start: 0, End: s0.EndOffset, Prev: s0.Key, Next: pp1.Segments[1].Key}}
+	if pp1.Partition != 1 || !reflect.DeepEqual(pp1.Gaps, wantGaps) || !reflect.DeepEqual(pp1.Overlaps, wantOverlaps) || len(pp1.Ranges) != 2 {
 		t.Fatalf("partition 1: gaps %+v (want %+v), overlaps %+v, ranges %+v", pp1.Gaps, wantGaps, pp1.Overlaps, pp1.Ranges)
 	}
 	if pp2.Partition != 2 || len(pp2.Unreadable) != 1 || !strings.Contains(pp2.Segments[0].Error, "corrupt segment") {

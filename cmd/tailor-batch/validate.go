@@ -81,10 +81,7 @@ the legacy data holds more than once, which cannot be compared). Each defaults t
 not given on its own. An org fails when any kind is above its threshold, and the
 report names the kinds that failed it.
 
-A legacy path is read literally; glob:PATTERN reads every Parquet file it matches.
-
-Exit status: 0 when every org passes, 1 when an org fails, 2 on trouble (a bad flag,
-unreadable data, a failed query, a report that could not be written).`,
+A legacy path is read literally; glob:PATTERN reads every Parquet file it matches.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			th, err := tf.thresholds(cmd)
