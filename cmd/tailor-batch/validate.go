@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -122,37 +121,6 @@ A legacy path is read literally; glob:PATTERN reads every Parquet file it matche
 	cmd.Flags().StringVar(&outDir, "out-dir", "validation-report", "directory for report.json, report.md and report.html")
 	cmd.Flags().IntVar(&top, "top", 10, "metrics per org in the report, most differences first")
 	return cmd
-}
-
-// tailorVersion is this binary's version for reports: the module version and, for a
-// build from a checkout, the commit (with +dirty for uncommitted changes).
-func tailorVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" {
-		v += " (" + rev + dirty + ")"
-	}
-	if v == "" {
-		return "unknown"
-	}
-	return v
 }
 
 // writeReport writes the three forms of the report and returns their common path.

@@ -98,6 +98,25 @@ func buildVersion(bi *debug.BuildInfo) versionInfo {
 	return v
 }
 
+// tailorVersion is this binary's version for reports (validate's): the release and,
+// when the build recorded one, the commit's first 12 hex digits (-dirty for a checkout
+// with local changes), from the same build information as the version command.
+func tailorVersion() string {
+	bi, _ := debug.ReadBuildInfo()
+	v := buildVersion(bi)
+	if strings.HasPrefix(v.Commit, "unknown") {
+		return v.Version
+	}
+	rev, dirty, _ := strings.Cut(v.Commit, "-")
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty != "" {
+		rev += "-" + dirty
+	}
+	return v.Version + " (" + rev + ")"
+}
+
 // duckDBVersion asks the linked DuckDB for its version.
 func duckDBVersion(ctx context.Context) (_ string, err error) {
 	eng, err := query.Open(ctx, query.Options{})

@@ -35,10 +35,14 @@ func TestBuildVersion(t *testing.T) {
 		t.Fatalf("no VCS stamp: %+v", v)
 	}
 	old := commit
-	commit = "feedface-dirty" // -ldflags -X main.commit, for builds in a git worktree
+	commit = "feedface0123456789-dirty" // -ldflags -X main.commit, for builds in a git worktree
 	defer func() { commit = old }()
-	if v := buildVersion(bi); v.Commit != "feedface-dirty" {
+	if v := buildVersion(bi); v.Commit != "feedface0123456789-dirty" {
 		t.Fatalf("ldflags commit: %q", v.Commit)
+	}
+	// validate's reports carry the same, shortened.
+	if v := tailorVersion(); !strings.HasSuffix(v, " (feedface0123-dirty)") {
+		t.Fatalf("tailorVersion = %q", v)
 	}
 	if v := buildVersion(nil); v.Version != "(devel)" || v.Formats.SeriesFile != encoder.CurrentVersion || v.Formats.Manifest != run.AlgoVersion() {
 		t.Fatalf("no build info: %+v", v)
