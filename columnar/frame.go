@@ -76,10 +76,12 @@ func (b *frameBuilder) add(k SeriesKey, src Source, tags []string, ts []int64, v
 	b.minRecordTs, b.maxRecordTs = min(b.minRecordTs, src.Timestamp), max(b.maxRecordTs, src.Timestamp)
 }
 
+// frameRawHeader is the raw payload's groups and rows counts.
+const frameRawHeader = 8
+
 // rawSize is the size of the marshalled raw payload.
 func (b *frameBuilder) rawSize() int {
-	g, r := b.groups(), b.rows()
-	return 8 + 32*g + 16*r + 8*g + len(b.tags)
+	return frameRawHeader + groupRawBytes*b.groups() + rowRawBytes*b.rows() + len(b.tags)
 }
 
 // marshal appends the raw frame payload to dst.

@@ -116,10 +116,15 @@ const (
 	MaxTs int64 = 253402300799999 // 9999-12-31T23:59:59.999Z
 )
 
-// CheckPayload validates a decoded payload before it is stored.
+// CheckPayload validates a decoded payload before it is stored: as many values as
+// timestamps, each timestamp in years 1-9999, and tags inside the format's limits
+// (CheckTags; a *LimitError).
 func CheckPayload(p *Payload) error {
 	if len(p.Timestamps) != len(p.Values) {
 		return fmt.Errorf("payload: %d timestamps but %d values", len(p.Timestamps), len(p.Values))
+	}
+	if err := CheckTags(p.Tags); err != nil {
+		return fmt.Errorf("payload: %w", err)
 	}
 	for i, ts := range p.Timestamps {
 		if ts < MinTs || ts > MaxTs {

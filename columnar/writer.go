@@ -46,6 +46,7 @@ type SegmentWriter struct {
 	bytes      int64
 
 	sortBuf []int
+	hdrErr  error // why the header cannot be stored, if it cannot
 }
 
 type sealedFrame struct {
@@ -53,18 +54,28 @@ type sealedFrame struct {
 	data []byte // frame header + compressed payload
 }
 
-// NewSegmentWriter starts a segment. frameRows <= 0 means DefaultFrameRows.
+// NewSegmentWriter starts a segment. frameRows <= 0 means DefaultFrameRows, and more
+// than MaxFrameRows means MaxFrameRows. A header that a segment cannot hold (a topic that
+// CheckTopic refuses, a negative partition, which the key could not be parsed back from)
+// makes every Add and Skip fail.
 func NewSegmentWriter(h Header, shards *ShardMap, frameRows int) *SegmentWriter {
 	if frameRows <= 0 {
 		frameRows = DefaultFrameRows
 	}
+	frameRows = min(frameRows, MaxFrameRows)
 	h.Version = SegmentVersion
 	h.ShardMapVersion = shards.Version
-	return &SegmentWriter{
+	w := &SegmentWriter{
 		hdr: h, shards: shards, frameRows: frameRows,
 		shardIdx: map[string]uint32{}, shardOf: map[uint32]uint32{},
 		lastOffset: h.StartOffset - 1,
 	}
+	if err := CheckTopic(h.Topic); err != nil {
+		w.hdrErr = fmt.Errorf("segment writer: %w", err)
+	} else if h.Partition < 0 {
+		w.hdrErr = fmt.Errorf("segment writer: partition %d is negative", h.Partition)
+	}
+	return w
 }
 
 // Header returns the segment header.
@@ -76,13 +87,18 @@ func (w *SegmentWriter) Records() uint64 { return w.records }
 // Rows is the number of points added so far.
 func (w *SegmentWriter) Rows() uint64 { return w.rows }
 
-// Bytes is the approximate size of the segment so far.
+// Bytes is the approximate size of the segment so far: its sealed frames, and the raw
+// size of its open ones (points, groups and tags alike, so that payloads with many tags
+// count for what they hold).
 func (w *SegmentWriter) Bytes() int64 { return w.bytes }
 
 // EndOffset is one past the last offset covered so far.
 func (w *SegmentWriter) EndOffset() int64 { return w.lastOffset + 1 }
 
 func (w *SegmentWriter) cover(offset int64) error {
+	if w.hdrErr != nil {
+		return w.hdrErr
+	}
 	if offset <= w.lastOffset {
 		return fmt.Errorf("segment %s-%d: offset %d is not after %d", w.hdr.Topic, w.hdr.Partition, offset, w.lastOffset)
 	}
@@ -106,28 +122,51 @@ func (w *SegmentWriter) Skip(offset int64, rejected bool) error {
 // Add appends the payloads decoded from the record at src.Offset. Offsets must increase.
 // A payload whose timestamps are not strictly increasing is sorted by ts (stable) and
 // keeps only the last point of each repeated ts. Payloads with no points are skipped.
+//
+// A payload that the format cannot hold (tags past CheckTags' limits: a *LimitError) or
+// that has more timestamps than values fails the whole record before anything of it is
+// added, so the caller can still Skip its offset as rejected.
 func (w *SegmentWriter) Add(src Source, payloads []Payload) error {
+	for i := range payloads {
+		p := &payloads[i]
+		if len(p.Timestamps) != len(p.Values) {
+			return fmt.Errorf("segment %s-%d offset %d: payload %d: %d timestamps but %d values", w.hdr.Topic, w.hdr.Partition, src.Offset, i, len(p.Timestamps), len(p.Values))
+		}
+		if err := CheckTags(p.Tags); err != nil {
+			return fmt.Errorf("segment %s-%d offset %d: payload %d: %w", w.hdr.Topic, w.hdr.Partition, src.Offset, i, err)
+		}
+	}
 	if err := w.cover(src.Offset); err != nil {
 		return err
 	}
 	w.records++
 	for i := range payloads {
 		p := &payloads[i]
-		if len(p.Timestamps) != len(p.Values) {
-			return fmt.Errorf("segment %s-%d offset %d: %d timestamps but %d values", w.hdr.Topic, w.hdr.Partition, src.Offset, len(p.Timestamps), len(p.Values))
-		}
 		ts, vals := w.normalize(p.Timestamps, p.Values)
 		if len(ts) == 0 {
 			continue
 		}
 		si := w.shardIndex(p.Org, p.Metric)
-		// Split very large payloads across frames; the parts keep the same provenance.
+		tb := tagBytes(p.Tags)
+		// Split very large payloads across frames; the parts keep the same provenance
+		// (and tags). A frame also seals before its raw size would pass maxFrameRaw.
 		for len(ts) > 0 {
 			b := w.open[si]
-			n := min(len(ts), w.frameRows-b.rows())
+			room := min(w.frameRows-b.rows(), (maxFrameRaw-b.rawSize()-groupRawBytes-tb)/rowRawBytes)
+			if room <= 0 {
+				if b.groups() == 0 {
+					return fmt.Errorf("BUG: a group with %d tag bytes does not fit an empty frame", tb)
+				}
+				if err := w.seal(si); err != nil {
+					return err
+				}
+				continue
+			}
+			n := min(len(ts), room)
+			before := b.rawSize()
 			b.add(p.SeriesKey, src, p.Tags, ts[:n], vals[:n])
 			w.rows += uint64(n)
-			w.bytes += int64(16 * n)
+			w.bytes += int64(b.rawSize() - before)
 			ts, vals = ts[n:], vals[n:]
 			if b.rows() >= w.frameRows {
 				if err := w.seal(si); err != nil {
@@ -202,7 +241,7 @@ func (w *SegmentWriter) seal(si uint32) error {
 	}
 	info.Shard = si
 	w.sealed[si] = append(w.sealed[si], sealedFrame{info: info, data: data})
-	w.bytes += int64(len(data)) - int64(16*b.rows())
+	w.bytes += int64(len(data)) - int64(b.rawSize()-frameRawHeader)
 	b.reset()
 	return nil
 }

@@ -66,7 +66,8 @@ type Options struct {
 	FlushPayloads int
 	FlushBytes    int64
 	FlushAge      time.Duration
-	// FrameRows caps the rows of one frame (default columnar.DefaultFrameRows).
+	// FrameRows caps the rows of one frame (default columnar.DefaultFrameRows, at most
+	// columnar.MaxFrameRows).
 	FrameRows int
 	// BufferBytes bounds the memory of every open and uploading segment together
 	// (default 1 GiB). When it is reached, the sink flushes the largest open segments
@@ -133,6 +134,9 @@ func (o *Options) defaults() error {
 	}
 	if o.BufferBytes < 1<<20 {
 		return fmt.Errorf("sink: buffer %d bytes is smaller than min allowed %d", o.BufferBytes, 1<<20)
+	}
+	if o.FrameRows > columnar.MaxFrameRows {
+		return fmt.Errorf("sink: frame rows %d is larger than max allowed %d", o.FrameRows, columnar.MaxFrameRows)
 	}
 	if o.Uploads <= 0 {
 		o.Uploads = 8
