@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest"
 )
 
@@ -25,10 +26,25 @@ func newImportCmd() *cobra.Command {
 org_id,metric_id,context_key,ts,value (ts in Unix ms; value as text, NaN, +Inf, -Inf and -0
 accepted) and writes them as segments. A later row for the same series and ts replaces an
 earlier one. Rows are appended after the existing segments of --topic/--partition, so a
-second import of the same points replaces the first.`,
+second import of the same points replaces the first.
+
+A failed import never stores a row twice when it is run again:
+  - Every row is checked before anything is stored: a malformed row fails the import,
+    naming its line, and nothing is stored. Fix the file and import it again.
+  - If storing fails part-way (the store, Ctrl-C), the error names the segments stored
+    so far, and the import leaves a journal (imports/<topic>-<partition>.json) in the
+    store. Run the same import again: it resumes, checks that the stored segments hold
+    exactly the file's rows, stores the rest and removes the journal.
+Do not run two imports into the same --topic and --partition at once. See docs/import.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := columnar.CheckTopic(topic); err != nil {
+				return fmt.Errorf("--topic: %w", err)
+			}
+			if partition < 0 {
+				return fmt.Errorf("--partition %d: must not be negative", partition)
+			}
 			st, err := openStore(ctx, storeURL)
 			if err != nil {
 				return err
@@ -50,8 +66,12 @@ second import of the same points replaces the first.`,
 			if err != nil {
 				return err
 			}
+			if stats.Resumed {
+				fmt.Fprintf(cmd.OutOrStdout(), "resumed the unfinished import into %s-%d: %d of its segments were stored already and hold the same rows\n",
+					topic, partition, stats.SegmentsExisting)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %d rows as %d records in %d segments (offsets %d..%d of %s-%d) into %s\n",
-				stats.Rows, stats.Records, stats.Segments, stats.FirstOffset, stats.EndOffset, topic, partition, st.URL())
+				stats.Rows, stats.Records, stats.Segments+stats.SegmentsExisting, stats.FirstOffset, stats.EndOffset, topic, partition, st.URL())
 			if rs := storeRetries(st); rs != nil {
 				printRetries(cmd.OutOrStdout(), "store retries: ", *rs)
 			}
