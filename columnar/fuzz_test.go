@@ -45,7 +45,7 @@ func FuzzSegment(f *testing.F) {
 			sp := Split{Seg: seg, Frames: []FrameInfo{f}}
 			var c Columns
 			var fs FrameStats
-			err := dec.DecodeFrame(&sp, f, b[f.Offset:f.Offset+uint64(f.Length)], 0, AllTime, false, &c, &fs, func(SeriesKey, Provenance, []string) {})
+			err := dec.DecodeFrame(&sp, f, b[f.Offset:f.Offset+uint64(f.Length)], DecodeOptions{Tags: func(SeriesKey, Provenance, []string) {}}, &c, &fs)
 			if err != nil {
 				continue
 			}
@@ -159,7 +159,7 @@ func FuzzFrame(f *testing.F) {
 		var c Columns
 		var fs FrameStats
 		ntags := 0
-		err := dec.DecodeFrame(&sp, info, fb, 0, AllTime, false, &c, &fs, func(_ SeriesKey, _ Provenance, tags []string) { ntags += len(tags) })
+		err := dec.DecodeFrame(&sp, info, fb, DecodeOptions{Tags: func(_ SeriesKey, _ Provenance, tags []string) { ntags += len(tags) }}, &c, &fs)
 		if err != nil {
 			var ce *CorruptError
 			if !errors.As(err, &ce) || ce.Offset != 77 {
@@ -171,7 +171,7 @@ func FuzzFrame(f *testing.F) {
 			t.Fatalf("decoded %d rows (footer %d), raw buffer %d (footer %d)", c.Len(), rows, cap(dec.raw), rawLen)
 		}
 		var again Columns
-		if err := dec.DecodeFrame(&sp, info, fb, 0, AllTime, false, &again, &fs, nil); err != nil {
+		if err := dec.DecodeFrame(&sp, info, fb, DecodeOptions{}, &again, &fs); err != nil {
 			t.Fatalf("second decode: %v", err)
 		}
 		if !slices.Equal(c.Ts, again.Ts) || !slices.Equal(c.Offset, again.Offset) || len(c.Value) != len(again.Value) {
@@ -197,7 +197,7 @@ func FuzzFrame(f *testing.F) {
 			var k Keyed
 			ps := &memSink{}
 			pw := ps.Writer()
-			if err := dec.DecodeFrameKeyed(&sp, info, fb, 0, win, false, l, g.Assign, pw, &k, &fs, nil); err != nil {
+			if err := dec.DecodeFrameKeyed(&sp, info, fb, DecodeOptions{Window: win, Layout: l, Groups: g.Assign, Points: pw}, &k, &fs); err != nil {
 				t.Fatalf("keyed decode: %v", err)
 			}
 			if err := pw.Close(); err != nil {

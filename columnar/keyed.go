@@ -2,6 +2,7 @@ package columnar
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -179,21 +180,25 @@ type groupScratch struct {
 }
 
 // DecodeFrameKeyed is DecodeFrame for keyed rows: it numbers the frame's groups with
-// groups, stores the points of each group inside win with pw and appends a row for the
-// group to c, in layout l.
-func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, l KeyLayout, groups GroupFunc, pw PointWriter, c *Keyed, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
-	v, ok, err := d.open(sp, f, b, topic, skipCorrupt, st, tags)
+// opt.Groups, stores the points of each group inside opt.Window with opt.Points and
+// appends a row for the group to c, in opt.Layout.
+func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, opt DecodeOptions, c *Keyed, st *FrameStats) error {
+	if opt.Groups == nil || opt.Points == nil {
+		return errors.New("BUG: keyed decode without Groups or Points")
+	}
+	v, ok, err := d.open(sp, f, b, &opt, st)
 	if !ok {
 		return err
 	}
 	t := time.Now()
 	defer func() { st.Timers.Decode += time.Since(t) }()
 	g := &d.groups
-	v.groupIDs(g, topic, sp.Seg.Header.Partition)
-	if err := groups(g.keys, g.provs, g.sids, g.gids); err != nil {
+	v.groupIDs(g, opt.Topic, sp.Seg.Header.Partition)
+	if err := opt.Groups(g.keys, g.provs, g.sids, g.gids); err != nil {
 		return fmt.Errorf("segment %s frame at byte %d: %w", sp.Seg.Key, f.Offset, err)
 	}
-	kept, err := v.appendKeyed(c, l, win, win.Covers(f.MinTs, f.MaxTs), g.sids, g.gids, pw)
+	win := opt.window()
+	kept, err := v.appendKeyed(c, opt.Layout, win, win.Covers(f.MinTs, f.MaxTs), g.sids, g.gids, opt.Points)
 	if err != nil {
 		return fmt.Errorf("segment %s frame at byte %d: %w", sp.Seg.Key, f.Offset, err)
 	}

@@ -260,7 +260,8 @@ func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fe
 		return err
 	}
 	defer fetch.done()
-	topic := topics[sp.Seg.Header.Topic]
+	dopt := DecodeOptions{Topic: topics[sp.Seg.Header.Topic], Window: opt.Window, SkipCorrupt: opt.SkipCorrupt, Tags: opt.Tags,
+		Layout: opt.Layout, Groups: opt.Groups, Points: pw}
 	for j, f := range sp.Frames {
 		t := time.Now()
 		fb, err := fetch.frame(ctx, j)
@@ -269,9 +270,9 @@ func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fe
 			return err
 		}
 		if opt.Groups != nil {
-			err = dec.DecodeFrameKeyed(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, opt.Layout, opt.Groups, pw, &(*b).Keyed, st, opt.Tags)
+			err = dec.DecodeFrameKeyed(sp, f, fb, dopt, &(*b).Keyed, st)
 		} else {
-			err = dec.DecodeFrame(sp, f, fb, topic, opt.Window, opt.SkipCorrupt, &(*b).Columns, st, opt.Tags)
+			err = dec.DecodeFrame(sp, f, fb, dopt, &(*b).Columns, st)
 		}
 		if err != nil {
 			return err

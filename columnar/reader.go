@@ -272,21 +272,49 @@ func ReadSplitBytes(ctx context.Context, st storage.Store, sp *Split, dst []byte
 	return b, nil
 }
 
+// DecodeOptions says how DecodeFrame and DecodeFrameKeyed decode a frame. The zero
+// value decodes every row of a frame of topic id 0 and fails on a corrupt frame.
+type DecodeOptions struct {
+	// Topic is the topic id stamped on every row (see Topics).
+	Topic uint16
+	// Window keeps only the rows whose ts is inside it (the zero Window means AllTime).
+	Window Window
+	// SkipCorrupt counts and skips a corrupt frame instead of failing.
+	SkipCorrupt bool
+	// Tags, when not nil, is called for every group that carries tags, with the group's
+	// provenance; it must copy tags to keep them.
+	Tags func(k SeriesKey, p Provenance, tags []string)
+
+	// For DecodeFrameKeyed only: the layout of the keyed rows, the numbering of the
+	// frame's groups, and where their points go. Groups and Points must be set.
+	Layout KeyLayout
+	Groups GroupFunc
+	Points PointWriter
+}
+
+// window is the options' window, the zero one meaning AllTime.
+func (o *DecodeOptions) window() Window {
+	if o.Window == (Window{}) {
+		return AllTime
+	}
+	return o.Window
+}
+
 // DecodeFrame decodes one frame of sp, whose bytes (frame header included) are b, and
-// appends its rows inside win to c. A corrupt frame returns a *CorruptError naming the
-// segment and offset; with skipCorrupt it is counted and skipped instead. tags, when not
-// nil, is called for every group that carries tags. After warm-up (c and the decoder's
-// buffers large enough) it does not allocate.
-func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint16, win Window, skipCorrupt bool, c *Columns, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) error {
-	v, ok, err := d.open(sp, f, b, topic, skipCorrupt, st, tags)
+// appends its rows inside opt.Window to c. A corrupt frame returns a *CorruptError naming
+// the segment and offset; with opt.SkipCorrupt it is counted and skipped instead. After
+// warm-up (c and the decoder's buffers large enough) it does not allocate.
+func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, opt DecodeOptions, c *Columns, st *FrameStats) error {
+	v, ok, err := d.open(sp, f, b, &opt, st)
 	if !ok {
 		return err
 	}
 	t := time.Now()
 	defer func() { st.Timers.Decode += time.Since(t) }()
 	start := c.Len()
-	v.appendRows(c, topic, sp.Seg.Header.Partition)
+	v.appendRows(c, opt.Topic, sp.Seg.Header.Partition)
 	st.RowsIn += uint64(v.rows)
+	win := opt.window()
 	if win.Covers(f.MinTs, f.MaxTs) {
 		st.RowsOut += uint64(v.rows)
 		return nil
@@ -297,19 +325,19 @@ func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, topic uint1
 	return nil
 }
 
-// open counts and decodes a frame and hands its tags to tags. It returns ok = false when
-// the frame is not to be read: with the error, or with nil for a corrupt frame skipped
-// and counted under skipCorrupt.
-func (d *FrameDecoder) open(sp *Split, f FrameInfo, b []byte, topic uint16, skipCorrupt bool, st *FrameStats, tags func(k SeriesKey, p Provenance, tags []string)) (frameView, bool, error) {
+// open counts and decodes a frame and hands its tags to opt.Tags. It returns ok = false
+// when the frame is not to be read: with the error, or with nil for a corrupt frame
+// skipped and counted under opt.SkipCorrupt.
+func (d *FrameDecoder) open(sp *Split, f FrameInfo, b []byte, opt *DecodeOptions, st *FrameStats) (frameView, bool, error) {
 	st.Frames++
 	v, err := d.decode(sp.Seg.Key, f, b, &st.Timers)
-	if err == nil && tags != nil {
-		if terr := v.groupTags(topic, sp.Seg.Header.Partition, tags); terr != nil {
+	if err == nil && opt.Tags != nil {
+		if terr := v.groupTags(opt.Topic, sp.Seg.Header.Partition, opt.Tags); terr != nil {
 			err = corrupt(sp.Seg.Key, f.Offset, "%v", terr)
 		}
 	}
 	if err != nil {
-		if skipCorrupt && errors.Is(err, ErrCorrupt) {
+		if opt.SkipCorrupt && errors.Is(err, ErrCorrupt) {
 			st.CorruptFrames++
 			st.Skipped = append(st.Skipped, FrameRef{Key: sp.Seg.Key, Offset: f.Offset})
 			return v, false, nil

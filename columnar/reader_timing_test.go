@@ -81,7 +81,7 @@ func BenchmarkFrameDecode(b *testing.B) {
 	pass := func() {
 		for _, f := range seg.Footer.Frames {
 			c.Reset()
-			if err := dec.DecodeFrame(&sp, f, data[f.Offset:f.Offset+uint64(f.Length)], 0, AllTime, false, &c, &fs, nil); err != nil {
+			if err := dec.DecodeFrame(&sp, f, data[f.Offset:f.Offset+uint64(f.Length)], DecodeOptions{}, &c, &fs); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -686,7 +686,7 @@ func TestCorruptFrameCountedOnce(t *testing.T) {
 			}
 			var cols columnar.Columns
 			var fs columnar.FrameStats
-			if err := dec.DecodeFrame(&sp, f, b, 0, columnar.AllTime, false, &cols, &fs, nil); err != nil {
+			if err := dec.DecodeFrame(&sp, f, b, columnar.DecodeOptions{}, &cols, &fs); err != nil {
 				t.Fatal(err)
 			}
 			rs := map[string]map[string]bool{}

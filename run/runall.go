@@ -66,7 +66,7 @@ func ShardWindows(ctx context.Context, st storage.Store, segs []*columnar.Segmen
 			}
 			cols.Reset()
 			var fs columnar.FrameStats
-			if err := dec.DecodeFrame(&sp, f, buf, 0, on, false, &cols, &fs, nil); err != nil {
+			if err := dec.DecodeFrame(&sp, f, buf, columnar.DecodeOptions{Window: on}, &cols, &fs); err != nil {
 				if !skipCorrupt || !errors.Is(err, columnar.ErrCorrupt) {
 					return nil, err
 				}

@@ -236,7 +236,7 @@ func decodeAllocsPerFrame(ctx context.Context, st storage.Store, splits []column
 	pass := func() error {
 		for _, f := range frames {
 			c.Reset()
-			if err := dec.DecodeFrame(f.sp, f.info, f.b, 0, columnar.AllTime, false, &c, &fs, nil); err != nil {
+			if err := dec.DecodeFrame(f.sp, f.info, f.b, columnar.DecodeOptions{}, &c, &fs); err != nil {
 				return err
 			}
 		}
