@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test test-deploy race bench bench-reader bench-sink bench-codec bench-s3 demo demo-s3 gameday loadtest fmt vet lint tools
+.PHONY: all build test test-deploy race fuzz bench bench-reader bench-sink bench-codec bench-s3 demo demo-s3 gameday loadtest fmt vet lint tools
 
 all: build
 
@@ -50,6 +50,19 @@ test-deploy:
 
 race: tools
 	$(GO) test -count=1 -race -timeout 45m $(PKGS)
+
+# Every fuzz target of every package, FUZZTIME each (make fuzz FUZZTIME=60s before
+# changing a decoder). -fuzzminimizetime bounds how long the fuzzer minimizes each new
+# input it finds, so that a short run spends its time executing inputs.
+FUZZTIME ?= 5s
+FUZZ_PKGS ?= $(sort $(dir $(shell grep -l '^func Fuzz' $$(git ls-files '*_test.go'))))
+fuzz:
+	@set -e; for pkg in $(FUZZ_PKGS); do \
+		for fn in $$($(GO) test -list '^Fuzz' ./$$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./$$pkg; \
+		done; \
+	done
 
 bench: bench-reader bench-sink
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./columnar/ ./encoder/ ./ingest/...

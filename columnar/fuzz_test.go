@@ -2,37 +2,72 @@ package columnar
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"math"
-	"math/rand/v2"
+	"os"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/tailor-metrics/tailor/storage"
 )
 
-// FuzzSegment feeds arbitrary bytes to the segment reader: header, trailer, footer and
-// every frame. Invariants: it never panics; a segment that opens has frames inside the
-// file; decoding a frame either fails with a CorruptError or yields exactly the footer's
-// row count. Seeds: valid segments (testdata/fuzz/FuzzSegment holds more).
-func FuzzSegment(f *testing.F) {
-	for _, seed := range []uint64{1, 2} {
-		rng := rand.New(rand.NewPCG(seed, seed))
-		ps, srcs := genPayloads(rng, 5)
-		w := NewSegmentWriter(Header{Topic: "t", Partition: 1, StartOffset: srcs[0].Offset}, DefaultShardMap(), 64)
-		for i := range ps {
-			if err := w.Add(srcs[i], ps[i:i+1]); err != nil {
-				f.Fatal(err)
-			}
-		}
-		var buf bytes.Buffer
-		if _, err := w.WriteTo(&buf); err != nil {
+// Fuzz targets of the segment format, from whole files down to one frame's payload. Run
+// them with `make fuzz` (FUZZTIME each, 5 s by default), or one for a while before
+// changing a reader:
+//
+//	go test -run '^$' -fuzz '^FuzzPointReader$' -fuzztime 60s ./columnar/
+//
+// Invariants, on every input:
+//   - nothing panics, and every error is a *CorruptError (any other error type fails);
+//   - nothing sizes memory by a claim the bytes cannot back: a reader's memory bound
+//     stays within what the file's bytes can expand to (readerBoundFor);
+//   - what decodes is what the footer says: its row count, its tags, the same rows
+//     again on a second decode, and the same points through keyed reads.
+//
+// Seeds are small: the frozen fixture (testdata/segment-v1.tseg, 605 bytes), its frames,
+// and the hostile segments made from it (testdata/hostile/). The fuzzer minimizes every
+// new input it finds; with the seeds of a few KiB it used to have, one minimization took
+// most of a 45 s run (4 to 22 executions), and with these a 5 s run executes thousands.
+
+// fuzzSeedSegments are the fixture and the hostile segments.
+func fuzzSeedSegments(f *testing.F) [][]byte {
+	f.Helper()
+	fixture, err := os.ReadFile(fixturePath)
+	if err != nil {
+		f.Fatal(err)
+	}
+	out := [][]byte{fixture}
+	for _, tc := range hostileCases {
+		b, err := os.ReadFile(hostileDir + "/" + tc.name + ".tseg")
+		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(buf.Bytes())
+		out = append(out, b)
+	}
+	return out
+}
+
+// requireCorrupt fails unless err is nil or a *CorruptError.
+func requireCorrupt(t *testing.T, err error) {
+	t.Helper()
+	var ce *CorruptError
+	if err != nil && !errors.As(err, &ce) {
+		t.Fatalf("error %v (%T) is not a *CorruptError", err, err)
+	}
+}
+
+// FuzzSegment opens arbitrary bytes as a segment and decodes each frame on its own.
+func FuzzSegment(f *testing.F) {
+	for _, b := range fuzzSeedSegments(f) {
+		f.Add(b)
 	}
 	f.Add([]byte("TSEG"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		seg, err := parseSegment("x.tseg", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
+		requireCorrupt(t, err)
 		if err != nil {
 			return
 		}
@@ -45,15 +80,132 @@ func FuzzSegment(f *testing.F) {
 			sp := Split{Seg: seg, Frames: []FrameInfo{f}}
 			var c Columns
 			var fs FrameStats
-			err := dec.DecodeFrame(&sp, f, b[f.Offset:f.Offset+uint64(f.Length)], DecodeOptions{Tags: func(SeriesKey, Provenance, []string) {}}, &c, &fs)
-			if err != nil {
-				continue
-			}
-			if c.Len() != int(f.Rows) {
+			err := dec.DecodeFrame(&sp, f, b[f.Offset:f.Offset+uint64(f.Length)], DecodeOptions{Window: AllTime, Tags: func(SeriesKey, Provenance, []string) {}}, &c, &fs)
+			requireCorrupt(t, err)
+			if err == nil && c.Len() != int(f.Rows) {
 				t.Fatalf("frame decoded %d rows, footer says %d", c.Len(), f.Rows)
 			}
 		}
 	})
+}
+
+// FuzzPointReader reads arbitrary bytes as a stored segment through OpenSegment and a
+// PointReader, as a run does: footer counts size the reader's batches before any frame
+// is read, which decoding frames alone (FuzzSegment) never reaches.
+func FuzzPointReader(f *testing.F) {
+	for _, b := range fuzzSeedSegments(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkPointReader(t, b)
+	})
+}
+
+// FuzzSegmentCounts changes one count or length of the frozen fixture's footer to value
+// and writes the segment again with every checksum right, so that each input reaches
+// the checks of the counts instead of stopping at a checksum; then it reads the segment
+// as FuzzPointReader does.
+func FuzzSegmentCounts(f *testing.F) {
+	for field := range uint8(countFields) {
+		for _, v := range []uint64{0, 1, 7, math.MaxUint16 + 1, MaxFrameRows + 1, MaxFrameBytes, math.MaxUint32, math.MaxUint64} {
+			f.Add(field, uint8(0), v)
+		}
+	}
+	fixture, err := os.ReadFile(fixturePath)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, field, frame uint8, v uint64) {
+		b := rebuildSegment(t, fixture, nil, func(ft *Footer) { setCount(ft, field, int(frame)%len(ft.Frames), v) })
+		checkPointReader(t, b)
+	})
+}
+
+// countFields is the number of footer fields setCount changes.
+const countFields = 12
+
+// setCount sets footer field number field (of frame i for frame fields) to v.
+func setCount(ft *Footer, field uint8, i int, v uint64) {
+	fr := &ft.Frames[i]
+	switch field % countFields {
+	case 0:
+		ft.Rows = v
+	case 1:
+		ft.Records = v
+	case 2:
+		ft.EndOffset = int64(v)
+	case 3:
+		fr.Rows = uint32(v)
+		ft.Rows = ft.Rows - uint64(fr.Rows) + uint64(uint32(v))
+	case 4:
+		fr.Groups = uint32(v)
+	case 5:
+		fr.RawLength = uint32(v)
+	case 6:
+		fr.Length = uint32(v)
+	case 7:
+		fr.Offset = v
+	case 8:
+		fr.Shard = uint32(v)
+	case 9:
+		fr.MinTs, fr.MaxTs = int64(v), int64(v>>1)
+	case 10:
+		ft.Shards = append(ft.Shards, strings.Repeat("s", int(v%(2*math.MaxUint16))))
+	case 11:
+		ft.Frames = append(ft.Frames, ft.Frames[:v%4]...)
+	}
+}
+
+// checkPointReader opens b as a stored segment and reads it with a PointReader, points
+// and keyed rows.
+func checkPointReader(t *testing.T, b []byte) {
+	t.Helper()
+	ctx := context.Background()
+	st := storage.NewMem("fuzz")
+	const key = "segments/00/2025112400/t-0-00000000000000000000.tseg"
+	if err := st.Put(ctx, key, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	seg, err := OpenSegment(ctx, st, key, -1)
+	requireCorrupt(t, err)
+	if err != nil {
+		return
+	}
+	segs := []*Segment{seg}
+	var splits []Split
+	for _, sh := range seg.Footer.Shards {
+		splits = append(splits, PlanSplits(segs, sh, AllTime, 0)...)
+	}
+	for _, keyed := range []bool{false, true} {
+		opt := ReadOptions{BatchRows: 1 << 10}
+		if keyed {
+			var ids testIDs
+			opt.Groups, opt.Layout, opt.Points, opt.Tags = ids.Assign, KeyLayout{Wide: true}, &memSink{}, func(SeriesKey, Provenance, []string) {}
+		}
+		r := NewPointReader(ctx, st, splits, Topics(segs), opt)
+		if m := r.ReadStats().Memory; m.BoundBytes > readerBoundFor(len(b), opt.BatchRows) {
+			t.Fatalf("a %d-byte segment makes a reader bound of %d bytes", len(b), m.BoundBytes)
+		}
+		var rows uint64
+		for r.Next() {
+			rows += uint64(r.RecordBatch().NumRows())
+		}
+		err := r.Err()
+		r.Release()
+		requireCorrupt(t, err)
+		if err == nil && !keyed && rows != seg.Footer.Rows {
+			t.Fatalf("read %d rows, footer says %d", rows, seg.Footer.Rows)
+		}
+	}
+}
+
+// readerBoundFor is the most memory a reader of one reader goroutine may plan for a
+// segment of n bytes: its frames' raw lengths are at most maxZstdExpansion times their
+// bytes, and their rows at most a 16th of that.
+func readerBoundFor(n, batchRows int) int64 {
+	raw := int64(maxZstdExpansion) * int64(n)
+	batch := (int64(batchRows) + raw/rowRawBytes + batchRowsGranule) * pointBytes
+	return (int64(n) + int64(pageSize) + mmapDropBytes) + raw + 2*batch
 }
 
 // FuzzParseCSVPoint: the CSV row parser never panics, and a parsed row prints back to a
@@ -75,38 +227,28 @@ func FuzzParseCSVPoint(f *testing.F) {
 	})
 }
 
-// fuzzSegmentBytes is a small valid segment for seeds.
-func fuzzSegmentBytes(t testing.TB, seed uint64, frameRows int) []byte {
-	rng := rand.New(rand.NewPCG(seed, seed))
-	ps, srcs := genPayloads(rng, 5)
-	w := NewSegmentWriter(Header{Topic: "t", Partition: 1, StartOffset: srcs[0].Offset}, DefaultShardMap(), frameRows)
-	for i := range ps {
-		if err := w.Add(srcs[i], ps[i:i+1]); err != nil {
-			t.Fatal(err)
-		}
+// fixtureFrames are the frozen fixture's frames: the footer entries and the bytes.
+func fixtureFrames(f *testing.F) (*Segment, []byte) {
+	f.Helper()
+	b, err := os.ReadFile(fixturePath)
+	if err != nil {
+		f.Fatal(err)
 	}
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
-		t.Fatal(err)
+	seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
+	if err != nil {
+		f.Fatal(err)
 	}
-	return buf.Bytes()
+	return seg, b
 }
 
 // FuzzFooter decodes arbitrary footer bytes, past the trailer's checksum. Invariants: it
-// never panics; a footer that decodes re-encodes to the same bytes, and its frames tile
-// [headerEnd, dataEnd) inside the limits, each naming a shard that exists.
+// never panics; a footer that decodes re-encodes to the same bytes, its frames tile
+// [headerEnd, dataEnd) inside the limits, each naming a shard that exists, and their
+// counts are what their lengths can hold.
 func FuzzFooter(f *testing.F) {
-	// Seeds with few frames: the fuzzer minimizes every new input byte by byte, which
-	// takes minutes on a footer of many frames.
-	for _, seed := range []uint64{1, 2, 3} {
-		b := fuzzSegmentBytes(f, seed, 1000)
-		seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
-		if err != nil {
-			f.Fatal(err)
-		}
-		fb := seg.Footer.Marshal(nil)
-		f.Add(fb, uint64(seg.Header.HeaderSize()), uint64(len(b)-TrailerSize-len(fb)))
-	}
+	seg, b := fixtureFrames(f)
+	fb := seg.Footer.Marshal(nil)
+	f.Add(fb, uint64(seg.Header.HeaderSize()), uint64(len(b)-TrailerSize-len(fb)))
 	f.Add([]byte{}, uint64(0), uint64(0))
 	f.Fuzz(func(t *testing.T, b []byte, headerEnd, dataEnd uint64) {
 		var ft Footer
@@ -116,122 +258,146 @@ func FuzzFooter(f *testing.F) {
 		if got := ft.Marshal(nil); !bytes.Equal(got, b) {
 			t.Fatalf("footer re-encodes to %d bytes that differ from its %d", len(got), len(b))
 		}
-		next := headerEnd
+		next, rows := headerEnd, uint64(0)
 		for i, fr := range ft.Frames {
 			if fr.Offset != next || fr.Length <= FrameHeaderSize || fr.Length > MaxFrameBytes || fr.RawLength > MaxFrameBytes || int(fr.Shard) >= len(ft.Shards) {
 				t.Fatalf("frame %d %+v accepted after offset %d", i, fr, next)
 			}
+			g, r := uint64(fr.Groups), uint64(fr.Rows)
+			if g == 0 || r < g || r > MaxFrameRows || 8+40*g+16*r > uint64(fr.RawLength) || uint64(fr.RawLength) > maxZstdExpansion*uint64(fr.Length-FrameHeaderSize) {
+				t.Fatalf("frame %d %+v: counts accepted that its lengths cannot hold", i, fr)
+			}
 			next += uint64(fr.Length)
+			rows += r
 		}
-		if next != dataEnd {
-			t.Fatalf("frames end at %d, data ends at %d", next, dataEnd)
+		if next != dataEnd || rows != ft.Rows {
+			t.Fatalf("frames end at %d holding %d rows, data ends at %d, footer says %d rows", next, rows, dataEnd, ft.Rows)
 		}
 	})
 }
 
 // FuzzFrame decodes an arbitrary frame body (the bytes after the frame header), with a
 // correct length and checksum in front, so the fuzzer reaches zstd and the payload
-// parser. Invariants: it never panics and never allocates past the footer's raw length;
-// an error is a CorruptError at the frame's offset; a frame that decodes yields exactly
-// the footer's row count, every group's tags parse, and decoding it again gives the same
-// rows.
+// parser. Seeds: the fixture's frames.
 func FuzzFrame(f *testing.F) {
-	for _, seed := range []uint64{1, 2} {
-		b := fuzzSegmentBytes(f, seed, 64)
-		seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
-		if err != nil {
+	seg, b := fixtureFrames(f)
+	for _, fr := range seg.Footer.Frames {
+		f.Add(b[fr.Offset+FrameHeaderSize:fr.Offset+uint64(fr.Length)], fr.RawLength, fr.Rows, fr.Groups)
+	}
+	f.Add(zstdRLEBomb(3), uint32(130), uint32(1), uint32(1))
+	f.Fuzz(func(t *testing.T, body []byte, rawLen, rows, groups uint32) {
+		checkFrame(t, body, rawLen%(1<<20), rows, groups) // keep fuzzing fast: 1 MiB raw at most
+	})
+}
+
+// FuzzFrameRaw compresses an arbitrary raw frame payload into a frame, so that the
+// fuzzer changes the payload's counts and lengths (groups, rows, each group's count, tag
+// counts and lengths) directly, which FuzzFrame reaches only through zstd. Seeds: the
+// fixture's raw payloads.
+func FuzzFrameRaw(f *testing.F) {
+	seg, b := fixtureFrames(f)
+	dec := NewFrameDecoder()
+	defer dec.Close()
+	for _, fr := range seg.Footer.Frames {
+		if _, err := dec.decode("x", fr, b[fr.Offset:fr.Offset+uint64(fr.Length)], &ReadTimers{}); err != nil {
 			f.Fatal(err)
 		}
-		for _, fr := range seg.Footer.Frames[:2] {
-			f.Add(b[fr.Offset+FrameHeaderSize:fr.Offset+uint64(fr.Length)], fr.RawLength, fr.Rows, fr.Groups)
+		f.Add(slices.Clone(dec.raw), fr.Rows, fr.Groups)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, rows, groups uint32) {
+		checkFrame(t, zstdEncoder.EncodeAll(raw, nil), uint32(len(raw)), rows, groups)
+	})
+}
+
+// checkFrame decodes the frame of compressed bytes body whose footer entry claims
+// rawLen, rows and groups. Invariants: an error is a CorruptError at the frame's offset;
+// a frame that decodes never held more than rawLen raw bytes, yields exactly rows rows,
+// decodes again to the same rows, and its keyed decode gives the same points.
+func checkFrame(t *testing.T, body []byte, rawLen, rows, groups uint32) {
+	t.Helper()
+	fb := binary.LittleEndian.AppendUint32(nil, uint32(len(body)))
+	fb = binary.LittleEndian.AppendUint32(fb, crc(body))
+	fb = append(fb, body...)
+	info := FrameInfo{Offset: 77, Length: uint32(len(fb)), RawLength: rawLen, Rows: rows, Groups: groups, MinTs: math.MinInt64, MaxTs: math.MaxInt64}
+	seg := &Segment{Key: "x.tseg"}
+	sp := Split{Seg: seg, Frames: []FrameInfo{info}}
+	dec := NewFrameDecoder()
+	defer dec.Close()
+	var c Columns
+	var fs FrameStats
+	ntags := 0
+	err := dec.DecodeFrame(&sp, info, fb, DecodeOptions{Window: AllTime, Tags: func(_ SeriesKey, _ Provenance, tags []string) { ntags += len(tags) }}, &c, &fs)
+	if err != nil {
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.Offset != 77 {
+			t.Fatalf("error %v is not a CorruptError at byte 77", err)
+		}
+		return
+	}
+	if c.Len() != int(rows) || cap(dec.raw) > int(rawLen) {
+		t.Fatalf("decoded %d rows (footer %d), raw buffer %d (footer %d)", c.Len(), rows, cap(dec.raw), rawLen)
+	}
+	var again Columns
+	if err := dec.DecodeFrame(&sp, info, fb, DecodeOptions{Window: AllTime}, &again, &fs); err != nil {
+		t.Fatalf("second decode: %v", err)
+	}
+	if !slices.Equal(c.Ts, again.Ts) || !slices.Equal(c.Offset, again.Offset) || len(c.Value) != len(again.Value) {
+		t.Fatal("second decode differs")
+	}
+	for i := range c.Value {
+		if math.Float64bits(c.Value[i]) != math.Float64bits(again.Value[i]) {
+			t.Fatalf("row %d value differs", i)
 		}
 	}
-	f.Fuzz(func(t *testing.T, body []byte, rawLen, rows, groups uint32) {
-		rawLen %= 1 << 20 // the footer caps it (MaxFrameBytes); keep fuzzing fast
-		fb := binary.LittleEndian.AppendUint32(nil, uint32(len(body)))
-		fb = binary.LittleEndian.AppendUint32(fb, crc(body))
-		fb = append(fb, body...)
-		info := FrameInfo{Offset: 77, Length: uint32(len(fb)), RawLength: rawLen, Rows: rows, Groups: groups, MinTs: math.MinInt64, MaxTs: math.MaxInt64}
-		seg := &Segment{Key: "x.tseg"}
-		sp := Split{Seg: seg, Frames: []FrameInfo{info}}
-		dec := NewFrameDecoder()
-		defer dec.Close()
-		var c Columns
-		var fs FrameStats
-		ntags := 0
-		err := dec.DecodeFrame(&sp, info, fb, DecodeOptions{Tags: func(_ SeriesKey, _ Provenance, tags []string) { ntags += len(tags) }}, &c, &fs)
-		if err != nil {
-			var ce *CorruptError
-			if !errors.As(err, &ce) || ce.Offset != 77 {
-				t.Fatalf("error %v is not a CorruptError at byte 77", err)
-			}
-			return
+	// The keyed decode of the same frame gives the same rows: wide, and narrow over
+	// the rows' own span when it fits.
+	var g testIDs
+	layouts := []KeyLayout{{Wide: true}}
+	win := AllTime
+	if n := len(c.Ts); n > 0 {
+		win = Window{From: slices.Min(c.Ts), To: slices.Max(c.Ts) + 1}
+		if l := LayoutFor(win); !l.Wide {
+			layouts = append(layouts, l)
 		}
-		if c.Len() != int(rows) || cap(dec.raw) > int(rawLen) && rawLen > 0 {
-			t.Fatalf("decoded %d rows (footer %d), raw buffer %d (footer %d)", c.Len(), rows, cap(dec.raw), rawLen)
+	}
+	for _, l := range layouts {
+		var k Keyed
+		ps := &memSink{}
+		pw := ps.Writer()
+		if err := dec.DecodeFrameKeyed(&sp, info, fb, DecodeOptions{Window: win, Layout: l, Groups: g.Assign, Points: pw}, &k, &fs); err != nil {
+			t.Fatalf("keyed decode: %v", err)
 		}
-		var again Columns
-		if err := dec.DecodeFrame(&sp, info, fb, DecodeOptions{}, &again, &fs); err != nil {
-			t.Fatalf("second decode: %v", err)
+		if err := pw.Close(); err != nil {
+			t.Fatal(err)
 		}
-		if !slices.Equal(c.Ts, again.Ts) || !slices.Equal(c.Offset, again.Offset) || len(c.Value) != len(again.Value) {
-			t.Fatal("second decode differs")
+		if k.Len() > int(groups) {
+			t.Fatalf("keyed decode: %d rows for %d groups", k.Len(), groups)
 		}
-		for i := range c.Value {
-			if math.Float64bits(c.Value[i]) != math.Float64bits(again.Value[i]) {
-				t.Fatalf("row %d value differs", i)
+		row := 0
+		for i := range k.Key {
+			var tc int64
+			if l.Wide {
+				tc = k.Ts[i]
 			}
-		}
-		// The keyed decode of the same frame gives the same rows: wide, and narrow over
-		// the rows' own span when it fits.
-		var g testIDs
-		layouts := []KeyLayout{{Wide: true}}
-		win := AllTime
-		if n := len(c.Ts); n > 0 {
-			win = Window{From: slices.Min(c.Ts), To: slices.Max(c.Ts) + 1}
-			if l := LayoutFor(win); !l.Wide {
-				layouts = append(layouts, l)
+			sid, first := l.Split(k.Key[i], tc)
+			pts, err := ps.Points(k.Ref[i], int(k.Count[i])*RunPointBytes)
+			if err != nil || k.Count[i] == 0 {
+				t.Fatalf("keyed row %d: %d points: %v", i, k.Count[i], err)
 			}
-		}
-		for _, l := range layouts {
-			var k Keyed
-			ps := &memSink{}
-			pw := ps.Writer()
-			if err := dec.DecodeFrameKeyed(&sp, info, fb, DecodeOptions{Window: win, Layout: l, Groups: g.Assign, Points: pw}, &k, &fs); err != nil {
-				t.Fatalf("keyed decode: %v", err)
-			}
-			if err := pw.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if k.Len() > int(groups) {
-				t.Fatalf("keyed decode: %d rows for %d groups", k.Len(), groups)
-			}
-			row := 0
-			for i := range k.Key {
-				var tc int64
-				if l.Wide {
-					tc = k.Ts[i]
+			for j := range int(k.Count[i]) {
+				ts, bits := RunPoint(pts, j)
+				if row >= c.Len() {
+					t.Fatalf("keyed decode: more points than %d", c.Len())
 				}
-				sid, first := l.Split(k.Key[i], tc)
-				pts, err := ps.Points(k.Ref[i], int(k.Count[i])*RunPointBytes)
-				if err != nil || k.Count[i] == 0 {
-					t.Fatalf("keyed row %d: %d points: %v", i, k.Count[i], err)
+				key := SeriesKey{Org: c.Org[row], Metric: c.Metric[row], Context: c.Context[row]}
+				if j == 0 && first != ts || g.Key(sid) != key || ts != c.Ts[row] || bits != math.Float64bits(c.Value[row]) || g.Provenance(k.Gid[i]).Offset != c.Offset[row] {
+					t.Fatalf("keyed row %d point %d differs", i, j)
 				}
-				for j := range int(k.Count[i]) {
-					ts, bits := RunPoint(pts, j)
-					if row >= c.Len() {
-						t.Fatalf("keyed decode: more points than %d", c.Len())
-					}
-					key := SeriesKey{Org: c.Org[row], Metric: c.Metric[row], Context: c.Context[row]}
-					if j == 0 && first != ts || g.Key(sid) != key || ts != c.Ts[row] || bits != math.Float64bits(c.Value[row]) || g.Provenance(k.Gid[i]).Offset != c.Offset[row] {
-						t.Fatalf("keyed row %d point %d differs", i, j)
-					}
-					row++
-				}
-			}
-			if row != c.Len() {
-				t.Fatalf("keyed decode: %d points, want %d", row, c.Len())
+				row++
 			}
 		}
-	})
+		if row != c.Len() {
+			t.Fatalf("keyed decode: %d points, want %d", row, c.Len())
+		}
+	}
 }

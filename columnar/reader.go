@@ -207,7 +207,13 @@ func NewFrameDecoder() *FrameDecoder {
 	// zstd's own content checksum (xxhash64, if a writer added one) is not verified: the
 	// frame's crc32c already covers every compressed byte, and hashing the decompressed
 	// bytes again cost about 5% of decoding.
-	zd, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxFrameBytes), zstd.IgnoreChecksum(true))
+	//
+	// WithDecodeAllCapLimit makes DecodeAll stop once the output would pass the capacity
+	// it is given, the footer's raw length: a frame that expands past what its footer
+	// claims fails after at most one zstd block (128 KiB) more, never after decompressing
+	// in full.
+	zd, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxFrameBytes), zstd.IgnoreChecksum(true),
+		zstd.WithDecodeAllCapLimit(true))
 	if err != nil {
 		panic(fmt.Sprintf("BUG: zstd decoder: %v", err))
 	}
@@ -222,6 +228,11 @@ func (d *FrameDecoder) Close() { d.zd.Close() }
 func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte, t *ReadTimers) (frameView, error) {
 	if len(b) != int(info.Length) {
 		return frameView{}, corrupt(key, info.Offset, "frame: have %d bytes, footer says %d (truncated)", len(b), info.Length)
+	}
+	// Footer.Unmarshal checked the entry already; a caller's own FrameInfo gets the same
+	// check before its raw length is allocated.
+	if err := info.checkCounts(); err != nil {
+		return frameView{}, corrupt(key, info.Offset, "frame: %v", err)
 	}
 	clen := binary.LittleEndian.Uint32(b)
 	if clen != info.Length-FrameHeaderSize {
@@ -241,15 +252,18 @@ func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte, t *ReadTimer
 		}
 		d.raw = make([]byte, 0, info.RawLength)
 	}
-	raw, err := d.zd.DecodeAll(comp, d.raw[:0])
+	raw, err := d.zd.DecodeAll(comp, d.raw[:0:info.RawLength])
 	t.Decompress += time.Since(t1)
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return frameView{}, corrupt(key, info.Offset, "frame: decompresses to more than the %d bytes the footer says", info.RawLength)
+	}
 	if err != nil {
 		return frameView{}, corrupt(key, info.Offset, "frame: zstd: %v", err)
 	}
 	if len(raw) != int(info.RawLength) {
 		return frameView{}, corrupt(key, info.Offset, "frame: decompressed to %d bytes, footer says %d", len(raw), info.RawLength)
 	}
-	d.raw = raw
+	d.raw = d.raw[:len(raw)] // raw is d.raw's prefix: the cap limit never lets DecodeAll grow it
 	v, err := parseFrame(raw)
 	if err != nil {
 		return v, corrupt(key, info.Offset, "%v", err)

@@ -148,12 +148,17 @@ func BenchmarkPointReader(b *testing.B) {
 	b.SetBytes(seg.Size)
 	for b.Loop() {
 		r := NewPointReader(ctx, st, splits, Topics(segs), ReadOptions{Readers: 1})
+		n := uint64(0)
 		for r.Next() {
-			rows += uint64(r.RecordBatch().NumRows())
+			n += uint64(r.RecordBatch().NumRows())
 		}
 		if err := r.Err(); err != nil {
 			b.Fatal(err)
 		}
+		if n != seg.Footer.Rows {
+			b.Fatalf("read %d rows, the segment holds %d", n, seg.Footer.Rows)
+		}
+		rows += n
 		s := r.ReadStats()
 		frames += s.Frames
 		peak = max(peak, s.Memory.PeakBytes)

@@ -192,6 +192,7 @@ func (f *Footer) Unmarshal(src []byte, headerEnd, dataEnd uint64) error {
 	}
 	f.Frames = make([]FrameInfo, nf)
 	next := headerEnd
+	var rows uint64
 	for i := range f.Frames {
 		fr := &f.Frames[i]
 		fr.Offset = d.U64()
@@ -213,10 +214,38 @@ func (f *Footer) Unmarshal(src []byte, headerEnd, dataEnd uint64) error {
 		case int(fr.Shard) >= len(f.Shards):
 			return fmt.Errorf("footer: frame %d at offset %d: shard index %d, have %d shards", i, fr.Offset, fr.Shard, len(f.Shards))
 		}
+		// Readers size batches and buffers by these counts before they read any frame,
+		// so each must be what the frame's bytes can hold.
+		if err := fr.checkCounts(); err != nil {
+			return fmt.Errorf("footer: frame %d at offset %d: %w", i, fr.Offset, err)
+		}
 		next = fr.Offset + uint64(fr.Length)
+		rows += uint64(fr.Rows)
 	}
 	if next != dataEnd {
 		return fmt.Errorf("footer: frames end at %d, footer starts at %d", next, dataEnd)
+	}
+	if rows != f.Rows {
+		return fmt.Errorf("footer: frames hold %d rows, footer says %d", rows, f.Rows)
+	}
+	return nil
+}
+
+// checkCounts checks a frame entry's counts against its lengths: at least one group, at
+// least one row per group and at most MaxFrameRows, 40 raw bytes per group and 16 per
+// row, and no more raw bytes than zstd can expand the compressed bytes to.
+func (fr *FrameInfo) checkCounts() error {
+	g, r, raw := uint64(fr.Groups), uint64(fr.Rows), uint64(fr.RawLength)
+	comp := uint64(fr.Length) - FrameHeaderSize
+	switch {
+	case g == 0 || r < g:
+		return fmt.Errorf("%d rows in %d groups (each group has at least one row)", r, g)
+	case r > MaxFrameRows:
+		return fmt.Errorf("%d rows, more than max allowed %d", r, MaxFrameRows)
+	case frameRawHeader+groupRawBytes*g+rowRawBytes*r > raw:
+		return fmt.Errorf("%d rows in %d groups need at least %d raw bytes, raw length %d", r, g, frameRawHeader+groupRawBytes*g+rowRawBytes*r, raw)
+	case raw > maxZstdExpansion*comp:
+		return fmt.Errorf("raw length %d is more than %d compressed bytes can hold (zstd expands at most %d times)", raw, comp, maxZstdExpansion)
 	}
 	return nil
 }
