@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -36,11 +32,10 @@ import (
 //     hand-rolled scanner).
 //   - parseNumber gives the same bits as strconv.ParseFloat for every JSON number.
 //
-// The seed corpus lives in testdata/fuzz/<FuzzName>/; regenerate it with
-//
-//	go test -run TestWriteFuzzCorpus -write-corpus ./ingest/payload/
-
-var writeCorpus = flag.Bool("write-corpus", false, "rewrite the seed corpus under testdata/fuzz")
+// Seeds are added in code (jsonSeeds, protoSeeds, rwSeeds, numberSeeds), so that every
+// target starts from valid records of each shape and the edge cases around them; inputs
+// the fuzzer finds failing are kept in testdata/fuzz/<FuzzName>/ as usual. make fuzz runs
+// every target for a few seconds.
 
 // seedPayloads are the payloads the JSON and proto seeds are made of.
 func seedPayloads() []columnar.Payload {
@@ -94,38 +89,9 @@ func rwSeeds() [][]byte {
 	}
 }
 
-func TestWriteFuzzCorpus(t *testing.T) {
-	if !*writeCorpus {
-		t.Skip("pass -write-corpus to regenerate testdata/fuzz")
-	}
-	for name, seeds := range map[string][][]byte{
-		"FuzzDecodeJSON":        jsonSeeds(),
-		"FuzzDecodeProto":       protoSeeds(),
-		"FuzzDecodeRemoteWrite": rwSeeds(),
-	} {
-		dir := filepath.Join("testdata", "fuzz", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for i, s := range seeds {
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzParseNumber")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for i, s := range []string{"0", "-0", "0.1", "1e+21", "1.7179869184e+10", "9007199254740993", "5e-324", "1e-400", "1e400",
-		"123456789012345678901234567890", "2.2250738585072011e-308", "0.000000000000000000000000001"} {
-		body := fmt.Sprintf("go test fuzz v1\nstring(%q)\n", s)
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+// numberSeeds are JSON numbers around the fast path's edges and past float64's range.
+var numberSeeds = []string{"0", "-0", "0.1", "1e+21", "1.7179869184e+10", "9007199254740993", "5e-324", "1e-400", "1e400",
+	"123456789012345678901234567890", "2.2250738585072011e-308", "0.000000000000000000000000001"}
 
 // canonicalNaN returns p with every NaN replaced by math.NaN(), which is what a JSON
 // round trip gives.
@@ -174,6 +140,9 @@ func checkDecoded(t *testing.T, f Format, in []byte, n0 int, dst []columnar.Payl
 }
 
 func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range jsonSeeds() {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var d Decoder
 		prev := []columnar.Payload{samplePayload(2)}
@@ -251,6 +220,9 @@ func jsonDifferential(t *testing.T, in []byte, p *columnar.Payload) {
 }
 
 func FuzzDecodeProto(f *testing.F) {
+	for _, s := range protoSeeds() {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var d Decoder
 		dst, err := d.Decode(Proto, in, nil)
@@ -259,6 +231,9 @@ func FuzzDecodeProto(f *testing.F) {
 }
 
 func FuzzDecodeRemoteWrite(f *testing.F) {
+	for _, s := range rwSeeds() {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		d, err := NewDecoder(Options{DefaultOrg: 3, MaxDecompressedBytes: 1 << 20})
 		if err != nil {
@@ -280,6 +255,9 @@ func FuzzDecodeRemoteWrite(f *testing.F) {
 }
 
 func FuzzParseNumber(f *testing.F) {
+	for _, s := range numberSeeds {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		b := []byte(s)
 		if scanNumber(b, 0) != len(b) {

@@ -109,6 +109,10 @@ func (d *Decoder) decodeRemoteWrite(b []byte, dst []columnar.Payload) ([]columna
 	if err != nil {
 		return dst, &DecodeError{Format: RemoteWrite, Field: "snappy", Reason: "corrupt block", Err: err}
 	}
+	// One payload per series: size dst for all of them at once, so that a request of
+	// many small series costs its payloads and no growth garbage on top (append's
+	// growth allocates several times the final slice along the way).
+	dst = slices.Grow(dst, countSeries(buf))
 	k := 0
 	for i := 0; i < len(buf); {
 		start := i
@@ -139,6 +143,26 @@ func (d *Decoder) decodeRemoteWrite(b []byte, dst []columnar.Payload) ([]columna
 		}
 	}
 	return dst, nil
+}
+
+// countSeries counts the timeseries fields of a WriteRequest, skipping their bodies;
+// it stops at the first malformed field, which decodeRemoteWrite then reports.
+func countSeries(buf []byte) int {
+	n := 0
+	for i := 0; i < len(buf); {
+		num, wt, j, reason := protoTag(buf, i)
+		if reason != "" {
+			return n
+		}
+		if j, reason = protoSkip(buf, j, wt); reason != "" {
+			return n
+		}
+		if num == rwTimeseries && wt == wireBytes {
+			n++
+		}
+		i = j
+	}
+	return n
 }
 
 // decodeSeries decodes the TimeSeries message buf[s:] (offsets stay relative to the
