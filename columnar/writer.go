@@ -255,6 +255,9 @@ func (b *frameBuilder) encode(raw *[]byte) (FrameInfo, []byte, error) {
 	}
 	data := make([]byte, FrameHeaderSize, FrameHeaderSize+len(*raw)/2)
 	data = zstdEncoder.EncodeAll(*raw, data)
+	if len(data) > MaxFrameBytes {
+		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes compressed to %d, more than %d", len(*raw), len(data), MaxFrameBytes)
+	}
 	comp := data[FrameHeaderSize:]
 	binary.LittleEndian.PutUint32(data, uint32(len(comp)))
 	binary.LittleEndian.PutUint32(data[4:], crc(comp))
