@@ -234,11 +234,7 @@ func fixtureFrames(f *testing.F) (*Segment, []byte) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
-	if err != nil {
-		f.Fatal(err)
-	}
-	return seg, b
+	return parsedSegment(f, b), b
 }
 
 // FuzzFooter decodes arbitrary footer bytes, past the trailer's checksum. Invariants: it

@@ -68,10 +68,7 @@ func zstdRLEBomb(n int) []byte {
 // checksum is computed anew.
 func rebuildSegment(t testing.TB, b []byte, comp map[int][]byte, edit func(*Footer)) []byte {
 	t.Helper()
-	seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := parsedSegment(t, b)
 	var out bytes.Buffer
 	ss, err := newSegmentStream(&out, &seg.Header)
 	if err != nil {
@@ -131,11 +128,7 @@ func hostileSegment(t testing.TB, name string) []byte {
 		// 2040 blocks: 255 MiB, just under the decoder's own MaxFrameBytes cap.
 		return rebuildSegment(t, b, map[int][]byte{0: zstdRLEBomb(2040)}, frame0(func(f *FrameInfo) { f.RawLength, f.Rows, f.Groups = 130, 1, 1 }))
 	case "zstd-bomb-tail":
-		seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := seg.Footer.Frames[0]
+		f := parsedSegment(t, b).Footer.Frames[0]
 		comp := slices.Concat(b[f.Offset+FrameHeaderSize:f.Offset+uint64(f.Length)], zstdRLEBomb(2040))
 		return rebuildSegment(t, b, map[int][]byte{0: comp}, nil)
 	}

@@ -66,15 +66,7 @@ func TestWriterRefusesPastLimits(t *testing.T) {
 			}
 			good(12, atLimits[1])
 			good(13, atLimits[2])
-			var buf bytes.Buffer
-			if _, err := w.WriteTo(&buf); err != nil {
-				t.Fatal(err)
-			}
-			b := buf.Bytes()
-			seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
-			if err != nil {
-				t.Fatal(err)
-			}
+			b, seg := writtenSegment(t, w)
 			if seg.Footer.Records != 4 || seg.Footer.Rejected != 1 || seg.Footer.Rows != 3 {
 				t.Fatalf("footer %+v", seg.Footer)
 			}
@@ -155,15 +147,7 @@ func TestWriterSealsLargeFrames(t *testing.T) {
 			t.Fatalf("Bytes() = %d after a payload with %d tag bytes", w.Bytes(), tagBytes(tags))
 		}
 	}
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, seg := writtenSegment(t, w)
 	groups := 0
 	for _, f := range seg.Footer.Frames {
 		if f.RawLength > maxFrameRaw {
@@ -174,4 +158,24 @@ func TestWriterSealsLargeFrames(t *testing.T) {
 	if len(seg.Footer.Frames) < 3 || groups != payloads {
 		t.Fatalf("%d frames holding %d groups", len(seg.Footer.Frames), groups)
 	}
+}
+
+// writtenSegment writes w's segment into memory and opens it.
+func writtenSegment(t testing.TB, w *SegmentWriter) ([]byte, *Segment) {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), parsedSegment(t, buf.Bytes())
+}
+
+// parsedSegment opens the segment b held in memory.
+func parsedSegment(t testing.TB, b []byte) *Segment {
+	t.Helper()
+	seg, err := parseSegment("x", int64(len(b)), func(off, n int64) ([]byte, error) { return b[off : off+n], nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seg
 }
