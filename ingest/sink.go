@@ -117,6 +117,14 @@ func (o *Options) defaults() error {
 	if o.StopAtEnd && o.TopicRegex {
 		return errors.New("sink: stop-at-end needs topic names, not regular expressions: list the topics")
 	}
+	if !o.TopicRegex {
+		// Segment keys embed the topic; a name Kafka would refuse cannot be stored.
+		for _, t := range o.Topics {
+			if err := columnar.CheckTopic(t); err != nil {
+				return fmt.Errorf("sink: %w", err)
+			}
+		}
+	}
 	if o.Group == "" {
 		o.Group = "tailor-sink"
 	}

@@ -6,8 +6,9 @@
 // caller-owned slice and reusing the memory of its spare elements, so a sink that keeps
 // one Decoder and one []columnar.Payload per goroutine allocates almost nothing in steady
 // state. Malformed input yields a *DecodeError that names the format, the field and the
-// byte offset; a decoder never panics on input and never allocates more than a small
-// multiple of the input size.
+// byte offset; a decoder never panics on input, never allocates by a count or a length
+// the record claims before checking it against the bytes, and allocates in proportion to
+// the record (for remote-write, to the decompressed request).
 //
 // The Append* functions are the matching encoders, used by producers, the demo and tests.
 //
