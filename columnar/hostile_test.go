@@ -221,3 +221,21 @@ func readHostile(ctx context.Context, st storage.Store, seg *Segment, keyed bool
 	}
 	return nil
 }
+
+// TestDecodeShortFrame: a caller's own FrameInfo whose length leaves no room for the
+// frame header is a CorruptError, not a panic on the missing header bytes.
+func TestDecodeShortFrame(t *testing.T) {
+	dec := NewFrameDecoder()
+	defer dec.Close()
+	for n := range FrameHeaderSize + 1 {
+		info := FrameInfo{Offset: 9, Length: uint32(n), RawLength: 64, Rows: 1, Groups: 1}
+		sp := Split{Seg: &Segment{Key: "x.tseg"}, Frames: []FrameInfo{info}}
+		var c Columns
+		var fs FrameStats
+		err := dec.DecodeFrame(&sp, info, make([]byte, n), DecodeOptions{}, &c, &fs)
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.Offset != 9 {
+			t.Fatalf("a %d-byte frame: err = %v, want a CorruptError at byte 9", n, err)
+		}
+	}
+}

@@ -235,6 +235,9 @@ func (f *Footer) Unmarshal(src []byte, headerEnd, dataEnd uint64) error {
 // least one row per group and at most MaxFrameRows, 40 raw bytes per group and 16 per
 // row, and no more raw bytes than zstd can expand the compressed bytes to.
 func (fr *FrameInfo) checkCounts() error {
+	if fr.Length <= FrameHeaderSize {
+		return fmt.Errorf("length %d holds no more than the frame header", fr.Length)
+	}
 	g, r, raw := uint64(fr.Groups), uint64(fr.Rows), uint64(fr.RawLength)
 	comp := uint64(fr.Length) - FrameHeaderSize
 	switch {
