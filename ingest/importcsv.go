@@ -110,11 +110,6 @@ func ImportCSV(ctx context.Context, name string, r io.Reader, opt ImportOptions)
 	if opt.MaxGroupRows <= 0 {
 		opt.MaxGroupRows = 8192
 	}
-	if rs, ok := r.(io.ReadSeeker); ok {
-		if err := checkCSV(name, rs); err != nil {
-			return stats, fmt.Errorf("%w; nothing was stored", err)
-		}
-	}
 	imp := &importer{opt: opt, name: name, stats: &stats}
 	if err := imp.start(ctx); err != nil {
 		return stats, err
@@ -124,6 +119,11 @@ func ImportCSV(ctx context.Context, name string, r io.Reader, opt ImportOptions)
 			err = imp.failed(err)
 		}
 	}()
+	if rs, ok := r.(io.ReadSeeker); ok {
+		if err := checkCSV(name, rs); err != nil {
+			return stats, err
+		}
+	}
 	rows, err := newCSVRows(name, r)
 	if err != nil {
 		return stats, err
@@ -375,9 +375,16 @@ func (imp *importer) failed(err error) error {
 		return fmt.Errorf("%w; nothing was stored", err)
 	}
 	var b strings.Builder
+	// What an unfinished import this one resumed had stored past what this one met.
+	earlier := ""
+	if s.Resumed && imp.priorEnd > s.EndOffset {
+		earlier = fmt.Sprintf("the unfinished import's segments of %s-%d hold offsets %d..%d", opt.Topic, opt.Partition, s.EndOffset, imp.priorEnd)
+	}
 	switch len(s.Keys) {
 	case 0:
-		b.WriteString("no segment was stored")
+		if earlier == "" {
+			b.WriteString("no segment was stored")
+		}
 	case 1:
 		fmt.Fprintf(&b, "1 segment of %s-%d holds offsets %d..%d", opt.Topic, opt.Partition, s.FirstOffset, s.EndOffset)
 	default:
@@ -394,6 +401,12 @@ func (imp *importer) failed(err error) error {
 			sep = ": "
 		}
 		b.WriteString(sep + k)
+	}
+	if earlier != "" {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(earlier)
 	}
 	return fmt.Errorf("%w; %s; re-run the import with the same (or fixed) input to finish it: it resumes after them (journal %s) and stores no row twice",
 		err, b.String(), JournalKey(opt.Topic, opt.Partition))

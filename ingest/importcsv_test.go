@@ -196,6 +196,8 @@ func TestImportResumeRefusesOtherRows(t *testing.T) {
 		{"other rows", func(storage.Store, []string) string {
 			return lines[0] + "9,9,9,1,1\n" + strings.Join(lines[1:], "")
 		}, "does not hold the same rows"},
+		{"malformed", func(storage.Store, []string) string { return importCSV(3000, 2000) },
+			"line 2000: ts \"not-a-ts\": want Unix milliseconds as an integer; the unfinished import's segments of metrics-0 hold offsets 0.."},
 		{"shorter", func(st storage.Store, stored []string) string {
 			// The rows of the first two segments: up to the first record of the third.
 			seg, err := columnar.OpenSegment(ctx, st, stored[2], -1)
