@@ -39,11 +39,10 @@ Do not run two imports into the same --topic and --partition at once. See docs/i
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			// Segment keys embed the topic (--partition's range is checked with the
+			// other integer flags, flags.go).
 			if err := columnar.CheckTopic(topic); err != nil {
-				return fmt.Errorf("--topic: %w", err)
-			}
-			if partition < 0 {
-				return fmt.Errorf("--partition %d: must not be negative", partition)
+				return usageErrorf("--topic: %w", err)
 			}
 			st, err := openStore(ctx, storeURL)
 			if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,8 +68,8 @@ func TestImportFailsThenFixed(t *testing.T) {
 	}
 }
 
-// TestImportFlagsOutOfRange: a topic or partition that segment keys cannot hold fails
-// naming the flag, before the store is touched.
+// TestImportFlagsOutOfRange: a topic or partition that segment keys cannot hold is a
+// usage error naming the flag, before the store is touched.
 func TestImportFlagsOutOfRange(t *testing.T) {
 	dir := t.TempDir()
 	csvPath := filepath.Join(dir, "p.csv")
@@ -81,7 +82,7 @@ func TestImportFlagsOutOfRange(t *testing.T) {
 	}{
 		{[]string{"--topic", "a/b"}, []string{`--topic: topic "a/b": character '/' at 1 is not allowed`}},
 		{[]string{"--topic", strings.Repeat("t", 300)}, []string{"--topic: topic", "topic length 300 is larger than max allowed 249"}},
-		{[]string{"--partition", "-1"}, []string{"--partition -1: must not be negative"}},
+		{[]string{"--partition", "-1"}, []string{"--partition -1 is out of range"}},
 	} {
 		store := filepath.Join(dir, "store")
 		_, err := runCLI(t, append([]string{"import", "--csv", csvPath, "--store", store}, tc.args...)...)
@@ -89,6 +90,9 @@ func TestImportFlagsOutOfRange(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("import %.40q: err = %v, want %q", tc.args, err, w)
 			}
+		}
+		if code := exitCode(err, io.Discard); code != 2 {
+			t.Errorf("import %.40q: exit code %d, want 2 (usage)", tc.args, code)
 		}
 		if _, err := os.Stat(store); err == nil {
 			t.Errorf("import %v created the store", tc.args)
