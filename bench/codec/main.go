@@ -1,6 +1,7 @@
-// Command codec compares Tailor series files with Prometheus XOR chunks and zstd Parquet on
-// the real NAB data and a synthetic one-second agent mix: bytes per point, encode and
-// decode throughput on one core, and a bit-exact check of every point.
+// Command codec compares Tailor series files with Prometheus XOR chunks and two zstd
+// Parquet layouts on real data (NAB, Bitbrains, data-center traces) and on synthetic
+// kinds: bytes per point, encode and decode throughput on one core, and a bit-exact check
+// of every point through every codec.
 //
 // Run it from this directory with `go run .` (see README.md). It lives in its own module so
 // that the Prometheus module, which is large, stays out of the product's dependencies.
@@ -8,19 +9,15 @@ package main
 
 import (
 	"bytes"
-	"encoding/csv"
 	"errors"
 	"flag"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -55,18 +52,32 @@ func (d *dataset) points() int {
 }
 
 type result struct {
-	name                    string
-	points                  int
-	tailorBytes, promBytes  int
-	parquetBytes            int
-	encodeNs, decodeNs      float64 // best run, whole data set
-	exact                   bool
-	exactProm, exactParquet bool
-	encodings               map[string]int
+	name     string
+	real     bool
+	points   int
+	series   int
+	tailor   int // bytes of each codec's output
+	prom     int
+	pqSplit  int
+	pqPlain  int
+	overhead int // Tailor bytes that are not timestamp or value payload
+
+	encodeNs, decodeNs float64 // best run, whole data set
+	exact              map[string]bool
+	encodings          map[string]int
+}
+
+func (r *result) allExact() bool {
+	for _, ok := range r.exact {
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func main() {
-	dataDir := flag.String("data", filepath.Join("..", "..", "..", "shared", "data", "real"), "directory of the NAB CSV files")
+	dataDir := flag.String("data", filepath.Join("..", "..", "..", "shared", "data", "real"), "directory of the NAB CSV files, with more/ beside them")
 	minTime := flag.Duration("benchtime", 400*time.Millisecond, "least total time spent timing each encode and decode")
 	agentSeries := flag.Int("agent-series", 1000, "series in the synthetic agent mix")
 	agentPoints := flag.Int("agent-points", 3600, "points per series in the synthetic agent mix (one a second)")
@@ -80,45 +91,55 @@ func main() {
 	sort.Strings(paths)
 	var sets []dataset
 	for _, p := range paths {
-		d, err := loadCSV(p)
+		d, err := loadNAB(p)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", p, err)
-			os.Exit(2)
+			fail("%s: %v", p, err)
 		}
 		sets = append(sets, d)
 	}
-	sets = append(sets, agentMix(*agentSeries, *agentPoints))
+	more := filepath.Join(*dataDir, "more")
+	for _, load := range []func(string) (dataset, error){loadBitbrains, loadDCTraces} {
+		d, err := load(more)
+		if err != nil {
+			fail("%v", err)
+		}
+		sets = append(sets, d)
+	}
+	sets = append(sets, agentMix(*agentSeries, *agentPoints), shortScrapes(), heavyRepeats(), fullPrecision())
 
-	fmt.Printf("Tailor series files (format v%d) vs Prometheus XOR chunks (120 samples) and Parquet (zstd, delta ts, byte-stream-split values)\n", encoder.CurrentVersion)
+	fmt.Printf("Tailor series files (format v%d) vs Prometheus XOR chunks (120 samples) and Parquet (zstd; org, metric, context and ts\n", encoder.CurrentVersion)
+	fmt.Printf("delta-encoded; values BYTE_STREAM_SPLIT or PLAIN), bit-exact check of every point through every codec\n")
 	fmt.Printf("%s %s/%s, GOMAXPROCS=%d, one goroutine; throughput = points / best run's wall time\n\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
 
 	var results []result
-	ok := true
 	for _, d := range sets {
-		r := measure(d, *minTime)
-		results = append(results, r)
-		ok = ok && r.exact && r.exactProm && r.exactParquet
+		results = append(results, measure(d, *minTime))
 	}
-
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "file\tpoints\tTailor B/pt\tProm XOR B/pt\tParquet B/pt\tencode Mpts/s\tdecode Mpts/s\tbit-exact\t")
-	var pooled result
-	pooled.name = "pooled (real files)"
-	pooled.exact, pooled.exactProm, pooled.exactParquet = true, true, true
+	pooled := result{name: "pooled (real data)", real: true, exact: map[string]bool{}}
 	for _, r := range results {
-		printRow(tw, r)
-		if strings.HasPrefix(r.name, "synthetic") {
+		if !r.real {
 			continue
 		}
 		pooled.points += r.points
-		pooled.tailorBytes += r.tailorBytes
-		pooled.promBytes += r.promBytes
-		pooled.parquetBytes += r.parquetBytes
+		pooled.series += r.series
+		pooled.tailor += r.tailor
+		pooled.prom += r.prom
+		pooled.pqSplit += r.pqSplit
+		pooled.pqPlain += r.pqPlain
+		pooled.overhead += r.overhead
 		pooled.encodeNs += r.encodeNs
 		pooled.decodeNs += r.decodeNs
-		pooled.exact = pooled.exact && r.exact
-		pooled.exactProm = pooled.exactProm && r.exactProm
-		pooled.exactParquet = pooled.exactParquet && r.exactParquet
+		for k, ok := range r.exact {
+			if v, seen := pooled.exact[k]; !seen || v {
+				pooled.exact[k] = ok
+			}
+		}
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "data\tseries\tpoints\tTailor B/pt\tProm XOR\tPq split\tPq plain\tTailor/best Pq\toverhead B/series\tencode Mpts/s\tdecode Mpts/s\tbit-exact\t")
+	for _, r := range results {
+		printRow(tw, r)
 	}
 	printRow(tw, pooled)
 	tw.Flush()
@@ -126,11 +147,10 @@ func main() {
 	fmt.Println()
 	fmt.Println("Encodings chosen per block (values / timestamps):")
 	for _, r := range results {
-		fmt.Printf("  %-28s %s\n", r.name, formatCounts(r.encodings))
+		fmt.Printf("  %-36s %s\n", r.name, formatCounts(r.encodings))
 	}
 
 	fmt.Println()
-	bpp := func(b, n int) float64 { return float64(b) / float64(n) }
 	check := func(name string, pass bool, detail string) {
 		mark := "PASS"
 		if !pass {
@@ -138,37 +158,63 @@ func main() {
 		}
 		fmt.Printf("  %s  %s: %s\n", mark, name, detail)
 	}
-	fmt.Println("Goals:")
-	check("pooled size", bpp(pooled.tailorBytes, pooled.points) <= 3.0,
-		fmt.Sprintf("%.3f B/pt pooled over the real files (goal <= 3.0)", bpp(pooled.tailorBytes, pooled.points)))
-	smaller := true
+	fmt.Println("Goals (issue 20):")
 	var losers []string
-	for _, r := range results[:len(results)-1] {
-		if r.tailorBytes >= r.promBytes || r.tailorBytes >= r.parquetBytes {
-			smaller = false
+	nReal := 0
+	for _, r := range results {
+		if !r.real {
+			continue
+		}
+		nReal++
+		if r.tailor >= r.prom || r.tailor >= r.pqSplit || r.tailor >= r.pqPlain {
 			losers = append(losers, r.name)
 		}
 	}
-	check("every real file smaller than Prometheus XOR and Parquet", smaller, fmt.Sprintf("%d files, larger on %v", len(results)-1, losers))
+	check("every real file smaller than Prometheus XOR and both Parquet layouts", len(losers) == 0,
+		fmt.Sprintf("%d files, larger on %v", nReal, losers))
+	better := min(pooled.pqSplit, pooled.pqPlain)
+	ratio := float64(pooled.tailor) / float64(better)
+	check("pooled size", ratio <= 0.85, fmt.Sprintf("%.3f B/pt pooled over the real data, %.3fx the better Parquet (%.3f B/pt; goal <= 0.85x)",
+		bpp(pooled.tailor, pooled.points), ratio, bpp(better, pooled.points)))
+	for _, r := range results {
+		if strings.HasPrefix(r.name, "synthetic short") {
+			per := float64(r.overhead) / float64(r.series)
+			check("short-series overhead", per < 8, fmt.Sprintf("%.2f bytes of records and index per series (goal < 8)", per))
+		}
+	}
 	encRate := float64(pooled.points) / pooled.encodeNs * 1e3
 	decRate := float64(pooled.points) / pooled.decodeNs * 1e3
-	check("encode throughput", encRate >= 40, fmt.Sprintf("%.1f Mpts/s per core on the real files (goal >= 40)", encRate))
-	check("decode throughput", decRate >= 150, fmt.Sprintf("%.1f Mpts/s per core on the real files (goal >= 150)", decRate))
-	check("bit-exact", ok, "every point of every file through all three codecs")
+	check("encode throughput", encRate >= 40, fmt.Sprintf("%.1f Mpts/s per core pooled over the real data (goal >= 40)", encRate))
+	check("decode throughput", decRate >= 150, fmt.Sprintf("%.1f Mpts/s per core pooled over the real data (goal >= 150)", decRate))
+	ok := true
+	for _, r := range results {
+		ok = ok && r.allExact()
+	}
+	check("bit-exact", ok, "every point of every data set through every codec, NaN payloads included")
 	if !ok {
 		os.Exit(1)
 	}
 }
 
+func bpp(b, n int) float64 { return float64(b) / float64(n) }
+
 func printRow(tw io.Writer, r result) {
-	bpp := func(b int) string { return fmt.Sprintf("%.3f", float64(b)/float64(r.points)) }
+	f := func(b int) string { return fmt.Sprintf("%.3f", bpp(b, r.points)) }
 	rate := func(ns float64) string { return fmt.Sprintf("%.1f", float64(r.points)/ns*1e3) }
 	exact := "yes"
-	if !r.exact || !r.exactProm || !r.exactParquet {
-		exact = "NO"
+	if !r.allExact() {
+		var bad []string
+		for k, ok := range r.exact {
+			if !ok {
+				bad = append(bad, k)
+			}
+		}
+		sort.Strings(bad)
+		exact = "NO: " + strings.Join(bad, ",")
 	}
-	fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.points, bpp(r.tailorBytes), bpp(r.promBytes),
-		bpp(r.parquetBytes), rate(r.encodeNs), rate(r.decodeNs), exact)
+	fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.3f\t%.1f\t%s\t%s\t%s\t\n", r.name, r.series, r.points, f(r.tailor), f(r.prom),
+		f(r.pqSplit), f(r.pqPlain), float64(r.tailor)/float64(min(r.pqSplit, r.pqPlain)), float64(r.overhead)/float64(r.series),
+		rate(r.encodeNs), rate(r.decodeNs), exact)
 }
 
 func formatCounts(m map[string]int) string {
@@ -184,9 +230,9 @@ func formatCounts(m map[string]int) string {
 	return sb.String()
 }
 
-// measure encodes and decodes one data set with all three codecs.
+// measure encodes and decodes one data set with every codec.
 func measure(d dataset, minTime time.Duration) result {
-	r := result{name: d.name, points: d.points()}
+	r := result{name: d.name, real: d.real, points: d.points(), series: len(d.series), exact: map[string]bool{}}
 
 	var file []byte
 	r.encodeNs = bestOf(minTime, func() {
@@ -203,7 +249,7 @@ func measure(d dataset, minTime time.Duration) result {
 		}
 		file = buf.Bytes()
 	})
-	r.tailorBytes = len(file)
+	r.tailor = len(file)
 
 	rd, err := encoder.Open(bytes.NewReader(file), int64(len(file)))
 	if err != nil {
@@ -220,11 +266,16 @@ func measure(d dataset, minTime time.Duration) result {
 			fail("decode %s: %d of %d points: %v", d.name, n, r.points, it.Err())
 		}
 	})
-	r.exact = checkTailor(rd, d)
-	r.encodings = blockEncodings(file)
+	r.exact["tailor"] = checkTailor(rd, d)
+	r.encodings, r.overhead = blockEncodings(rd)
 
-	r.promBytes, r.exactProm = promXOR(d)
-	r.parquetBytes, r.exactParquet = parquetZstd(d)
+	r.prom, r.exact["prom"] = promXOR(d)
+	r.pqSplit, r.exact["parquet-split"] = parquetZstd[pqSplitRow](d, func(k columnar.SeriesKey, ts int64, v float64) pqSplitRow {
+		return pqSplitRow{k.Org, k.Metric, k.Context, ts, v}
+	}, func(a, b pqSplitRow) bool { return a.sameBits(b) })
+	r.pqPlain, r.exact["parquet-plain"] = parquetZstd[pqPlainRow](d, func(k columnar.SeriesKey, ts int64, v float64) pqPlainRow {
+		return pqPlainRow{k.Org, k.Metric, k.Context, ts, v}
+	}, func(a, b pqPlainRow) bool { return pqSplitRow(a).sameBits(pqSplitRow(b)) })
 	return r
 }
 
@@ -267,23 +318,22 @@ func checkTailor(rd *encoder.Reader, d dataset) bool {
 	return it.Err() == nil && i == len(d.series)
 }
 
-// blockEncodings counts the encodings the writer chose, per block.
-func blockEncodings(file []byte) map[string]int {
+// blockEncodings counts the encodings the writer chose, per block, and the bytes of the
+// file that are neither timestamp nor value payload (headers, keys, index, checksums).
+func blockEncodings(rd *encoder.Reader) (map[string]int, int) {
 	m := map[string]int{}
-	rd, err := encoder.Open(bytes.NewReader(file), int64(len(file)))
-	if err != nil {
-		return m
-	}
+	payload := 0
 	for _, e := range rd.Index() {
 		blocks, err := rd.BlockInfo(e)
 		if err != nil {
-			return m
+			fail("block info %v: %v", e.Key, err)
 		}
 		for _, b := range blocks {
 			m[b.ValueEncoding.String()+"/"+b.TsEncoding.String()]++
+			payload += b.TsBytes + b.ValueBytes
 		}
 	}
-	return m
+	return m, int(rd.Size()) - payload
 }
 
 // promXOR encodes each series in Prometheus XOR chunks of 120 samples, as the Prometheus
@@ -319,24 +369,38 @@ func promXOR(d dataset) (int, bool) {
 	return total, exact
 }
 
-// pqRow is one point in the Parquet comparison: a series number (delta-encoded, so it
-// costs next to nothing), delta-encoded timestamps and byte-stream-split values, all
-// zstd-compressed: the best lossless Parquet layout for this data we know of.
-type pqRow struct {
-	Series int32   `parquet:"series,delta,zstd"`
-	Ts     int64   `parquet:"ts,delta,zstd"`
-	Value  float64 `parquet:"value,split,zstd"`
+// The Parquet layouts: one column per field, rows sorted by key and time, ids and
+// timestamps DELTA_BINARY_PACKED, values BYTE_STREAM_SPLIT or PLAIN, every column zstd.
+type pqSplitRow struct {
+	Org     uint32  `parquet:"org_id,delta,zstd"`
+	Metric  uint64  `parquet:"metric_id,delta,zstd"`
+	Context uint64  `parquet:"context_key,delta,zstd"`
+	Ts      int64   `parquet:"ts,delta,zstd"`
+	Value   float64 `parquet:"value,split,zstd"`
 }
 
-func parquetZstd(d dataset) (int, bool) {
-	rows := make([]pqRow, 0, d.points())
-	for i, s := range d.series {
+type pqPlainRow struct {
+	Org     uint32  `parquet:"org_id,delta,zstd"`
+	Metric  uint64  `parquet:"metric_id,delta,zstd"`
+	Context uint64  `parquet:"context_key,delta,zstd"`
+	Ts      int64   `parquet:"ts,delta,zstd"`
+	Value   float64 `parquet:"value,plain,zstd"`
+}
+
+func (a pqSplitRow) sameBits(b pqSplitRow) bool {
+	return a.Org == b.Org && a.Metric == b.Metric && a.Context == b.Context && a.Ts == b.Ts && same(a.Value, b.Value)
+}
+
+// parquetZstd writes d as one Parquet file of rows made by row, reads it back and compares.
+func parquetZstd[R any](d dataset, row func(columnar.SeriesKey, int64, float64) R, eq func(a, b R) bool) (int, bool) {
+	rows := make([]R, 0, d.points())
+	for _, s := range d.series {
 		for j := range s.ts {
-			rows = append(rows, pqRow{Series: int32(i), Ts: s.ts[j], Value: s.vals[j]})
+			rows = append(rows, row(s.key, s.ts[j], s.vals[j]))
 		}
 	}
 	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[pqRow](&buf, parquet.Compression(&parquet.Zstd))
+	w := parquet.NewGenericWriter[R](&buf, parquet.Compression(&parquet.Zstd))
 	if _, err := w.Write(rows); err != nil {
 		fail("parquet write: %v", err)
 	}
@@ -345,9 +409,9 @@ func parquetZstd(d dataset) (int, bool) {
 	}
 	size := buf.Len()
 
-	r := parquet.NewGenericReader[pqRow](bytes.NewReader(buf.Bytes()))
+	r := parquet.NewGenericReader[R](bytes.NewReader(buf.Bytes()))
 	defer r.Close()
-	got := make([]pqRow, len(rows))
+	got := make([]R, len(rows))
 	n := 0
 	for n < len(got) {
 		k, err := r.Read(got[n:])
@@ -361,113 +425,7 @@ func parquetZstd(d dataset) (int, bool) {
 	}
 	exact := n == len(rows)
 	for i := 0; exact && i < n; i++ {
-		exact = got[i].Series == rows[i].Series && got[i].Ts == rows[i].Ts && same(got[i].Value, rows[i].Value)
+		exact = eq(got[i], rows[i])
 	}
 	return size, exact
-}
-
-// loadCSV reads a `series,ts_ms,value` file. Each series is sorted by time and
-// de-duplicated keeping the last row of a repeated timestamp (the raw files repeat the DST
-// hour), the way the pipeline keeps the latest arrival. Keys are an FNV-64a hash of the
-// name, in key order.
-func loadCSV(path string) (dataset, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return dataset{}, err
-	}
-	defer f.Close()
-	cr := csv.NewReader(f)
-	cr.ReuseRecord = true
-	if _, err := cr.Read(); err != nil {
-		return dataset{}, err
-	}
-	type pt struct {
-		ts int64
-		v  float64
-	}
-	by := map[string][]pt{}
-	var names []string
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return dataset{}, err
-		}
-		ts, err := strconv.ParseInt(rec[1], 10, 64)
-		if err != nil {
-			return dataset{}, err
-		}
-		v, err := strconv.ParseFloat(rec[2], 64)
-		if err != nil {
-			return dataset{}, err
-		}
-		if _, ok := by[rec[0]]; !ok {
-			names = append(names, strings.Clone(rec[0]))
-		}
-		by[rec[0]] = append(by[rec[0]], pt{ts, v})
-	}
-	d := dataset{name: filepath.Base(path), real: true}
-	for _, name := range names {
-		pts := by[name]
-		sort.SliceStable(pts, func(i, j int) bool { return pts[i].ts < pts[j].ts })
-		h := fnv.New64a()
-		h.Write([]byte(name))
-		s := series{key: columnar.SeriesKey{Org: 1, Metric: h.Sum64()}, name: name}
-		for _, p := range pts {
-			if n := len(s.ts); n > 0 && s.ts[n-1] == p.ts {
-				s.vals[n-1] = p.v
-				continue
-			}
-			s.ts = append(s.ts, p.ts)
-			s.vals = append(s.vals, p.v)
-		}
-		d.series = append(d.series, s)
-	}
-	sort.Slice(d.series, func(i, j int) bool { return d.series[i].key.Less(d.series[j].key) })
-	return d, nil
-}
-
-// agentMix is a synthetic one-second agent: nSeries series of nPoints points, one a
-// second, with the value shapes a host agent reports. Fixed seed, so every run measures
-// the same points.
-func agentMix(nSeries, nPoints int) dataset {
-	rng := rand.New(rand.NewPCG(2026, 11))
-	d := dataset{name: "synthetic agent mix 1s"}
-	t0 := int64(1_790_000_000_000)
-	for i := range nSeries {
-		s := series{key: columnar.SeriesKey{Org: uint32(1 + i%5), Metric: uint64(i % 97), Context: uint64(i)}}
-		s.ts = make([]int64, nPoints)
-		s.vals = make([]float64, nPoints)
-		jitter := i%5 == 0 // some agents stamp with the collection time, not the tick
-		kind := i % 20
-		v := float64(rng.IntN(1 << 20))
-		for j := range nPoints {
-			t := t0 + int64(j)*1000
-			if jitter {
-				t += rng.Int64N(15)
-			}
-			s.ts[j] = t
-			switch {
-			case kind < 5: // constant gauges: limits, up, cores
-				s.vals[j] = float64(1 + i%8)
-			case kind < 9: // monotonic counters: bytes, packets, requests
-				v += float64(rng.IntN(5000))
-				s.vals[j] = v
-			case kind < 13: // percentages with 2 decimals
-				s.vals[j] = math.Round((40+10*math.Sin(float64(j)/300)+rng.NormFloat64())*100) / 100
-			case kind < 16: // integer gauges in pages: memory, disk
-				s.vals[j] = float64(int64(v) + 4096*int64(rng.IntN(64)))
-			case kind < 18: // rates computed in floating point
-				s.vals[j] = float64(rng.IntN(3000)) / 3
-			default: // latencies in seconds, full precision
-				s.vals[j] = rng.ExpFloat64() * 0.05
-			}
-		}
-		d.series = append(d.series, s)
-	}
-	sort.Slice(d.series, func(i, j int) bool { return d.series[i].key.Less(d.series[j].key) })
-	d.name = "synthetic agent mix 1s"
-	return d
 }
