@@ -14,6 +14,9 @@ type blockEncoder struct {
 	scratch []byte
 	gorilla []byte
 	dec     decimalEncoder
+	col     columnEncoder // format v3 values
+	tsCache [tsCacheSize]cachedTs
+	tsNext  int
 }
 
 // appendBlock appends one block: header, timestamp payload, value payload, crc32c of all
@@ -44,8 +47,10 @@ func (e *blockEncoder) appendBlock(dst []byte, ts []int64, vals []float64) []byt
 
 // blockDecoder holds a reader's scratch space for decoding blocks.
 type blockDecoder struct {
-	zbuf []byte  // decompressed zstd stage
-	ints []int64 // decimal integers
+	zbuf []byte    // decompressed zstd stage
+	ints []int64   // decimal integers, dictionary indices
+	dict []float64 // a dictionary's values
+	pad  []byte    // padded bit streams
 }
 
 // decodeTs appends the block's timestamps to dst and checks that they strictly increase
@@ -95,32 +100,43 @@ func (d *blockDecoder) decodeTs(dst []int64, h *blockHeader, src []byte) ([]int6
 
 // decodeValues appends the block's values to dst.
 func (d *blockDecoder) decodeValues(dst []float64, h *blockHeader, src []byte) ([]float64, error) {
+	return d.decodeColumn(dst, h.valEnc, src, h.count, h.version)
+}
+
+// decodeColumn appends the n values of a column encoded as enc (already checked against
+// format version v) to dst.
+func (d *blockDecoder) decodeColumn(dst []float64, enc ValueEncoding, src []byte, n int, v uint16) ([]float64, error) {
 	start := len(dst)
 	var err error
-	enc := h.valEnc
+	base := enc &^ ValueZstd
 	if enc&ValueZstd != 0 {
-		if src, err = zstdDecompress(&d.zbuf, src, h.count); err != nil {
-			return dst, fmt.Errorf("decode %s values: %w", h.valEnc, err)
+		if src, err = zstdDecompress(&d.zbuf, src, n); err != nil {
+			return dst, fmt.Errorf("decode %s values: %w", enc, err)
 		}
-		enc &^= ValueZstd
 	}
-	switch enc {
+	switch base {
 	case ValueGorilla:
-		dst, err = decodeGorilla(dst, src, h.count)
+		dst, err = decodeGorilla(dst, src, n)
 	case ValueConst:
-		dst, err = decodeValueConst(dst, src, h.count)
+		dst, err = decodeValueConst(dst, src, n)
 	case ValueRaw:
-		dst, err = decodeValueRaw(dst, src, h.count)
+		dst, err = decodeValueRaw(dst, src, n)
 	case ValueDecimal:
-		dst, err = decodeDecimal(dst, src, h.count, &d.ints)
+		dst, err = decodeDecimal(dst, src, n, &d.ints)
+	case ValueDict:
+		dst, err = d.decodeDict(dst, src, n, v)
+	case ValueALPRD:
+		dst, err = decodeALPRD(dst, src, n, &d.pad)
+	case ValueBitsDelta:
+		dst, err = decodeBitsDelta(dst, src, n, &d.ints)
 	default:
-		return dst, fmt.Errorf("BUG: value encoding %s passed header validation", h.valEnc)
+		return dst, fmt.Errorf("BUG: value encoding %s passed header validation", enc)
 	}
 	if err != nil {
-		return dst[:start], fmt.Errorf("decode %s values: %w", h.valEnc, err)
+		return dst[:start], fmt.Errorf("decode %s values: %w", enc, err)
 	}
-	if n := len(dst) - start; n != h.count {
-		return dst[:start], fmt.Errorf("decoded %d values, header says %d: %w", n, h.count, ErrOutOfRange)
+	if got := len(dst) - start; got != n {
+		return dst[:start], fmt.Errorf("decoded %d values, header says %d: %w", got, n, ErrOutOfRange)
 	}
 	return dst, nil
 }

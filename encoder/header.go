@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 
 	"github.com/tailor-metrics/tailor/columnar"
 )
@@ -19,8 +20,12 @@ const (
 	// Version2 chooses per block and column among several encodings, adds the zstd stage
 	// and keeps v1's layout.
 	Version2 uint16 = 2
+	// Version3 adds the dict and alp-rd value encodings, lets series that share their
+	// timestamps share one block (one timestamp column, a value column each), and moves
+	// keys and tags into a compressed index.
+	Version3 uint16 = 3
 	// CurrentVersion is what NewWriter writes unless told otherwise.
-	CurrentVersion = Version2
+	CurrentVersion = Version3
 
 	fileHeaderSize = 8  // magic[4] version u16 flags u16
 	trailerSize    = 28 // indexOff u64 indexLen u64 indexCRC u32 version u16 flags u16 magic[4]
@@ -104,7 +109,11 @@ func (t *trailer) Unmarshal(src []byte, size int64) error {
 	t.indexCRC = binary.LittleEndian.Uint32(src[16:])
 	// The index sits between the file header and the trailer.
 	limit := uint64(off)
-	if io < fileHeaderSize || io > limit || il > limit-io || il < indexHeaderSize {
+	minIndex := uint64(indexHeaderSize)
+	if t.version >= Version3 {
+		minIndex = minIndex3Size
+	}
+	if io < fileHeaderSize || io > limit || il > limit-io || il < minIndex {
 		return corrupt(off, "trailer", ErrOutOfRange, "index at %d length %d outside [%d, %d)", io, il, fileHeaderSize, off)
 	}
 	t.indexOff, t.indexLen = int64(io), int64(il)
@@ -170,13 +179,22 @@ func parseSeriesHeader(src []byte, off int64, tags []string) (columnar.SeriesKey
 // The time range lets a reader skip blocks outside a query range without decoding them;
 // minTs is also the first timestamp, which the timestamp payload therefore omits.
 type blockHeader struct {
-	count  int
-	minTs  int64 // first timestamp
-	maxTs  int64 // last timestamp
-	tsEnc  TsEncoding
-	valEnc ValueEncoding
-	tsLen  int
-	valLen int
+	version uint16
+	count   int
+	minTs   int64 // first timestamp
+	maxTs   int64 // last timestamp
+	tsEnc   TsEncoding
+	valEnc  ValueEncoding // v1, v2: the block's one value column
+	tsLen   int
+	valLen  int
+	cols    []column // v3: the value columns, one per series sharing the block
+}
+
+// column is one value column of a v3 block: its encoding and where its payload lies,
+// counted from the end of the timestamp payload.
+type column struct {
+	enc      ValueEncoding
+	off, len int
 }
 
 func (h *blockHeader) Marshal(dst []byte) []byte {
@@ -203,13 +221,8 @@ func (h *blockHeader) Unmarshal(src []byte, v uint16) ([]byte, error) {
 	if d.Err != nil {
 		return nil, d.Err
 	}
-	if count == 0 || count > MaxBlockPoints {
-		return nil, fmt.Errorf("block of %d points, allowed 1..%d: %w", count, MaxBlockPoints, ErrOutOfRange)
-	}
-	if (count == 1 && span != 0) || span < count-1 || span > uint64(math.MaxInt64)-uint64(h.minTs) {
-		// Timestamps strictly increase, so n points span at least n-1 ms, and the last
-		// one is at most MaxInt64. The subtraction wraps to the true distance.
-		return nil, fmt.Errorf("block of %d points spans %d ms: %w", count, span, ErrOutOfRange)
+	if err := checkCountSpan(count, h.minTs, span); err != nil {
+		return nil, err
 	}
 	if !IsValidTsEncoding(v, h.tsEnc) {
 		return nil, fmt.Errorf("timestamp encoding %s in a version %d file: %w", h.tsEnc, v, ErrOutOfRange)
@@ -221,10 +234,97 @@ func (h *blockHeader) Unmarshal(src []byte, v uint16) ([]byte, error) {
 	if tl > rest || vl > rest-tl || rest-tl-vl < 4 {
 		return nil, fmt.Errorf("payloads of %d+%d bytes and a checksum in %d bytes: %w", tl, vl, rest, ErrTruncated)
 	}
+	h.version = v
 	h.count = int(count)
 	h.maxTs = h.minTs + int64(span)
 	h.tsLen, h.valLen = int(tl), int(vl)
 	return d.B, nil
+}
+
+// checkCountSpan checks a block's point count and time span (both versions' rule).
+func checkCountSpan(count uint64, minTs int64, span uint64) error {
+	if count == 0 || count > MaxBlockPoints {
+		return fmt.Errorf("block of %d points, allowed 1..%d: %w", count, MaxBlockPoints, ErrOutOfRange)
+	}
+	if (count == 1 && span != 0) || span < count-1 || span > uint64(math.MaxInt64)-uint64(minTs) {
+		// Timestamps strictly increase, so n points span at least n-1 ms, and the last
+		// one is at most MaxInt64. The subtraction wraps to the true distance.
+		return fmt.Errorf("block of %d points spans %d ms: %w", count, span, ErrOutOfRange)
+	}
+	return nil
+}
+
+// MaxBlockColumns is the most value columns (series) a v3 block may hold.
+const MaxBlockColumns = 1 << 16
+
+// marshal3 appends a v3 block header: count, time range, the timestamp encoding and
+// length, then the column count and each column's encoding and length.
+func (h *blockHeader) marshal3(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(h.count))
+	dst = binary.AppendVarint(dst, h.minTs)
+	dst = binary.AppendUvarint(dst, uint64(h.maxTs-h.minTs))
+	dst = append(dst, byte(h.tsEnc))
+	dst = binary.AppendUvarint(dst, uint64(h.tsLen))
+	dst = binary.AppendUvarint(dst, uint64(len(h.cols)))
+	for _, c := range h.cols {
+		dst = append(dst, byte(c.enc))
+		dst = binary.AppendUvarint(dst, uint64(c.len))
+	}
+	return dst
+}
+
+// unmarshal3 parses the header of a v3 block whose bytes, checksum included, are
+// exactly src, and returns the payloads (timestamps, then the value columns). It checks
+// every field against the format's limits and the payload lengths against the bytes,
+// before it allocates the column table.
+func (h *blockHeader) unmarshal3(src []byte, v uint16) ([]byte, error) {
+	d := newDecbuf(src)
+	count := d.Uvarint()
+	h.minTs = d.Varint()
+	span := d.Uvarint()
+	h.tsEnc = TsEncoding(d.U8())
+	tl := d.Uvarint()
+	k := d.Uvarint()
+	if d.Err != nil {
+		return nil, d.Err
+	}
+	if err := checkCountSpan(count, h.minTs, span); err != nil {
+		return nil, err
+	}
+	if !IsValidTsEncoding(v, h.tsEnc) {
+		return nil, fmt.Errorf("timestamp encoding %s in a version %d file: %w", h.tsEnc, v, ErrOutOfRange)
+	}
+	// Each column takes at least two header bytes (its encoding and length).
+	if k == 0 || k > MaxBlockColumns || k > uint64(len(d.B))/2 {
+		return nil, fmt.Errorf("%d value columns in a block of %d bytes, allowed 1..%d: %w", k, len(src), MaxBlockColumns, ErrOutOfRange)
+	}
+	h.cols = slices.Grow(h.cols[:0], int(k))[:k]
+	var total uint64
+	for i := range h.cols {
+		c := &h.cols[i]
+		c.enc = ValueEncoding(d.U8())
+		l := d.Uvarint()
+		if d.Err != nil {
+			return nil, d.Err
+		}
+		if !IsValidValueEncoding(v, c.enc) {
+			return nil, fmt.Errorf("column %d: value encoding %s in a version %d file: %w", i, c.enc, v, ErrOutOfRange)
+		}
+		if l > uint64(len(src)) {
+			return nil, fmt.Errorf("column %d of %d bytes in a block of %d: %w", i, l, len(src), ErrTruncated)
+		}
+		c.off, c.len = int(total), int(l)
+		total += l
+	}
+	rest := uint64(len(d.B))
+	if tl > rest || total > rest-tl || rest-tl-total != 4 {
+		return nil, fmt.Errorf("payloads of %d+%d bytes and a checksum in %d bytes: %w", tl, total, rest, ErrTruncated)
+	}
+	h.version = v
+	h.count = int(count)
+	h.maxTs = h.minTs + int64(span)
+	h.tsLen = int(tl)
+	return d.B[:rest-4], nil
 }
 
 // decbuf is the sticky-error decoder of series files; its errors wrap ErrTruncated and

@@ -25,12 +25,13 @@ type Reader struct {
 	version uint16
 	entries []IndexEntry
 	orgs    []OrgRange
+	v3      *index3 // format v3: blocks, refs and tags
 }
 
 // Open reads and validates the trailer and the index: one ranged read for small indexes,
 // two for large ones. Series records are read and checked only when asked for.
 func Open(r io.ReaderAt, size int64) (*Reader, error) {
-	const minSize = fileHeaderSize + indexHeaderSize + trailerSize
+	const minSize = fileHeaderSize + minIndex3Size + trailerSize
 	if size < minSize {
 		return nil, corrupt(0, "file", ErrTruncated, "%d bytes, a series file has at least %d", size, minSize)
 	}
@@ -65,6 +66,14 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 	}
 	if got := checksum(idx); got != t.indexCRC {
 		return nil, corrupt(t.indexOff, "index", ErrChecksum, "crc32c %#08x, trailer says %#08x", got, t.indexCRC)
+	}
+	if t.version >= Version3 {
+		var zbuf []byte
+		entries, x, err := parseIndex3(idx, t.indexOff, fileHeaderSize, &zbuf)
+		if err != nil {
+			return nil, err
+		}
+		return &Reader{r: r, size: size, version: t.version, entries: entries, orgs: buildOrgRanges(nil, entries), v3: x}, nil
 	}
 	entries, orgs, err := parseIndex(idx, t.indexOff, fileHeaderSize)
 	if err != nil {
@@ -110,12 +119,18 @@ func (r *Reader) Find(key columnar.SeriesKey) (IndexEntry, bool) {
 // OrgSeries returns the index entries of one org (empty if the file has none). Shared,
 // read-only.
 func (r *Reader) OrgSeries(org uint32) []IndexEntry {
+	e, _ := r.orgSeries(org)
+	return e
+}
+
+// orgSeries is OrgSeries with the position of the first entry.
+func (r *Reader) orgSeries(org uint32) ([]IndexEntry, int) {
 	i := sort.Search(len(r.orgs), func(i int) bool { return r.orgs[i].Org >= org })
 	if i == len(r.orgs) || r.orgs[i].Org != org {
-		return nil
+		return nil, 0
 	}
 	o := r.orgs[i]
-	return r.entries[o.First : o.First+o.Count]
+	return r.entries[o.First : o.First+o.Count], o.First
 }
 
 // Series is one decoded series. Readers fill it in place, reusing its slices: the
@@ -126,8 +141,9 @@ type Series struct {
 	Ts     []int64
 	Values []float64
 
-	raw []byte       // the record bytes, reused
-	dec blockDecoder // scratch for decoding
+	raw    []byte       // the record bytes, reused
+	dec    blockDecoder // scratch for decoding
+	blocks blockCache   // format v3: the blocks read lately
 }
 
 // Reset empties s, keeping capacity.
@@ -147,6 +163,14 @@ func (r *Reader) ReadSeries(e IndexEntry, dst *Series) error {
 // outside the range are checksummed but not decoded. dst.Tags is always filled; dst.Ts
 // may come back empty.
 func (r *Reader) ReadSeriesRange(e IndexEntry, mint, maxt int64, dst *Series) error {
+	if r.v3 != nil {
+		i := searchIndex(r.entries, e.Key)
+		if i < 0 {
+			dst.Reset()
+			return fmt.Errorf("read series %v: %w", e.Key, ErrNotFound)
+		}
+		return r.readSeries3(i, mint, maxt, dst)
+	}
 	dst.Reset()
 	if e.Length <= 0 || e.Offset < 0 || e.Offset > r.size || e.Length > r.size-e.Offset {
 		return corrupt(e.Offset, "series record", ErrOutOfRange, "length %d outside file of %d bytes", e.Length, r.size)
@@ -271,6 +295,7 @@ func IterTimeRange(mint, maxt int64) IterOpt {
 type SeriesIterator struct {
 	r          *Reader
 	entries    []IndexEntry
+	first      int // position of entries[0] in the file's index
 	i          int
 	mint, maxt int64
 	cur        Series
@@ -288,9 +313,9 @@ func (r *Reader) Iterator(it *SeriesIterator, opts ...IterOpt) *SeriesIterator {
 		it = &SeriesIterator{}
 	}
 	it.r = r
-	it.entries = r.entries
+	it.entries, it.first = r.entries, 0
 	if c.hasOrg {
-		it.entries = r.OrgSeries(c.org)
+		it.entries, it.first = r.orgSeries(c.org)
 	}
 	it.i = 0
 	it.mint, it.maxt = c.mint, c.maxt
@@ -307,7 +332,12 @@ func (it *SeriesIterator) Next() bool {
 		if e.MaxTs < it.mint || e.MinTs > it.maxt {
 			continue
 		}
-		if it.err = it.r.ReadSeriesRange(e, it.mint, it.maxt, &it.cur); it.err != nil {
+		if it.r.v3 != nil {
+			it.err = it.r.readSeries3(it.first+it.i-1, it.mint, it.maxt, &it.cur)
+		} else {
+			it.err = it.r.ReadSeriesRange(e, it.mint, it.maxt, &it.cur)
+		}
+		if it.err != nil {
 			return false
 		}
 		if len(it.cur.Ts) > 0 {
@@ -333,12 +363,22 @@ type BlockInfo struct {
 	ValueEncoding ValueEncoding
 	TsBytes       int // timestamp payload bytes
 	ValueBytes    int // value payload bytes
+	// Columns is how many series share the block (format v3; 1 before), Column this
+	// series' place among them. The timestamp payload is shared: count it once a block.
+	Columns, Column int
 }
 
 // BlockInfo reads the record of index entry e and lists its blocks, checking their
 // headers and checksums but decoding nothing: what a time-range reader would skip, and
 // which encodings the writer chose.
 func (r *Reader) BlockInfo(e IndexEntry) ([]BlockInfo, error) {
+	if r.v3 != nil {
+		i := searchIndex(r.entries, e.Key)
+		if i < 0 {
+			return nil, fmt.Errorf("block info of series %v: %w", e.Key, ErrNotFound)
+		}
+		return r.blockInfo3(i)
+	}
 	if e.Length <= 0 || e.Offset < 0 || e.Offset > r.size || e.Length > r.size-e.Offset {
 		return nil, corrupt(e.Offset, "series record", ErrOutOfRange, "length %d outside file of %d bytes", e.Length, r.size)
 	}
@@ -365,6 +405,7 @@ func (r *Reader) BlockInfo(e IndexEntry) ([]BlockInfo, error) {
 		out = append(out, BlockInfo{
 			Offset: boff, Length: blen + 4, Points: h.count, MinTs: h.minTs, MaxTs: h.maxTs,
 			TsEncoding: h.tsEnc, ValueEncoding: h.valEnc, TsBytes: h.tsLen, ValueBytes: h.valLen,
+			Columns: 1,
 		})
 		rest = rest[blen+4:]
 	}

@@ -80,7 +80,13 @@ func (s *Spool) Add(key columnar.SeriesKey, tags []string, ts []int64, values []
 		return err
 	}
 	var e IndexEntry
-	s.scratch, e = s.enc.appendRecord(s.scratch[:0], s.cfg.blockPoints, key, tags, ts, values)
+	if s.cfg.version >= Version3 {
+		// A loose record: the writer places its blocks, sharing them with the other
+		// series that have the same timestamps.
+		s.scratch, e = s.enc.appendLoose(s.scratch[:0], s.cfg.blockPoints, key, tags, ts, values)
+	} else {
+		s.scratch, e = s.enc.appendRecord(s.scratch[:0], s.cfg.blockPoints, key, tags, ts, values)
+	}
 	e.Offset = s.fileLn + s.memLn
 	s.recs = append(s.recs, e)
 	s.points += e.Points

@@ -28,6 +28,16 @@ const (
 	// that do not round-trip stored apart as exceptions (the ALP idea); the integers are
 	// packed, optionally as deltas. Integer-valued series are e = 0. Format v2.
 	ValueDecimal ValueEncoding = 4
+	// ValueDict: the block's distinct bit patterns once, in increasing order, as a value
+	// column of their own, then a packed index per value. Format v3.
+	ValueDict ValueEncoding = 5
+	// ValueALPRD: each bit pattern split into a left part from a dictionary of at most 8
+	// entries (or an exception) and bit-packed right bits, for full-precision doubles
+	// (ALP's "real doubles"). Format v3.
+	ValueALPRD ValueEncoding = 6
+	// ValueBitsDelta: the differences of consecutive bit patterns, packed, for
+	// full-precision values that move slowly. Format v3.
+	ValueBitsDelta ValueEncoding = 7
 
 	// ValueZstd is the zstd stage flag, or-ed into another encoding. Format v2.
 	ValueZstd ValueEncoding = zstdFlag
@@ -44,6 +54,12 @@ func (e ValueEncoding) String() string {
 		s = "raw"
 	case ValueDecimal:
 		s = "decimal"
+	case ValueDict:
+		s = "dict"
+	case ValueALPRD:
+		s = "alp-rd"
+	case ValueBitsDelta:
+		s = "bits-delta"
 	default:
 		return fmt.Sprintf("value-encoding(%#x)", uint8(e))
 	}
@@ -64,6 +80,8 @@ func IsValidValueEncoding(v uint16, e ValueEncoding) bool {
 		return v >= Version1
 	case ValueConst, ValueRaw, ValueDecimal:
 		return v >= Version2
+	case ValueDict, ValueALPRD, ValueBitsDelta:
+		return v >= Version3
 	}
 	return false
 }

@@ -98,7 +98,9 @@ type Writer struct {
 	orgs    []OrgRange
 	stats   Stats
 
-	enc blockEncoder
+	enc     blockEncoder
+	share   sharer // format v3: the blocks being shared
+	scratch []byte // a v3 series' loose record
 }
 
 // NewWriter returns a Writer that writes a series file to w. An invalid option is
@@ -134,15 +136,24 @@ func (w *Writer) Append(key columnar.SeriesKey, tags []string, ts []int64, value
 		return err
 	}
 	w.begin()
-	start := len(w.buf)
 	var e IndexEntry
+	if w.cfg.version >= Version3 {
+		w.scratch, e = w.enc.appendLoose(w.scratch[:0], w.cfg.blockPoints, key, tags, ts, values)
+		if err := w.addLoose(e, w.scratch); err != nil {
+			w.err = err
+			return err
+		}
+		return w.added(e)
+	}
+	start := len(w.buf)
 	w.buf, e = w.enc.appendRecord(w.buf, w.cfg.blockPoints, key, tags, ts, values)
 	e.Offset = w.written + int64(start)
 	return w.added(e)
 }
 
-// AppendRecord appends a series record encoded apart from the file (see Spool), with its
-// index entry; the key order rule of Append applies. rec is not retained.
+// AppendRecord appends a series encoded apart from the file by a Spool made with the
+// same options, with its index entry; the key order rule of Append applies. rec is not
+// retained.
 func (w *Writer) AppendRecord(e IndexEntry, rec []byte) error {
 	if err := w.check(e.Key); err != nil {
 		return err
@@ -151,6 +162,13 @@ func (w *Writer) AppendRecord(e IndexEntry, rec []byte) error {
 		return fmt.Errorf("append record of series %v: %d bytes, entry says %d", e.Key, len(rec), e.Length)
 	}
 	w.begin()
+	if w.cfg.version >= Version3 {
+		if err := w.addLoose(e, rec); err != nil {
+			w.err = err
+			return err
+		}
+		return w.added(e)
+	}
 	e.Offset = w.written + int64(len(w.buf))
 	w.buf = append(w.buf, rec...)
 	return w.added(e)
@@ -200,7 +218,7 @@ func (w *Writer) added(e IndexEntry) error {
 	w.entries = append(w.entries, e)
 	w.stats.Series++
 	w.stats.Points += e.Points
-	w.stats.Bytes = w.written + int64(len(w.buf))
+	w.stats.Bytes = w.written + int64(len(w.buf)) + int64(w.share.openBytes)
 	if len(w.buf) >= w.cfg.flushBytes {
 		return w.flush()
 	}
@@ -247,10 +265,17 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	w.begin()
-	w.orgs = buildOrgRanges(w.orgs[:0], w.entries)
+	if w.cfg.version >= Version3 {
+		w.writeOpenBlocks()
+	}
 	indexOff := w.written + int64(len(w.buf))
 	start := len(w.buf)
-	w.buf = appendIndex(w.buf, w.entries, w.orgs)
+	if w.cfg.version >= Version3 {
+		w.buf = w.share.appendIndex(w.buf, w.entries)
+	} else {
+		w.orgs = buildOrgRanges(w.orgs[:0], w.entries)
+		w.buf = appendIndex(w.buf, w.entries, w.orgs)
+	}
 	t := trailer{
 		indexOff: indexOff,
 		indexLen: int64(len(w.buf) - start),

@@ -63,6 +63,28 @@ func zstdCompress(dst, src []byte) []byte {
 	return enc.EncodeAll(src, dst)
 }
 
+// zstdEncoder3 is the zstd stage of format v3 writers (v2 files keep the encoder they
+// were pinned with). One encoder state per processor, so that the shards of a run that
+// encode at once do not wait for each other.
+var zstdEncoder3 = sync.OnceValue(func() *zstd.Encoder {
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd3Level),
+		zstd.WithEncoderCRC(false),
+		zstd.WithSingleSegment(true),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithZeroFrames(true),
+	)
+	if err != nil {
+		panic("BUG: zstd encoder options: " + err.Error())
+	}
+	return enc
+})
+
+var zstd3Level = zstd.SpeedDefault
+
+// zstdCompress3 appends the zstd frame of src to dst, for format v3.
+func zstdCompress3(dst, src []byte) []byte { return zstdEncoder3().EncodeAll(src, dst) }
+
 // zstdDecompress decompresses src into *buf, refusing output beyond the bound for n
 // points, so a hostile frame cannot make the reader allocate more than that. *buf keeps
 // the largest capacity seen, so a reader settles on one buffer.
@@ -120,4 +142,19 @@ var xlog2xTable = sync.OnceValue(func() []float64 {
 		t[c] = float64(c) * math.Log2(float64(c))
 	}
 	return t
+})
+
+// indexDecoder decodes v3 index bodies, which may be larger than any block payload; the
+// caller bounds each output by the capacity it passes (maxIndexRatio).
+var indexDecoder = sync.OnceValue(func() *zstd.Decoder {
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithDecoderMaxMemory(1<<40),
+		zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderLowmem(true),
+	)
+	if err != nil {
+		panic("BUG: zstd decoder options: " + err.Error())
+	}
+	return dec
 })

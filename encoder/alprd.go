@@ -1,0 +1,248 @@
+package encoder
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+)
+
+// The alp-rd value encoding (format v3), after ALP's scheme for "real doubles" (Afroozeh
+// and Boncz, SIGMOD 2024): values with 15 to 17 significant digits have no decimal
+// structure, but their high bits (sign, exponent, leading mantissa bits) take few
+// distinct values within a block. Each value's bit pattern is cut into a left part of
+// 64 − r bits and a right part of r bits; the left parts come from a dictionary of at most
+// 8 entries (an index of 0 to 3 bits a value), the rare left part outside it is an
+// exception, and the right parts are bit-packed as they are. See docs/format/series.md,
+// "alp-rd".
+//
+//	right width r u8 (48..63) | dictionary size d u8 (1..8) | d left parts u16 |
+//	exception count k uvarint | k positions as uvarint gaps | k left parts u16 |
+//	indices: count × bits.Len(d−1) bits | right parts: count × r bits
+
+const (
+	alprdMinRight = 48 // left parts of at most 16 bits
+	alprdMaxDict  = 8
+	alprdSamples  = 256
+	alprdExcBits  = 28 // an exception: its position gap (about a byte) and its u16 left part
+)
+
+// alprdEncoder holds one block's split.
+type alprdEncoder struct {
+	right  uint
+	dict   [alprdMaxDict]uint16
+	dictN  int
+	width  uint    // index bits
+	codes  []uint8 // dictionary index of each value, or alprdMaxDict for an exception
+	excN   int
+	size   int
+	sample []uint16
+	runs   []alprdRun
+}
+
+type alprdRun struct {
+	left  uint16
+	count int
+}
+
+// analyze chooses the split and the dictionary on a sample of vals (the ALP way), then
+// sizes the whole block exactly. It returns the payload size.
+func (a *alprdEncoder) analyze(vals []float64) int {
+	n := len(vals)
+	step := max(1, n/alprdSamples)
+	a.sample = a.sample[:0]
+	for i := 0; i < n; i += step {
+		a.sample = append(a.sample, uint16(math.Float64bits(vals[i])>>48))
+	}
+	slices.Sort(a.sample)
+	m := len(a.sample)
+	bestCost := math.MaxInt
+	var bestRuns [alprdMaxDict]alprdRun
+	bestD := 0
+	for r := uint(alprdMinRight); r <= 63; r++ {
+		// The sample is sorted by its top 16 bits, so it stays sorted by any prefix of
+		// them: equal left parts are adjacent.
+		sh := r - alprdMinRight
+		a.runs = a.runs[:0]
+		for i := 0; i < m; {
+			l := a.sample[i] >> sh
+			j := i + 1
+			for j < m && a.sample[j]>>sh == l {
+				j++
+			}
+			a.runs = append(a.runs, alprdRun{left: l, count: j - i})
+			i = j
+		}
+		slices.SortStableFunc(a.runs, func(x, y alprdRun) int { return y.count - x.count })
+		covered := 0
+		for d := 1; d <= alprdMaxDict && d <= len(a.runs); d++ {
+			covered += a.runs[d-1].count
+			if d&(d-1) != 0 && d != len(a.runs) {
+				continue // a dictionary fills its index width
+			}
+			w := uint(bits.Len(uint(d - 1)))
+			cost := m*int(r+w) + (m-covered)*alprdExcBits + d*16
+			if cost < bestCost {
+				bestCost, bestD = cost, d
+				a.right = r
+				copy(bestRuns[:], a.runs[:d])
+			}
+		}
+	}
+	a.dictN = bestD
+	for i := range bestD {
+		a.dict[i] = bestRuns[i].left
+	}
+	slices.Sort(a.dict[:bestD]) // a canonical order
+	a.width = uint(bits.Len(uint(bestD - 1)))
+
+	a.codes = slices.Grow(a.codes[:0], n)[:n]
+	a.excN = 0
+	r := a.right
+	excSize := 0
+	last := -1
+	for i, v := range vals {
+		l := uint16(math.Float64bits(v) >> r)
+		c := uint8(alprdMaxDict)
+		for j := range a.dictN {
+			if a.dict[j] == l {
+				c = uint8(j)
+				break
+			}
+		}
+		if c == alprdMaxDict {
+			a.excN++
+			excSize += uvarintLen(uint64(i-last-1)) + 2
+			last = i
+		}
+		a.codes[i] = c
+	}
+	a.size = 2 + 2*a.dictN + uvarintLen(uint64(a.excN)) + excSize +
+		(n*int(a.width)+7)/8 + (n*int(r)+7)/8
+	return a.size
+}
+
+// appendTo writes the payload analyze sized.
+func (a *alprdEncoder) appendTo(dst []byte, vals []float64) []byte {
+	r := a.right
+	dst = append(dst, byte(r), byte(a.dictN))
+	for _, l := range a.dict[:a.dictN] {
+		dst = binary.LittleEndian.AppendUint16(dst, l)
+	}
+	dst = binary.AppendUvarint(dst, uint64(a.excN))
+	last := -1
+	for i, c := range a.codes {
+		if c == alprdMaxDict {
+			dst = binary.AppendUvarint(dst, uint64(i-last-1))
+			last = i
+		}
+	}
+	for i, c := range a.codes {
+		if c == alprdMaxDict {
+			dst = binary.LittleEndian.AppendUint16(dst, uint16(math.Float64bits(vals[i])>>r))
+		}
+	}
+	var bw bitWriter
+	bw.reset(dst)
+	if a.width > 0 {
+		for _, c := range a.codes {
+			bw.writeBits(uint64(c)&^alprdMaxDict, a.width) // exceptions write index 0
+		}
+		dst = bw.finish()
+		bw.reset(dst)
+	}
+	mask := uint64(1)<<r - 1
+	for _, v := range vals {
+		bw.writeBits(math.Float64bits(v)&mask, r)
+	}
+	return bw.finish()
+}
+
+// decodeALPRD appends n values to dst. pad is scratch for the bit streams.
+func decodeALPRD(dst []float64, src []byte, n int, pad *[]byte) ([]float64, error) {
+	d := newDecbuf(src)
+	r := uint(d.U8())
+	k := int(d.U8())
+	if d.Err != nil {
+		return dst, fmt.Errorf("alp-rd header: %w", d.Err)
+	}
+	if r < alprdMinRight || r > 63 || k < 1 || k > alprdMaxDict {
+		return dst, fmt.Errorf("alp-rd: right width %d, %d dictionary entries: %w", r, k, ErrOutOfRange)
+	}
+	var dict [alprdMaxDict]uint64
+	for i := range k {
+		dict[i] = uint64(d.U16())
+	}
+	left := 64 - r
+	exc := d.Uvarint()
+	if d.Err == nil && exc > uint64(n) {
+		return dst, fmt.Errorf("alp-rd: %d exceptions in %d values: %w", exc, n, ErrOutOfRange)
+	}
+	posBytes := d.B
+	pos := -1
+	for range exc {
+		pos += int(min(d.Uvarint(), uint64(n))) + 1
+		if pos >= n {
+			return dst, fmt.Errorf("alp-rd: exception position %d of %d values: %w", pos, n, ErrOutOfRange)
+		}
+	}
+	excLefts := d.Bytes64(2 * exc)
+	if d.Err != nil {
+		return dst, fmt.Errorf("alp-rd exceptions: %w", d.Err)
+	}
+	for i := range k {
+		if dict[i]>>left != 0 {
+			return dst, fmt.Errorf("alp-rd: dictionary entry %#x wider than %d bits: %w", dict[i], left, ErrOutOfRange)
+		}
+	}
+	w := uint(bits.Len(uint(k - 1)))
+	idxLen, rightLen := (n*int(w)+7)/8, (n*int(r)+7)/8
+	if len(d.B) != idxLen+rightLen {
+		return dst, fmt.Errorf("alp-rd: %d bytes of bit streams, %d values need %d: %w", len(d.B), n, idxLen+rightLen, ErrOutOfRange)
+	}
+	// Copy the streams with 16 bytes of zero padding, so every field is read with
+	// unaligned 8-byte loads and no end-of-input checks.
+	buf := append(append((*pad)[:0], d.B...), make([]byte, 16)...)
+	*pad = buf
+	idx, rights := buf, buf[idxLen:]
+
+	start := len(dst)
+	dst = growFloat64(dst, n)
+	out := dst[start:]
+	var ip, rp uint
+	for i := range out {
+		var c uint64
+		if w > 0 {
+			c = fieldAt(idx, ip, w)
+			ip += w
+			if c >= uint64(k) {
+				return dst[:start], fmt.Errorf("alp-rd: index %d of value %d, %d entries: %w", c, i, k, ErrOutOfRange)
+			}
+		}
+		out[i] = math.Float64frombits(dict[c]<<r | fieldAt(rights, rp, r))
+		rp += r
+	}
+	pd := newDecbuf(posBytes)
+	pos = -1
+	for j := range int(exc) {
+		pos += int(pd.Uvarint()) + 1
+		l := uint64(binary.LittleEndian.Uint16(excLefts[2*j:]))
+		if l>>left != 0 {
+			return dst[:start], fmt.Errorf("alp-rd: exception left part %#x wider than %d bits: %w", l, left, ErrOutOfRange)
+		}
+		out[pos] = math.Float64frombits(l<<r | math.Float64bits(out[pos])&(1<<r-1))
+	}
+	return dst, nil
+}
+
+// fieldAt returns the w-bit field (1..64 bits) at bit offset pos of an MSB-first stream
+// padded with at least 9 bytes past the field.
+func fieldAt(b []byte, pos, w uint) uint64 {
+	o, sh := pos>>3, pos&7
+	v := binary.BigEndian.Uint64(b[o:]) << sh
+	if sh+w > 64 {
+		v |= uint64(b[o+8]) >> (8 - sh)
+	}
+	return v >> (64 - w)
+}
