@@ -25,6 +25,9 @@ const (
 	// dictSampleValues: after this many values, a block whose values were nearly all
 	// distinct gives up on the dictionary.
 	dictSampleValues = 256
+	// zstdSampleValues: the raw planes of this many values, compressed, estimate what
+	// zstd makes of a whole block's.
+	zstdSampleValues = 1024
 )
 
 // columnEncoder chooses and writes v3 value columns, reusing its buffers. inner encodes
@@ -37,7 +40,54 @@ type columnEncoder struct {
 	gorilla []byte
 	scratch []byte
 	dictCol []byte
+	zbest   []byte // the smallest zstd stage tried
+	ztry    []byte
 	inner   *columnEncoder
+}
+
+// zstdStage tries the zstd stage on the byte-plane layouts of the candidates whose
+// estimated size beats the best plain size, and leaves the smallest that saves zstdGain
+// in c.zbest. A dictionary's planes are tried whenever the dictionary is close to the
+// best (cheap: indices take a byte or two a value). Decimal's and raw planes are tried
+// when their estimate wins: the order-0 entropy of the planes, which is what zstd's
+// Huffman stage makes of them, or, for raw planes of values that repeat (the dictionary's
+// analysis tells), zstd itself on the first zstdSampleValues values scaled to the block,
+// which also sees the repeats that zstd's matches find and an order-0 estimate misses.
+func (c *columnEncoder) zstdStage(vals []float64, bestSize int, decOK, dictOK bool, dictEnc ValueEncoding, dictSize int) (ValueEncoding, bool) {
+	n := len(vals)
+	limit := int(float64(bestSize) * (1 - zstdGain))
+	got := ValueInvalid
+	attempt := func(enc ValueEncoding, payload []byte) {
+		c.ztry = zstdCompress3(c.ztry[:0], payload)
+		if len(c.ztry) <= limit {
+			got, limit = enc, len(c.ztry)-1 // ties keep the earlier
+			c.zbest, c.ztry = c.ztry, c.zbest
+		}
+	}
+	if dictOK && dictSize+packedIntsSize(n, c.dict.st, intBitPacked) <= dictZstdSpan*bestSize {
+		c.scratch = appendDictHeader(c.scratch[:0], dictEnc, c.dictCol, len(c.dict.dict))
+		c.scratch = appendInts(c.scratch, c.dict.idx, c.dict.st, intBytePlanes)
+		attempt(ValueDict|ValueZstd, c.scratch)
+	}
+	if decOK {
+		c.scratch = c.dec.appendTo(c.scratch[:0], intBytePlanes)
+		planeLen, nb := c.dec.packedLen(), int(c.dec.st.width+7)/8
+		hdr := len(c.scratch) - planeLen*nb
+		if hdr+entropyBytes(c.scratch[hdr:], planeLen) < limit {
+			attempt(ValueDecimal|ValueZstd, c.scratch)
+		}
+	}
+	est := rawPlanesEntropy(vals)
+	if est >= limit && n >= 2*zstdSampleValues && !c.dict.unique {
+		c.ztry = appendValueRaw(c.ztry[:0], vals[:zstdSampleValues])
+		sample := len(zstdCompress3(c.ztry[len(c.ztry):], c.ztry))
+		est = sample * n / zstdSampleValues
+	}
+	if est < limit {
+		c.scratch = appendValueRaw(c.scratch[:0], vals)
+		attempt(ValueRaw|ValueZstd, c.scratch)
+	}
+	return got, got != ValueInvalid
 }
 
 // appendColumn chooses the encoding of vals and appends its payload to dst. top says
@@ -67,6 +117,7 @@ func (c *columnEncoder) appendColumn(dst []byte, vals []float64, top bool) (Valu
 	dictOK := false
 	var dictEnc ValueEncoding
 	dictSize := 0
+	c.dict.unique = false
 	if top && n >= 4 && c.dict.analyze(vals, min(maxDictValues, n/2)) {
 		if c.inner == nil {
 			c.inner = &columnEncoder{}
@@ -97,50 +148,8 @@ func (c *columnEncoder) appendColumn(dst []byte, vals []float64, top bool) (Valu
 	}
 
 	if top && bestSize >= zstdMinBytes {
-		limit := int(float64(bestSize) * (1 - zstdGain))
-		// The dictionary first: its attempt is cheap and its estimate unreliable.
-		if dictOK && dictSize+packedIntsSize(n, c.dict.st, intBitPacked) <= dictZstdSpan*bestSize {
-			c.scratch = appendDictHeader(c.scratch[:0], dictEnc, c.dictCol, len(c.dict.dict))
-			c.scratch = appendInts(c.scratch, c.dict.idx, c.dict.st, intBytePlanes)
-			start := len(dst)
-			dst = zstdCompress3(dst, c.scratch)
-			if s := len(dst) - start; s <= limit {
-				return ValueDict | ValueZstd, dst
-			}
-			dst = dst[:start]
-		}
-		// Then decimal in byte planes, or raw byte planes (Parquet's BYTE_STREAM_SPLIT),
-		// when the planes' entropy says zstd can beat the best.
-		enc := ValueRaw
-		var planeLen, nb int
-		if decOK {
-			enc = ValueDecimal
-			c.scratch = c.dec.appendTo(c.scratch[:0], intBytePlanes)
-			planeLen, nb = c.dec.packedLen(), int(c.dec.st.width+7)/8
-		} else {
-			c.scratch = appendValueRaw(c.scratch[:0], vals)
-			planeLen, nb = n, 8
-		}
-		hdr := len(c.scratch) - planeLen*nb
-		if est := hdr + entropyBytes(c.scratch[hdr:], planeLen); est < limit {
-			start := len(dst)
-			dst = zstdCompress3(dst, c.scratch)
-			if s := len(dst) - start; s <= limit {
-				return enc | ValueZstd, dst
-			}
-			dst = dst[:start]
-		}
-		if decOK && n >= 4*zstdMinBytes {
-			// Decimal's planes lost; full-precision doubles may still gain from raw ones.
-			c.scratch = appendValueRaw(c.scratch[:0], vals)
-			if est := entropyBytes(c.scratch, n); est < limit {
-				start := len(dst)
-				dst = zstdCompress3(dst, c.scratch)
-				if s := len(dst) - start; s <= limit {
-					return ValueRaw | ValueZstd, dst
-				}
-				dst = dst[:start]
-			}
+		if enc, ok := c.zstdStage(vals, bestSize, decOK, dictOK, dictEnc, dictSize); ok {
+			return enc, append(dst, c.zbest...)
 		}
 	}
 	switch best {

@@ -82,6 +82,9 @@ type dictEncoder struct {
 	idx   []int64
 	st    intStats
 	runs  int // values that differ from the previous one, plus one
+	// unique says analyze gave up because its first dictSampleValues values were
+	// nearly all distinct: no dictionary, and few repeats for zstd's matches either.
+	unique bool
 }
 
 // analyze builds the dictionary of vals, reporting false when it would hold more than
@@ -91,6 +94,7 @@ func (d *dictEncoder) analyze(vals []float64, limit int) bool {
 	d.set.reset(n)
 	d.ids = slices.Grow(d.ids[:0], n)[:n]
 	d.runs = 1
+	d.unique = false
 	prev := math.Float64bits(vals[0])
 	for i, v := range vals {
 		b := math.Float64bits(v)
@@ -99,7 +103,11 @@ func (d *dictEncoder) analyze(vals []float64, limit int) bool {
 			prev = b
 		}
 		id := d.set.id(b, limit)
-		if id < 0 || (i == dictSampleValues-1 && len(d.set.keys) > dictSampleValues*3/4) {
+		if id < 0 {
+			return false
+		}
+		if i == dictSampleValues-1 && len(d.set.keys) > dictSampleValues*3/4 {
+			d.unique = true
 			return false
 		}
 		d.ids[i] = uint32(id)

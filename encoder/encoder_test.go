@@ -155,8 +155,8 @@ func TestRoundTripRandom(t *testing.T) {
 	}
 }
 
-func TestRoundTripNAB(t *testing.T) {
-	for _, f := range loadNAB(t) {
+func TestRoundTripReal(t *testing.T) {
+	for _, f := range realSets(t) {
 		t.Run(f.Name, func(t *testing.T) {
 			b := roundTrip(t, f.Series)
 			var pts int

@@ -34,12 +34,16 @@ var (
 // offset when known, else the offset of the enclosing structure) and what was wrong.
 // Corrupt input halts a job: it is never retryable.
 type CorruptError struct {
+	File   string // the file's name or key, when Open was given one (FileName)
 	Offset int64  // absolute file offset of the structure that failed
 	What   string // the structure, e.g. "block header", "index entry 12"
 	Err    error  // one of the sentinels above, possibly wrapped with details
 }
 
 func (e *CorruptError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("series file %s: %s at offset %d: %v", e.File, e.What, e.Offset, e.Err)
+	}
 	return fmt.Sprintf("series file: %s at offset %d: %v", e.What, e.Offset, e.Err)
 }
 
@@ -53,6 +57,15 @@ func corrupt(off int64, what string, sentinel error, format string, args ...any)
 		err = fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), sentinel)
 	}
 	return &CorruptError{Offset: off, What: what, Err: err}
+}
+
+// named sets the file name of the CorruptError in err, if there is one without a name.
+func named(err error, file string) error {
+	var ce *CorruptError
+	if file != "" && errors.As(err, &ce) && ce.File == "" {
+		ce.File = file
+	}
+	return err
 }
 
 // IsCorrupt reports whether err was caused by bad input bytes (as opposed to an I/O

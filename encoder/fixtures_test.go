@@ -23,7 +23,7 @@ import (
 // regenerate an old version's files: they prove that today's reader still reads them.
 var updateFixtures = flag.Bool("update-fixtures", false, "rewrite testdata/series fixtures of the current version")
 
-const fixtureRoot = "../testdata/series"
+const fixtureRoot = "testdata/series"
 
 // fixtureInputs are the contents of the frozen files, by name.
 func fixtureInputs() map[string][]testSeries {

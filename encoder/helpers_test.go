@@ -108,8 +108,8 @@ func roundTrip(t testing.TB, series []testSeries, opts ...Opt) []byte {
 	return b
 }
 
-// realDataDir is where the NAB CSVs live: ../shared/data/real beside the repository, or
-// $TAILOR_REAL_DATA.
+// realDataDir is where the real data lives: ../shared/data/real beside the repository
+// (the NAB CSVs, and more/ with the bitbrains and dctraces sets), or $TAILOR_REAL_DATA.
 func realDataDir() string {
 	if d := os.Getenv("TAILOR_REAL_DATA"); d != "" {
 		return d
@@ -122,16 +122,27 @@ type nabFile struct {
 	Series []testSeries
 }
 
-// loadNAB reads every real-data CSV. Each series is sorted by time and de-duplicated
-// keeping the last row of a timestamp (the raw files repeat the DST hour), the way the
-// pipeline keeps the latest arrival. Series keys are an FNV hash of the name, sorted.
-func loadNAB(t testing.TB) []nabFile {
+// realSets reads every real data set: each NAB CSV, then bitbrains and dctraces. Each
+// series is sorted by time and de-duplicated keeping the last row of a timestamp (the
+// raw files repeat the DST hour), the way the pipeline keeps the latest arrival. NAB
+// series keys are an FNV hash of the name, sorted. Without the data the test is skipped,
+// and under CI (the CI environment variable set) it fails: a CI run must not pass by
+// testing nothing.
+func realSets(t testing.TB) []nabFile {
 	t.Helper()
 	files := readNAB(func(path string, err error) { t.Fatalf("%s: %v", path, err) })
-	if len(files) == 0 {
+	more := readMore(func(path string, err error) {
+		if len(files) > 0 || os.Getenv("CI") != "" {
+			t.Fatalf("%s: %v", path, err)
+		}
+	})
+	if len(files) == 0 || len(more) == 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set but the real data is not in %s (set TAILOR_REAL_DATA)", realDataDir())
+		}
 		t.Skipf("no real data in %s", realDataDir())
 	}
-	return files
+	return append(files, more...)
 }
 
 // loadNABQuiet loads the real data, or nothing when it is not there: for benchmarks and

@@ -21,6 +21,7 @@ const tailReadSize = 64 << 10
 // long as each goroutine uses its own Series and SeriesIterator values.
 type Reader struct {
 	r       io.ReaderAt
+	name    string // for errors
 	size    int64
 	version uint16
 	entries []IndexEntry
@@ -28,9 +29,31 @@ type Reader struct {
 	v3      *index3 // format v3: blocks, refs and tags
 }
 
+// OpenOpt configures Open.
+type OpenOpt func(*openCfg)
+
+type openCfg struct{ name string }
+
+// FileName names the file (a path or an object key) in every *CorruptError that Open and
+// the Reader return, overriding the default of no name.
+func FileName(name string) OpenOpt { return func(c *openCfg) { c.name = name } }
+
 // Open reads and validates the trailer and the index: one ranged read for small indexes,
 // two for large ones. Series records are read and checked only when asked for.
-func Open(r io.ReaderAt, size int64) (*Reader, error) {
+func Open(r io.ReaderAt, size int64, opts ...OpenOpt) (*Reader, error) {
+	var c openCfg
+	for _, o := range opts {
+		o(&c)
+	}
+	rd, err := open(r, size)
+	if err != nil {
+		return nil, named(err, c.name)
+	}
+	rd.name = c.name
+	return rd, nil
+}
+
+func open(r io.ReaderAt, size int64) (*Reader, error) {
 	const minSize = fileHeaderSize + minIndex3Size + trailerSize
 	if size < minSize {
 		return nil, corrupt(0, "file", ErrTruncated, "%d bytes, a series file has at least %d", size, minSize)
@@ -163,6 +186,10 @@ func (r *Reader) ReadSeries(e IndexEntry, dst *Series) error {
 // outside the range are checksummed but not decoded. dst.Tags is always filled; dst.Ts
 // may come back empty.
 func (r *Reader) ReadSeriesRange(e IndexEntry, mint, maxt int64, dst *Series) error {
+	return named(r.readSeriesRange(e, mint, maxt, dst), r.name)
+}
+
+func (r *Reader) readSeriesRange(e IndexEntry, mint, maxt int64, dst *Series) error {
 	if r.v3 != nil {
 		i := searchIndex(r.entries, e.Key)
 		if i < 0 {
@@ -333,7 +360,7 @@ func (it *SeriesIterator) Next() bool {
 			continue
 		}
 		if it.r.v3 != nil {
-			it.err = it.r.readSeries3(it.first+it.i-1, it.mint, it.maxt, &it.cur)
+			it.err = named(it.r.readSeries3(it.first+it.i-1, it.mint, it.maxt, &it.cur), it.r.name)
 		} else {
 			it.err = it.r.ReadSeriesRange(e, it.mint, it.maxt, &it.cur)
 		}
@@ -372,6 +399,11 @@ type BlockInfo struct {
 // headers and checksums but decoding nothing: what a time-range reader would skip, and
 // which encodings the writer chose.
 func (r *Reader) BlockInfo(e IndexEntry) ([]BlockInfo, error) {
+	bi, err := r.blockInfo(e)
+	return bi, named(err, r.name)
+}
+
+func (r *Reader) blockInfo(e IndexEntry) ([]BlockInfo, error) {
 	if r.v3 != nil {
 		i := searchIndex(r.entries, e.Key)
 		if i < 0 {

@@ -25,8 +25,8 @@ import (
 //	ts length uvarint | ts payload | value encoding u8 | value length uvarint | value payload
 
 const (
-	// shareWindow: a block takes columns only from series at most this many series
-	// after its first, so that a reader going through the file in key order needs only
+	// shareWindow: a block takes columns only from fewer than this many series after its
+	// first, so that a reader going through the file in key order needs only
 	// the blocks of a window of series at a time (see Reader's block cache).
 	shareWindow = 4096
 	// shareColumns and shareBytes bound a shared block, so that a reader of one series
@@ -146,7 +146,7 @@ func (w *Writer) addLoose(e IndexEntry, rec []byte) error {
 	for s.head < len(s.fifo) {
 		b := s.fifo[s.head]
 		if !b.done {
-			if b.first >= num-shareWindow {
+			if num-b.first < shareWindow {
 				break
 			}
 			w.writeBlock(b)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 )
 
 // ValueEncoding tags how a block's values are encoded: the second encoding byte of every
@@ -185,13 +186,15 @@ func decodeValueConst(dst []float64, src []byte, n int) ([]float64, error) {
 func appendValueRaw(dst []byte, vals []float64) []byte {
 	n := len(vals)
 	start := len(dst)
-	dst = append(dst, make([]byte, 8*n)...)
+	dst = slices.Grow(dst, 8*n)[:start+8*n]
 	p := dst[start:]
+	// One slice a plane, so the compiler drops the bounds checks of the hot loop.
+	p0, p1, p2, p3 := p[:n], p[n:2*n], p[2*n:3*n], p[3*n:4*n]
+	p4, p5, p6, p7 := p[4*n:5*n], p[5*n:6*n], p[6*n:7*n], p[7*n:8*n]
 	for i, v := range vals {
 		b := math.Float64bits(v)
-		for k := range 8 {
-			p[k*n+i] = byte(b >> (8 * k))
-		}
+		p0[i], p1[i], p2[i], p3[i] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
+		p4[i], p5[i], p6[i], p7[i] = byte(b>>32), byte(b>>40), byte(b>>48), byte(b>>56)
 	}
 	return dst
 }
@@ -203,11 +206,11 @@ func decodeValueRaw(dst []float64, src []byte, n int) ([]float64, error) {
 	start := len(dst)
 	dst = growFloat64(dst, n)
 	out := dst[start:]
+	p0, p1, p2, p3 := src[:n], src[n:2*n], src[2*n:3*n], src[3*n:4*n]
+	p4, p5, p6, p7 := src[4*n:5*n], src[5*n:6*n], src[6*n:7*n], src[7*n:8*n]
 	for i := range out {
-		var b uint64
-		for k := range 8 {
-			b |= uint64(src[k*n+i]) << (8 * k)
-		}
+		b := uint64(p0[i]) | uint64(p1[i])<<8 | uint64(p2[i])<<16 | uint64(p3[i])<<24 |
+			uint64(p4[i])<<32 | uint64(p5[i])<<40 | uint64(p6[i])<<48 | uint64(p7[i])<<56
 		out[i] = math.Float64frombits(b)
 	}
 	return dst, nil

@@ -135,6 +135,32 @@ func entropyBytes(planes []byte, planeLen int) int {
 	return int(total) + len(planes)
 }
 
+// rawPlanesEntropy is entropyBytes of the raw byte planes of vals (appendValueRaw),
+// computed from the same sample of values without building the planes.
+func rawPlanesEntropy(vals []float64) int {
+	n := len(vals)
+	stride := max(1, (n+entropySample-1)/entropySample)
+	var hist [8][256]uint32
+	cnt := 0
+	for i := 0; i < n; i += stride {
+		b := math.Float64bits(vals[i])
+		for k := range hist {
+			hist[k][byte(b>>(8*k))]++
+		}
+		cnt++
+	}
+	xlog := xlog2xTable()
+	total := 0.0
+	for k := range hist {
+		bitsSum := xlog[cnt]
+		for _, c := range hist[k] {
+			bitsSum -= xlog[c]
+		}
+		total += bitsSum*float64(n)/float64(cnt)/8 + 16
+	}
+	return int(total)
+}
+
 // xlog2xTable holds c*log2(c) for c in 0..entropySample.
 var xlog2xTable = sync.OnceValue(func() []float64 {
 	t := make([]float64, entropySample+1)
