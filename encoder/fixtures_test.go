@@ -40,19 +40,59 @@ func fixtureInputs() map[string][]testSeries {
 		"empty":  nil,
 		"edge":   edge,
 		"random": randomSeries(rand.New(rand.NewPCG(11, 13)), 12, 300),
+		"shared": scrapeSeries(rand.New(rand.NewPCG(3, 5)), 3, 6, 250),
+		"kinds":  valueKinds(rand.New(rand.NewPCG(7, 7)), 250),
 	}
 }
 
-// fixtureOpts are the writer options the fixtures of each version were made with.
-var fixtureOpts = map[uint16][]Opt{
-	Version1: {FormatVersion(Version1), BlockPoints(100)},
-	Version2: {FormatVersion(Version2), BlockPoints(100)},
+// valueKinds is one series for each kind of values that a v3 encoding is for: few
+// distinct full-precision averages (dict), full-precision doubles (alp-rd), a slow
+// full-precision walk (bits-delta), a repeating pattern of full-precision values (raw
+// planes through zstd), short decimals (decimal), and a mix of NaN payloads.
+func valueKinds(rng *rand.Rand, n int) []testSeries {
+	gen := []func(i int) float64{
+		func(int) float64 { return []float64{0.2, 0.4666666666666667, 1.0 / 15, 2.6}[rng.IntN(4)] },
+		func(int) float64 { return 16 + 16*rng.Float64() },
+		func(i int) float64 { return 87 + math.Sin(float64(i)/40)/1000 + rng.Float64()/1e9 },
+		func(i int) float64 { return math.Sqrt(float64(2 + i%23)) },
+		func(int) float64 { return float64(rng.IntN(10000)) / 100 },
+		func(i int) float64 { return []float64{math.NaN(), staleNaN, 1, math.Inf(-1)}[i%4] },
+	}
+	out := make([]testSeries, len(gen))
+	for k, g := range gen {
+		s := testSeries{Key: columnar.SeriesKey{Org: 3, Metric: uint64(k)}, Tags: []string{"kind:" + strconv.Itoa(k)}}
+		for i := range n {
+			s.Ts = append(s.Ts, 1_763_942_400_000+int64(i)*10_000)
+			s.Values = append(s.Values, g(i))
+		}
+		out[k] = s
+	}
+	return out
 }
+
+// staleNaN is Prometheus' staleness marker, a NaN with a payload.
+var staleNaN = math.Float64frombits(0x7ff0000000000002)
+
+// fixtureOpts are the writer options the fixtures of each version were made with, and
+// fixtureNames the files of each version (later versions add inputs for what they add).
+var (
+	fixtureOpts = map[uint16][]Opt{
+		Version1: {FormatVersion(Version1), BlockPoints(100)},
+		Version2: {FormatVersion(Version2), BlockPoints(100)},
+		Version3: {FormatVersion(Version3), BlockPoints(100)},
+	}
+	fixtureNames = map[uint16][]string{
+		Version1: {"empty", "edge", "random"},
+		Version2: {"empty", "edge", "random"},
+		Version3: {"empty", "edge", "random", "shared", "kinds"},
+	}
+)
 
 func TestFixtures(t *testing.T) {
 	for v, opts := range fixtureOpts {
 		dir := filepath.Join(fixtureRoot, fmt.Sprintf("v%d", v))
-		for name, series := range fixtureInputs() {
+		for _, name := range fixtureNames[v] {
+			series := fixtureInputs()[name]
 			t.Run(fmt.Sprintf("v%d/%s", v, name), func(t *testing.T) {
 				path := filepath.Join(dir, name+".tsf")
 				if *updateFixtures && v == CurrentVersion {
@@ -168,4 +208,39 @@ func nthField(s string, n int) int {
 		}
 	}
 	return 0
+}
+
+// TestFixturesCoverV3 checks that the frozen v3 files hold every value encoding v3 added
+// and shared blocks, so that a reader that lost one of them fails TestFixtures.
+func TestFixturesCoverV3(t *testing.T) {
+	seen := map[string]bool{}
+	for _, name := range fixtureNames[Version3] {
+		b, err := os.ReadFile(filepath.Join(fixtureRoot, "v3", name+".tsf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Open(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range r.Index() {
+			bi, err := r.BlockInfo(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range bi {
+				seen[x.ValueEncoding.String()] = true
+				seen[x.TsEncoding.String()] = true
+				if x.Columns > 1 {
+					seen["shared"] = true
+				}
+			}
+		}
+	}
+	for _, want := range []string{"dict", "dict+zstd", "alp-rd", "bits-delta", "raw+zstd", "decimal", "decimal+zstd", "gorilla", "const", "shared",
+		"delta-const", "delta-rle", "delta-packed", "delta-packed+zstd", "dod"} {
+		if !seen[want] {
+			t.Errorf("no v3 fixture holds %s", want)
+		}
+	}
 }

@@ -43,7 +43,7 @@ func FuzzOpen(f *testing.F) {
 		r, err := Open(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			if !IsCorrupt(err) {
-				t.Fatalf("error %v is not a *CorruptError", err)
+				t.Fatalf("open: error %v is not a *CorruptError", err)
 			}
 			return
 		}
@@ -54,13 +54,28 @@ func FuzzOpen(f *testing.F) {
 			series = append(series, testSeries{Key: s.Key, Tags: append([]string(nil), s.Tags...),
 				Ts: append([]int64(nil), s.Ts...), Values: append([]float64(nil), s.Values...)})
 		}
-		if it.Err() != nil {
+		itErr := it.Err()
+		if itErr != nil && !IsCorrupt(itErr) {
+			t.Fatalf("iterate: error %v is not a *CorruptError", itErr)
+		}
+		// The Arrow reader decodes the same series: the same points up to the same
+		// error.
+		rr := r.RecordReader(7)
+		defer rr.Release()
+		rows := 0
+		for rr.Next() {
+			rows += int(rr.RecordBatch().NumRows())
+		}
+		rrErr := rr.Err()
+		if (itErr == nil) != (rrErr == nil) || (rrErr != nil && rrErr.Error() != itErr.Error()) {
+			t.Fatalf("the iterator ends with %v, the record reader with %v", itErr, rrErr)
+		}
+		if rrErr == nil && rows != points(series) {
+			t.Fatalf("the record reader gave %d rows, the iterator %d points", rows, points(series))
+		}
+		if itErr != nil {
 			return
 		}
-		rr := r.RecordReader(7)
-		for rr.Next() {
-		}
-		rr.Release()
 		// Accepted input re-encodes to something that decodes the same.
 		roundTrip(t, series)
 	})
@@ -72,6 +87,10 @@ func FuzzBlockDecoders(f *testing.F) {
 	f.Add(appendTsDoD(nil, []int64{0, 10, 20, 35, 1 << 40}), uint16(5), int64(0))
 	f.Add(appendGorilla(nil, edgeFloats()), uint16(len(edgeFloats())), int64(-1))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint16(MaxBlockPoints-1), int64(math.MaxInt64-1))
+	// One payload of each v3 value encoding (the worked examples of docs/format/series.md).
+	for _, ex := range workedValueExamples() {
+		f.Add(ex.payload, uint16(len(ex.vals)-1), int64(0))
+	}
 	f.Fuzz(func(t *testing.T, src []byte, n uint16, t0 int64) {
 		h := blockHeader{count: int(n) + 1, minTs: t0, maxTs: math.MaxInt64}
 		var bd blockDecoder
@@ -96,9 +115,12 @@ func FuzzBlockDecoders(f *testing.F) {
 			}
 		}
 		var bh blockHeader
-		_, _ = bh.Unmarshal(src, CurrentVersion)
+		_, _ = bh.Unmarshal(src, Version2)
+		_, _ = bh.unmarshal3(src, Version3)
 		_, _, _, _ = parseSeriesHeader(src, 0, nil)
 		_, _, _ = parseIndex(src, 1<<20, fileHeaderSize)
+		var zbuf []byte
+		_, _, _ = parseIndex3(src, 1<<20, fileHeaderSize, &zbuf)
 	})
 }
 
