@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -102,5 +103,31 @@ func TestReaderDetectsEveryFlip(t *testing.T) {
 		for l := range good {
 			check(fmt.Sprintf("truncated to %d of %d bytes", l, len(good)), good[:l])
 		}
+	}
+}
+
+// TestCorruptErrorNamesFile: given a name, the reader puts it in every CorruptError,
+// from Open and from decoding a series later, with the offset.
+func TestCorruptErrorNamesFile(t *testing.T) {
+	good := encodeFile(t, randomSeries(rand.New(rand.NewPCG(3, 4)), 4, 50))
+	const name = "series/s01/w/run/part-000.tsf"
+	bad := append([]byte(nil), good...)
+	bad[len(bad)-1] ^= 1 // trailer magic: Open fails
+	_, err := Open(bytes.NewReader(bad), int64(len(bad)), FileName(name))
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.File != name || !strings.Contains(err.Error(), name) {
+		t.Fatalf("open: error %v does not name %s", err, name)
+	}
+	bad = append(bad[:0], good...)
+	bad[20] ^= 1 // inside the first block: Open succeeds, decoding fails
+	r, err := Open(bytes.NewReader(bad), int64(len(bad)), FileName(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := r.Iterator(nil)
+	for it.Next() {
+	}
+	if !errors.As(it.Err(), &ce) || ce.File != name || !strings.Contains(it.Err().Error(), fmt.Sprintf("%s: block", name)) {
+		t.Fatalf("iterate: error %v does not name %s", it.Err(), name)
 	}
 }

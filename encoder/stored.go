@@ -15,8 +15,13 @@ func OpenStored(ctx context.Context, st storage.Store, key string) (*Reader, err
 	if err != nil {
 		return nil, err
 	}
-	r, err := Open(bytes.NewReader(b), int64(len(b)))
+	// The key goes into every CorruptError the reader returns, also when a series is
+	// decoded later.
+	r, err := Open(bytes.NewReader(b), int64(len(b)), FileName(key))
 	if err != nil {
+		if IsCorrupt(err) {
+			return nil, err // it names the key already
+		}
 		return nil, fmt.Errorf("open %s: %w", key, err)
 	}
 	return r, nil
