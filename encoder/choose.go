@@ -3,6 +3,7 @@ package encoder
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 )
 
 // The format v3 decision rule for values (docs/format/series.md, "Decision rule (v3)").
@@ -17,14 +18,19 @@ const (
 	// bitsDeltaTryBytes: values that decimal or a dictionary code in fewer bytes have
 	// structure that bits-delta, which sees only the bit patterns, does not beat.
 	bitsDeltaTryBytes = 4
-	// dictZstdSpan: a dictionary whose plain size is within this factor of the best is
-	// worth a zstd attempt, because zstd's matches code runs of repeated indices far below
-	// their entropy, which no cheap estimate sees. The attempt is cheap: indices take one
-	// or two bytes a value.
-	dictZstdSpan = 2
+	// dictZstdSlack: the dictionary's zstd estimate is rough (zstdEstimate), so an
+	// attempt is made when it comes within 1/dictZstdSlack above the size to beat.
+	dictZstdSlack = 6
 	// dictSampleValues: after this many values, a block whose values were nearly all
 	// distinct gives up on the dictionary.
 	dictSampleValues = 256
+	// zstdNextGain: after one zstd layout succeeded, the next is tried only if its
+	// estimate beats the achieved size by this fraction.
+	zstdNextGain = 0.05
+	// decimalFastRatio and rawFastRatio: the default level's size over the fastest's, on
+	// decimal and raw byte planes of the real data's blocks (0.655/0.684, 0.290/0.320).
+	decimalFastRatio = 0.96
+	rawFastRatio     = 0.91
 	// zstdSampleValues: the raw planes of this many values, compressed, estimate what
 	// zstd makes of a whole block's.
 	zstdSampleValues = 1024
@@ -42,52 +48,83 @@ type columnEncoder struct {
 	dictCol []byte
 	zbest   []byte // the smallest zstd stage tried
 	ztry    []byte
+	zcands  []zstdCandidate
 	inner   *columnEncoder
 }
 
-// zstdStage tries the zstd stage on the byte-plane layouts of the candidates whose
-// estimated size beats the best plain size, and leaves the smallest that saves zstdGain
-// in c.zbest. A dictionary's planes are tried whenever the dictionary is close to the
-// best (cheap: indices take a byte or two a value). Decimal's and raw planes are tried
-// when their estimate wins: the order-0 entropy of the planes, which is what zstd's
-// Huffman stage makes of them, or, for raw planes of values that repeat (the dictionary's
-// analysis tells), zstd itself on the first zstdSampleValues values scaled to the block,
-// which also sees the repeats that zstd's matches find and an order-0 estimate misses.
+// zstdStage tries the zstd stage on the byte-plane layouts of the candidates (dict,
+// decimal, raw) in order of their estimated sizes, while the estimate beats the size to
+// beat, and leaves the smallest that saves zstdGain over the best plain size in c.zbest.
+// The estimates: a runs model for the dictionary's indices (dictEncoder.zstdEstimate);
+// the order-0 entropy of decimal's and raw planes (planesBytes), or, in large blocks,
+// zstd on a sample when that says less. See docs/format/series.md, "Decision rule (v3)".
 func (c *columnEncoder) zstdStage(vals []float64, bestSize int, decOK, dictOK bool, dictEnc ValueEncoding, dictSize int) (ValueEncoding, bool) {
 	n := len(vals)
 	limit := int(float64(bestSize) * (1 - zstdGain))
+	cands := c.zcands[:0]
+	if dictOK {
+		// The runs model is rough; the slack lets a near miss through.
+		cands = append(cands, zstdCandidate{ValueDict, c.dict.zstdEstimate(dictSize) - limit/dictZstdSlack})
+	}
+	// Blocks of at least 2·zstdSampleValues values are also estimated by zstd itself on
+	// the layout of their first zstdSampleValues values, scaled: it sees the repeats that
+	// zstd's matches find and an order-0 estimate misses (off by 2x on some blocks). The
+	// sample goes through the fastest level, a third of the default's time, and is scaled
+	// by what the default saves over it on the real data.
+	m := zstdSampleValues
+	sampled := n >= 2*m
+	if decOK {
+		est := c.dec.planesEntropy()
+		if sampled {
+			xs := c.dec.ints
+			if c.dec.useDelta {
+				xs = c.dec.deltas
+			}
+			c.ztry = appendInts(c.ztry[:0], xs[:m], c.dec.st, intBytePlanes)
+			z := float64(len(zstdCompress3(c.ztry[len(c.ztry):], c.ztry, true))) * decimalFastRatio
+			est = min(est, c.dec.size(intBytePlanes)-packedIntsSize(len(xs), c.dec.st, intBytePlanes)+int(z)*len(xs)/m)
+		}
+		cands = append(cands, zstdCandidate{ValueDecimal, est})
+	}
+	est := rawPlanesEntropy(vals)
+	if sampled {
+		c.ztry = appendValueRaw(c.ztry[:0], vals[:m])
+		z := float64(len(zstdCompress3(c.ztry[len(c.ztry):], c.ztry, true))) * rawFastRatio
+		est = min(est, int(z)*n/m)
+	}
+	cands = append(cands, zstdCandidate{ValueRaw, est})
+	slices.SortStableFunc(cands, func(a, b zstdCandidate) int { return a.est - b.est })
+	c.zcands = cands
 	got := ValueInvalid
-	attempt := func(enc ValueEncoding, payload []byte) {
-		c.ztry = zstdCompress3(c.ztry[:0], payload)
+	for _, cd := range cands {
+		// Most promising first; after a success, another layout is tried only when its
+		// estimate beats the size achieved by zstdNextGain, as estimates err by a few
+		// percent.
+		if cd.est >= limit || (got != ValueInvalid && float64(cd.est) >= float64(limit)*(1-zstdNextGain)) {
+			break
+		}
+		switch cd.enc {
+		case ValueDict:
+			c.scratch = appendDictHeader(c.scratch[:0], dictEnc, c.dictCol, len(c.dict.dict))
+			c.scratch = appendInts(c.scratch, c.dict.idx, c.dict.st, intBytePlanes)
+		case ValueDecimal:
+			c.scratch = c.dec.appendTo(c.scratch[:0], intBytePlanes)
+		default:
+			c.scratch = appendValueRaw(c.scratch[:0], vals)
+		}
+		c.ztry = zstdCompress3(c.ztry[:0], c.scratch, cd.enc == ValueDict)
 		if len(c.ztry) <= limit {
-			got, limit = enc, len(c.ztry)-1 // ties keep the earlier
+			got, limit = cd.enc|ValueZstd, len(c.ztry)-1 // ties keep the earlier
 			c.zbest, c.ztry = c.ztry, c.zbest
 		}
 	}
-	if dictOK && dictSize+packedIntsSize(n, c.dict.st, intBitPacked) <= dictZstdSpan*bestSize {
-		c.scratch = appendDictHeader(c.scratch[:0], dictEnc, c.dictCol, len(c.dict.dict))
-		c.scratch = appendInts(c.scratch, c.dict.idx, c.dict.st, intBytePlanes)
-		attempt(ValueDict|ValueZstd, c.scratch)
-	}
-	if decOK {
-		c.scratch = c.dec.appendTo(c.scratch[:0], intBytePlanes)
-		planeLen, nb := c.dec.packedLen(), int(c.dec.st.width+7)/8
-		hdr := len(c.scratch) - planeLen*nb
-		if hdr+entropyBytes(c.scratch[hdr:], planeLen) < limit {
-			attempt(ValueDecimal|ValueZstd, c.scratch)
-		}
-	}
-	est := rawPlanesEntropy(vals)
-	if est >= limit && n >= 2*zstdSampleValues && !c.dict.unique {
-		c.ztry = appendValueRaw(c.ztry[:0], vals[:zstdSampleValues])
-		sample := len(zstdCompress3(c.ztry[len(c.ztry):], c.ztry))
-		est = sample * n / zstdSampleValues
-	}
-	if est < limit {
-		c.scratch = appendValueRaw(c.scratch[:0], vals)
-		attempt(ValueRaw|ValueZstd, c.scratch)
-	}
 	return got, got != ValueInvalid
+}
+
+// zstdCandidate is a layout the zstd stage may try, with its estimated size.
+type zstdCandidate struct {
+	enc ValueEncoding
+	est int
 }
 
 // appendColumn chooses the encoding of vals and appends its payload to dst. top says

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // The decimal value encoding (ALP idea): most metric values are short decimals, so
@@ -45,6 +46,14 @@ func decimalInt(v float64, e int) (int64, bool) {
 	}
 	x := int64(math.RoundToEven(f))
 	return x, math.Float64bits(float64(x)/p) == math.Float64bits(v)
+}
+
+// divPow10 is r / 10^e, with p = 10^e; for e = 0 it is r itself.
+func divPow10(r, p float64, e int) float64 {
+	if e == 0 {
+		return r
+	}
+	return r / p
 }
 
 // minDecimalExp is the smallest e that represents v exactly, or maxDecimalExp+1.
@@ -117,12 +126,14 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 	p := pow10[d.exp]
 	var last int64
 	firstValid := -1
+	d.ints = slices.Grow(d.ints, n)[:n]
 	for i, v := range vals {
 		f := v * p
 		if f > -decimalLimit && f < decimalLimit {
 			x := int64(math.RoundToEven(f))
-			if math.Float64bits(float64(x)/p) == math.Float64bits(v) {
-				d.ints = append(d.ints, x)
+			// x / 10^0 is x: integer-valued series, the commonest, skip the division.
+			if math.Float64bits(divPow10(float64(x), p, d.exp)) == math.Float64bits(v) {
+				d.ints[i] = x
 				last = x
 				if firstValid < 0 {
 					firstValid = i
@@ -134,7 +145,7 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 		// wider range.
 		d.excPos = append(d.excPos, i)
 		d.excBits = append(d.excBits, math.Float64bits(v))
-		d.ints = append(d.ints, last)
+		d.ints[i] = last
 		if len(d.excPos) > n/2 {
 			return false
 		}
@@ -174,6 +185,33 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 		}
 	}
 	return true
+}
+
+// planesEntropy estimates what zstd makes of the payload in byte planes: the bytes
+// before the planes plus the planes' order-0 entropy (entropyBytes), from a sample of the
+// integers, without writing the planes.
+func (d *decimalEncoder) planesEntropy() int {
+	xs := d.ints
+	if d.useDelta {
+		xs = d.deltas
+	}
+	nb := int(d.st.width+7) / 8
+	total := d.size(intBytePlanes) - len(xs)*nb
+	if nb == 0 || len(xs) == 0 {
+		return total
+	}
+	stride := max(1, (len(xs)+entropySample-1)/entropySample)
+	var hist [8][256]uint32
+	dv := newExactDivider(d.st.divisor)
+	cnt := 0
+	for i := 0; i < len(xs); i += stride {
+		q := dv.div(uint64(xs[i] - d.st.base))
+		for k := range nb {
+			hist[k][byte(q>>(8*k))]++
+		}
+		cnt++
+	}
+	return total + planesBytes(hist[:nb], cnt, len(xs))
 }
 
 // packedLen is how many integers the packed section holds.

@@ -76,6 +76,7 @@ func (s *valueSet) id(b uint64, limit int) int {
 type dictEncoder struct {
 	set   valueSet
 	ids   []uint32 // first-seen number of each value
+	count []uint32 // values of each first-seen number
 	order []uint32 // first-seen numbers in sorted order
 	rank  []uint32 // first-seen number -> sorted position
 	dict  []float64
@@ -113,6 +114,11 @@ func (d *dictEncoder) analyze(vals []float64, limit int) bool {
 		d.ids[i] = uint32(id)
 	}
 	keys := d.set.keys
+	d.count = slices.Grow(d.count[:0], len(keys))[:len(keys)]
+	clear(d.count)
+	for _, id := range d.ids {
+		d.count[id]++
+	}
 	k := len(keys)
 	d.order = slices.Grow(d.order[:0], k)[:k]
 	for i := range d.order {
@@ -136,6 +142,24 @@ func (d *dictEncoder) analyze(vals []float64, limit int) bool {
 	}
 	d.st = intStats{divisor: 1, width: uint(bits.Len64(uint64(k - 1)))}
 	return true
+}
+
+// runMatchBytes is about what zstd spends on each run of one repeated index beyond the
+// index itself: a sequence of a literal length, a match length and a repeated offset.
+const runMatchBytes = 1.5
+
+// zstdEstimate estimates what zstd makes of the payload with the indices in byte planes,
+// given the dictionary column's size: that column, then for the indices the smaller of
+// their order-0 entropy (zstd's Huffman literals) and a runs model (each run of equal
+// values costs an index and runMatchBytes), and a frame's tables.
+func (d *dictEncoder) zstdEstimate(dictBytes int) int {
+	n := float64(len(d.idx))
+	h := 0.0 // bits
+	for _, c := range d.count {
+		h -= float64(c) * math.Log2(float64(c)/n)
+	}
+	idx := min(h/8, float64(d.runs)*(h/n/8+runMatchBytes))
+	return dictBytes + int(idx) + 32
 }
 
 // appendDictHeader appends the count and the encoded dictionary column.

@@ -48,8 +48,10 @@ func fixtureInputs() map[string][]testSeries {
 // valueKinds is one series for each kind of values that a v3 encoding is for: few
 // distinct full-precision averages (dict), full-precision doubles (alp-rd), a slow
 // full-precision walk (bits-delta), a repeating pattern of full-precision values (raw
-// planes through zstd), short decimals (decimal), and a mix of NaN payloads.
+// planes through zstd), short decimals (decimal), a mix of NaN payloads, and a 2-decimal
+// counter of small steps with rare jumps (decimal planes through zstd).
 func valueKinds(rng *rand.Rand, n int) []testSeries {
+	counter := 100.0
 	gen := []func(i int) float64{
 		func(int) float64 { return []float64{0.2, 0.4666666666666667, 1.0 / 15, 2.6}[rng.IntN(4)] },
 		func(int) float64 { return 16 + 16*rng.Float64() },
@@ -57,6 +59,14 @@ func valueKinds(rng *rand.Rand, n int) []testSeries {
 		func(i int) float64 { return math.Sqrt(float64(2 + i%23)) },
 		func(int) float64 { return float64(rng.IntN(10000)) / 100 },
 		func(i int) float64 { return []float64{math.NaN(), staleNaN, 1, math.Inf(-1)}[i%4] },
+		func(int) float64 {
+			step := 1 + rng.IntN(4)
+			if rng.IntN(20) == 0 {
+				step = rng.IntN(25000)
+			}
+			counter = math.Round(counter*100+float64(step)) / 100
+			return counter
+		},
 	}
 	out := make([]testSeries, len(gen))
 	for k, g := range gen {
