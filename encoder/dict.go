@@ -28,11 +28,17 @@ const maxDictValues = 4096
 
 // valueSet collects the distinct bit patterns of a block: an open-addressing hash table
 // reused from block to block, sized to the block (a Go map cost more than the rest of the
-// block's encoding).
+// block's encoding). A slot holds the pattern with its number, so a probe touches one
+// cache line.
 type valueSet struct {
-	slots []uint32 // 1 + position in keys, 0 when empty
+	slots []valueSlot
 	keys  []uint64 // the distinct patterns, first seen first
 	mask  uint32
+}
+
+type valueSlot struct {
+	key uint64
+	id  uint32 // 1 + position in keys, 0 when empty
 }
 
 // reset prepares the set for a block of n values.
@@ -42,7 +48,7 @@ func (s *valueSet) reset(n int) {
 		size <<= 1
 	}
 	if cap(s.slots) < size {
-		s.slots = make([]uint32, size)
+		s.slots = make([]valueSlot, size)
 	} else {
 		s.slots = s.slots[:size]
 		clear(s.slots)
@@ -56,16 +62,17 @@ func (s *valueSet) reset(n int) {
 func (s *valueSet) id(b uint64, limit int) int {
 	i := uint32((b*0x9e3779b97f4a7c15)>>40) & s.mask
 	for {
-		switch k := s.slots[i]; {
-		case k == 0:
+		sl := &s.slots[i]
+		if sl.id == 0 {
 			if len(s.keys) >= limit {
 				return -1
 			}
 			s.keys = append(s.keys, b)
-			s.slots[i] = uint32(len(s.keys))
+			sl.key, sl.id = b, uint32(len(s.keys))
 			return len(s.keys) - 1
-		case s.keys[k-1] == b:
-			return int(k - 1)
+		}
+		if sl.key == b {
+			return int(sl.id - 1)
 		}
 		i = (i + 1) & s.mask
 	}

@@ -177,14 +177,16 @@ func (s *Series) Reset() {
 	s.Values = s.Values[:0]
 }
 
-// ReadSeries reads and decodes the series of index entry e into dst: one ranged read.
+// ReadSeries reads and decodes the series of index entry e into dst: one ranged read
+// (v3: one a block; dst keeps the shared blocks it read lately, so reading the series of
+// a file in turn reads each block once).
 func (r *Reader) ReadSeries(e IndexEntry, dst *Series) error {
 	return r.ReadSeriesRange(e, math.MinInt64, math.MaxInt64, dst)
 }
 
 // ReadSeriesRange is ReadSeries restricted to the points with mint <= ts <= maxt. Blocks
-// outside the range are checksummed but not decoded. dst.Tags is always filled; dst.Ts
-// may come back empty.
+// outside the range are not decoded (v1, v2: checksummed; v3: not even read). dst.Tags
+// is always filled; dst.Ts may come back empty.
 func (r *Reader) ReadSeriesRange(e IndexEntry, mint, maxt int64, dst *Series) error {
 	return named(r.readSeriesRange(e, mint, maxt, dst), r.name)
 }

@@ -12,8 +12,9 @@ import (
 	"github.com/tailor-metrics/tailor/storage"
 )
 
-// Spool collects series handed to it in any order, encodes each into a record at once,
-// and writes them out as series files in key order. A run's sort orders series by a
+// Spool collects series handed to it in any order, encodes each into a record at once
+// (v3: a loose record, its blocks encoded but not yet shared), and writes them out as
+// series files in key order, the bytes a Writer given the same series writes. A run's sort orders series by a
 // dense id given in the order the readers met them, which is not key order; records are
 // some 20 times smaller than the rows the sort holds, so reordering them is cheap. The
 // records stay in memory up to a bound and go to a temporary file beyond it, so the

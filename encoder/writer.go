@@ -1,18 +1,20 @@
 // Package encoder writes and reads Tailor series files: per-series, time-sorted,
 // compressed point files, the output of a compute run.
 //
-// A file is a header, series records in strictly increasing (org, metric, context)
-// order, an index of the records and a fixed-size trailer. Each record holds the series'
-// tags and its points in blocks; every block names the encoding of its timestamps and of
-// its values in a tag byte and carries a crc32c. A reader reads the trailer and index
-// from the end of the file, then the one record it wants: two ranged reads. The byte
-// layout, every encoding and what a reader must reject are in docs/format/series.md.
+// A file (format v3) is a header, blocks, an index and a fixed-size trailer. A block
+// holds one timestamp column and a value column for each series that carries exactly
+// those timestamps (the series of one scrape target share blocks); every column names its
+// encoding in a tag byte, chosen per block among several, and every block carries a
+// crc32c. The index, compressed, holds the keys, tags and blocks of every series. A reader
+// reads the trailer and index from the end of the file, then the blocks of the series it
+// wants. Formats v1 and v2 (one record per series) are still read and can still be
+// written. The byte layout, every encoding, the writer's choices and what a reader must
+// reject are in docs/format/series.md.
 //
-// Writer encodes series handed to it one at a time, in key order. A run instead gets
-// series in the order of its sort (by dense series id): KeyedStream assembles them from
-// the sorted Arrow batches, keeping each (series, ts)'s latest arrival, and Spool encodes
-// them at once and writes them out in key order. Reader
-// finds series by key or org, iterates them, and decodes back to Arrow.
+// Writer encodes series handed to it one at a time, in key order. A run gets series in
+// the order of its sort instead; Spool encodes them at once and writes them out in key
+// order, byte for byte what a Writer would write. Reader finds series by key or org,
+// iterates them, and decodes back to Arrow.
 package encoder
 
 import (
