@@ -93,8 +93,10 @@ bench-reader:
 bench-s3: tools
 	$(GO) test -run '^$$' -bench 'BenchmarkS3' -benchtime 5x -timeout 20m ./storage/
 
-# Series file codec against Prometheus XOR and zstd Parquet; its own module keeps
-# Prometheus out of the product's dependencies.
+# Series file codec against Prometheus XOR and zstd Parquet (BYTE_STREAM_SPLIT and PLAIN)
+# on the real data (NAB, and bitbrains and dctraces from ../shared/data/real/more) and
+# synthetic kinds, with issue 20's goals; its own module keeps Prometheus out of the
+# product's dependencies.
 bench-codec:
 	cd bench/codec && $(GO) run .
 
