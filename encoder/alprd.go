@@ -179,13 +179,9 @@ func decodeALPRD(dst []float64, src []byte, n int, pad *[]byte) ([]float64, erro
 	if d.Err == nil && exc > uint64(n) {
 		return dst, fmt.Errorf("alp-rd: %d exceptions in %d values: %w", exc, n, ErrOutOfRange)
 	}
-	posBytes := d.B
-	pos := -1
-	for range exc {
-		pos += int(min(d.Uvarint(), uint64(n))) + 1
-		if pos >= n {
-			return dst, fmt.Errorf("alp-rd: exception position %d of %d values: %w", pos, n, ErrOutOfRange)
-		}
+	positions, err := readPositions(&d, exc, n)
+	if err != nil {
+		return dst, fmt.Errorf("alp-rd: %w", err)
 	}
 	excLefts := d.Bytes64(2 * exc)
 	if d.Err != nil {
@@ -223,10 +219,8 @@ func decodeALPRD(dst []float64, src []byte, n int, pad *[]byte) ([]float64, erro
 		out[i] = math.Float64frombits(dict[c]<<r | fieldAt(rights, rp, r))
 		rp += r
 	}
-	pd := newDecbuf(posBytes)
-	pos = -1
 	for j := range int(exc) {
-		pos += int(pd.Uvarint()) + 1
+		pos := positions.next()
 		l := uint64(binary.LittleEndian.Uint16(excLefts[2*j:]))
 		if l>>left != 0 {
 			return dst[:start], fmt.Errorf("alp-rd: exception left part %#x wider than %d bits: %w", l, left, ErrOutOfRange)

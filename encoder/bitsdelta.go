@@ -53,13 +53,10 @@ func decodeBitsDelta(dst []float64, src []byte, n int, ints *[]int64) ([]float64
 		return dst, fmt.Errorf("bits-delta: %d bytes, need 8 for the first value: %w", len(src), ErrTruncated)
 	}
 	first := binary.LittleEndian.Uint64(src)
-	xs, rest, err := decodeInts((*ints)[:0], src[8:], n-1)
+	xs, err := decodeAllInts((*ints)[:0], src[8:], n-1)
 	*ints = xs
 	if err != nil {
-		return dst, fmt.Errorf("bits-delta: %w", err)
-	}
-	if len(rest) != 0 {
-		return dst, fmt.Errorf("bits-delta: %d bytes after the differences: %w", len(rest), ErrOutOfRange)
+		return dst, fmt.Errorf("bits-delta differences: %w", err)
 	}
 	start := len(dst)
 	dst = growFloat64(dst, n)

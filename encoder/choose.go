@@ -2,7 +2,6 @@ package encoder
 
 import (
 	"encoding/binary"
-	"math"
 	"slices"
 )
 
@@ -132,16 +131,8 @@ type zstdCandidate struct {
 // dictionary's.
 func (c *columnEncoder) appendColumn(dst []byte, vals []float64, top bool) (ValueEncoding, []byte) {
 	n := len(vals)
-	first := math.Float64bits(vals[0])
-	constant := true
-	for _, v := range vals[1:] {
-		if math.Float64bits(v) != first {
-			constant = false
-			break
-		}
-	}
-	if constant {
-		return ValueConst, binary.LittleEndian.AppendUint64(dst, first)
+	if b, ok := constantBits(vals); ok {
+		return ValueConst, binary.LittleEndian.AppendUint64(dst, b)
 	}
 
 	best, bestSize := ValueRaw, 8*n

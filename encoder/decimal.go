@@ -265,13 +265,9 @@ func decodeDecimal(dst []float64, src []byte, n int, ints *[]int64) ([]float64, 
 	if e > maxDecimalExp || flags&^decimalDelta != 0 || k > uint64(n) {
 		return dst, fmt.Errorf("decimal: exponent %d, flags %#x, %d exceptions of %d values: %w", e, flags, k, n, ErrOutOfRange)
 	}
-	posBytes := d.B
-	pos := -1
-	for range k {
-		pos += int(min(d.Uvarint(), uint64(n))) + 1
-		if pos >= n {
-			return dst, fmt.Errorf("decimal: exception position %d of %d values: %w", pos, n, ErrOutOfRange)
-		}
+	positions, err := readPositions(&d, k, n)
+	if err != nil {
+		return dst, fmt.Errorf("decimal: %w", err)
 	}
 	excVals := d.Bytes64(8 * k)
 	var first int64
@@ -282,24 +278,19 @@ func decodeDecimal(dst []float64, src []byte, n int, ints *[]int64) ([]float64, 
 		return dst, fmt.Errorf("decimal exceptions: %w", d.Err)
 	}
 
-	var rest []byte
-	var err error
 	xs := (*ints)[:0]
 	if flags&decimalDelta != 0 {
 		xs = append(xs, first)
-		if xs, rest, err = decodeInts(xs, d.B, n-1); err != nil {
-			return dst, err
+		if xs, err = decodeAllInts(xs, d.B, n-1); err != nil {
+			return dst, fmt.Errorf("decimal: %w", err)
 		}
 		for i := 1; i < n; i++ {
 			xs[i] += xs[i-1]
 		}
-	} else if xs, rest, err = decodeInts(xs, d.B, n); err != nil {
-		return dst, err
+	} else if xs, err = decodeAllInts(xs, d.B, n); err != nil {
+		return dst, fmt.Errorf("decimal: %w", err)
 	}
 	*ints = xs
-	if len(rest) != 0 {
-		return dst, fmt.Errorf("decimal: %d bytes after the integers: %w", len(rest), ErrOutOfRange)
-	}
 
 	start := len(dst)
 	dst = growFloat64(dst, n)
@@ -315,11 +306,34 @@ func decodeDecimal(dst []float64, src []byte, n int, ints *[]int64) ([]float64, 
 		}
 	}
 	// Patch the exceptions; their positions were validated above.
-	pd := newDecbuf(posBytes)
-	pos = -1
 	for j := range int(k) {
-		pos += int(pd.Uvarint()) + 1
-		out[pos] = math.Float64frombits(binary.LittleEndian.Uint64(excVals[8*j:]))
+		out[positions.next()] = math.Float64frombits(binary.LittleEndian.Uint64(excVals[8*j:]))
 	}
 	return dst, nil
+}
+
+// positions walks exception positions stored as uvarint gaps (pos_j − pos_{j−1} − 1,
+// pos_{−1} = −1), already checked by readPositions.
+type positions struct {
+	d   decbuf
+	pos int
+}
+
+func (p *positions) next() int {
+	p.pos += int(p.d.Uvarint()) + 1
+	return p.pos
+}
+
+// readPositions reads k exception positions of a block of n values from d, checking that
+// each is below n, and returns a walk over them.
+func readPositions(d *decbuf, k uint64, n int) (positions, error) {
+	p := positions{d: newDecbuf(d.B), pos: -1}
+	pos := -1
+	for range k {
+		pos += int(min(d.Uvarint(), uint64(n))) + 1
+		if pos >= n {
+			return p, fmt.Errorf("exception position %d of %d values: %w", pos, n, ErrOutOfRange)
+		}
+	}
+	return p, nil
 }

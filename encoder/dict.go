@@ -207,13 +207,10 @@ func (bd *blockDecoder) decodeDict(dst []float64, src []byte, n int, v uint16) (
 			return dst, fmt.Errorf("dict: entry %d does not follow entry %d in bit order: %w", i, i-1, ErrOutOfRange)
 		}
 	}
-	xs, rest, err := decodeInts(bd.ints[:0], d.B, n)
+	xs, err := decodeAllInts(bd.ints[:0], d.B, n)
 	bd.ints = xs
 	if err != nil {
 		return dst, fmt.Errorf("dict indices: %w", err)
-	}
-	if len(rest) != 0 {
-		return dst, fmt.Errorf("dict: %d bytes after the indices: %w", len(rest), ErrOutOfRange)
 	}
 	start := len(dst)
 	dst = growFloat64(dst, n)

@@ -211,21 +211,15 @@ func (h *blockHeader) Marshal(dst []byte) []byte {
 // included), so the caller can slice the payloads without further checks.
 func (h *blockHeader) Unmarshal(src []byte, v uint16) ([]byte, error) {
 	d := newDecbuf(src)
-	count := d.Uvarint()
-	h.minTs = d.Varint()
-	span := d.Uvarint()
-	h.tsEnc = TsEncoding(d.U8())
+	count, span := h.readHead(&d)
 	h.valEnc = ValueEncoding(d.U8())
 	tl := d.Uvarint()
 	vl := d.Uvarint()
 	if d.Err != nil {
 		return nil, d.Err
 	}
-	if err := checkCountSpan(count, h.minTs, span); err != nil {
+	if err := h.checkHead(count, span, v); err != nil {
 		return nil, err
-	}
-	if !IsValidTsEncoding(v, h.tsEnc) {
-		return nil, fmt.Errorf("timestamp encoding %s in a version %d file: %w", h.tsEnc, v, ErrOutOfRange)
 	}
 	if !IsValidValueEncoding(v, h.valEnc) {
 		return nil, fmt.Errorf("value encoding %s in a version %d file: %w", h.valEnc, v, ErrOutOfRange)
@@ -241,7 +235,28 @@ func (h *blockHeader) Unmarshal(src []byte, v uint16) ([]byte, error) {
 	return d.B, nil
 }
 
-// checkCountSpan checks a block's point count and time span (both versions' rule).
+// readHead reads what every block header starts with: the point count, the first
+// timestamp, the span and the timestamp encoding.
+func (h *blockHeader) readHead(d *decbuf) (count, span uint64) {
+	count = d.Uvarint()
+	h.minTs = d.Varint()
+	span = d.Uvarint()
+	h.tsEnc = TsEncoding(d.U8())
+	return count, span
+}
+
+// checkHead checks what readHead read against the limits of format version v.
+func (h *blockHeader) checkHead(count, span uint64, v uint16) error {
+	if err := checkCountSpan(count, h.minTs, span); err != nil {
+		return err
+	}
+	if !IsValidTsEncoding(v, h.tsEnc) {
+		return fmt.Errorf("timestamp encoding %s in a version %d file: %w", h.tsEnc, v, ErrOutOfRange)
+	}
+	return nil
+}
+
+// checkCountSpan checks a block's point count and time span (every version's rule).
 func checkCountSpan(count uint64, minTs int64, span uint64) error {
 	if count == 0 || count > MaxBlockPoints {
 		return fmt.Errorf("block of %d points, allowed 1..%d: %w", count, MaxBlockPoints, ErrOutOfRange)
@@ -279,20 +294,14 @@ func (h *blockHeader) marshal3(dst []byte) []byte {
 // before it allocates the column table.
 func (h *blockHeader) unmarshal3(src []byte, v uint16) ([]byte, error) {
 	d := newDecbuf(src)
-	count := d.Uvarint()
-	h.minTs = d.Varint()
-	span := d.Uvarint()
-	h.tsEnc = TsEncoding(d.U8())
+	count, span := h.readHead(&d)
 	tl := d.Uvarint()
 	k := d.Uvarint()
 	if d.Err != nil {
 		return nil, d.Err
 	}
-	if err := checkCountSpan(count, h.minTs, span); err != nil {
+	if err := h.checkHead(count, span, v); err != nil {
 		return nil, err
-	}
-	if !IsValidTsEncoding(v, h.tsEnc) {
-		return nil, fmt.Errorf("timestamp encoding %s in a version %d file: %w", h.tsEnc, v, ErrOutOfRange)
 	}
 	// Each column takes at least two header bytes (its encoding and length).
 	if k == 0 || k > MaxBlockColumns || k > uint64(len(d.B))/2 {

@@ -253,6 +253,19 @@ func decodeInts(dst []int64, src []byte, n int) ([]int64, []byte, error) {
 	return dst, rest, nil
 }
 
+// decodeAllInts is decodeInts for packed integers that must end the payload: bytes after
+// them are an error.
+func decodeAllInts(dst []int64, src []byte, n int) ([]int64, error) {
+	dst, rest, err := decodeInts(dst, src, n)
+	if err != nil {
+		return dst, err
+	}
+	if len(rest) != 0 {
+		return dst, fmt.Errorf("%d bytes after the packed integers: %w", len(rest), ErrOutOfRange)
+	}
+	return dst, nil
+}
+
 // unpackBits decodes len(out) MSB-first fields of w bits (1..64) from data, which holds
 // at least ceil(len(out)*w/8) bytes.
 func unpackBits(out []int64, data []byte, w uint, base, div uint64) {

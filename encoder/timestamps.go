@@ -241,12 +241,9 @@ func decodeTsDeltaConst(dst []int64, src []byte, h *blockHeader) ([]int64, error
 
 func decodeTsPacked(dst []int64, src []byte, n int, t0 int64) ([]int64, error) {
 	start := len(dst)
-	dst, rest, err := decodeInts(dst, src, n-1)
+	dst, err := decodeAllInts(dst, src, n-1)
 	if err != nil {
-		return dst, err
-	}
-	if len(rest) != 0 {
-		return dst, fmt.Errorf("delta-packed: %d bytes after the deltas: %w", len(rest), ErrOutOfRange)
+		return dst, fmt.Errorf("delta-packed: %w", err)
 	}
 	// Turn the n-1 deltas into n timestamps in place, from the back.
 	dst = growInt64(dst, 1)

@@ -216,6 +216,17 @@ func decodeValueRaw(dst []float64, src []byte, n int) ([]float64, error) {
 	return dst, nil
 }
 
+// constantBits returns the bit pattern of vals when they all have the same.
+func constantBits(vals []float64) (uint64, bool) {
+	first := math.Float64bits(vals[0])
+	for _, v := range vals[1:] {
+		if math.Float64bits(v) != first {
+			return 0, false
+		}
+	}
+	return first, true
+}
+
 // gorillaTryBytes: above this many bytes a value for decimal, gorilla is worth a try.
 const gorillaTryBytes = 4
 
@@ -236,16 +247,8 @@ const gorillaGain = 0.10
 // Ties keep the earlier candidate.
 func (e *blockEncoder) appendValues(dst []byte, vals []float64) (ValueEncoding, []byte) {
 	n := len(vals)
-	first := math.Float64bits(vals[0])
-	constant := true
-	for _, v := range vals[1:] {
-		if math.Float64bits(v) != first {
-			constant = false
-			break
-		}
-	}
-	if constant {
-		return ValueConst, binary.LittleEndian.AppendUint64(dst, first)
+	if b, ok := constantBits(vals); ok {
+		return ValueConst, binary.LittleEndian.AppendUint64(dst, b)
 	}
 
 	best, bestSize := ValueRaw, 8*n
