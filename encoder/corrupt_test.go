@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/tailor-metrics/tailor/columnar"
 )
 
 // readAll opens b and decodes every series through both the iterator and the Arrow
@@ -129,5 +132,50 @@ func TestCorruptErrorNamesFile(t *testing.T) {
 	}
 	if !errors.As(it.Err(), &ce) || ce.File != name || !strings.Contains(it.Err().Error(), fmt.Sprintf("%s: block", name)) {
 		t.Fatalf("iterate: error %v does not name %s", it.Err(), name)
+	}
+}
+
+// TestIndexClaimsBoundedByColumns: a v3 index that claims more series than its blocks
+// have columns is refused before the series' entries are sized, however many the body
+// seems to hold (here 100,000 entries of 6 bytes for one block of one column).
+func TestIndexClaimsBoundedByColumns(t *testing.T) {
+	good := encodeFile(t, []testSeries{{Key: columnar.SeriesKey{Org: 1}, Ts: []int64{5}, Values: []float64{1}}})
+	r, err := Open(bytes.NewReader(good), int64(len(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := r.v3.blocks[0]
+	const n = 100_000
+	var body []byte
+	body = binary.AppendUvarint(body, uint64(be.length))
+	body = binary.AppendUvarint(body, uint64(be.count))
+	body = binary.AppendVarint(body, be.minTs)
+	body = binary.AppendUvarint(body, uint64(be.maxTs-be.minTs))
+	body = binary.AppendUvarint(body, uint64(be.cols))
+	body = append(body, 1, 0, 0, 0, 1, 2) // org 1, metric 0, context 0, no tags, block 0
+	for range n - 1 {
+		body = append(body, 0, 0, 0, 0, 1, 0) // the next context, no tags, block 0 again
+	}
+	var b []byte
+	b = append(b, good[:be.off+int64(be.length)]...)
+	indexOff := len(b)
+	b = binary.AppendUvarint(b, n)
+	b = binary.AppendUvarint(b, 1)
+	b = append(b, 0)
+	b = binary.AppendUvarint(b, uint64(len(body)))
+	b = append(b, body...)
+	tr := trailer{indexOff: int64(indexOff), indexLen: int64(len(b) - indexOff), indexCRC: checksum(b[indexOff:]), version: Version3}
+	b = tr.Marshal(b)
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = Open(bytes.NewReader(b), int64(len(b)))
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrOutOfRange) || !strings.Contains(err.Error(), "100000 series in 1 block columns") {
+		t.Fatalf("error %v, want the series count refused", err)
+	}
+	// The file's own bytes are read (the index, 600 KB); the claim sizes nothing.
+	if a := after.TotalAlloc - before.TotalAlloc; a > 2*uint64(len(b)) {
+		t.Fatalf("opening %d bytes allocated %d", len(b), a)
 	}
 }

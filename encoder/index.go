@@ -366,6 +366,16 @@ func parseIndex3(src []byte, off, dataStart int64, zbuf *[]byte) ([]IndexEntry, 
 	if pos != off {
 		return nil, nil, corrupt(off, what, ErrOutOfRange, "blocks end at %d, the index starts at %d", pos, off)
 	}
+	// Every column belongs to exactly one series and every series has one at least, so
+	// the series are at most the columns, which the blocks' bytes bound: the entries are
+	// sized by bytes the file has, not by the claim alone.
+	cols := uint64(0)
+	for _, b := range x.blocks {
+		cols += uint64(b.cols)
+	}
+	if n > cols {
+		return nil, nil, corrupt(off, what, ErrOutOfRange, "%d series in %d block columns", n, cols)
+	}
 	entries := make([]IndexEntry, n)
 	x.refStart = make([]int, n+1)
 	x.tagStart = make([]int, n)
