@@ -30,7 +30,7 @@ const (
 	// decimal and raw byte planes of the real data's blocks (0.655/0.684, 0.290/0.320).
 	decimalFastRatio = 0.96
 	rawFastRatio     = 0.91
-	// zstdSampleValues: the raw planes of this many values, compressed, estimate what
+	// zstdSampleValues: the byte planes of this many values, compressed, estimate what
 	// zstd makes of a whole block's.
 	zstdSampleValues = 1024
 )

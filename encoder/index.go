@@ -187,6 +187,7 @@ type index3 struct {
 	refs     []uint32 // block of each ref, series after series
 	refCols  []uint32 // column of each ref in its block
 	refStart []int    // series i's refs are refs[refStart[i]:refStart[i+1]]
+	lastUse  []int    // the last series (in key order) with a column in each block
 	tagStart []int    // series i's tags are body[tagStart[i]:...], a count then the tags
 	body     []byte
 }
@@ -380,6 +381,7 @@ func parseIndex3(src []byte, off, dataStart int64, zbuf *[]byte) ([]IndexEntry, 
 	x.refStart = make([]int, n+1)
 	x.tagStart = make([]int, n)
 	used := make([]uint32, nb) // columns of each block given out so far
+	x.lastUse = make([]int, nb)
 	prevRef := int64(-1)
 	for i := range entries {
 		w := func() string { return fmt.Sprintf("index series %d", i) }
@@ -430,6 +432,7 @@ func parseIndex3(src []byte, off, dataStart int64, zbuf *[]byte) ([]IndexEntry, 
 			x.refs = append(x.refs, uint32(id))
 			x.refCols = append(x.refCols, used[id])
 			used[id]++
+			x.lastUse[id] = i
 			e.Points += int64(b.count)
 			lo, hi = min(lo, b.off), max(hi, b.off+int64(b.length))
 			if last == nil {

@@ -3,6 +3,7 @@ package encoder
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // Reading format v3 files: a series' points are in the blocks its index entry names, one
@@ -10,9 +11,12 @@ import (
 // blocks it read lately (checksummed, header parsed, timestamps decoded once), so that
 // going through a file in key order reads and checks each shared block once.
 
-// blockCacheBytes bounds the blocks a Series keeps. The writer's share window keeps the
-// blocks that series close in key order share to a few, each at most about shareBytes.
-const blockCacheBytes = 32 << 20
+// blockCacheBytes bounds the blocks a Series keeps. A block is dropped once the last
+// series with a column in it has been read, so going through a file in key order keeps
+// only the blocks still to be used: the writer's share window keeps those to the blocks
+// that series close in key order share, each at most about shareBytes. The bound is for
+// reads in any other order.
+const blockCacheBytes = 8 << 20
 
 // cachedBlock is one verified v3 block.
 type cachedBlock struct {
@@ -30,6 +34,7 @@ type blockCache struct {
 	byID  map[uint32]*cachedBlock
 	order []*cachedBlock
 	bytes int
+	spare *cachedBlock // a dropped block's buffers
 }
 
 func (c *blockCache) reset(r *Reader) {
@@ -37,6 +42,19 @@ func (c *blockCache) reset(r *Reader) {
 	clear(c.byID)
 	c.order = c.order[:0]
 	c.bytes = 0
+}
+
+// drop forgets block id, keeping its buffers for the next block read.
+func (c *blockCache) drop(id uint32) {
+	b := c.byID[id]
+	if b == nil {
+		return
+	}
+	delete(c.byID, id)
+	c.bytes -= len(b.raw)
+	i := slices.Index(c.order, b)
+	c.order = slices.Delete(c.order, i, i+1)
+	c.spare = b
 }
 
 // block returns block id of r, reading and verifying it when it is not cached.
@@ -60,6 +78,9 @@ func (c *blockCache) block(r *Reader, id uint32) (*cachedBlock, error) {
 		if b == nil {
 			b = old // reuse its buffers
 		}
+	}
+	if b == nil {
+		b, c.spare = c.spare, nil
 	}
 	if b == nil {
 		b = &cachedBlock{}
@@ -138,6 +159,9 @@ func (r *Reader) readSeries3(i int, mint, maxt int64, dst *Series) error {
 		}
 		if be.minTs < mint || be.maxTs > maxt {
 			trimRange(dst, n0, mint, maxt)
+		}
+		if x.lastUse[id] == i {
+			dst.blocks.drop(id) // no later series needs it
 		}
 	}
 	return nil

@@ -183,3 +183,56 @@ func TestSpoolWritesWhatWriterWrites(t *testing.T) {
 		}
 	}
 }
+
+// countingReader counts reads, and the bytes read.
+type countingReader struct {
+	r            *bytes.Reader
+	reads, bytes int
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
+	c.reads++
+	c.bytes += len(p)
+	return c.r.ReadAt(p, off)
+}
+
+// TestSharedBlocksReadOnce: going through a file in key order reads each shared block
+// once (the Series keeps it until its last series is read, then drops it), and keeps no
+// more than the blocks still to be used.
+func TestSharedBlocksReadOnce(t *testing.T) {
+	// Two orgs of 3 nodes each, 3 blocks a series: 9 blocks in use at a time, 18 in all.
+	rng := rand.New(rand.NewPCG(12, 12))
+	var series []testSeries
+	for org := range uint32(2) {
+		s := scrapeSeries(rng, 3, 30, 120)
+		for i := range s {
+			s[i].Key.Org = org + 1
+		}
+		series = append(series, s...)
+	}
+	sortSeries(series)
+	b := roundTrip(t, series, BlockPoints(40))
+	cr := &countingReader{r: bytes.NewReader(b)}
+	r, err := Open(cr, int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.v3.blocks) != 18 {
+		t.Fatalf("%d blocks, want 18", len(r.v3.blocks))
+	}
+	opened := cr.reads
+	it := r.Iterator(nil)
+	most := 0
+	for it.Next() {
+		most = max(most, len(it.cur.blocks.byID))
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cr.reads-opened, len(r.v3.blocks); got != want {
+		t.Fatalf("%d block reads for %d blocks", got, want)
+	}
+	if most > 9 {
+		t.Fatalf("the iterator kept %d blocks at once, 9 are in use", most)
+	}
+}

@@ -80,7 +80,9 @@ func FlushBytes(n int) Opt { return opt{func(c *cfg) { c.flushBytes = n }} }
 type Stats struct {
 	Series int64 // series appended
 	Points int64 // points appended
-	Bytes  int64 // bytes encoded so far; the file size once Close has returned
+	// Bytes is the bytes encoded so far (v3: the blocks still open at their estimated
+	// size); the file size once Close has returned.
+	Bytes int64
 }
 
 // Writer writes one series file. Append series in strictly increasing key order, then
