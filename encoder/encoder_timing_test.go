@@ -2,6 +2,7 @@ package encoder
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"syscall"
@@ -105,60 +106,68 @@ func points(series []testSeries) int {
 	return n
 }
 
+// benchVersions are the format versions the codec benchmarks compare: the current one
+// and the one before, in the same run (the machine is shared, so absolute figures vary).
+var benchVersions = []uint16{Version2, CurrentVersion}
+
 func BenchmarkEncode(b *testing.B) {
 	for name, series := range benchInputs(b) {
-		b.Run(name, func(b *testing.B) {
-			n := points(series)
-			var buf bytes.Buffer
-			b.ReportAllocs()
-			b.SetBytes(int64(16 * n))
-			cpu0 := cpuTime()
-			for b.Loop() {
-				buf.Reset()
-				w := NewWriter(&buf)
-				for _, s := range series {
-					if err := w.Append(s.Key, s.Tags, s.Ts, s.Values); err != nil {
+		for _, v := range benchVersions {
+			b.Run(fmt.Sprintf("%s/v%d", name, v), func(b *testing.B) {
+				n := points(series)
+				var buf bytes.Buffer
+				b.ReportAllocs()
+				b.SetBytes(int64(16 * n))
+				cpu0 := cpuTime()
+				for b.Loop() {
+					buf.Reset()
+					w := NewWriter(&buf, FormatVersion(v))
+					for _, s := range series {
+						if err := w.Append(s.Key, s.Tags, s.Ts, s.Values); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := w.Close(); err != nil {
 						b.Fatal(err)
 					}
 				}
-				if err := w.Close(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(buf.Len())/float64(n), "B/point")
-			reportRates(b, n, cpu0)
-			// What was timed must decode to the input, bit for bit.
-			requireSameSeries(b, series, decodeFile(b, buf.Bytes()))
-		})
+				b.ReportMetric(float64(buf.Len())/float64(n), "B/point")
+				reportRates(b, n, cpu0)
+				// What was timed must decode to the input, bit for bit.
+				requireSameSeries(b, series, decodeFile(b, buf.Bytes()))
+			})
+		}
 	}
 }
 
 func BenchmarkDecode(b *testing.B) {
 	for name, series := range benchInputs(b) {
-		b.Run(name, func(b *testing.B) {
-			n := points(series)
-			enc := encodeFile(b, series)
-			r, err := Open(bytes.NewReader(enc), int64(len(enc)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			var it *SeriesIterator
-			b.ReportAllocs()
-			b.SetBytes(int64(16 * n))
-			cpu0 := cpuTime()
-			for b.Loop() {
-				it = r.Iterator(it)
-				got := 0
-				for it.Next() {
-					got += len(it.At().Ts)
+		for _, v := range benchVersions {
+			b.Run(fmt.Sprintf("%s/v%d", name, v), func(b *testing.B) {
+				n := points(series)
+				enc := encodeFile(b, series, FormatVersion(v))
+				r, err := Open(bytes.NewReader(enc), int64(len(enc)))
+				if err != nil {
+					b.Fatal(err)
 				}
-				if it.Err() != nil || got != n {
-					b.Fatalf("decoded %d of %d points: %v", got, n, it.Err())
+				var it *SeriesIterator
+				b.ReportAllocs()
+				b.SetBytes(int64(16 * n))
+				cpu0 := cpuTime()
+				for b.Loop() {
+					it = r.Iterator(it)
+					got := 0
+					for it.Next() {
+						got += len(it.At().Ts)
+					}
+					if it.Err() != nil || got != n {
+						b.Fatalf("decoded %d of %d points: %v", got, n, it.Err())
+					}
 				}
-			}
-			b.ReportMetric(float64(len(enc))/float64(n), "B/point")
-			reportRates(b, n, cpu0)
-		})
+				b.ReportMetric(float64(len(enc))/float64(n), "B/point")
+				reportRates(b, n, cpu0)
+			})
+		}
 	}
 }
 
