@@ -87,6 +87,11 @@ type Options struct {
 	// StopTimeout bounds how long a stop waits for uploads in flight before it
 	// abandons them uncommitted (default 20 s).
 	StopTimeout time.Duration
+	// ConnectTimeout is how long Run waits for its first connection to a broker before
+	// it fails with an error wrapping ErrNoBroker (default 1 min). Until then every
+	// broker that cannot be reached is logged at warn level, within seconds. A sink that
+	// connected once and lost its brokers later keeps retrying without limit.
+	ConnectTimeout time.Duration
 	// SessionTimeout and RebalanceTimeout tune failure detection (defaults 6 s and 10 s;
 	// kfake refuses session timeouts under 6 s).
 	SessionTimeout   time.Duration
@@ -159,6 +164,9 @@ func (o *Options) defaults() error {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 20 * time.Second
 	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = time.Minute
+	}
 	if o.SessionTimeout <= 0 {
 		o.SessionTimeout = 6 * time.Second
 	}
@@ -227,6 +235,7 @@ type Stats struct {
 type Sink struct {
 	opt     Options
 	cl      *kgo.Client
+	conn    *connWatch
 	metrics *metrics
 	dec     payload.Decoder
 	decoded []columnar.Payload
@@ -263,6 +272,7 @@ func New(opt Options) (*Sink, error) {
 	s := &Sink{
 		opt: opt, parts: map[tp]*partState{}, metrics: newMetrics(opt.Registerer),
 		sem: make(chan struct{}, opt.Uploads), wake: make(chan struct{}, 1),
+		conn: newConnWatch(opt.Logger, opt.Brokers, opt.ConnectTimeout),
 	}
 	s.upCtx, s.upCancel = context.WithCancel(context.Background())
 	s.metrics.bufferLimit.Set(float64(opt.BufferBytes))
@@ -282,6 +292,7 @@ func New(opt Options) (*Sink, error) {
 		kgo.OnPartitionsAssigned(s.assigned),
 		kgo.OnPartitionsRevoked(s.revoked),
 		kgo.OnPartitionsLost(s.lost),
+		kgo.WithHooks(s.conn),
 	}
 	if opt.TopicRegex {
 		// New topics matching the regex are found on metadata refreshes: every 30 s
@@ -422,8 +433,9 @@ func (s *Sink) settleLocked(ctx context.Context, ks []tp, reason string) {
 // the open segments (waiting up to StopTimeout), commits, and leaves the group.
 func (s *Sink) Run(ctx context.Context) (err error) {
 	defer s.close()
+	s.conn.start(time.Now())
 	if s.opt.StopAtEnd {
-		ends, err := listEndOffsets(ctx, s.cl, s.opt.Topics)
+		ends, err := s.listEnds(ctx)
 		if err != nil {
 			return err
 		}
@@ -450,6 +462,10 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 		if fetchErr != nil {
 			s.cl.AllowRebalance()
 			return fmt.Errorf("sink: %w", fetchErr)
+		}
+		if err := s.conn.check(time.Now()); err != nil {
+			s.cl.AllowRebalance()
+			return err
 		}
 		s.mu.Lock()
 		s.reapLocked(nil)

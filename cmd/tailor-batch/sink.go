@@ -95,6 +95,9 @@ docs/sink.md.`,
 			if errors.Is(err, ctx.Err()) {
 				err = nil
 			}
+			if errors.Is(err, ingest.ErrNoBroker) {
+				err = fmt.Errorf("%w (--brokers; --connect-timeout sets how long to wait)", err)
+			}
 			stats := s.Stats()
 			fmt.Fprintf(cmd.OutOrStdout(), "sink: %d records, %d payloads, %d points, %d rejected → %d segments (%d already stored), %d bytes in %s; %d upload retries, %d uploads abandoned uncommitted, %d failed commits\n",
 				stats.Records, stats.Payloads, stats.Points, stats.Rejected, stats.Segments, stats.SegmentsExisting, stats.Bytes, time.Since(start).Round(time.Millisecond),
@@ -124,6 +127,7 @@ docs/sink.md.`,
 	fl.DurationVar(&opt.StopTimeout, "stop-timeout", 20*time.Second, "on SIGTERM, how long to wait for uploads before abandoning them uncommitted")
 	fl.BoolVar(&opt.LeaveOnStop, "leave-on-stop", false, "with --instance-id: leave the group on stop, so partitions move at once (scale-down)")
 	fl.DurationVar(&progress, "progress", 30*time.Second, "print progress this often (0: never)")
+	fl.DurationVar(&opt.ConnectTimeout, "connect-timeout", time.Minute, "exit with an error when no broker could be reached for this long after start (a sink that was connected keeps retrying)")
 	fl.DurationVar(&opt.SessionTimeout, "session-timeout", 6*time.Second, "group session timeout")
 	fl.DurationVar(&opt.RebalanceTimeout, "rebalance-timeout", 10*time.Second, "group rebalance timeout")
 	fl.BoolVar(&opt.StopAtEnd, "stop-at-end", false, "exit once everything up to the end offsets seen at start is stored")

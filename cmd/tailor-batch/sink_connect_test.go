@@ -1,0 +1,42 @@
+package main
+
+import (
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSinkConnectTimeout: sink against a broker it cannot reach exits non-zero after
+// --connect-timeout, naming the broker and the flags.
+func TestSinkConnectTimeout(t *testing.T) {
+	addr := closedAddr(t)
+	start := time.Now()
+	out, err := runCLI(t, "sink", "--brokers", addr, "--topics", "m", "--store", filepath.Join(t.TempDir(), "store"),
+		"--connect-timeout", "2s", "--progress", "0")
+	d := time.Since(start)
+	if err == nil {
+		t.Fatalf("sink without a broker exited 0:\n%s", out)
+	}
+	for _, want := range []string{"cannot connect to any Kafka broker", addr, "connection refused", "--brokers", "--connect-timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
+		}
+	}
+	if d < 2*time.Second || d > 20*time.Second {
+		t.Errorf("sink gave up after %s, want just after --connect-timeout 2s", d)
+	}
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
