@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tailor-metrics/tailor/storage"
@@ -39,24 +40,33 @@ func TestFailNthByKeyPattern(t *testing.T) {
 	}
 }
 
+// TestSlowDownWindow runs in a synctest bubble: its clock moves only when every
+// goroutine in it waits, so a loaded machine that pauses the test between the first hit
+// and the check cannot end the window early, and the sleep past its end is exact.
 func TestSlowDownWindow(t *testing.T) {
-	ctx := context.Background()
-	fs := faults.Wrap(storage.NewMem("t"))
-	f := fs.SlowDownFor(faults.OpRead, 50*time.Millisecond)
-	if err := fs.Put(ctx, "k", strings.NewReader("v")); err != nil {
-		t.Fatalf("writes are not in the rule: %v", err)
-	}
-	if _, err := fs.Stat(ctx, "k"); !storage.IsRetryable(err) {
-		t.Fatalf("stat during the window: %v", err)
-	}
-	time.Sleep(60 * time.Millisecond)
-	if _, err := fs.Stat(ctx, "k"); err != nil {
-		t.Fatalf("stat after the window: %v", err)
-	}
-	if f.Hits() != 1 {
-		t.Fatalf("hits %d", f.Hits())
-	}
-	f.Remove()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		fs := faults.Wrap(storage.NewMem("t"))
+		f := fs.SlowDownFor(faults.OpRead, 50*time.Millisecond)
+		if err := fs.Put(ctx, "k", strings.NewReader("v")); err != nil {
+			t.Fatalf("writes are not in the rule: %v", err)
+		}
+		if _, err := fs.Stat(ctx, "k"); !storage.IsRetryable(err) {
+			t.Fatalf("stat at the start of the window: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if _, err := fs.Stat(ctx, "k"); !storage.IsRetryable(err) {
+			t.Fatalf("stat at the last instant of the window: %v", err)
+		}
+		time.Sleep(time.Nanosecond)
+		if _, err := fs.Stat(ctx, "k"); err != nil {
+			t.Fatalf("stat after the window: %v", err)
+		}
+		if f.Hits() != 2 {
+			t.Fatalf("hits %d, want 2", f.Hits())
+		}
+		f.Remove()
+	})
 }
 
 func TestMidStreamUploadLeavesNothing(t *testing.T) {
@@ -101,22 +111,30 @@ func TestMidStreamRead(t *testing.T) {
 	}
 }
 
+// TestDelayPassThrough runs in a synctest bubble, so the delay is measured exactly and
+// the 5ms deadline always fires before the 30ms delay ends.
 func TestDelayPassThrough(t *testing.T) {
-	ctx := context.Background()
-	fs := faults.Wrap(storage.NewMem("t"))
-	fs.Inject(faults.Rule{Ops: faults.OpList, Delay: 30 * time.Millisecond, PassThrough: true})
-	start := time.Now()
-	if err := fs.List(ctx, "", func(storage.Attrs) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 30*time.Millisecond {
-		t.Fatalf("list took %s, want the delay", d)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
-	defer cancel()
-	if err := fs.List(cctx, "", func(storage.Attrs) error { return nil }); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("delay ignores the context: %v", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		fs := faults.Wrap(storage.NewMem("t"))
+		fs.Inject(faults.Rule{Ops: faults.OpList, Delay: 30 * time.Millisecond, PassThrough: true})
+		start := time.Now()
+		if err := fs.List(ctx, "", func(storage.Attrs) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d != 30*time.Millisecond {
+			t.Fatalf("list took %s, want the 30ms delay", d)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		defer cancel()
+		start = time.Now()
+		if err := fs.List(cctx, "", func(storage.Attrs) error { return nil }); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("delay ignores the context: %v", err)
+		}
+		if d := time.Since(start); d != 5*time.Millisecond {
+			t.Fatalf("cancelled list took %s, want the 5ms deadline", d)
+		}
+	})
 	if got := (faults.OpCreate | faults.OpGet).String(); got != "create|get" {
 		t.Fatalf("Op.String: %q", got)
 	}
