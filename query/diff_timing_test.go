@@ -42,7 +42,7 @@ func benchDiffData(b *testing.B, e *query.Engine) (st storage.Store, newPQ, lega
 		dir = os.TempDir()
 	}
 	dir = filepath.Join(dir, fmt.Sprintf("tailor-bench-diff-%d", benchSeries*benchPerSeries))
-	st, err := storage.Open(ctx, "file://"+filepath.Join(dir, "store"))
+	st, err := storage.OpenLocal(filepath.Join(dir, "store"))
 	if err != nil {
 		b.Fatal(err)
 	}

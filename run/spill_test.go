@@ -25,7 +25,7 @@ func TestShardLargerThanMemorySpills(t *testing.T) {
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := storage.Open(ctx, "file://"+filepath.Join(dir, "store"))
+	st, err := storage.OpenLocal(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}

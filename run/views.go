@@ -38,14 +38,14 @@ func LegacyView(ctx context.Context, e *query.Engine, name string, opt query.Leg
 	src := opt.Source
 	st, err := storage.Open(ctx, src)
 	if err != nil {
-		return query.View{}, fmt.Errorf("legacy %s: want a .parquet, .csv or .tsf file, or a store URL: %w", src, err)
+		return query.View{}, fmt.Errorf("legacy %s: want a .parquet, .csv or .tsf file, or a store URL: %w", storage.Redact(src), err)
 	}
 	runs, err := Published(ctx, st)
 	if err != nil {
-		return query.View{}, fmt.Errorf("legacy %s: %w", src, err)
+		return query.View{}, fmt.Errorf("legacy %s: %w", st.URL(), err)
 	}
 	if len(runs) == 0 {
-		return query.View{}, fmt.Errorf("legacy %s: no published series files (want a .parquet, .csv or .tsf file, or a store with series/)", src)
+		return query.View{}, fmt.Errorf("legacy %s: no published series files (want a .parquet, .csv or .tsf file, or a store with series/)", st.URL())
 	}
 	return SeriesView(name, st, scope), nil
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -13,6 +14,31 @@ var ErrNotExist = errors.New("object does not exist")
 // Failed, or 409 ConditionalRequestConflict when another conditional write of the same key
 // was in flight).
 var ErrExists = errors.New("object already exists")
+
+// ErrNoStore is returned when a store opened for reading does not exist: a local
+// directory that is missing, or a store without any of the keys a reader needs (see
+// CheckData). Errors that wrap it are *NoStoreError.
+var ErrNoStore = errors.New("store does not exist")
+
+// NoStoreError says which store does not exist, or which of its key prefixes a reader
+// found empty. It wraps ErrNoStore. The message names the store (without credentials);
+// what the user should do depends on the command, which adds it.
+type NoStoreError struct {
+	URL string // the store's URL, credential-free
+	// Dir is the missing local directory; empty when the store exists but holds none of
+	// Prefixes.
+	Dir      string
+	Prefixes []string
+}
+
+func (e *NoStoreError) Error() string {
+	if e.Dir != "" {
+		return fmt.Sprintf("store %s does not exist (no directory %s)", e.URL, e.Dir)
+	}
+	return fmt.Sprintf("store %s holds no Tailor data (no keys under %s)", e.URL, strings.Join(e.Prefixes, " or "))
+}
+
+func (e *NoStoreError) Unwrap() error { return ErrNoStore }
 
 // Reason is why a store request was retried. It is the label of the retry counters.
 type Reason uint8
@@ -63,10 +89,18 @@ type TransientError struct {
 	Reason   Reason        // reason of the last failed attempt
 	Attempts int           // attempts made, ≥1
 	Elapsed  time.Duration // time spent, including backoff
-	Err      error         // the last attempt's error
+	// Unreachable is how long the store gave no answer (connections refused, reset or
+	// timing out) when that made the operation give up (RetryPolicy.Unreachable); 0
+	// when the budget ran out instead.
+	Unreachable time.Duration
+	Err         error // the last attempt's error
 }
 
 func (e *TransientError) Error() string {
+	if e.Unreachable > 0 {
+		return fmt.Sprintf("%s %s: store unreachable: no answer for %s, %d attempts (%s): %v",
+			e.Op, e.Key, e.Unreachable.Round(time.Millisecond), e.Attempts, e.Reason, e.Err)
+	}
 	return fmt.Sprintf("%s %s: gave up after %d attempts in %s (%s): %v",
 		e.Op, e.Key, e.Attempts, e.Elapsed.Round(time.Millisecond), e.Reason, e.Err)
 }
@@ -82,17 +116,28 @@ type AuthError struct {
 	Key    string
 	Status int    // HTTP status, 0 when no request was sent (no credentials)
 	Code   string // S3 error code, e.g. "SignatureDoesNotMatch"
-	Err    error
+	// NoCredentials is set when the AWS credentials chain found none; Chain then says
+	// what it tried.
+	NoCredentials bool
+	Chain         string
+	Err           error
 }
 
 func (e *AuthError) Error() string {
-	what := e.Code
-	if e.Status != 0 {
-		what = fmt.Sprintf("%d %s", e.Status, e.Code)
+	what := e.Op
+	if e.Key != "" {
+		what += " " + e.Key
 	}
-	return fmt.Sprintf("%s %s: access denied (%s): check the AWS credentials chain "+
+	if e.NoCredentials {
+		return fmt.Sprintf("%s: no AWS credentials found (tried %s): %v", what, e.Chain, e.Err)
+	}
+	code := e.Code
+	if e.Status != 0 {
+		code = strings.TrimSpace(fmt.Sprintf("%d %s", e.Status, e.Code))
+	}
+	return fmt.Sprintf("%s: access denied (%s): check the AWS credentials chain "+
 		"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_SESSION_TOKEN expiry, instance or pod role), "+
-		"the region and endpoint, and that the bucket policy allows this operation: %v", e.Op, e.Key, what, e.Err)
+		"the region and endpoint, and that the bucket policy allows this operation: %v", what, code, e.Err)
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }

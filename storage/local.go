@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +12,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 )
 
 // tmpPrefix marks files that are still being written; List never shows them.
@@ -18,20 +23,35 @@ const tmpPrefix = ".tmp-"
 
 // Local is a Store over a local directory.
 //
-// Durable write order, for every Create and Put: write a temp file in the target's
-// directory, fsync it, then link (Create) or rename (Put) it into place, then fsync the
+// Durable write order, for every Create and Put: create the target's directory if
+// needed (fsyncing the parent of each directory created), write a temp file in it, fsync
+// the temp file, then link (Create) or rename (Put) it into place, then fsync the
 // directory. A crash at any point leaves either no object or the whole object, plus at
-// most a stray temp file that List ignores.
+// most a stray temp file that List ignores and a later write into its directory removes.
+//
+// Temp files are named .tmp-<id>-<n>-<name>, where id is random per Local and n counts
+// its writes: unique across processes even where every process has the same PID (each
+// container's PID 1), so a temp file left by a killed writer never blocks a later one.
+// A writer holds an flock on its temp file until it is in place; the first write of a
+// Local into a directory removes the temp files there that are older than a minute and
+// that no process holds locked (see docs/storage.md).
 type Local struct {
-	root string
-	seq  atomic.Uint64
+	root    string
+	tempID  string
+	seq     atomic.Uint64
+	cleaned sync.Map // directories whose stale temp files this Local has removed
 }
 
 var _ Store = (*Local)(nil)
 var _ LocalFiler = (*Local)(nil)
 
-// OpenLocal opens (and creates if needed) a local directory store.
-func OpenLocal(root string) (*Local, error) {
+// OpenLocal opens a local directory store for writing: the directory and its missing
+// parents are created, each fsynced into its parent. Readers open stores with Open,
+// which never creates one.
+func OpenLocal(root string) (*Local, error) { return openLocal(root, true) }
+
+// openLocal opens root; without create, a missing directory is a *NoStoreError.
+func openLocal(root string, create bool) (*Local, error) {
 	if root == "" {
 		return nil, errors.New("open local store: empty path")
 	}
@@ -39,10 +59,25 @@ func OpenLocal(root string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open local store %q: %w", root, err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("open local store: %w", err)
+	u := "file://" + abs
+	if create {
+		if err := mkdirAllSync(abs); err != nil {
+			return nil, fmt.Errorf("open local store %s: %w", u, err)
+		}
+	} else {
+		fi, err := os.Stat(abs)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, &NoStoreError{URL: u, Dir: abs}
+		case err != nil:
+			return nil, fmt.Errorf("open local store %s: %w", u, err)
+		case !fi.IsDir():
+			return nil, fmt.Errorf("open local store %s: %s is not a directory", u, abs)
+		}
 	}
-	return &Local{root: abs}, nil
+	var id [8]byte
+	rand.Read(id[:]) // never fails (crypto/rand)
+	return &Local{root: abs, tempID: hex.EncodeToString(id[:])}, nil
 }
 
 // URL implements Store.
@@ -54,71 +89,146 @@ func (l *Local) Close() error { return nil }
 // LocalPath implements LocalFiler.
 func (l *Local) LocalPath(key string) string { return filepath.Join(l.root, filepath.FromSlash(key)) }
 
-func (l *Local) writeTemp(ctx context.Context, key string, r io.Reader) (tmp, final string, err error) {
+// mkdirAllSync creates dir and its missing parents, as os.MkdirAll does, and fsyncs the
+// parent of each directory it creates: a file fsynced into a directory whose own entry
+// was never made durable can vanish with the directory in a crash.
+func mkdirAllSync(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAllSync(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if fi, serr := os.Stat(dir); !errors.Is(err, fs.ErrExist) || serr != nil || !fi.IsDir() {
+			return err
+		}
+		// Another writer made it at the same moment and fsyncs the parent too, but
+		// maybe not yet: fsync it here as well, so our file never depends on its timing.
+	}
+	return syncDir(parent)
+}
+
+// tempFile is a fully written and fsynced temp file. It stays open, and so locked,
+// until it is in place: a cleaner never removes a temp file that a live writer holds.
+type tempFile struct {
+	f           *os.File
+	path, final string
+}
+
+// discard closes the temp file and removes its name.
+func (t *tempFile) discard() {
+	t.f.Close()
+	os.Remove(t.path)
+}
+
+// maxTempBase bounds the part of a temp file's name taken from the object's name, so that
+// the temp name of any object whose own name fits stays within file name limits.
+const maxTempBase = 64
+
+func (l *Local) writeTemp(ctx context.Context, key string, r io.Reader) (_ *tempFile, err error) {
 	if err := validKey(key); err != nil {
-		return "", "", err
+		return nil, err
 	}
-	final = l.LocalPath(key)
+	final := l.LocalPath(key)
 	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", fmt.Errorf("create %s: %w", key, err)
+	if err := mkdirAllSync(dir); err != nil {
+		return nil, fmt.Errorf("create %s: %w", key, err)
 	}
-	// The temp path lives in its own variable: the error returns below zero the named
-	// result tmp before the deferred cleanup runs.
-	path := filepath.Join(dir, fmt.Sprintf("%s%d-%d-%s", tmpPrefix, os.Getpid(), l.seq.Add(1), filepath.Base(final)))
+	l.cleanOnce(dir)
+	base := filepath.Base(final)
+	base = base[:min(len(base), maxTempBase)]
+	path := filepath.Join(dir, fmt.Sprintf("%s%s-%d-%s", tmpPrefix, l.tempID, l.seq.Add(1), base))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
-		return "", "", fmt.Errorf("create %s: %w", key, err)
+		return nil, fmt.Errorf("create %s: %w", key, err)
 	}
+	t := &tempFile{f: f, path: path, final: final}
 	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close %s: %w", path, cerr)
-		}
 		if err != nil {
-			os.Remove(path)
-			tmp = ""
+			t.discard()
 		}
 	}()
-	if _, err = io.Copy(f, ctxReader{ctx, r}); err != nil {
-		return "", "", fmt.Errorf("write %s: %w", key, err)
+	if err := lockTemp(f); err != nil {
+		return nil, fmt.Errorf("create %s: lock %s: %w", key, path, err)
 	}
-	if err = f.Sync(); err != nil {
-		return "", "", fmt.Errorf("fsync %s: %w", key, err)
+	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+		return nil, fmt.Errorf("write %s: %w", key, err)
 	}
-	return path, final, nil
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("fsync %s: %w", key, err)
+	}
+	return t, nil
+}
+
+// cleanOnce removes, on this Local's first write into dir, the temp files there that
+// writers left behind: older than staleTempAge and not locked by any process (a killed
+// writer's lock died with it). Cleaning is best effort; it never fails a write.
+func (l *Local) cleanOnce(dir string) {
+	if _, done := l.cleaned.LoadOrStore(dir, struct{}{}); done {
+		return
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), tmpPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleTempAge {
+			continue
+		}
+		removeIfAbandoned(filepath.Join(dir, e.Name()))
+	}
 }
 
 // Create implements Store. The temp file is hard-linked into place, which fails if the
 // target exists, so the conditional create is atomic across processes too.
 func (l *Local) Create(ctx context.Context, key string, r io.Reader) error {
-	tmp, final, err := l.writeTemp(ctx, key, r)
+	tmp, err := l.writeTemp(ctx, key, r)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, final); err != nil {
+	defer tmp.discard()
+	if err := os.Link(tmp.path, tmp.final); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create %s: %w", key, ErrExists)
 		}
 		return fmt.Errorf("create %s: %w", key, err)
 	}
-	return syncDir(filepath.Dir(final))
+	return syncDir(filepath.Dir(tmp.final))
 }
 
 // Put implements Store.
 func (l *Local) Put(ctx context.Context, key string, r io.Reader) error {
-	tmp, final, err := l.writeTemp(ctx, key, r)
+	tmp, err := l.writeTemp(ctx, key, r)
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
+	if err := os.Rename(tmp.path, tmp.final); err != nil {
+		tmp.discard()
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	return syncDir(filepath.Dir(final))
+	// The fsync above reported any write error; the close only drops the lock.
+	tmp.f.Close()
+	return syncDir(filepath.Dir(tmp.final))
 }
 
-func syncDir(dir string) error {
+// syncDir fsyncs a directory, making the entries created in it durable. A variable so
+// that a test can see which directories a write fsyncs.
+var syncDir = fsyncDir
+
+func fsyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("fsync dir %s: %w", dir, err)

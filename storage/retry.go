@@ -10,10 +10,16 @@ import (
 
 // RetryPolicy is the backoff of one store operation: exponential with full jitter
 // (sleep a uniform random time in [0, min(MaxDelay, BaseDelay·2^attempt))), until the
-// operation succeeds, fails permanently, or Budget is spent.
+// operation succeeds, fails permanently, the store stops answering for Unreachable, or
+// Budget is spent.
 //
-// The budget is long on purpose: S3 answers 503 SlowDown while it splits a hot
-// partition, which takes minutes, and giving up early only moves the retry to the caller.
+// Two limits, because two things go wrong. A store that answers "slow down" (503
+// SlowDown, 429, 5xx) is there and busy: S3 answers SlowDown while it splits a hot
+// partition, which takes minutes, and giving up early only moves the retry to the
+// caller, so Budget is long. A store that does not answer at all (connection refused,
+// reset, timed out: a wrong endpoint, a network that is down) will most likely not
+// answer the next minute either, and a command must not sit silent for minutes: so
+// Unreachable is short.
 type RetryPolicy struct {
 	// BaseDelay is the first backoff ceiling. Default 100ms.
 	BaseDelay time.Duration
@@ -22,11 +28,17 @@ type RetryPolicy struct {
 	// Budget is the total time one operation may spend, attempts and sleeps included,
 	// before it returns a TransientError. Default 5m.
 	Budget time.Duration
+	// Unreachable is how long one operation keeps trying while no attempt gets an
+	// answer from the store (connections refused, reset or cut, attempts that time
+	// out) before it returns a TransientError saying so. Any answer, even an error,
+	// starts it again. Default 1m. The S3 store also cuts each wait of one attempt (for
+	// a connection, for response headers, for the next byte of a body) at half of it.
+	Unreachable time.Duration
 }
 
 // DefaultRetryPolicy returns the defaults documented on RetryPolicy.
 func DefaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{BaseDelay: 100 * time.Millisecond, MaxDelay: 20 * time.Second, Budget: 5 * time.Minute}
+	return RetryPolicy{BaseDelay: 100 * time.Millisecond, MaxDelay: 20 * time.Second, Budget: 5 * time.Minute, Unreachable: time.Minute}
 }
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
@@ -42,6 +54,9 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	}
 	if p.Budget <= 0 {
 		p.Budget = d.Budget
+	}
+	if p.Unreachable <= 0 {
+		p.Unreachable = d.Unreachable
 	}
 	return p
 }
@@ -143,11 +158,12 @@ type retrier struct {
 	log      *slog.Logger
 }
 
-// do calls fn until it succeeds, fails permanently, or the budget is spent. Each attempt
-// gets its own context, with a deadline of timeout when timeout > 0. The caller's context
-// ends the loop at once, also while sleeping.
+// do calls fn until it succeeds, fails permanently, or the budget or the unreachable
+// bound is spent. Each attempt gets its own context, with a deadline of timeout when
+// timeout > 0. The caller's context ends the loop at once, also while sleeping.
 func (r *retrier) do(ctx context.Context, op, key string, timeout time.Duration, fn func(ctx context.Context) error) error {
 	start := time.Now()
+	lastAnswer := start
 	for attempt := 1; ; attempt++ {
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if timeout > 0 {
@@ -166,33 +182,52 @@ func (r *retrier) do(ctx context.Context, op, key string, timeout time.Duration,
 		if !retry {
 			return perr
 		}
-		if err := r.wait(ctx, op, key, reason, attempt, start, err); err != nil {
+		if reason.answered() {
+			lastAnswer = time.Now()
+		}
+		if err := r.wait(ctx, op, key, reason, attempt, start, lastAnswer, err); err != nil {
 			return err
 		}
 	}
 }
 
-// wait counts a retry of reason and sleeps its backoff, or returns a TransientError when
-// the sleep would overrun the budget that started at start.
-func (r *retrier) wait(ctx context.Context, op, key string, reason Reason, attempt int, start time.Time, err error) error {
+// answered reports whether a failed attempt of reason got an answer from the store.
+func (r Reason) answered() bool { return r != ReasonTimeout && r != ReasonConnReset }
+
+// wait counts a retry of reason, logs it at warn level and sleeps its backoff. It
+// returns a TransientError instead when the sleep would overrun the budget that started
+// at start, or, when the store has not answered since lastAnswer, the unreachable bound.
+func (r *retrier) wait(ctx context.Context, op, key string, reason Reason, attempt int, start, lastAnswer time.Time, err error) error {
 	d := r.policy.backoff(attempt)
-	elapsed := time.Since(start)
-	if elapsed+d > r.policy.Budget {
+	now := time.Now()
+	elapsed := now.Sub(start)
+	var unreachable time.Duration
+	if silent := now.Sub(lastAnswer); !reason.answered() && silent+d > r.policy.Unreachable {
+		unreachable = silent
+	}
+	if elapsed+d > r.policy.Budget || unreachable > 0 {
 		r.counters.exhausted.Add(1)
 		if r.metrics != nil {
 			r.metrics.budgetExhausted.WithLabelValues(op).Inc()
 		}
-		r.log.Warn("store retry budget spent", "op", op, "key", key, "attempts", attempt,
-			"elapsed", elapsed, "reason", reason.String(), "err", err)
-		return &TransientError{Op: op, Key: key, Reason: reason, Attempts: attempt, Elapsed: elapsed, Err: err}
+		msg := "store retry budget spent; giving up"
+		if unreachable > 0 {
+			msg = "store unreachable; giving up"
+		}
+		r.log.Warn(msg, "op", op, "key", key, "attempts", attempt,
+			"elapsed", elapsed.Round(time.Millisecond), "reason", reason.String(), "err", err)
+		return &TransientError{Op: op, Key: key, Reason: reason, Attempts: attempt, Elapsed: elapsed, Unreachable: unreachable, Err: err}
 	}
 	r.count(op, reason)
 	r.counters.backoffNs.Add(int64(d))
 	if r.metrics != nil {
 		r.metrics.backoffSeconds.Add(d.Seconds())
 	}
-	r.log.Debug("store retry", "op", op, "key", key, "attempt", attempt, "reason", reason.String(),
-		"backoff", d, "err", err)
+	// Warn, not debug: a store that keeps failing must show while the command waits,
+	// never as minutes of silence.
+	r.log.Warn("store request failed; retrying", "op", op, "key", key, "attempt", attempt,
+		"reason", reason.String(), "err", err, "next_delay", d.Round(time.Millisecond),
+		"elapsed", elapsed.Round(time.Millisecond))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

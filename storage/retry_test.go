@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -149,4 +151,83 @@ func TestBufferPool(t *testing.T) {
 	if _, err := NewBufferPool(0, 1); err == nil {
 		t.Fatal("zero size accepted")
 	}
+}
+
+// TestRetrierUnreachable: attempts that get no answer (refused, reset, timed out) stop
+// after Unreachable, long before the budget; answers that ask to retry (503, 429, 5xx)
+// keep going until the budget, and any answer starts the unreachable clock again. Every
+// retry is logged at warn level with its attempt, error and next delay. In a synctest
+// bubble the clock is exact whatever the machine's load.
+func TestRetrierUnreachable(t *testing.T) {
+	refused := errors.New("connect: connection refused")
+	slowDown := errors.New("503 SlowDown")
+	classify := func(op, key string, err error, _ bool) (Reason, error, bool) {
+		if errors.Is(err, refused) {
+			return ReasonConnReset, nil, true
+		}
+		return ReasonSlowDown, nil, true
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var logs strings.Builder
+		var c retryCounters
+		r := &retrier{
+			policy:   RetryPolicy{BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, Budget: time.Hour, Unreachable: 10 * time.Second}.withDefaults(),
+			classify: classify, counters: &c,
+			log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		}
+		ctx := context.Background()
+
+		start := time.Now()
+		n := 0
+		err := r.do(ctx, "ListObjectsV2", "segments/", 0, func(context.Context) error { n++; return refused })
+		var te *TransientError
+		if !errors.As(err, &te) || te.Unreachable <= 0 || te.Unreachable > 10*time.Second || !IsRetryable(err) {
+			t.Fatalf("refused connections: got %v, want a TransientError after at most the 10s bound", err)
+		}
+		if d := time.Since(start); d > 10*time.Second || d < 9*time.Second {
+			t.Fatalf("refused connections gave up after %s, want just under 10s (backoff ≤ 1s)", d)
+		}
+		if !strings.Contains(err.Error(), "store unreachable: no answer for") {
+			t.Fatalf("message: %v", err)
+		}
+		lines := strings.Count(logs.String(), `level=WARN msg="store request failed; retrying"`)
+		if lines != n-1 || n < 5 {
+			t.Fatalf("%d attempts, %d warn lines (want one per retry):\n%s", n, lines, logs.String())
+		}
+		for _, want := range []string{"op=ListObjectsV2", "key=segments/", "attempt=1 ", "attempt=2 ", "reason=conn_reset",
+			`err="connect: connection refused"`, "next_delay=", `msg="store unreachable; giving up"`} {
+			if !strings.Contains(logs.String(), want) {
+				t.Fatalf("the logs have no %q:\n%s", want, logs.String())
+			}
+		}
+
+		// Throttling for a minute is not "unreachable": it is retried through.
+		start = time.Now()
+		err = r.do(ctx, "Op", "k", 0, func(context.Context) error {
+			if time.Since(start) < time.Minute {
+				return slowDown
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("a minute of SlowDown with a 10s unreachable bound: %v", err)
+		}
+
+		// Refusals broken by an answer every 8s never stay unanswered for 10s.
+		start = time.Now()
+		last := start
+		err = r.do(ctx, "Op", "k", 0, func(context.Context) error {
+			switch {
+			case time.Since(start) > time.Minute:
+				return nil
+			case time.Since(last) >= 8*time.Second:
+				last = time.Now()
+				return slowDown
+			}
+			return refused
+		})
+		if err != nil {
+			t.Fatalf("refusals with an answer every 8s: %v", err)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/logging"
@@ -52,12 +54,6 @@ const (
 	opMPList   = "ListParts"
 )
 
-func init() {
-	registerWithOptions("s3", func(ctx context.Context, u *url.URL, o Options) (Store, error) {
-		return openS3URL(ctx, u, o.S3)
-	})
-}
-
 // S3Options configure an S3 store. Zero fields take the documented defaults; the CLI
 // fills this struct from its flags.
 type S3Options struct {
@@ -77,10 +73,11 @@ type S3Options struct {
 	// (HEAD, LIST page, a PUT of one part, complete, abort). Default 5m.
 	RequestTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for response headers after a request was
-	// sent. Default 1m.
+	// sent. Default half of Retry.Unreachable (30s).
 	ResponseHeaderTimeout time.Duration
 	// ReadIdleTimeout: a GET whose body delivers no byte for this long is cut and resumed
-	// from where it stopped (counted as a timeout retry). Default 1m.
+	// from where it stopped (counted as a timeout retry). Default half of
+	// Retry.Unreachable (30s).
 	ReadIdleTimeout time.Duration
 	// ListPageSize is MaxKeys of each ListObjectsV2 page. Default 1000 (S3's maximum).
 	ListPageSize int
@@ -124,11 +121,13 @@ func (o S3Options) withDefaults() (S3Options, error) {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 5 * time.Minute
 	}
+	// Half the unreachable bound: a store that hangs is retried once, and the retry
+	// logged, before the operation gives up.
 	if o.ResponseHeaderTimeout <= 0 {
-		o.ResponseHeaderTimeout = time.Minute
+		o.ResponseHeaderTimeout = o.Retry.Unreachable / 2
 	}
 	if o.ReadIdleTimeout <= 0 {
-		o.ReadIdleTimeout = time.Minute
+		o.ReadIdleTimeout = o.Retry.Unreachable / 2
 	}
 	if o.ListPageSize == 0 {
 		o.ListPageSize = 1000
@@ -161,6 +160,10 @@ type S3 struct {
 	counters retryCounters
 	metrics  *s3Metrics
 	log      *slog.Logger
+	// chainFellThrough is set when the credentials come from the end of the default
+	// chain (EC2 instance metadata): nothing before it had any, so a failure to get
+	// credentials means none were found.
+	chainFellThrough bool
 }
 
 var (
@@ -181,41 +184,40 @@ const (
 // endpoint is set).
 func OpenS3(ctx context.Context, rawURL string, o S3Options) (*S3, error) {
 	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("open s3 store: %w", err)
-	}
-	if u.Scheme != "s3" {
-		return nil, fmt.Errorf("open s3 store: scheme %q is not s3", u.Scheme)
+	if err != nil || u.Scheme != "s3" {
+		return nil, fmt.Errorf("open s3 store %s: want s3://bucket/prefix", Redact(rawURL))
 	}
 	return openS3URL(ctx, u, o)
 }
 
 func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
-	// u.Redacted keeps a password out of error messages.
+	name := Redact(u.String())
 	if u.User != nil {
 		return nil, fmt.Errorf("open s3 store %s: credentials in the URL are not accepted; "+
-			"use the AWS credentials chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, roles)", redacted(u))
+			"use the AWS credentials chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, roles)", name)
+	}
+	if u.Opaque != "" || u.Fragment != "" || u.RawFragment != "" {
+		return nil, fmt.Errorf("open s3 store %s: malformed URL: want s3://bucket/prefix?endpoint=…", name)
 	}
 	bucket := u.Host
 	if bucket == "" {
-		return nil, fmt.Errorf("open s3 store %s: no bucket; want s3://bucket/prefix", redacted(u))
+		return nil, fmt.Errorf("open s3 store %s: no bucket; want s3://bucket/prefix", name)
+	}
+	if err := validBucket(bucket); err != nil {
+		return nil, fmt.Errorf("open s3 store %s: %w", name, err)
 	}
 	prefix := strings.Trim(u.Path, "/")
 	if prefix != "" {
 		if err := validKey(prefix); err != nil {
-			return nil, fmt.Errorf("open s3 store %s: prefix: %w", redacted(u), err)
+			return nil, fmt.Errorf("open s3 store %s: prefix: %w", name, err)
 		}
 		prefix += "/"
 	}
-	q := u.Query()
-	for k := range q {
-		switch k {
-		case paramEndpoint, paramPathStyle, paramRegion:
-		default:
-			return nil, fmt.Errorf("open s3 store %s: unknown parameter %q (known: endpoint, path_style, region)", redacted(u), k)
-		}
+	q, err := s3Query(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("open s3 store %s: %w", name, err)
 	}
-	endpoint := q.Get(paramEndpoint)
+	endpoint := q[paramEndpoint]
 	if endpoint == "" && !envTrue("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") {
 		endpoint = os.Getenv("AWS_ENDPOINT_URL_S3")
 		if endpoint == "" {
@@ -225,25 +227,31 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 	if endpoint != "" {
 		eu, err := url.Parse(endpoint)
 		if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
-			return nil, fmt.Errorf("open s3 store %s: endpoint is not an http(s) URL (want http://host:port)", redacted(u))
+			return nil, fmt.Errorf("open s3 store %s: endpoint is not an http(s) URL (want http://host:port)", name)
 		}
 		if eu.User != nil {
 			// It would end up in logs and in URL(); credentials come from the chain only.
 			return nil, fmt.Errorf("open s3 store %s: credentials in the endpoint are not accepted; "+
-				"use the AWS credentials chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, roles)", redacted(u))
+				"use the AWS credentials chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, roles)", name)
+		}
+		if eu.RawQuery != "" || eu.Fragment != "" || (eu.Path != "" && eu.Path != "/") {
+			return nil, fmt.Errorf("open s3 store %s: endpoint %s has a path or parameters; want http://host:port", name, Redact(endpoint))
+		}
+		if strings.HasSuffix(eu.Host, ":") {
+			return nil, fmt.Errorf("open s3 store %s: endpoint %s: empty port", name, Redact(endpoint))
 		}
 	}
 	pathStyle := endpoint != ""
-	if v := q.Get(paramPathStyle); v != "" {
+	if v, ok := q[paramPathStyle]; ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("open s3 store %s: path_style=%q: want true or false", redacted(u), v)
+			return nil, fmt.Errorf("open s3 store %s: path_style=%q: want true or false", name, v)
 		}
 		pathStyle = b
 	}
-	o, err := o.withDefaults()
+	o, err = o.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("open s3 store %s: %w", redacted(u), err)
+		return nil, fmt.Errorf("open s3 store %s: %w", name, err)
 	}
 
 	conns := &connTracker{conns: map[*trackedConn]struct{}{}}
@@ -254,10 +262,9 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 		tr.MaxIdleConnsPerHost = 4*o.Concurrency + 16
 		tr.ResponseHeaderTimeout = o.ResponseHeaderTimeout
 		tr.ExpectContinueTimeout = time.Second
-		dial := tr.DialContext
-		if dial == nil {
-			dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-		}
+		// A connect that hangs (a firewall that drops SYNs) ends within half the
+		// unreachable bound, as a wait for an answer does.
+		dial := (&net.Dialer{Timeout: min(30*time.Second, o.Retry.Unreachable/2), KeepAlive: 30 * time.Second}).DialContext
 		tr.DialContext = conns.dialer(dial)
 	})
 
@@ -267,7 +274,7 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
 		config.WithLogger(logging.Nop{}),
 	}
-	if r := q.Get(paramRegion); r != "" {
+	if r := q[paramRegion]; r != "" {
 		loadOpts = append(loadOpts, config.WithRegion(r))
 	}
 	if o.Credentials != nil {
@@ -275,13 +282,17 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("open s3 store %s: load AWS config: %w", redacted(u), err)
+		return nil, fmt.Errorf("open s3 store %s: load AWS config: %w", name, err)
 	}
 	if cfg.Region == "" {
 		if endpoint == "" {
-			return nil, fmt.Errorf("open s3 store %s: no AWS region: set AWS_REGION, a profile region, or ?region=", redacted(u))
+			return nil, fmt.Errorf("open s3 store %s: no AWS region: set AWS_REGION, a profile region, or ?region=", name)
 		}
 		cfg.Region = "us-east-1"
+	}
+	fellThrough := aws.IsCredentialsProvider(cfg.Credentials, &ec2rolecreds.Provider{})
+	if err := checkCredentials(ctx, cfg.Credentials, fellThrough, o.Retry.Unreachable); err != nil {
+		return nil, fmt.Errorf("open s3 store %s: %w", name, err)
 	}
 	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
 		if endpoint != "" {
@@ -300,13 +311,19 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 		pool:    o.Pool,
 		metrics: newS3Metrics(o.Registerer),
 		log:     o.Logger.With("store", "s3", "bucket", bucket),
+
+		chainFellThrough: fellThrough,
 	}
 	s.url = "s3://" + bucket
 	if prefix != "" {
 		s.url += "/" + strings.TrimSuffix(prefix, "/")
 	}
 	if len(q) > 0 {
-		s.url += "?" + q.Encode()
+		v := url.Values{}
+		for k, x := range q {
+			v.Set(k, x)
+		}
+		s.url += "?" + v.Encode()
 	}
 	s.pool.attach(s.metrics)
 	s.retry = &retrier{policy: o.Retry, classify: s.classify, counters: &s.counters, metrics: s.metrics, log: s.log}
@@ -315,16 +332,41 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 	return s, nil
 }
 
-// redacted returns u for errors and logs with every password masked: the URL's own
-// (refused, but named in the error) and one inside an endpoint parameter.
-func redacted(u *url.URL) string {
-	c := *u
-	q := c.Query()
-	if eu, err := url.Parse(q.Get(paramEndpoint)); err == nil && eu.User != nil {
-		q.Set(paramEndpoint, eu.Redacted())
-		c.RawQuery = q.Encode()
+// checkCredentials gets credentials once, at open, so that a store without any fails
+// here with a message that names the chain. Left to the first request, the failure would
+// read as "access denied (403)": on machines that are not EC2 instances, the metadata
+// service at the end of the chain (or a proxy in its place) may answer 403.
+func checkCredentials(ctx context.Context, p aws.CredentialsProvider, fellThrough bool, timeout time.Duration) error {
+	if p == nil {
+		return &AuthError{Op: "get credentials", NoCredentials: true, Chain: credentialChain(),
+			Err: errors.New("the AWS config names no credentials provider")}
 	}
-	return c.Redacted()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := p.Retrieve(ctx); err != nil {
+		ae := &AuthError{Op: "get credentials", Code: "no usable credentials", Err: err}
+		if fellThrough {
+			ae.NoCredentials, ae.Chain = true, credentialChain()
+		}
+		return ae
+	}
+	return nil
+}
+
+// credentialChain describes the default AWS credentials chain as this process sees it,
+// in the order the SDK tries it.
+func credentialChain() string {
+	profile := cmp.Or(os.Getenv("AWS_PROFILE"), os.Getenv("AWS_DEFAULT_PROFILE"), "default")
+	cfgFile := cmp.Or(os.Getenv("AWS_CONFIG_FILE"), config.DefaultSharedConfigFilename())
+	credFile := cmp.Or(os.Getenv("AWS_SHARED_CREDENTIALS_FILE"), config.DefaultSharedCredentialsFilename())
+	imds := "EC2 instance metadata"
+	if envTrue("AWS_EC2_METADATA_DISABLED") {
+		imds += " (disabled by AWS_EC2_METADATA_DISABLED)"
+	}
+	return fmt.Sprintf("the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a web identity token "+
+		"(AWS_WEB_IDENTITY_TOKEN_FILE), profile %q in %s and %s (keys, SSO, credential_process), "+
+		"container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI), %s",
+		profile, credFile, cfgFile, imds)
 }
 
 func envTrue(name string) bool {
@@ -400,10 +442,6 @@ func (s *S3) RetryStats() RetryStats { return s.counters.snapshot() }
 
 // Bucket returns the store's bucket.
 func (s *S3) Bucket() string { return s.bucket }
-
-// Client returns the underlying SDK client, for tests and tools (lifecycle setup,
-// listing orphaned multipart uploads). Requests made with it are not retried.
-func (s *S3) Client() *s3.Client { return s.client }
 
 // ObjectKey returns the bucket key that holds key: the store's prefix + key.
 func (s *S3) ObjectKey(key string) string { return s.prefix + key }
@@ -543,6 +581,19 @@ func (s *S3) classify(op, key string, err error, attemptTimedOut bool) (Reason, 
 	if attemptTimedOut || errors.Is(err, errIdle) {
 		return ReasonTimeout, nil, true
 	}
+	// A request that could not get credentials may still carry an HTTP status: that of
+	// the credentials service (the EC2 metadata service answers 403 off EC2), not S3's.
+	// So this comes before the status checks. The SDK wraps credential failures in plain
+	// strings: "get identity: get credentials: failed to refresh cached credentials, ...".
+	var se *v4.SigningError
+	if msg := err.Error(); errors.As(err, &se) || strings.Contains(msg, "get identity") ||
+		strings.Contains(msg, "failed to refresh cached credentials") || strings.Contains(msg, "get credentials") {
+		ae := &AuthError{Op: op, Key: key, Code: "no usable credentials", Err: err}
+		if s.chainFellThrough {
+			ae.NoCredentials, ae.Chain = true, credentialChain()
+		}
+		return 0, ae, false
+	}
 	status, code := errStatus(err)
 	wrap := func(target error) error {
 		return fmt.Errorf("s3 %s %s: %w (%w)", op, key, target, err)
@@ -577,14 +628,7 @@ func (s *S3) classify(op, key string, err error, attemptTimedOut bool) (Reason, 
 	case status != 0:
 		return 0, fmt.Errorf("s3 %s %s: %w", op, key, err), false
 	}
-	// No HTTP response: the request could not be signed, sent, or its response read.
-	// The SDK wraps credential failures in plain strings: "get identity: get
-	// credentials: failed to refresh cached credentials, ...".
-	var se *v4.SigningError
-	if msg := err.Error(); errors.As(err, &se) || strings.Contains(msg, "get identity") ||
-		strings.Contains(msg, "failed to refresh cached credentials") || strings.Contains(msg, "get credentials") {
-		return 0, &AuthError{Op: op, Key: key, Code: "no usable credentials", Err: err}, false
-	}
+	// No HTTP response: the request could not be sent, or its response read.
 	if reason, ok := transportReason(err); ok {
 		return reason, nil, true
 	}

@@ -76,10 +76,9 @@ type rangeReader struct {
 func (rr *rangeReader) open(failedAt time.Time) error {
 	s := rr.s
 	budget := *s.retry
-	budget.policy.Budget -= time.Since(failedAt)
-	if budget.policy.Budget <= 0 {
-		budget.policy.Budget = time.Nanosecond
-	}
+	since := time.Since(failedAt)
+	budget.policy.Budget = max(budget.policy.Budget-since, time.Nanosecond)
+	budget.policy.Unreachable = max(budget.policy.Unreachable-since, time.Nanosecond)
 	return budget.do(rr.ctx, opGet, rr.key, 0, func(ctx context.Context) error {
 		actx, cancel := context.WithCancelCause(ctx)
 		in := &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.prefix + rr.key)}
@@ -193,7 +192,8 @@ func (rr *rangeReader) resume(cause error) error {
 		rr.streakStart = time.Now()
 	}
 	rr.streak++
-	if err := s.retry.wait(rr.ctx, opGet, rr.key, reason, rr.streak, rr.streakStart, cause); err != nil {
+	// Bytes arrived until the streak began: the store was there then.
+	if err := s.retry.wait(rr.ctx, opGet, rr.key, reason, rr.streak, rr.streakStart, rr.streakStart, cause); err != nil {
 		return err
 	}
 	return rr.open(rr.streakStart)

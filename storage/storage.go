@@ -54,53 +54,65 @@ type LocalFiler interface {
 	LocalPath(key string) string
 }
 
-// Opener opens a store for one URL scheme.
-type Opener func(ctx context.Context, u *url.URL) (Store, error)
-
 // Options configure the stores that Open and OpenWith open. Zero values mean defaults;
 // each store reads only its own part.
 type Options struct {
+	// Create lets opening create a store that does not exist yet: a local directory,
+	// with its missing parents. Only writers set it (the sink, import, the demo's own
+	// store). Without it, opening a local directory that does not exist fails with a
+	// *NoStoreError, so that a mistyped --store of a reader fails loudly instead of
+	// creating an empty store and reading nothing from it. S3 stores are never created
+	// (buckets are made outside Tailor); a reader checks an S3 prefix with CheckData.
+	Create bool
 	// S3 configures s3:// stores.
 	S3 S3Options
 }
 
-// openerWith is an Opener that takes Options.
-type openerWith func(ctx context.Context, u *url.URL, o Options) (Store, error)
-
-var openers = map[string]openerWith{
-	"file": func(_ context.Context, u *url.URL, _ Options) (Store, error) { return OpenLocal(localPathFromURL(u)) },
-}
-
-// Register adds an Opener for scheme. It is meant to be called from init functions.
-func Register(scheme string, o Opener) {
-	openers[scheme] = func(ctx context.Context, u *url.URL, _ Options) (Store, error) { return o(ctx, u) }
-}
-
-func registerWithOptions(scheme string, o openerWith) { openers[scheme] = o }
-
-// Open opens the store that rawURL names, with default options: file:///path (or a plain
-// path) for a local directory, s3://bucket/prefix for S3 (see docs/storage.md).
+// Open opens the store that rawURL names for reading, with default options: file:///path
+// (or a plain path) for an existing local directory, s3://bucket/prefix for S3 (see
+// docs/storage.md). It never creates anything; writers use OpenWith with Create.
 func Open(ctx context.Context, rawURL string) (Store, error) {
 	return OpenWith(ctx, rawURL, Options{})
 }
 
-// OpenWith opens the store that rawURL names, with options o.
+// OpenWith opens the store that rawURL names, with options o. A URL that does not parse,
+// or has parameters its store does not know, is an error; error messages show the URL
+// through Redact.
 func OpenWith(ctx context.Context, rawURL string, o Options) (Store, error) {
 	if rawURL == "" {
-		return nil, errors.New("open store: empty URL; pass --store file:///some/dir or s3://bucket/prefix")
+		return nil, errors.New("open store: empty URL; want file:///some/dir or s3://bucket/prefix")
 	}
 	if !strings.Contains(rawURL, "://") {
-		return OpenLocal(rawURL)
+		if scheme, _, ok := strings.Cut(rawURL, ":"); ok && (scheme == "s3" || scheme == "file") {
+			// "s3:/bucket" or "file:dir" would otherwise be taken as a local path.
+			return nil, fmt.Errorf("open store %s: malformed URL: want %s://…", Redact(rawURL), scheme)
+		}
+		return openLocal(rawURL, o.Create)
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		// url.Error repeats the whole URL, password included: name it redacted and keep
+		// only the reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		var ee url.EscapeError
+		if errors.As(err, &ee) {
+			err = errors.New("invalid %-escape")
+		}
+		return nil, fmt.Errorf("open store %s: malformed URL: %w", Redact(rawURL), err)
 	}
-	opener, ok := openers[u.Scheme]
-	if !ok {
-		return nil, fmt.Errorf("open store %s: unknown scheme %q (want file:// or s3://)", u.Redacted(), u.Scheme)
+	switch u.Scheme {
+	case "file":
+		if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawFragment != "" {
+			return nil, fmt.Errorf("open store %s: a file:// URL takes no user, parameters or fragment", Redact(rawURL))
+		}
+		return openLocal(localPathFromURL(u), o.Create)
+	case "s3":
+		return openS3URL(ctx, u, o.S3)
 	}
-	return opener(ctx, u, o)
+	return nil, fmt.Errorf("open store %s: unknown scheme %q (want file:// or s3://)", Redact(rawURL), u.Scheme)
 }
 
 func localPathFromURL(u *url.URL) string {
@@ -109,6 +121,33 @@ func localPathFromURL(u *url.URL) string {
 		return u.Host + u.Path
 	}
 	return u.Path
+}
+
+// Tailor's top-level key prefixes: what CheckData looks for.
+const (
+	SegmentsPrefix = "segments/"
+	SeriesPrefix   = "series/"
+)
+
+// errFound stops a CheckData listing at its first key.
+var errFound = errors.New("found")
+
+// CheckData checks that st holds at least one key under one of prefixes (SegmentsPrefix,
+// SeriesPrefix): what a reader needs before it reads. A store without any (an empty
+// directory, an S3 prefix with nothing under it, a mistyped prefix) gives a *NoStoreError
+// that names the store and the prefixes, so a reader fails loudly instead of reporting
+// nothing. It lists at most one key per prefix.
+func CheckData(ctx context.Context, st Store, prefixes ...string) error {
+	for _, p := range prefixes {
+		err := st.List(ctx, p, func(Attrs) error { return errFound })
+		if errors.Is(err, errFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("check %s for data: %w", st.URL(), err)
+		}
+	}
+	return &NoStoreError{URL: st.URL(), Prefixes: prefixes}
 }
 
 // ReadAll reads a whole object.

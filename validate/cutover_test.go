@@ -47,7 +47,7 @@ func cutoverStores(t *testing.T) (legacyURL, tailorURL string) {
 		}
 		ctx := context.Background()
 		url := "file://" + t.TempDir() + "/" + name
-		st, err := storage.Open(ctx, url)
+		st, err := storage.OpenWith(ctx, url, storage.Options{Create: true})
 		if err != nil {
 			t.Fatal(err)
 		}

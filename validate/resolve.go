@@ -78,12 +78,12 @@ func Resolve(ctx context.Context, opt ResolveOptions, org uint32, from, to int64
 		if !ok {
 			st, err := opt.Open(ctx, p.Root)
 			if err != nil {
-				return nil, fmt.Errorf("open %s root %s: %w", p.Serve, p.Root, err)
+				return nil, fmt.Errorf("open %s root %s: %w", p.Serve, storage.Redact(p.Root), err)
 			}
 			ms, err = run.Published(ctx, st)
 			st.Close()
 			if err != nil {
-				return nil, fmt.Errorf("list %s root %s: %w", p.Serve, p.Root, err)
+				return nil, fmt.Errorf("list %s root %s: %w", p.Serve, storage.Redact(p.Root), err)
 			}
 			runs[p.Root] = ms
 		}

@@ -210,7 +210,7 @@ func prepare(ctx context.Context, gen *workload.Gen, dir, storeDir, parquet stri
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	st, err := storage.Open(ctx, "file://"+storeDir)
+	st, err := storage.OpenLocal(storeDir)
 	if err != nil {
 		return err
 	}

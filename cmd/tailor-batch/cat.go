@@ -9,6 +9,7 @@ import (
 	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 func newCatCmd() *cobra.Command {
@@ -37,7 +38,7 @@ and -0 for negative zero.`,
 					return err
 				}
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
@@ -62,7 +63,7 @@ and -0 for negative zero.`,
 			return out.Flush()
 		},
 	}
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	cmd.Flags().StringVar(&shard, "shard", "", "only this shard: a number, org-mod-N, org-X or org-X-pK (default: all)")
 	cmd.Flags().StringVar(&shardMap, "shard-map", "", "shard map YAML the sink used, to check --shard (default: 64 shared shards)")
 	cmd.Flags().StringVar(&format, "format", "csv", "output format: csv")

@@ -119,7 +119,7 @@ func runDemo(ctx context.Context, o demoOptions, progress io.Writer) (*demoSumma
 		}
 		o.storeURL = "file://" + dir
 	}
-	st, err := openStore(ctx, o.storeURL)
+	st, err := createStore(ctx, o.storeURL, "--store")
 	if err != nil {
 		return nil, err
 	}

@@ -42,8 +42,8 @@ func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult
 	start := time.Now()
 	st := j.newStore
 	if st == nil {
-		if st, err = openStore(ctx, j.newURL); err != nil {
-			return res, fmt.Errorf("%w (--new)", err)
+		if st, err = openStore(ctx, j.newURL, "--new", storage.SeriesPrefix); err != nil {
+			return res, err
 		}
 		defer st.Close()
 	}
@@ -67,7 +67,7 @@ func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult
 		pw = validate.NewDiffWriter(f)
 		opt.Rows = pw.Write
 	}
-	fmt.Fprintf(progress, "diff: joining %s with %s on (series, ts) in DuckDB…\n", st.URL(), j.legacy.Source)
+	fmt.Fprintf(progress, "diff: joining %s with %s on (series, ts) in DuckDB…\n", st.URL(), storage.Redact(j.legacy.Source))
 	res.groups, err = eng.Diff(ctx, opt)
 	if err != nil {
 		return res, err
@@ -93,7 +93,7 @@ type diffFlags struct {
 }
 
 func (f *diffFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.newURL, "new", "", "store with Tailor's series files (required)")
+	cmd.Flags().StringVar(&f.newURL, "new", "", "store with Tailor's series files (required; a store without series files is an error)")
 	_ = cmd.MarkFlagRequired("new")
 	f.sf.add(cmd)
 	f.lf.add(cmd, true)

@@ -44,7 +44,7 @@ Do not run two imports into the same --topic and --partition at once. See docs/i
 			if err := columnar.CheckTopic(topic); err != nil {
 				return usageErrorf("--topic: %w", err)
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := createStore(ctx, storeURL, "--store")
 			if err != nil {
 				return err
 			}
@@ -79,7 +79,7 @@ Do not run two imports into the same --topic and --partition at once. See docs/i
 	}
 	cmd.Flags().StringVar(&csvPath, "csv", "", "CSV file to import (required)")
 	_ = cmd.MarkFlagRequired("csv")
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, true)
 	cmd.Flags().StringVar(&shardMap, "shard-map", "", "shard map YAML (default: org_id mod 64)")
 	cmd.Flags().StringVar(&topic, "topic", "import", "pseudo-topic the rows are appended to")
 	cmd.Flags().Int32Var(&partition, "partition", 0, "pseudo-partition the rows are appended to")

@@ -99,7 +99,7 @@ func openInspected(ctx context.Context, arg, storeURL string) (*inspected, error
 	s := &inspected{name: arg}
 	var err error
 	if storeURL != "" {
-		if s.st, err = openStore(ctx, storeURL); err != nil {
+		if s.st, err = openStore(ctx, storeURL, "--store"); err != nil {
 			return nil, err
 		}
 		s.key = strings.TrimPrefix(arg, "/")

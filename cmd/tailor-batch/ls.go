@@ -46,7 +46,7 @@ and footer and each run's manifest, never a frame or a part.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SegmentsPrefix, storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
@@ -62,7 +62,7 @@ and footer and each run's manifest, never a frame or a part.`,
 			return nil
 		},
 	}
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object, every segment included")
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "list every segment, not only the ranges they cover")
 	return cmd

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/validate"
 )
 
@@ -45,7 +47,10 @@ switches to.`,
 			if err != nil {
 				return fmt.Errorf("--shard-map: %w", err)
 			}
-			rs, err := validate.Resolve(cmd.Context(), validate.ResolveOptions{Plan: p, ShardMap: m}, org, f, t)
+			open := func(ctx context.Context, url string) (storage.Store, error) {
+				return openStore(ctx, url, "the roots in --plan")
+			}
+			rs, err := validate.Resolve(cmd.Context(), validate.ResolveOptions{Plan: p, ShardMap: m, Open: open}, org, f, t)
 			if err != nil {
 				return err
 			}
@@ -62,7 +67,7 @@ switches to.`,
 			}
 			fmt.Fprintf(w, "plan revision %d (%s), org %d, [%s, %s)\n", p.Revision, p.Mode, org, validate.FormatTimestamp(f), validate.FormatTimestamp(t))
 			for _, r := range rs {
-				fmt.Fprintf(w, "\n[%s, %s)  %s  %s  %d files\n", validate.FormatTimestamp(r.From), validate.FormatTimestamp(r.To), r.Serve, r.Root, len(r.Files))
+				fmt.Fprintf(w, "\n[%s, %s)  %s  %s  %d files\n", validate.FormatTimestamp(r.From), validate.FormatTimestamp(r.To), r.Serve, storage.Redact(r.Root), len(r.Files))
 				for _, fl := range r.Files {
 					fmt.Fprintf(w, "  %s\n", fl.Key)
 				}

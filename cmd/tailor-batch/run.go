@@ -93,7 +93,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				// than cores measured slower (docs/run.md).
 				opt.Engine.Threads = max(1, runtime.NumCPU()/max(1, opt.Parallel))
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SegmentsPrefix)
 			if err != nil {
 				return err
 			}
@@ -156,7 +156,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 		},
 	}
 	fl := cmd.Flags()
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	fl.StringVar(&shard, "shard", "", "shard to run: a number N (org-mod-N), org-mod-N, org-X or org-X-pK; one the shard map has")
 	fl.StringVar(&shardMap, "shard-map", "", "shard map YAML the sink used, to check --shard (default: 64 shared shards)")
 	fl.StringVar(&shardEnv, "shard-from-env", "", "take the shard from this environment variable, an index (e.g. JOB_COMPLETION_INDEX of a Kubernetes Indexed Job)")

@@ -203,7 +203,7 @@ func TestS3SinkCLISameAsFile(t *testing.T) {
 
 	// The sink hands its metrics registry to the store.
 	reg := prometheus.NewRegistry()
-	st, err := openStore(withStoreObservers(ctx, reg, nil), srv.URL("metrics"))
+	st, err := createStore(withStoreObservers(ctx, reg, nil), srv.URL("metrics"), "--store")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ docs/sink.md.`,
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			opt.Registerer = reg
 			// The store's retries by reason and multipart results go to /metrics too.
-			st, err := openStore(withStoreObservers(ctx, reg, opt.Logger), storeURL)
+			st, err := createStore(withStoreObservers(ctx, reg, opt.Logger), storeURL, "--store")
 			if err != nil {
 				return err
 			}
@@ -133,7 +133,7 @@ docs/sink.md.`,
 	fl.BoolVar(&opt.StopAtEnd, "stop-at-end", false, "exit once everything up to the end offsets seen at start is stored")
 	fl.StringVar(&shardMap, "shard-map", "", "shard map YAML (default: org_id mod 64)")
 	fl.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address, e.g. :9090")
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, true)
 	_ = cmd.MarkFlagRequired("brokers")
 	_ = cmd.MarkFlagRequired("topics")
 	return cmd

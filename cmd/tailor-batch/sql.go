@@ -17,6 +17,7 @@ import (
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 // scopeFlags are the shard and window filters of sql, diff and validate: the same as run's.
@@ -152,7 +153,7 @@ is a script with a quote or comment that is never closed.`,
 			if err != nil {
 				return err
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SegmentsPrefix, storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
@@ -208,7 +209,7 @@ is a script with a quote or comment that is never closed.`,
 			return w.Flush()
 		},
 	}
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	sf.add(cmd)
 	lf.add(cmd, false)
 	cmd.Flags().StringVar(&format, "format", "table", "output: table, csv, json or parquet (csv, json and parquet take one statement)")

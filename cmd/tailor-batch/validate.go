@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tailor-metrics/tailor/pointdiff"
+	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/validate"
 )
 
@@ -96,7 +97,7 @@ A legacy path is read literally; glob:PATTERN reads every Parquet file it matche
 				return err
 			}
 			rep, err := validate.BuildReport(res.groups, validate.ReportOptions{
-				New: df.newURL, Legacy: df.lf.source, Shard: j.scope.Shard, Window: df.sf.windowName(), WindowRange: j.scope.Window,
+				New: storage.Redact(df.newURL), Legacy: storage.Redact(df.lf.source), Shard: j.scope.Shard, Window: df.sf.windowName(), WindowRange: j.scope.Window,
 				Tolerance: df.tolerance, Thresholds: th, Bucket: df.bucket, TopMetrics: top, Version: tailorVersion(),
 			})
 			if err != nil {

@@ -258,7 +258,7 @@ func TestResolveCommand(t *testing.T) {
 // TestSQLTableKeepsStrings: the table format holds every cell until the end, past the
 // batch the cell came in; string cells must not alias batch memory DuckDB reuses.
 func TestSQLTableKeepsStrings(t *testing.T) {
-	store := "file://" + t.TempDir()
+	store := validationStore(t, validationPoints()[:1]) // sql refuses a store without data
 	out, err := runCLI(t, "sql", "--store", store, "SELECT 'name-' || i::VARCHAR || '-with-a-long-tail' AS s FROM range(5000) t(i) ORDER BY i")
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ published manifests. Each problem is listed.`,
 			if (len(brokers) > 0) != (group != "") {
 				return fmt.Errorf("--brokers and --group go together: the committed offsets are the group's")
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SegmentsPrefix, storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
@@ -131,7 +131,7 @@ published manifests. Each problem is listed.`,
 		},
 	}
 	fl := cmd.Flags()
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	fl.StringVar(&shard, "shard", "", "check only this shard's runs and coverage")
 	fl.StringVar(&shardMap, "shard-map", "", "shard map YAML the sink used, to check --shard (default: 64 shared shards)")
 	fl.StringVar(&window, "window", "", "check only this window's runs and coverage, FROM/DURATION or a window name like run's")

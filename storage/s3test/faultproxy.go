@@ -116,7 +116,6 @@ type FaultProxy struct {
 
 	upstream string
 	srv      *http.Server
-	tr       *http.Transport
 
 	mu       sync.Mutex
 	faults   []*ProxyFault
@@ -141,16 +140,9 @@ func StartFaultProxy(t testing.TB, upstream string) *FaultProxy {
 	if err != nil {
 		t.Fatalf("fault proxy: listen: %v", err)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
-	// One upstream connection per request: a kept-alive connection that the server
-	// closes while idle fails the next non-replayable request (a PUT) with a 502 that
-	// no fault caused, which would blur the counts tests assert.
-	tr.DisableKeepAlives = true
 	p := &FaultProxy{
 		URL:      "http://" + l.Addr().String(),
 		upstream: strings.TrimSuffix(upstream, "/"),
-		tr:       tr,
 		hits:     map[FaultKind]int{},
 		requests: map[string]int{},
 		inFlight: map[string]int{},
@@ -163,7 +155,6 @@ func StartFaultProxy(t testing.TB, upstream string) *FaultProxy {
 		defer cancel()
 		p.srv.Shutdown(ctx)
 		p.srv.Close()
-		tr.CloseIdleConnections()
 	})
 	return p
 }
@@ -382,7 +373,7 @@ func (p *FaultProxy) forward(w http.ResponseWriter, r *http.Request, f *ProxyFau
 	if r.ContentLength == 0 {
 		out.Body = nil
 	}
-	resp, err := p.tr.RoundTrip(out)
+	resp, err := p.exchange(out)
 	if err != nil {
 		if r.Context().Err() == nil {
 			p.badGateway.Add(1)
@@ -413,6 +404,52 @@ func (p *FaultProxy) forward(w http.ResponseWriter, r *http.Request, f *ProxyFau
 	}
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
+}
+
+// exchange sends out upstream on a connection of its own and returns the answer. It
+// reads the answer while the request body is still being written, and an answer that
+// arrived counts even when the write then failed: a server may refuse a request before
+// reading its body (versitygw answers 412 to a conditional PUT of a key that exists, or
+// 403) and reset the connection. http.Transport returns the broken write instead, as
+// soon as it sees it, so a proxy built on it would turn the server's 412 into a 502,
+// a fault nobody injected (and on a loaded machine, nearly every time).
+func (p *FaultProxy) exchange(out *http.Request) (*http.Response, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(out.Context(), "tcp", out.URL.Host)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(out.Context(), func() { conn.Close() })
+	// The proxy answers the client's Expect: 100-continue itself (net/http reads the
+	// body on demand); upstream must not send interim answers.
+	out.Header.Del("Expect")
+	out.Close = true
+	werr := make(chan error, 1)
+	go func() { werr <- out.Write(conn) }()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), out)
+	if err != nil {
+		stop()
+		conn.Close()
+		if w := <-werr; w != nil {
+			return nil, fmt.Errorf("%w (writing the request: %v)", err, w)
+		}
+		return nil, err
+	}
+	resp.Body = &exchangeBody{ReadCloser: resp.Body, conn: conn, stop: stop}
+	return resp, nil
+}
+
+// exchangeBody closes the exchange's connection with the answer's body.
+type exchangeBody struct {
+	io.ReadCloser
+	conn net.Conn
+	stop func() bool
+}
+
+func (b *exchangeBody) Close() error {
+	b.stop()
+	b.ReadCloser.Close()
+	return b.conn.Close()
 }
 
 // writePartial writes the response by hand on the hijacked connection, so it can stop or
