@@ -207,8 +207,8 @@ func TestS3ThroughFaultProxy(t *testing.T) {
 		t.Errorf("slowdown retries: got %d for %d SlowDowns sent, and %d timeouts", rs.SlowDown, slowdowns, rs.Timeout)
 	}
 	check(storage.ReasonThrottled, px.Hits(s3test.TooManyRequests))
-	// A 5xx retry is an injected 500, or a 502 the proxy sends when its own connection
-	// to the server broke (keep-alive races on a loaded machine): between the two.
+	// A 5xx retry is an injected 500, or a 502 the proxy sends when it could not reach
+	// the server or read its answer: between the two.
 	if got, lo := rs.Server, int64(px.Hits(s3test.InternalError)); got < lo || got > lo+int64(px.BadGateway()) || lo == 0 {
 		t.Errorf("5xx retries: got %d, want %d injected 500s plus at most %d 502s", got, lo, px.BadGateway())
 	}
@@ -681,22 +681,25 @@ func TestS3Open(t *testing.T) {
 	}
 	st3.Close()
 	t.Setenv("AWS_ENDPOINT_URL_S3", "")
-	for _, bad := range []string{
-		"s3://",
-		"s3://b/p?part_size=5",
-		"s3://user:pass@b/p",
-		"s3://b/p?endpoint=ftp://x",
-		"s3://b/p?endpoint=http://user:pass@127.0.0.1:1",
-		"s3://b/p?endpoint=http%3A%2F%2Fuser%3Apass%40127.0.0.1%3A1",
-		"s3://b/p?path_style=maybe",
-		"s3://b/a//b",
-		"s3://b/p", // no region and no endpoint
+	// More malformed URLs, without a server: TestOpenRefusesMalformedURLs.
+	t.Setenv("AWS_REGION", "")
+	for _, bad := range []struct{ url, want string }{
+		{"s3://bkt/p?part_size=5", "unknown parameter"},
+		{"s3://user:pass@bkt/p", "credentials in the URL"},
+		{"s3://bkt/p?endpoint=ftp://x", "not an http(s) URL"},
+		{"s3://bkt/p?endpoint=http://user:pass@127.0.0.1:1", "credentials in the endpoint"},
+		{"s3://bkt/p?endpoint=http%3A%2F%2Fuser%3Apass%40127.0.0.1%3A1", "credentials in the endpoint"},
+		{"s3://bkt/p?path_style=maybe", "want true or false"},
+		{"s3://bkt/a//b", "prefix"},
+		{"s3://bkt/p", "no AWS region"}, // no region and no endpoint
 	} {
-		if st, err := storage.Open(ctx, bad); err == nil {
+		if st, err := storage.Open(ctx, bad.url); err == nil {
 			st.Close()
-			t.Errorf("open %q: no error", bad)
+			t.Errorf("open %q: no error", bad.url)
+		} else if !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("open %q: %v, want it to say %q", bad.url, err, bad.want)
 		} else if strings.Contains(err.Error(), "pass@") {
-			t.Errorf("open %q: error shows the password: %v", bad, err)
+			t.Errorf("open %q: error shows the password: %v", bad.url, err)
 		}
 	}
 	if _, err := storage.OpenWith(ctx, srv.URL("o"), storage.Options{S3: storage.S3Options{PartSize: 1 << 20}}); err == nil {
