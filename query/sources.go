@@ -173,7 +173,7 @@ func LegacyView(ctx context.Context, e *Engine, name string, opt LegacyOptions, 
 			return r.RecordReader(0), nil
 		}}, nil
 	}
-	return View{}, fmt.Errorf("legacy %s: %w", src, ErrNotLegacyFile)
+	return View{}, fmt.Errorf("legacy %s: %w", storage.Redact(src), ErrNotLegacyFile)
 }
 
 // ErrNotLegacyFile is LegacyView's answer for a source that is not a legacy file: the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ func readerCommands(store, legacy, outDir string) map[string][]string {
 		"sql":      {"sql", "--store", store, "SELECT count(*) FROM points"},
 		"diff":     {"diff", "--new", store, "--legacy", legacy},
 		"validate": {"validate", "--new", store, "--legacy", legacy, "--out-dir", outDir},
+		"verify":   {"verify", "--store", store},
 	}
 }
 
@@ -59,6 +61,9 @@ func TestReadersRefuseMissingStore(t *testing.T) {
 			if err == nil {
 				t.Errorf("%s: %s succeeded:\n%s", tc.name, name, out)
 				continue
+			}
+			if code := exitCode(err, &bytes.Buffer{}); code != exitError {
+				t.Errorf("%s: %s exits %d, want %d (could not do what was asked)", tc.name, name, code, exitError)
 			}
 			flag := "--store"
 			if name == "diff" || name == "validate" {
@@ -177,6 +182,7 @@ func TestNoSecretInMessages(t *testing.T) {
 			{"cat", "--store", u},
 			{"run", "--store", u, "--all"},
 			{"sql", "--store", u, "SELECT 1"},
+			{"verify", "--store", u},
 			{"import", "--store", u, "--csv", legacy},
 			{"sink", "--store", u, "--brokers", "127.0.0.1:1", "--topics", "t"},
 			{"diff", "--new", u, "--legacy", legacy},
