@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path"
@@ -418,18 +417,6 @@ func emptyEnv(t *testing.T) {
 	}
 }
 
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // TestS3Unreachable: a store that does not answer fails every operation within about
 // the unreachable bound (the CLI's --store-timeout), not after the 5-minute budget, and
 // logs each retry at warn level while it waits, with the attempt, the error and the
@@ -447,7 +434,7 @@ func TestS3Unreachable(t *testing.T) {
 		name, endpoint string
 		reason         storage.Reason
 	}{
-		{"closed port", "http://" + closedPort(t), storage.ReasonConnReset},
+		{"closed port", "http://" + closedAddr, storage.ReasonConnReset},
 		{"dropped connections", drop.URL, storage.ReasonConnReset},
 		{"hung server", hung.URL, storage.ReasonTimeout},
 	} {
@@ -494,6 +481,10 @@ func TestS3Unreachable(t *testing.T) {
 		})
 	}
 }
+
+// closedAddr is a loopback port nothing listens on (port 1 needs root to listen on, and
+// nothing does in a test environment), for stores that cannot be reached.
+const closedAddr = "127.0.0.1:1"
 
 // syncLog collects log lines from concurrent writers.
 type syncLog struct {
@@ -548,7 +539,7 @@ func TestS3CheckData(t *testing.T) {
 func TestS3NoSecretInLogs(t *testing.T) {
 	t.Parallel()
 	var logs syncLog
-	st, err := storage.OpenS3(context.Background(), "s3://bkt/p?endpoint=http://"+closedPort(t), storage.S3Options{
+	st, err := storage.OpenS3(context.Background(), "s3://bkt/p?endpoint=http://"+closedAddr, storage.S3Options{
 		Credentials: staticCreds("AKIDTEST", secret),
 		Retry:       storage.RetryPolicy{Unreachable: 500 * time.Millisecond},
 		Logger:      slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

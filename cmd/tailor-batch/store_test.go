@@ -121,7 +121,7 @@ func TestStoreTimeout(t *testing.T) {
 	hung := s3test.StartFaultProxy(t, srv.Endpoint)
 	hung.Add(s3test.ProxyRule{Kind: s3test.Slow, Delay: time.Hour})
 	for _, tc := range []struct{ name, store string }{
-		{"closed port", "s3://" + srv.Bucket + "/p?endpoint=http://" + closedAddr(t)},
+		{"closed port", "s3://" + srv.Bucket + "/p?endpoint=http://" + closedAddr},
 		{"hung server", srv.URLVia(hung.URL, "p")},
 	} {
 		for _, args := range [][]string{{"cat", "--store", tc.store}, {"run", "--store", tc.store, "--all"}} {
@@ -151,7 +151,7 @@ func TestNoCredentials(t *testing.T) {
 			os.Unsetenv(k)
 		}
 	}
-	_, err := runCLI(t, "cat", "--store", "s3://bkt/p?endpoint=http://"+closedAddr(t), "--store-timeout", "10s")
+	_, err := runCLI(t, "cat", "--store", "s3://bkt/p?endpoint=http://"+closedAddr, "--store-timeout", "10s")
 	if err == nil || !strings.Contains(err.Error(), "no AWS credentials found (tried") || strings.Contains(err.Error(), "access denied") {
 		t.Fatalf("got %v, want no AWS credentials found", err)
 	}
