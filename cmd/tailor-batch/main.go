@@ -87,6 +87,9 @@ Exit codes (every command):
 		con := newConsole(cmd.ErrOrStderr())
 		log := newLogger(con, lvl, format)
 		o := *storeOpts
+		if o.S3.Retry.Unreachable <= 0 {
+			return usageErrorf("--store-timeout %s: want a positive duration, e.g. 1m", o.S3.Retry.Unreachable)
+		}
 		// Store retries and the like show on every command, at the user's level.
 		o.S3.Logger = log
 		cmd.SetContext(withStoreOptions(withLogging(cmd.Context(), log, con), o))

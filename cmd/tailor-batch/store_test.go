@@ -141,6 +141,15 @@ func TestStoreTimeout(t *testing.T) {
 	}
 }
 
+// TestStoreTimeoutFlag: a wait of zero or less is a mistake, not "forever" or "never".
+func TestStoreTimeoutFlag(t *testing.T) {
+	for _, v := range []string{"0s", "-1m"} {
+		if _, err := runCLI(t, "cat", "--store", t.TempDir(), "--store-timeout", v); err == nil || !strings.Contains(err.Error(), "--store-timeout") {
+			t.Errorf("--store-timeout %s: %v", v, err)
+		}
+	}
+}
+
 // TestNoCredentials: with no AWS credentials anywhere (HOME and every AWS_ variable
 // emptied), a command says so and names the chain, instead of "access denied (403 )".
 func TestNoCredentials(t *testing.T) {
