@@ -44,6 +44,9 @@ docs/sink.md.`,
 				return fmt.Errorf("--format: %w", err)
 			}
 			opt.Format = f
+			if opt.ConnectTimeout <= 0 {
+				return usageErrorf("--connect-timeout %s: want a positive duration, e.g. 1m", opt.ConnectTimeout)
+			}
 			opt.Logger = loggerFrom(ctx)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

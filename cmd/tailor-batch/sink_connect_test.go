@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,5 +30,15 @@ func TestSinkConnectTimeout(t *testing.T) {
 	}
 	if d < 2*time.Second || d > 20*time.Second {
 		t.Errorf("sink gave up after %s, want just after --connect-timeout 2s", d)
+	}
+}
+
+// TestSinkConnectTimeoutFlag: a wait of zero or less is a usage mistake.
+func TestSinkConnectTimeoutFlag(t *testing.T) {
+	for _, v := range []string{"0s", "-1s"} {
+		_, err := runCLI(t, "sink", "--brokers", closedAddr, "--topics", "m", "--store", t.TempDir(), "--connect-timeout", v)
+		if err == nil || !strings.Contains(err.Error(), "--connect-timeout") || exitCode(err, &bytes.Buffer{}) != exitError {
+			t.Errorf("--connect-timeout %s: %v", v, err)
+		}
 	}
 }

@@ -22,6 +22,7 @@ func readerCommands(store, legacy, outDir string) map[string][]string {
 		"diff":     {"diff", "--new", store, "--legacy", legacy},
 		"validate": {"validate", "--new", store, "--legacy", legacy, "--out-dir", outDir},
 		"verify":   {"verify", "--store", store},
+		"ls":       {"ls", "--store", store},
 	}
 }
 
