@@ -272,10 +272,13 @@ func TestS3BudgetSpent(t *testing.T) {
 	srv := s3test.Start(t)
 	px := s3test.StartFaultProxy(t, srv.Endpoint)
 	st := srv.OpenVia(t, px.URL, "budget", storage.S3Options{
-		// 2s: enough for several attempts even when one request takes long on a loaded
-		// machine (the test checks Attempts ≥ 2).
-		Retry: storage.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond, Budget: 2 * time.Second,
-			Unreachable: 100 * time.Millisecond},
+		// 3s: enough for several attempts even when one request takes long on a loaded
+		// machine (the test checks Attempts ≥ 2). The unreachable bound is shorter than the
+		// budget, which is what the test is about, but not so short that one attempt held up
+		// by a loaded machine's scheduler (cut at half of it) reads as an unreachable store:
+		// at 100 ms a CI run under load timed out an attempt and gave up as unreachable.
+		Retry: storage.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond, Budget: 3 * time.Second,
+			Unreachable: time.Second},
 		// Answers may take longer than the unreachable bound on a loaded machine.
 		ResponseHeaderTimeout: time.Minute,
 	})
@@ -295,8 +298,8 @@ func TestS3BudgetSpent(t *testing.T) {
 		}
 		// A store that answers SlowDown is there: the short unreachable bound does not
 		// cut it, the budget does.
-		if d := time.Since(start); te.Unreachable != 0 || d < time.Second {
-			t.Fatalf("create under endless SlowDown gave up after %s (unreachable %s), want near the 2s budget", d, te.Unreachable)
+		if d := time.Since(start); te.Unreachable != 0 || d < 2*time.Second {
+			t.Fatalf("create under endless SlowDown gave up after %s (unreachable %s), want near the 3s budget", d, te.Unreachable)
 		}
 		f.Remove()
 		if _, err := st.Stat(ctx, key); !errors.Is(err, storage.ErrNotExist) {
