@@ -257,6 +257,15 @@ func (e *orgExport) writeBlocks(ctx context.Context, out tstorage.Store, st *Exp
 			return fmt.Errorf("export: org %d: two series have the labels %s; their tags differ only in ways Prometheus labels cannot show (docs/prometheus.md, Labels)", e.org, e.series[i].lset)
 		}
 	}
+	if lf, ok := out.(tstorage.LocalFiler); ok {
+		// A Prometheus data directory has a wal/ directory; promtool tsdb dump (and
+		// a Prometheus started on the directory) refuse one without it. Object
+		// stores have no directories, and Thanos and Mimir need none.
+		wal := filepath.Join(lf.LocalPath(strconv.FormatUint(uint64(e.org), 10)), "wal")
+		if err := os.MkdirAll(wal, 0o755); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	}
 	starts := make([]int64, 0, len(e.blocks))
 	for b := range e.blocks {
 		starts = append(starts, b)

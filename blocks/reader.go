@@ -401,14 +401,7 @@ func (r *Reader) Next() bool {
 		r.cur.Values = append(r.cur.Values, r.streams[0].values...)
 		return true
 	}
-	// Replicas: Thanos' penalty de-duplication, chained as dedupSeries.Iterator chains
-	// them (((r0 ⊕ r1) ⊕ r2) …), in the order of their replica label values.
-	acc := stream{ts: r.streams[0].ts, values: r.streams[0].values}
-	for _, s := range r.streams[1:] {
-		var out stream
-		penaltyDedup(&out, &acc, &s)
-		acc = out
-	}
+	acc := dedupReplicas(r.streams)
 	r.cur.Ts = append(r.cur.Ts, acc.ts...)
 	r.cur.Values = append(r.cur.Values, acc.values...)
 	return true
@@ -520,6 +513,19 @@ func sortFirst(ts []int64, vs []float64) ([]int64, []float64) {
 		ots, ovs = append(ots, ts[i]), append(ovs, vs[i])
 	}
 	return ots, ovs
+}
+
+// dedupReplicas applies Thanos' penalty de-duplication to replicas, chained as
+// Thanos' dedupSeries.Iterator chains them (((r0 ⊕ r1) ⊕ r2) …), in the order of their
+// replica label values.
+func dedupReplicas(replicas []stream) stream {
+	acc := stream{ts: replicas[0].ts, values: replicas[0].values}
+	for i := range replicas[1:] {
+		var out stream
+		penaltyDedup(&out, &acc, &replicas[i+1])
+		acc = out
+	}
+	return acc
 }
 
 // initialPenalty is Thanos' penalty before two samples give an interval: 5 s, "based
