@@ -371,12 +371,12 @@ func TestReadReplicasAndOverlaps(t *testing.T) {
 		}
 		return s
 	}
-	a := mk(0, 600_000, 15_000, 0)                    // 40 samples
-	b := mk(0, 300_000, 15_000, 1000)                 // b: the first 5 minutes
-	b2 := mk(450_000, 600_000, 15_000, 1000)          // … and the last 2.5
-	aOverlap := mk(300_000, 900_000, 15_000, 0)       // replica a again, overlapping its first block
-	aOverlap.Values[0] = -1                           // at a timestamp the first block holds: the earlier block's value stays
-	bAll := base                                      // replica b: both parts in one block
+	a := mk(0, 600_000, 15_000, 0)              // 40 samples
+	b := mk(0, 300_000, 15_000, 1000)           // b: the first 5 minutes
+	b2 := mk(450_000, 600_000, 15_000, 1000)    // … and the last 2.5
+	aOverlap := mk(300_000, 900_000, 15_000, 0) // replica a again, overlapping its first block
+	aOverlap.Values[0] = -1                     // at a timestamp the first block holds: the earlier block's value stays
+	bAll := base                                // replica b: both parts in one block
 	bAll.Ts, bAll.Values = append(b.Ts, b2.Ts...), append(b.Values, b2.Values...)
 	writeLabelled(t, st, []encoder.Series{a}, map[string]string{"replica": "a", "cluster": "eu", TenantExternalLabel: "7"})
 	writeLabelled(t, st, []encoder.Series{bAll}, map[string]string{"replica": "b", "cluster": "eu", TenantExternalLabel: "7"})
