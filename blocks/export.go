@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/index"
 	"github.com/prometheus/prometheus/tsdb/tombstones"
 
+	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
 	tstorage "github.com/tailor-metrics/tailor/storage"
 )
@@ -42,8 +43,8 @@ type ExportOptions struct {
 	// epoch. It must be a whole number of hours dividing 24h or a whole number of days.
 	// Default 2h.
 	BlockDuration time.Duration
-	// From and To keep the points with From <= ts < To (Unix ms); To == 0 keeps all.
-	From, To int64
+	// Window keeps the points inside it; the zero Window keeps all.
+	Window columnar.Window
 	// Orgs, when not nil, keeps only the series of these orgs.
 	Orgs map[uint32]bool
 	// TempDir holds each block while it is written, and the per-org chunk spool.
@@ -62,8 +63,11 @@ func (o *ExportOptions) defaults() error {
 	if d <= 0 || d%time.Hour != 0 || (d < day && day%d != 0) || (d > day && d%day != 0) {
 		return fmt.Errorf("block duration %s: want whole hours dividing 24h (1h, 2h, 3h, 4h, 6h, 8h, 12h) or whole days, so blocks align with compactors' ranges", d)
 	}
-	if o.To != 0 && o.To <= o.From {
-		return fmt.Errorf("time range [%d, %d) is empty", o.From, o.To)
+	if o.Window == (columnar.Window{}) {
+		o.Window = columnar.AllTime
+	}
+	if o.Window.To <= o.Window.From {
+		return fmt.Errorf("time range [%d, %d) is empty", o.Window.From, o.Window.To)
 	}
 	if o.TempDir == "" {
 		o.TempDir = os.TempDir()
@@ -216,7 +220,7 @@ func (e *orgExport) add(s *encoder.Series, lm *labelMaker) error {
 		return nil
 	}
 	for i, ts := range s.Ts {
-		if ts < e.opt.From || e.opt.To != 0 && ts >= e.opt.To {
+		if !e.opt.Window.Contains(ts) {
 			continue
 		}
 		blk := floorDiv(ts, dur) * dur
