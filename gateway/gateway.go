@@ -38,7 +38,6 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/payload"
 )
 
@@ -189,6 +188,9 @@ func New(opt Options) (*Gateway, error) {
 		kgo.MaxBufferedBytes(int(opt.MaxInflightBytes)),
 		kgo.RecordDeliveryTimeout(opt.ProduceTimeout),
 		kgo.ProducerLinger(0),
+		// Records are snappy WriteRequests already; compressing batches again
+		// would cost CPU for nothing.
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
 	}
 	kopts = append(kopts, opt.KafkaOpts...)
 	cl, err := kgo.NewClient(kopts...)
@@ -196,16 +198,8 @@ func New(opt Options) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: kafka client: %w", err)
 	}
 	g := &Gateway{opt: opt, cl: cl, m: newMetrics(opt.Registerer)}
-	g.work.New = func() any { return &work{dec: mustDecoder(), one: make([]payload.TimeSeries, 1)} }
+	g.work.New = func() any { return new(work) }
 	return g, nil
-}
-
-func mustDecoder() *payload.Decoder {
-	d, err := payload.NewDecoder(payload.Options{})
-	if err != nil {
-		panic("BUG: default decoder options: " + err.Error())
-	}
-	return d
 }
 
 // Close waits for records in flight and closes the Kafka client. Stop the HTTP server
@@ -245,13 +239,13 @@ type work struct {
 	req       prompb.WriteRequest
 	labels    []payload.Label
 	rest      []payload.Label
-	out       []prompb.Label
-	orgs      []string             // decimal org strings by request, reused
-	one       []payload.TimeSeries // one series for the record encoder, reused
-	rw        []byte               // the uncompressed record being built
-	dec       *payload.Decoder
-	decoded   []columnar.Payload
-	records   [][]byte
+	// series are the request's series as they are encoded: labels with the org, in
+	// lbuf; samples in sbuf.
+	series  []payload.TimeSeries
+	lbuf    []payload.Label
+	sbuf    []payload.Sample
+	rw      []byte // the uncompressed record being built
+	records [][]byte
 	// samples and nseries count what the records hold, for the stats once acked.
 	samples, nseries int
 }
@@ -434,19 +428,17 @@ func (g *Gateway) putWork(wk *work) {
 	// Drop references to the request's strings and records, keep capacity. Very
 	// large buffers are not kept, so one huge request does not pin its memory.
 	clear(wk.req.Timeseries[:cap(wk.req.Timeseries)])
-	for i := range wk.one {
-		clear(wk.one[i].Labels[:cap(wk.one[i].Labels)])
-	}
+	wk.req.Timeseries = wk.req.Timeseries[:0]
+	clear(wk.lbuf[:cap(wk.lbuf)])
+	clear(wk.labels[:cap(wk.labels)])
+	clear(wk.rest[:cap(wk.rest)])
+	clear(wk.series[:cap(wk.series)])
 	clear(wk.records[:cap(wk.records)])
 	wk.records = wk.records[:0]
-	if cap(wk.body) > 4<<20 {
-		wk.body = nil
-	}
-	if cap(wk.raw) > 16<<20 {
-		wk.raw = nil
-	}
-	if cap(wk.rw) > 4<<20 {
-		wk.rw = nil
+	for _, b := range []*[]byte{&wk.body, &wk.raw, &wk.rw} {
+		if cap(*b) > 16<<20 {
+			*b = nil
+		}
 	}
 	g.work.Put(wk)
 }

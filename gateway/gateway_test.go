@@ -3,13 +3,14 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -396,7 +397,7 @@ func TestGatewayOverload(t *testing.T) {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			c := newCluster(t, 1)
 			pad := make([]byte, 15<<10) // random hex: it does not compress
-			rand.Read(pad)
+			crand.Read(pad)
 			b := body(t, series("up", []string{"pad", hex.EncodeToString(pad)}, prompb.Sample{Value: 1, Timestamp: 1}))
 			g, url := newGateway(t, c, Options{MaxBodyBytes: 64 << 10, MaxInflightBytes: 100 << 10, OverloadStatus: status, RetryAfter: 2 * time.Second})
 			release := make(chan struct{})
@@ -483,5 +484,57 @@ func TestGatewayCutsLargeRequests(t *testing.T) {
 				t.Errorf("record of %d bytes, max 8 KiB", len(r.Value))
 			}
 		})
+	}
+}
+
+// TestCheckLabelsAgreesWithDecoder sends random label sets, valid and invalid, through
+// the gateway and checks that it accepts exactly those whose series the sink's decoder
+// accepts once the org is set: a 204 means every record decodes, a 400 means the sink
+// would have rejected the series.
+func TestCheckLabelsAgreesWithDecoder(t *testing.T) {
+	c := newCluster(t, 1)
+	_, url := newGateway(t, c, Options{})
+	rng := rand.New(rand.NewPCG(5, 6))
+	names := []string{"__name__", "job", "org_id", "", "a\xffb", "instance", "le", "Z"}
+	values := []string{"", "1", "x", "4294967296", "v\xfe", "up"}
+	var dec payload.Decoder
+	accepted := 0
+	for i := 0; i < 400; i++ {
+		var ls []prompb.Label
+		for _, n := range names {
+			if rng.IntN(3) == 0 {
+				ls = append(ls, prompb.Label{Name: n, Value: values[rng.IntN(len(values))]})
+			}
+		}
+		if rng.IntN(4) == 0 {
+			ls = append(ls, prompb.Label{Name: "__name__", Value: "m"})
+		}
+		if rng.IntN(2) == 0 {
+			slices.SortFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
+		}
+		tenant := []string{"", "7"}[rng.IntN(2)]
+		ts := prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: 1, Timestamp: int64(i)}}}
+		// What the sink does with the same series, tenant label added as the
+		// gateway adds it.
+		var rw payload.TimeSeries
+		for _, l := range ls {
+			rw.Labels = append(rw.Labels, payload.Label{Name: l.Name, Value: l.Value})
+		}
+		if tenant != "" {
+			rw.Labels = append(rw.Labels, payload.Label{Name: payload.TenantLabel, Value: tenant})
+		}
+		rw.Samples = []payload.Sample{{Value: 1, Timestamp: int64(i)}}
+		_, derr := dec.Decode(payload.RemoteWrite, payload.AppendRemoteWrite(nil, []payload.TimeSeries{rw}), nil)
+		r := post(t, url, exactBody(ts), "X-Scope-OrgID", tenant)
+		if (r.code == http.StatusNoContent) != (derr == nil) {
+			t.Fatalf("labels %q tenant %q: gateway %d %q, decoder %v", ls, tenant, r.code, r.body, derr)
+		}
+		if derr == nil {
+			accepted++
+		}
+	}
+	got, _ := consume(t, c, 1)
+	if len(got) != accepted || accepted < 20 || accepted > 380 {
+		t.Errorf("%d payloads stored, %d accepted of 400", len(got), accepted)
 	}
 }

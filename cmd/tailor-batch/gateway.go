@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +51,13 @@ docs/gateway.md.`,
 				opt.Tenancy.Tenants = t
 			}
 			opt.OverloadStatus = overloadStatus
+			if os.Getenv("GOGC") == "" {
+				// Decoding a request with prompb allocates every label string; the
+				// objects die with the request. A larger GC target halves the GC's
+				// share of CPU (bench-gateway: 570k → 710k samples/s per core); the
+				// heap stays bounded by --max-inflight-bytes.
+				debug.SetGCPercent(400)
+			}
 			opt.Logger = loggerFrom(ctx)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
