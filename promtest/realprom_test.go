@@ -28,6 +28,7 @@ import (
 	"github.com/tailor-metrics/tailor/ingest/payload"
 	"github.com/tailor-metrics/tailor/internal/promtools"
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -276,7 +277,7 @@ remote_write:
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := query.OpenSeries(context.Background(), st, query.Scope{})
+	m, err := run.OpenSeries(context.Background(), st, query.Scope{})
 	if err != nil {
 		t.Fatal(err)
 	}
