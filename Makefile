@@ -124,6 +124,7 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+	cd promtest && $(GO) vet ./...
 
 # diff of 20M points (series files vs a legacy Parquet copy) beside a plain DuckDB full
 # outer join of two Parquet files, same run; prints both times and the ratio (goal <= 1).

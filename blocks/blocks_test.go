@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -472,45 +471,6 @@ func TestListSkipsPartialAndDeleted(t *testing.T) {
 	_ = labels.EmptyLabels()
 }
 
-// parseDumpLine parses one line of promtool tsdb dump: `{a="x", b="y"} value ts`
-// (labels.Labels.String, then %g and the timestamp).
-func parseDumpLine(line string) (ls []payload.Label, value string, ts string, err error) {
-	if !strings.HasPrefix(line, "{") {
-		return nil, "", "", fmt.Errorf("no labels: %q", line)
-	}
-	rest := line[1:]
-	for !strings.HasPrefix(rest, "}") {
-		var name string
-		if strings.HasPrefix(rest, `"`) {
-			q, err := strconv.QuotedPrefix(rest)
-			if err != nil {
-				return nil, "", "", err
-			}
-			name, _ = strconv.Unquote(q)
-			rest = rest[len(q):]
-		} else {
-			i := strings.IndexByte(rest, '=')
-			if i < 0 {
-				return nil, "", "", fmt.Errorf("no '=' in %q", rest)
-			}
-			name, rest = rest[:i], rest[i:]
-		}
-		rest = strings.TrimPrefix(rest, "=")
-		q, err := strconv.QuotedPrefix(rest)
-		if err != nil {
-			return nil, "", "", fmt.Errorf("value in %q: %w", rest, err)
-		}
-		v, _ := strconv.Unquote(q)
-		ls = append(ls, payload.Label{Name: name, Value: v})
-		rest = strings.TrimPrefix(rest[len(q):], ", ")
-	}
-	f := strings.Fields(rest[1:])
-	if len(f) != 2 {
-		return nil, "", "", fmt.Errorf("want value and timestamp after labels: %q", line)
-	}
-	return ls, f[0], f[1], nil
-}
-
 // TestPromtoolAcceptsExport runs Prometheus' promtool (built from the module proxy by
 // scripts/prometheus.sh) over exported blocks: tsdb analyze must accept them, and tsdb
 // dump must print exactly the points that cat prints for the same series, line for
@@ -566,7 +526,7 @@ func TestPromtoolAcceptsExport(t *testing.T) {
 		var dec payload.Decoder
 		var p columnar.Payload
 		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			ls, v, ts, err := parseDumpLine(line)
+			ls, v, ts, err := promtools.ParseDump(line)
 			if err != nil {
 				t.Fatal(err)
 			}

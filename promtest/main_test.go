@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tailor-metrics/tailor/internal/promtools"
 )
 
 // tailorBatch is the tailor-batch binary built from this checkout by TestMain: the
@@ -51,21 +52,11 @@ func tb(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startGateway runs `tailor-batch gateway` until the test ends and returns its
 // address once it is ready.
 func startGateway(t *testing.T, brokers, topic string, args ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := promtools.FreeAddr(t)
 	var logs bytes.Buffer
 	cmd := exec.Command(tailorBatch, append([]string{"gateway", "--listen", addr, "--brokers", brokers, "--topic", topic}, args...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs

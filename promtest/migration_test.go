@@ -1,13 +1,11 @@
 package promtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tailor-metrics/tailor/ingest/payload"
+	"github.com/tailor-metrics/tailor/internal/promtools"
 )
 
 // legacySeries is one series of the legacy Prometheus: its labels and samples.
@@ -170,7 +169,7 @@ func TestMigrationValidate(t *testing.T) {
 				}
 				series = append(series, rw)
 			}
-			post(t, "http://"+gw+"/api/v1/write", payload.AppendRemoteWrite(nil, series), tenant)
+			promtools.RemoteWrite(t, "http://"+gw+"/api/v1/write", payload.AppendRemoteWrite(nil, series), tenant)
 		}
 	}
 
@@ -208,23 +207,5 @@ func TestMigrationValidate(t *testing.T) {
 		if w == nil || o.MissingInNew != w["missing_in_new"] || o.ValueDiffers != w["value_differs"] || o.MissingInLegacy != w["missing_in_legacy"] || o.Equal != 12*1000-w["missing_in_new"]-w["value_differs"] {
 			t.Errorf("org %d: %+v, want %v and %d equal", o.Org, o, w, 12*1000-w["missing_in_new"]-w["value_differs"])
 		}
-	}
-}
-
-func post(t *testing.T, url string, body []byte, tenant string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Scope-OrgID", tenant)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		var b bytes.Buffer
-		b.ReadFrom(resp.Body)
-		t.Fatalf("remote-write: %d %s", resp.StatusCode, b.String())
 	}
 }

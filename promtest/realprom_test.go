@@ -97,7 +97,7 @@ func TestRealPrometheusRemoteWrite(t *testing.T) {
 	// Prometheus: scrape every second, remote-write with Mimir's tenant header and
 	// an external label (remote-write adds it to every series; the TSDB does not
 	// store it).
-	promAddr := freeAddr(t)
+	promAddr := promtools.FreeAddr(t)
 	cfg := filepath.Join(dir, "prometheus.yml")
 	targets := filepath.Join(dir, "targets.json")
 	writeTargets := func(scrape bool) {

@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,20 +33,10 @@ func runCLICtx(ctx context.Context, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startGateway runs `tailor-batch gateway` against the brokers until the test ends.
 func startGateway(t *testing.T, brokers, topic string, args ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := promtools.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -68,25 +56,6 @@ func startGateway(t *testing.T, brokers, topic string, args ...string) string {
 			t.Fatalf("gateway not ready: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func remoteWrite(t *testing.T, url string, body []byte, tenant string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	req.Header.Set("X-Scope-OrgID", tenant)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		var b bytes.Buffer
-		b.ReadFrom(resp.Body)
-		t.Fatalf("remote-write: %d %s", resp.StatusCode, b.String())
 	}
 }
 
@@ -151,7 +120,7 @@ func TestGatewaySinkRunExportPromtool(t *testing.T) {
 	url := startGateway(t, brokers, "prom", "--tenants", tenants)
 	bodies, ts := promRequests()
 	for i, b := range bodies {
-		remoteWrite(t, url, b, ts[i])
+		promtools.RemoteWrite(t, url, b, ts[i])
 	}
 
 	store := "file://" + filepath.Join(dir, "store")
@@ -197,7 +166,7 @@ func TestGatewaySinkRunExportPromtool(t *testing.T) {
 		}
 		var dec payload.Decoder
 		for _, line := range strings.Split(strings.TrimSpace(string(o)), "\n") {
-			ls, v, ts, err := parsePromtoolDump(line)
+			ls, v, ts, err := promtools.ParseDump(line)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,32 +211,4 @@ func seriesKeyOf(dec *payload.Decoder, ls []payload.Label, org string) (string, 
 		return "", err
 	}
 	return fmt.Sprintf("%d,%d,%d", pl.Org, pl.Metric, pl.Context), nil
-}
-
-// parsePromtoolDump parses `{a="x", b="y"} value ts`, a line of promtool tsdb dump.
-func parsePromtoolDump(line string) (ls []payload.Label, value, ts string, err error) {
-	end := strings.LastIndexByte(line, '}')
-	if !strings.HasPrefix(line, "{") || end < 0 {
-		return nil, "", "", fmt.Errorf("dump line %q: no labels", line)
-	}
-	rest := line[1:end]
-	for rest != "" {
-		i := strings.IndexByte(rest, '=')
-		if i < 0 {
-			return nil, "", "", fmt.Errorf("dump line %q: no '='", line)
-		}
-		name := rest[:i]
-		q, err := strconv.QuotedPrefix(rest[i+1:])
-		if err != nil {
-			return nil, "", "", fmt.Errorf("dump line %q: %w", line, err)
-		}
-		v, _ := strconv.Unquote(q)
-		ls = append(ls, payload.Label{Name: name, Value: v})
-		rest = strings.TrimPrefix(rest[i+1+len(q):], ", ")
-	}
-	f := strings.Fields(line[end+1:])
-	if len(f) != 2 {
-		return nil, "", "", fmt.Errorf("dump line %q: want value and timestamp", line)
-	}
-	return ls, f[0], f[1], nil
 }
