@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test test-deploy test-prom race fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export demo demo-s3 gameday loadtest fmt vet lint tools
+.PHONY: all build test test-deploy test-prom tools-prom race fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export demo demo-s3 gameday loadtest fmt vet lint tools
 
 all: build
 
@@ -36,20 +36,23 @@ gameday: build tools
 loadtest: build
 	./$(BIN) loadtest --scale 10
 
-# Test servers built once from the Go module proxy into a cache (versitygw, a real S3 API;
-# a Prometheus server and promtool for the Prometheus tests: about 13-17 minutes cold on
-# 2 cores, nothing when the cache is warm).
+# Test servers built once from the Go module proxy into a cache (versitygw, a real S3 API).
 tools:
 	@if [ -f scripts/versitygw.sh ]; then bash scripts/versitygw.sh; fi
+
+# A real Prometheus server and promtool, for the Prometheus tests (docs/prometheus.md):
+# about 13-17 minutes cold on 2 cores, nothing when the cache is warm. Apart from tools,
+# so that the demos do not wait for it.
+tools-prom:
 	bash scripts/prometheus.sh
 
-test: tools test-deploy test-prom
+test: tools tools-prom test-deploy test-prom
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
 # The tests that need Prometheus' tsdb package (a real Prometheus remote-writing to the
 # gateway, the migration test against blocks Prometheus wrote): their own module keeps
 # the tsdb package's cloud SDKs out of the product's dependencies (docs/prometheus.md).
-test-prom: tools
+test-prom: tools-prom
 	cd promtest && $(GO) test -count=1 -timeout 20m ./...
 
 # The Kubernetes manifests parsed into the API types; its own module keeps k8s.io/api
@@ -57,7 +60,7 @@ test-prom: tools
 test-deploy:
 	cd deploy && $(GO) test -count=1 ./...
 
-race: tools
+race: tools tools-prom
 	$(GO) test -count=1 -race -timeout 45m $(PKGS)
 
 # Every fuzz target of every package, FUZZTIME each (make fuzz FUZZTIME=60s before

@@ -30,7 +30,7 @@ func Path(tool string) (string, error) {
 		p = filepath.Join(cache, "bin", tool)
 	}
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s binary %s not found: run scripts/prometheus.sh (make tools) to build it: %w", tool, p, err)
+		return "", fmt.Errorf("%s binary %s not found: run scripts/prometheus.sh (make tools-prom) to build it: %w", tool, p, err)
 	}
 	return p, nil
 }
