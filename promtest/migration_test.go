@@ -9,12 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tailor-metrics/tailor/ingest/payload"
 	"github.com/tailor-metrics/tailor/internal/promtools"
@@ -132,16 +130,8 @@ func TestMigrationValidate(t *testing.T) {
 	}
 
 	// The new: the same samples through the gateway, with the differences.
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "prom"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := strings.Join(c.ListenAddrs(), ",")
-	tenants := filepath.Join(dir, "tenants.yaml")
-	if err := os.WriteFile(tenants, []byte("tenants:\n  team-a: 17\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	brokers := promtools.Kafka(t, "prom", 4)
+	tenants := promtools.TenantsFile(t, dir)
 	gw := startGateway(t, brokers, "prom", "--tenants", tenants)
 	for _, tenant := range []string{"team-a", "9"} {
 		for start := 0; start < 1000; start += 100 { // 100 samples a series a request

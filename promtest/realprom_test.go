@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/payload"
@@ -80,17 +79,9 @@ func TestRealPrometheusRemoteWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "prom"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := strings.Join(c.ListenAddrs(), ",")
+	brokers := promtools.Kafka(t, "prom", 4)
 	dir := t.TempDir()
-	tenants := filepath.Join(dir, "tenants.yaml")
-	if err := os.WriteFile(tenants, []byte("tenants:\n  team-a: 17\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tenants := promtools.TenantsFile(t, dir)
 	gw := startGateway(t, brokers, "prom", "--tenants", tenants)
 	exp, scrapes := exporter(t)
 

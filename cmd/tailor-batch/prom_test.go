@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/payload"
 	"github.com/tailor-metrics/tailor/internal/promtools"
@@ -106,17 +104,9 @@ func TestGatewaySinkRunExportPromtool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "prom"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := strings.Join(c.ListenAddrs(), ",")
+	brokers := promtools.Kafka(t, "prom", 4)
 	dir := t.TempDir()
-	tenants := filepath.Join(dir, "tenants.yaml")
-	if err := os.WriteFile(tenants, []byte("tenants:\n  team-a: 17\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tenants := promtools.TenantsFile(t, dir)
 	url := startGateway(t, brokers, "prom", "--tenants", tenants)
 	bodies, ts := promRequests()
 	for i, b := range bodies {

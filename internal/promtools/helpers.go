@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tailor-metrics/tailor/ingest/payload"
 )
@@ -84,4 +88,27 @@ func ParseDump(line string) (ls []payload.Label, value, ts string, err error) {
 		return nil, "", "", fmt.Errorf("dump line %q: want value and timestamp after the labels", line)
 	}
 	return ls, f[0], f[1], nil
+}
+
+// Kafka starts a one-broker kfake cluster with topic, closed when the test ends, and
+// returns its brokers as a --brokers value.
+func Kafka(t testing.TB, topic string, partitions int32) string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return strings.Join(c.ListenAddrs(), ",")
+}
+
+// TenantsFile writes the tenant map the Prometheus tests use (team-a is org 17) into
+// dir and returns its path.
+func TenantsFile(t testing.TB, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "tenants.yaml")
+	if err := os.WriteFile(p, []byte("tenants:\n  team-a: 17\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
