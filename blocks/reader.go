@@ -152,6 +152,21 @@ type openBlock struct {
 	tenant  string
 }
 
+// close releases whatever of the block is open.
+func (ob *openBlock) close() error {
+	var errs []error
+	if ob.index != nil {
+		errs = append(errs, ob.index.Close())
+	}
+	if ob.chunk != nil {
+		errs = append(errs, ob.chunk.Close())
+	}
+	if ob.tomb != nil {
+		errs = append(errs, ob.tomb.Close())
+	}
+	return errors.Join(errs...)
+}
+
 // entry is one series of one block, under its Tailor key.
 type entry struct {
 	key    columnar.SeriesKey
@@ -193,11 +208,17 @@ func Open(ctx context.Context, st tstorage.Store, opt ReadOptions) (_ *Reader, e
 	for _, b := range blocks {
 		ob, err := r.openBlock(ctx, st, b)
 		if err != nil {
-			return nil, fmt.Errorf("block %s: %w", b.Dir, err)
+			return nil, err
 		}
 		r.blocks = append(r.blocks, ob)
-		if err := r.indexBlock(ctx, len(r.blocks)-1); err != nil {
-			return nil, fmt.Errorf("block %s: %w", b.Dir, err)
+		err = guard(b.Dir, func() error {
+			if err := r.indexBlock(ctx, len(r.blocks)-1); err != nil {
+				return fmt.Errorf("block %s: %w", b.Dir, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	slices.SortFunc(r.entries, func(a, b entry) int {
@@ -223,27 +244,30 @@ func (r *Reader) openBlock(ctx context.Context, st tstorage.Store, b Block) (*op
 		if r.tmp == "" {
 			tmp, err := os.MkdirTemp(r.opt.TempDir, "tailor-blocks-*")
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("blocks temp dir: %w", err)
 			}
 			r.tmp = tmp
 		}
 		ob.dir = filepath.Join(r.tmp, filepath.FromSlash(b.Dir))
 		if err := download(ctx, st, b.Dir, ob.dir); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("block %s: %w", b.Dir, err)
 		}
 	}
-	var err error
-	if ob.index, err = index.NewFileReader(filepath.Join(ob.dir, indexFile), index.DecodePostingsRaw); err != nil {
-		return nil, fmt.Errorf("open index: %w", err)
-	}
-	if ob.chunk, err = chunks.NewDirReader(filepath.Join(ob.dir, chunksDir), nil); err != nil {
-		ob.index.Close()
-		return nil, fmt.Errorf("open chunks: %w", err)
-	}
-	if ob.tomb, _, err = tombstones.ReadTombstones(ob.dir); err != nil {
-		ob.index.Close()
-		ob.chunk.Close()
-		return nil, fmt.Errorf("read tombstones: %w", err)
+	err := guard(b.Dir, func() (err error) {
+		if ob.index, err = index.NewFileReader(filepath.Join(ob.dir, indexFile), index.DecodePostingsRaw); err != nil {
+			return fmt.Errorf("block %s: open index: %w", b.Dir, err)
+		}
+		if ob.chunk, err = chunks.NewDirReader(filepath.Join(ob.dir, chunksDir), nil); err != nil {
+			return fmt.Errorf("block %s: open chunks: %w", b.Dir, err)
+		}
+		if ob.tomb, _, err = tombstones.ReadTombstones(ob.dir); err != nil {
+			return fmt.Errorf("block %s: read tombstones: %w", b.Dir, err)
+		}
+		return nil
+	})
+	if err != nil {
+		ob.close()
+		return nil, err
 	}
 	if th := b.Meta.Thanos; th != nil {
 		for name, value := range th.Labels {
@@ -263,6 +287,20 @@ func (r *Reader) openBlock(ctx context.Context, st tstorage.Store, b Block) (*op
 		ob.tenant = r.opt.Tenant
 	}
 	return ob, nil
+}
+
+// guard runs f, one call into Prometheus' readers of a block's files, and turns a
+// panic into an error naming the block. Those readers trust their input in places (a
+// truncated tombstones file makes tombstones.ReadTombstones slice out of range, seen
+// in TestCorruptBlocksFail), and a damaged legacy block must fail the diff with its
+// name, not crash it.
+func guard(dir string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("block %s: corrupt: %v", dir, r)
+		}
+	}()
+	return f()
 }
 
 // download copies a block's files from st into dir.
@@ -387,7 +425,7 @@ func (r *Reader) Next() bool {
 		s := &r.streams[len(r.streams)-1]
 		s.id, s.ts, s.values = group[i].stream, s.ts[:0], s.values[:0]
 		for _, e := range group[i:j] {
-			if err := r.appendSamples(s, e); err != nil {
+			if err := guard(r.blocks[e.block].Dir, func() error { return r.appendSamples(s, e) }); err != nil {
 				r.err = err
 				return false
 			}
@@ -602,7 +640,7 @@ func (r *Reader) Err() error { return r.err }
 func (r *Reader) Close() error {
 	var errs []error
 	for _, b := range r.blocks {
-		errs = append(errs, b.index.Close(), b.chunk.Close(), b.tomb.Close())
+		errs = append(errs, b.close())
 	}
 	r.blocks = nil
 	if r.tmp != "" {
