@@ -54,8 +54,7 @@ func BenchmarkGatewayDecodeCut(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		wk.req.Timeseries = wk.req.Timeseries[:0]
-		if err := wk.req.Unmarshal(raw); err != nil {
+		if err := unmarshalRequest(&wk.req, raw); err != nil {
 			b.Fatal(err)
 		}
 		if a := g.assignOrgs(wk, "1"); a != nil {
@@ -70,4 +69,47 @@ func BenchmarkGatewayDecodeCut(b *testing.B) {
 		g.putWork(wk)
 	}
 	b.ReportMetric(float64(2000*b.N)/b.Elapsed().Seconds(), "samples/s")
+}
+
+// TestUnmarshalRequestMatchesPrompb decodes requests of varied shapes, one after the
+// other into one reused WriteRequest (larger, then smaller series), and checks each
+// against prompb's own WriteRequest.Unmarshal of the same bytes.
+func TestUnmarshalRequestMatchesPrompb(t *testing.T) {
+	var reused prompb.WriteRequest
+	for i, n := range []int{3, 1, 5, 0, 2} {
+		req := prompb.WriteRequest{Metadata: []prompb.MetricMetadata{{MetricFamilyName: "m", Help: "h"}}}
+		for s := 0; s < n; s++ {
+			ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: fmt.Sprint("m", s)}}}
+			for k := 0; k < (i+s)%4; k++ {
+				ts.Labels = append(ts.Labels, prompb.Label{Name: fmt.Sprint("l", k), Value: fmt.Sprint(i)})
+				ts.Samples = append(ts.Samples, prompb.Sample{Value: float64(k), Timestamp: int64(i*100 + k)})
+			}
+			req.Timeseries = append(req.Timeseries, ts)
+		}
+		b, err := req.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want prompb.WriteRequest
+		if err := want.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := unmarshalRequest(&reused, b); err != nil {
+			t.Fatal(err)
+		}
+		if len(reused.Timeseries) != len(want.Timeseries) {
+			t.Fatalf("request %d: %d series, want %d", i, len(reused.Timeseries), len(want.Timeseries))
+		}
+		for s := range want.Timeseries {
+			g, w := reused.Timeseries[s], want.Timeseries[s]
+			if fmt.Sprint(g.Labels) != fmt.Sprint(w.Labels) || fmt.Sprint(g.Samples) != fmt.Sprint(w.Samples) {
+				t.Errorf("request %d series %d: %v %v, want %v %v", i, s, g.Labels, g.Samples, w.Labels, w.Samples)
+			}
+		}
+	}
+	for _, bad := range [][]byte{{0x0a, 0x05, 0x01}, {0x0b}, {0xff}, {0x09, 1, 2}} {
+		if err := unmarshalRequest(&reused, bad); err == nil {
+			t.Errorf("%x accepted", bad)
+		}
+	}
 }
