@@ -81,6 +81,11 @@ again writes nothing new. See docs/prometheus.md.`,
 				return err
 			}
 			defer out.Close()
+			if runs, err := run.Published(ctx, st); err != nil {
+				return err
+			} else if len(runs) == 0 {
+				return fmt.Errorf("export: %s has no published series files (run tailor-batch run first, or check --store)", st.URL())
+			}
 			src, err := run.OpenSeries(ctx, st, query.Scope{Window: win})
 			if err != nil {
 				return err

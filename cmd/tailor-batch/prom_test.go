@@ -178,6 +178,11 @@ func TestGatewaySinkRunExportPromtool(t *testing.T) {
 		t.Fatalf("promtool dump has %d lines, cat %d", len(dumpLines), len(catLines))
 	}
 
+	// A store without series files is an error, not an empty export.
+	if o, err := runCLI(t, "export", "--format", "prometheus", "--store", filepath.Join(dir, "empty"), "--out", filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "no published series files") {
+		t.Errorf("export of an empty store: %v\n%s", err, o)
+	}
+
 	// The exported blocks as legacy data (Mimir layout: the tenant is the directory).
 	o, err := runCLI(t, "diff", "--new", store, "--legacy", out, "--format", "json")
 	if err != nil {
