@@ -178,9 +178,16 @@ func TestGatewaySinkRunExportPromtool(t *testing.T) {
 		t.Fatalf("promtool dump has %d lines, cat %d", len(dumpLines), len(catLines))
 	}
 
-	// A store without series files is an error, not an empty export.
-	if o, err := runCLI(t, "export", "--format", "prometheus", "--store", filepath.Join(dir, "empty"), "--out", filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "no published series files") {
-		t.Errorf("export of an empty store: %v\n%s", err, o)
+	// A store that does not exist, or holds no series files, is an error naming
+	// --store, not an empty export.
+	empty := filepath.Join(dir, "empty")
+	if err := os.MkdirAll(filepath.Join(empty, "segments"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{filepath.Join(dir, "missing"), empty} {
+		if o, err := runCLI(t, "export", "--format", "prometheus", "--store", st, "--out", filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "--store") {
+			t.Errorf("export of %s: %v\n%s", st, err, o)
+		}
 	}
 
 	// The exported blocks as legacy data (Mimir layout: the tenant is the directory).
