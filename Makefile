@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test test-deploy race fuzz bench bench-reader bench-sink bench-codec bench-s3 demo demo-s3 gameday loadtest fmt vet lint tools
+.PHONY: all build test test-deploy test-prom tools-prom race fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export demo demo-s3 gameday loadtest fmt vet lint tools
 
 all: build
 
@@ -40,15 +40,27 @@ loadtest: build
 tools:
 	@if [ -f scripts/versitygw.sh ]; then bash scripts/versitygw.sh; fi
 
-test: tools test-deploy
+# A real Prometheus server and promtool, for the Prometheus tests (docs/prometheus.md):
+# about 13-17 minutes cold on 2 cores, nothing when the cache is warm. Apart from tools,
+# so that the demos do not wait for it.
+tools-prom:
+	bash scripts/prometheus.sh
+
+test: tools tools-prom test-deploy test-prom
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+# The tests that need Prometheus' tsdb package (a real Prometheus remote-writing to the
+# gateway, the migration test against blocks Prometheus wrote): their own module keeps
+# the tsdb package's cloud SDKs out of the product's dependencies (docs/prometheus.md).
+test-prom: tools-prom
+	cd promtest && $(GO) test -count=1 -timeout 20m ./...
 
 # The Kubernetes manifests parsed into the API types; its own module keeps k8s.io/api
 # out of the product's dependencies.
 test-deploy:
 	cd deploy && $(GO) test -count=1 ./...
 
-race: tools
+race: tools tools-prom
 	$(GO) test -count=1 -race -timeout 45m $(PKGS)
 
 # Every fuzz target of every package, FUZZTIME each (make fuzz FUZZTIME=60s before
@@ -93,6 +105,16 @@ bench-reader:
 bench-s3: tools
 	$(GO) test -run '^$$' -bench 'BenchmarkS3' -benchtime 5x -timeout 20m ./storage/
 
+# The remote-write gateway into kfake: requests/s, samples/s and samples/s per core with
+# p50/p99 latency, beside a raw kgo producer of the same bytes (gateway/benchgateway).
+bench-gateway:
+	$(GO) run ./gateway/benchgateway
+
+# Export's block writer beside Prometheus' tsdb.BlockWriter on the same samples:
+# samples/s per core, both read back and compared (promtest/benchexport).
+bench-export:
+	cd promtest && $(GO) run ./benchexport
+
 # Series file codec against Prometheus XOR and zstd Parquet (BYTE_STREAM_SPLIT and PLAIN)
 # on the real data (NAB, and bitbrains and dctraces from ../shared/data/real/more) and
 # synthetic kinds, with issue 20's goals; its own module keeps Prometheus out of the
@@ -105,6 +127,7 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+	cd promtest && $(GO) vet ./...
 
 # diff of 20M points (series files vs a legacy Parquet copy) beside a plain DuckDB full
 # outer join of two Parquet files, same run; prints both times and the ratio (goal <= 1).

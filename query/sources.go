@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/tailor-metrics/tailor/blocks"
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
 	tsql "github.com/tailor-metrics/tailor/sql"
@@ -106,6 +107,8 @@ type LegacyOptions struct {
 	// Columns maps the point columns (org_id, metric_id, context_key, ts, value) to the
 	// Parquet file's column names where they differ.
 	Columns map[string]string
+	// Blocks reads a Source that holds Prometheus TSDB blocks (docs/prometheus.md).
+	Blocks blocks.ReadOptions
 }
 
 // PointColumnNames are the point columns in schema order.

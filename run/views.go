@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/tailor-metrics/tailor/blocks"
 	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
@@ -45,7 +46,15 @@ func LegacyView(ctx context.Context, e *query.Engine, name string, opt query.Leg
 		return query.View{}, fmt.Errorf("legacy %s: %w", st.URL(), err)
 	}
 	if len(runs) == 0 {
-		return query.View{}, fmt.Errorf("legacy %s: no published series files (want a .parquet, .csv or .tsf file, or a store with series/)", st.URL())
+		// A Prometheus data directory or a Thanos/Mimir bucket prefix of blocks.
+		if ok, err := blocks.Has(ctx, st); err != nil {
+			return query.View{}, fmt.Errorf("legacy %s: %w", st.URL(), err)
+		} else if ok {
+			return query.View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
+				return blocks.RecordReader(ctx, st, opt.Blocks)
+			}}, nil
+		}
+		return query.View{}, fmt.Errorf("legacy %s: no published series files and no Prometheus blocks (want a .parquet, .csv or .tsf file, a store with series/, or a directory or bucket prefix of TSDB blocks)", st.URL())
 	}
 	return SeriesView(name, st, scope), nil
 }

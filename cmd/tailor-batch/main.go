@@ -17,6 +17,8 @@
 //	tailor-batch version   the version, commit, Go, DuckDB and format versions
 //	tailor-batch ls        what a store holds: segments per partition, runs per shard and window
 //	tailor-batch inspect   a segment's header and footer, or a series file's index and blocks
+//	tailor-batch gateway   Prometheus remote-write over HTTP → Kafka records for the sink
+//	tailor-batch export    series files → Prometheus TSDB blocks for PromQL
 //
 // Exit codes (every command, docs/cli.md): 0 success, 1 a check found something, 2 a
 // usage or runtime error.
@@ -114,7 +116,7 @@ Exit codes (every command):
 	// A flag that does not parse is a usage error (exit 2, with a pointer to --help).
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newSinkCmd(), newImportCmd(), newRunCmd(), newCatCmd(), newDemoCmd(), newGamedayCmd(), newLoadtestCmd(),
-		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd(), newVerifyCmd(), newVersionCmd(), newLsCmd(), newInspectCmd())
+		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd(), newVerifyCmd(), newVersionCmd(), newLsCmd(), newInspectCmd(), newGatewayCmd(), newExportCmd())
 	finishCommands(root)
 	return root
 }

@@ -68,11 +68,13 @@ func (f *scopeFlags) windowName() string {
 type legacyFlags struct {
 	source  string
 	columns []string
+	blocks  blocksFlags
 }
 
 func (f *legacyFlags) add(cmd *cobra.Command, required bool) {
-	cmd.Flags().StringVar(&f.source, "legacy", "", "legacy data: a .parquet, .csv or .tsf file (read literally), glob:PATTERN for many Parquet files, or a store URL with series files")
+	cmd.Flags().StringVar(&f.source, "legacy", "", "legacy data: a .parquet, .csv or .tsf file (read literally), glob:PATTERN for many Parquet files, a store URL with series files, or a directory or bucket prefix of Prometheus TSDB blocks")
 	cmd.Flags().StringArrayVar(&f.columns, "legacy-column", nil, "map a point column to a legacy Parquet column, e.g. --legacy-column ts=time_ms (repeatable)")
+	f.blocks.add(cmd)
 	if required {
 		_ = cmd.MarkFlagRequired("legacy")
 	}
@@ -87,7 +89,9 @@ func (f *legacyFlags) options() (query.LegacyOptions, error) {
 		}
 		o.Columns[k] = v
 	}
-	return o, nil
+	var err error
+	o.Blocks, err = f.blocks.options()
+	return o, err
 }
 
 func newSQLCmd() *cobra.Command {

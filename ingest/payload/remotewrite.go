@@ -3,6 +3,7 @@ package payload
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math"
 	"slices"
 	"strconv"
@@ -364,17 +365,51 @@ func (d *Decoder) mapLabels(p *columnar.Payload, seriesAt int, prefix func() str
 
 	h := uint64(fnvOffset64)
 	for j, l := range ls {
-		if j == nameAt || j == orgAt {
+		if j == orgAt {
+			continue
+		}
+		// The name is a tag too, so that a series file says what its metric is called
+		// (export writes it back as __name__), but it is the metric id, not context.
+		d.scratch = append(append(append(d.scratch[:0], l.name...), ':'), l.value...)
+		p.Tags = append(p.Tags, d.internTag(d.scratch))
+		if j == nameAt {
 			continue
 		}
 		h = fnv1a64(h, l.name)
 		h = fnv1a64(h, sep)
 		h = fnv1a64(h, l.value)
 		h = fnv1a64(h, sep)
-		d.scratch = append(append(append(d.scratch[:0], l.name...), ':'), l.value...)
-		p.Tags = append(p.Tags, d.internTag(d.scratch))
 	}
 	p.Context = h
+	return nil
+}
+
+// MapLabels maps one Prometheus label set to p's series key and tags by the
+// remote-write rule, with the same code Decode runs on every TimeSeries: org from the
+// first of Options.OrgLabels present, metric id from __name__, context key and tags
+// from the rest, empty values dropped. It resets p first and leaves its points alone
+// (empty). Readers of other Prometheus data (TSDB blocks) use it so that a series gets
+// the ids the sink gives the same labels. An invalid label set (no __name__, an empty
+// or duplicate name, invalid UTF-8, a non-numeric org label) is a *DecodeError whose
+// Field is "labels" and whose Offset is the index of the offending label.
+func (d *Decoder) MapLabels(ls []Label, p *columnar.Payload) error {
+	p.Reset()
+	d.labels = d.labels[:0]
+	for i, l := range ls {
+		if !utf8.ValidString(l.Name) || !utf8.ValidString(l.Value) {
+			return &DecodeError{Format: RemoteWrite, Field: "labels", Offset: i, Reason: "invalid UTF-8"}
+		}
+		if l.Value != "" {
+			d.labels = append(d.labels, label{name: []byte(l.Name), value: []byte(l.Value), off: i})
+		}
+	}
+	if err := d.mapLabels(p, 0, func() string { return "" }); err != nil {
+		var de *DecodeError
+		if errors.As(err, &de) {
+			de.Field, de.Decompressed = "labels", false
+		}
+		return err
+	}
 	return nil
 }
 

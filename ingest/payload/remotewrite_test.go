@@ -48,22 +48,23 @@ func TestDecodeRemoteWriteMapping(t *testing.T) {
 				Metric:  fnvRef("http_requests_total"),
 				Context: fnvRef("code", ff, "200", ff, "job", ff, "api", ff),
 			},
-			Tags:       []string{"code:200", "job:api"},
+			Tags:       []string{"__name__:http_requests_total", "code:200", "job:api"},
 			Timestamps: []int64{1763942400000, 1763942410000, 1763942405000},
 			Values:     []float64{1, stale, math.Copysign(0, -1)},
 		},
 		{
 			SeriesKey:  columnar.SeriesKey{Org: math.MaxUint32, Metric: fnvRef("up"), Context: fnvRef("job", ff, "api", ff)},
-			Tags:       []string{"job:api"},
+			Tags:       []string{"__name__:up", "job:api"},
 			Timestamps: []int64{-1},
 			Values:     []float64{5e-324},
 		},
 		{
 			SeriesKey: columnar.SeriesKey{Org: 99, Metric: fnvRef("up"), Context: fnvRef()},
+			Tags:      []string{"__name__:up"},
 		},
 		{
 			SeriesKey:  columnar.SeriesKey{Org: 8, Metric: fnvRef("up"), Context: fnvRef("org_id", ff, "7", ff)},
-			Tags:       []string{"org_id:7"},
+			Tags:       []string{"__name__:up", "org_id:7"},
 			Timestamps: []int64{0},
 			Values:     []float64{math.Inf(1)},
 		},
@@ -185,6 +186,7 @@ func TestDecodeRemoteWriteSkipsExtras(t *testing.T) {
 	}
 	want := columnar.Payload{
 		SeriesKey:  columnar.SeriesKey{Metric: fnvRef("up"), Context: fnvRef()},
+		Tags:       []string{"__name__:up"},
 		Timestamps: []int64{7, 0},
 		Values:     []float64{2, 0},
 	}

@@ -1,0 +1,45 @@
+package blocks
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/tailor-metrics/tailor/encoder"
+	tstorage "github.com/tailor-metrics/tailor/storage"
+)
+
+// Has reports whether st holds at least one readable block.
+func Has(ctx context.Context, st tstorage.Store) (bool, error) {
+	bs, _, err := List(ctx, st)
+	return len(bs) > 0, err
+}
+
+// RecordReader opens the blocks of st (Open) and returns their points as Arrow record
+// batches in columnar.SortedSchema, for a DuckDB view. The blocks are closed when the
+// reader is released for the last time.
+func RecordReader(ctx context.Context, st tstorage.Store, opt ReadOptions) (array.RecordReader, error) {
+	r, err := Open(ctx, st, opt)
+	if err != nil {
+		return nil, err
+	}
+	cr := &closingReader{RecordReader: encoder.SeriesRecordReader(r, 0), r: r}
+	cr.refs.Store(1)
+	return cr, nil
+}
+
+type closingReader struct {
+	array.RecordReader
+	r    *Reader
+	refs atomic.Int64
+}
+
+func (c *closingReader) Retain() { c.refs.Add(1); c.RecordReader.Retain() }
+
+func (c *closingReader) Release() {
+	c.RecordReader.Release()
+	if c.refs.Add(-1) == 0 {
+		_ = c.r.Close()
+	}
+}
