@@ -149,8 +149,11 @@ func (p Problem) String() string {
 	case FrameCorrupt:
 		fmt.Fprintf(&b, " byte=%d", p.From)
 	}
-	if p.Points > 0 || p.Bytes > 0 {
-		fmt.Fprintf(&b, " points=%d bytes=%d", p.Points, p.Bytes)
+	if p.Points > 0 {
+		fmt.Fprintf(&b, " points=%d", p.Points)
+	}
+	if p.Bytes > 0 {
+		fmt.Fprintf(&b, " bytes=%d", p.Bytes)
 	}
 	b.WriteString(": ")
 	b.WriteString(p.Detail)
@@ -189,8 +192,11 @@ type VerifyReport struct {
 	Covered int    `json:"covered"`
 	Frames  int    `json:"frames"`
 	Points  uint64 `json:"points"`
-	// Deep counts the runs made again in deep mode.
-	Deep     int       `json:"deep_runs,omitempty"`
+	// Deep counts the runs made again in deep mode; DeepSkipped the current runs it could
+	// not make again because an input is collected, replaced or unreadable (each of those
+	// is reported on its own).
+	Deep        int `json:"deep_runs,omitempty"`
+	DeepSkipped int `json:"deep_skipped,omitempty"`
 	Problems []Problem `json:"problems"`
 }
 
@@ -656,6 +662,7 @@ func (v *verifier) deep(ctx context.Context, current map[string]*publishedRun) e
 			segs = append(segs, s)
 		}
 		if missing {
+			v.rep.DeepSkipped++
 			continue
 		}
 		scratch := &overlay{Store: v.opt.Store, upper: storage.NewMem("verify-deep"), prefix: SeriesPrefix}

@@ -182,8 +182,11 @@ func printVerify(w io.Writer, url string, r *run.VerifyReport, elapsed time.Dura
 	}
 	fmt.Fprintf(w, "  coverage  %d of %d shard windows covered, %d frames, %d points: %s\n", r.Covered, r.Windows, r.Frames, r.Points,
 		okOr(r.Count(run.NotRun)+r.Count(run.RunDegraded)+r.Count(run.FrameCorrupt)+r.Count(run.RuleDiffers), "every frame read by its window's run"))
-	if r.Deep > 0 || r.Count(run.CountsDiffer) > 0 {
+	if r.Deep > 0 || r.DeepSkipped > 0 || r.Count(run.CountsDiffer) > 0 {
 		fmt.Fprintf(w, "  deep      %d runs made again: %s\n", r.Deep, okOr(r.Count(run.CountsDiffer), "the same counts and bytes"))
+		if r.DeepSkipped > 0 {
+			fmt.Fprintf(w, "            %d runs not made again: an input of each is collected, replaced or unreadable\n", r.DeepSkipped)
+		}
 	}
 	if r.OK() {
 		fmt.Fprintln(w, "OK: every stored point is served by a published run, and every published part is intact")
