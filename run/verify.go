@@ -195,9 +195,9 @@ type VerifyReport struct {
 	// Deep counts the runs made again in deep mode; DeepSkipped the current runs it could
 	// not make again because an input is collected, replaced or unreadable (each of those
 	// is reported on its own).
-	Deep        int `json:"deep_runs,omitempty"`
-	DeepSkipped int `json:"deep_skipped,omitempty"`
-	Problems []Problem `json:"problems"`
+	Deep        int       `json:"deep_runs,omitempty"`
+	DeepSkipped int       `json:"deep_skipped,omitempty"`
+	Problems    []Problem `json:"problems"`
 }
 
 // OK reports whether nothing is damaged.
