@@ -68,6 +68,25 @@ type Part struct {
 	Series uint64 `json:"series"`
 	Points uint64 `json:"points"`
 	SHA256 string `json:"sha256"`
+	// Ts is the part's [first, last] timestamp, so that readers skip a late output that
+	// holds nothing of their scope (absent in manifests of older runs: read always).
+	Ts []int64 `json:"ts,omitempty"`
+}
+
+// sameFile reports whether p and o describe the same file; a range one of them does not
+// record (an older run's manifest) is not a difference.
+func (p Part) sameFile(o Part) bool {
+	if len(p.Ts) == 0 || len(o.Ts) == 0 {
+		p.Ts, o.Ts = nil, nil
+	}
+	return p.Key == o.Key && p.Size == o.Size && p.Series == o.Series && p.Points == o.Points && p.SHA256 == o.SHA256 &&
+		len(p.Ts) == len(o.Ts) && (len(p.Ts) == 0 || p.Ts[0] == o.Ts[0] && p.Ts[1] == o.Ts[1])
+}
+
+// overlaps reports whether the part may hold points of w (it may when its range is
+// not recorded).
+func (p *Part) overlaps(w columnar.Window) bool {
+	return len(p.Ts) != 2 || w.Overlaps(p.Ts[0], p.Ts[1])
 }
 
 // Manifest publishes a run. It holds no wall-clock time, so re-runs are byte-identical.
@@ -92,6 +111,97 @@ type Manifest struct {
 	// Degraded is set when the run skipped corrupt frames (run --skip-corrupt): it covers
 	// less than its inputs hold, and never replaces a run that covers more.
 	Degraded *Degraded `json:"degraded,omitempty"`
+
+	// The fields below belong to the life of the history (docs/lifecycle.md).
+
+	// RunWindowMs is the window size of the runs a derived run was made from, which the
+	// arrival rule applied to (0: the run's own window size).
+	RunWindowMs int64 `json:"run_window_ms,omitempty"`
+	// Derived says how a run was made from other runs instead of from segments
+	// (compaction, a delete applied, retention); nil for a run from segments.
+	Derived *Derivation `json:"derived,omitempty"`
+	// Supersedes names every run this run replaces for readers, its sources and theirs:
+	// while this run is current, those runs serve nothing.
+	Supersedes []Superseded `json:"supersedes,omitempty"`
+	// ArrivalParts hold, for the points of a derived run whose copy arrived in another
+	// window than their own (folded-in late and early points), that window's start
+	// (docs/lifecycle.md, "Arrival ranks"). Series files: the value is the window's
+	// start in Unix ms.
+	ArrivalParts []Part `json:"arrival_parts,omitempty"`
+	// Rollups are the downsampled series of the run's own parts, one set per
+	// resolution (docs/format/rollup.md).
+	Rollups []RollupSet `json:"rollups,omitempty"`
+	// RollupConfig is what the rollups were made with.
+	RollupConfig *RollupConfig `json:"rollup_config,omitempty"`
+	// Tombstones are the ids of the deletes whose points this run left out.
+	Tombstones []string `json:"tombstones,omitempty"`
+	// Retired is set on the run that replaces one whose every resolution expired: it
+	// serves nothing, and its inputs keep a run of the window from bringing the data back.
+	Retired bool `json:"retired,omitempty"`
+}
+
+// Superseded is one run a run replaces.
+type Superseded struct {
+	Window string `json:"window"`
+	RunID  string `json:"run_id"`
+	// Inputs are the superseded run's inputs, as indexes into the superseding run's
+	// Inputs: what a run of that window must read to replace this run.
+	Inputs []int `json:"inputs"`
+	// Direct is set for the runs the derived run read; the others were superseded by
+	// those already.
+	Direct bool `json:"direct,omitempty"`
+	// Points are a direct source's points (own and late), as its manifest counted them.
+	Points uint64 `json:"points,omitempty"`
+}
+
+// Derivation records how a derived run was made, so that it can be made again.
+type Derivation struct {
+	// Kind is compact, delete or retain.
+	Kind string `json:"kind"`
+	// Algo is the version of the code that derived the run.
+	Algo string `json:"algo"`
+	// Retention lists what retention dropped.
+	Retention []Expiry `json:"retention,omitempty"`
+}
+
+// Expiry is what retention dropped from a run at one resolution ("raw", or a rollup's
+// such as "5m"): every org's data (All), or the listed orgs'.
+type Expiry struct {
+	Resolution string   `json:"resolution"`
+	All        bool     `json:"all,omitempty"`
+	Orgs       []uint32 `json:"orgs,omitempty"`
+}
+
+// RollupSet is the rollup parts of one resolution; part i rolls up Parts[i].
+type RollupSet struct {
+	Resolution   string `json:"resolution"`
+	ResolutionMs int64  `json:"resolution_ms"`
+	Parts        []Part `json:"parts"`
+}
+
+// RollupConfig is what a run's rollups were made with.
+type RollupConfig struct {
+	// Resolutions in ms, ascending.
+	ResolutionsMs []int64 `json:"resolutions_ms"`
+	// CounterTags mark a series as a counter when it carries one of them ("k:v").
+	CounterTags []string `json:"counter_tags"`
+}
+
+// runWindow is the size of the windows the run's arrival rule applied to.
+func (m *Manifest) runWindow() int64 {
+	if m.RunWindowMs > 0 {
+		return m.RunWindowMs
+	}
+	return m.To - m.From
+}
+
+// AllParts returns every file the manifest names: own, late, arrival and rollup parts.
+func (m *Manifest) AllParts() []Part {
+	ps := append(append(append([]Part(nil), m.Parts...), m.LateParts...), m.ArrivalParts...)
+	for _, r := range m.Rollups {
+		ps = append(ps, r.Parts...)
+	}
+	return ps
 }
 
 // Arrival is the arrival rule the run applied.
@@ -99,6 +209,9 @@ func (m *Manifest) Arrival() (Arrival, error) {
 	w, err := ParseWindowName(m.Window)
 	if err != nil {
 		return Arrival{}, fmt.Errorf("run %s: %w", m.RunID, err)
+	}
+	if m.RunWindowMs > 0 {
+		w.Size = time.Duration(m.RunWindowMs) * time.Millisecond
 	}
 	a := Arrival{Size: w.Size, FlushAge: time.Duration(m.FlushAgeMs) * time.Millisecond}
 	if m.LatenessMs >= 0 {
@@ -146,6 +259,10 @@ type Counts struct {
 	PointsOut     uint64 `json:"points_out"`
 	LatePointsOut uint64 `json:"late_points_out"`
 	BytesOut      int64  `json:"bytes_out"`
+	// Deleted are points a delete's tombstone left out, Expired those retention left
+	// out (PointsIn = PointsOut + Duplicates + Deleted + Expired).
+	Deleted uint64 `json:"deleted,omitempty"`
+	Expired uint64 `json:"expired,omitempty"`
 }
 
 // Add adds o's counts to c.
@@ -161,6 +278,8 @@ func (c *Counts) Add(o Counts) {
 	c.PointsOut += o.PointsOut
 	c.LatePointsOut += o.LatePointsOut
 	c.BytesOut += o.BytesOut
+	c.Deleted += o.Deleted
+	c.Expired += o.Expired
 }
 
 // degraded lists the frames a run skipped, with their footer counts from its plan.
@@ -208,10 +327,22 @@ func alreadyCovered(ctx context.Context, st storage.Store, shard string, w Windo
 	}
 	// The current run must also have applied this code's algorithm and arrival rule: a
 	// changed --lateness re-runs the window.
-	if cur != nil && cur.Degraded == nil && cur.Algo == algoVersion && cur.LatenessMs == latenessMs(a) && cur.FlushAgeMs == a.FlushAge.Milliseconds() {
-		pm := &Manifest{Inputs: p.inputs}
-		if lessThan(cur, pm) == nil {
-			return cur, nil
+	pm := &Manifest{Inputs: p.inputs}
+	sameRule := func(m *Manifest) bool {
+		return m.Degraded == nil && m.Algo == algoVersion && m.LatenessMs == latenessMs(a) && m.FlushAgeMs == a.FlushAge.Milliseconds()
+	}
+	if cur != nil && sameRule(cur) && lessThan(cur, pm) == nil {
+		return cur, nil
+	}
+	if cur == nil {
+		// The window's run may have been compacted and collected: the run that holds its
+		// points now covers the plan if the collected run did (docs/lifecycle.md).
+		by, cov, err := coveringRun(ctx, st, shard, w)
+		if err != nil {
+			return nil, err
+		}
+		if by != nil && sameRule(by) && lessThan(cov, pm) == nil {
+			return by, nil
 		}
 	}
 	m, err := ReadManifest(ctx, st, shard, w, p.RunID)
@@ -306,6 +437,17 @@ func promote(ctx context.Context, st storage.Store, m *Manifest, w Window, opt P
 	cur, err := CurrentRun(ctx, st, m.Shard, w)
 	switch {
 	case errors.Is(err, storage.ErrNotExist):
+		// No run of the window is current; a compacted run may hold its points, and m
+		// must cover what that run took from the window (docs/lifecycle.md).
+		by, cov, err := coveringRun(ctx, st, m.Shard, w)
+		if err != nil {
+			return err
+		}
+		if by != nil && !opt.AcceptDegraded && by.RunID != m.RunID {
+			if worse := lessThan(m, cov); worse != nil {
+				return worse
+			}
+		}
 	case err != nil:
 		return fmt.Errorf("read the current run: %w", err)
 	case cur.RunID == m.RunID || opt.AcceptDegraded:
@@ -402,9 +544,25 @@ func CurrentRun(ctx context.Context, st storage.Store, shard string, w Window) (
 	return ReadManifest(ctx, st, shard, w, c.RunID)
 }
 
-// Published lists every (shard, window) with a current run, sorted by shard then window.
+// Published lists the runs readers read: the current run of every (shard, window),
+// except those a current derived run supersedes (docs/lifecycle.md), sorted by shard
+// then window start.
 func Published(ctx context.Context, st storage.Store) ([]*Manifest, error) {
+	cur, err := listCurrent(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	return visible(cur), nil
+}
+
+// listCurrent returns the manifest of every run a _CURRENT names, sorted by shard then
+// window start. A _CURRENT that names a run without a manifest is an error, unless a
+// current run supersedes that run (gc collected it while a late run of the same id
+// pointed _CURRENT at it again): nothing serves it either way.
+func listCurrent(ctx context.Context, st storage.Store) ([]*Manifest, error) {
 	var out []*Manifest
+	var missing []RunRef
+	var missingErr []error
 	err := st.List(ctx, SeriesPrefix, func(a storage.Attrs) error {
 		rest := strings.TrimPrefix(a.Key, SeriesPrefix)
 		parts := strings.Split(rest, "/")
@@ -415,7 +573,19 @@ func Published(ctx context.Context, st storage.Store) ([]*Manifest, error) {
 		if err != nil {
 			return fmt.Errorf("list outputs: %s: %w", a.Key, err)
 		}
-		m, err := CurrentRun(ctx, st, parts[0], w)
+		var c current
+		if err := getJSON(ctx, st, currentKey(parts[0], w), &c); err != nil {
+			if errors.Is(err, storage.ErrNotExist) {
+				return nil // replaced by a _COMPACTED pointer since the listing
+			}
+			return fmt.Errorf("list outputs: %w", err)
+		}
+		m, err := ReadManifest(ctx, st, parts[0], w, c.RunID)
+		if errors.Is(err, storage.ErrNotExist) {
+			missing = append(missing, RunRef{parts[0], w.Name(), c.RunID})
+			missingErr = append(missingErr, fmt.Errorf("list outputs: %w", err))
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("list outputs: %w", err)
 		}
@@ -425,11 +595,23 @@ func Published(ctx context.Context, st storage.Store) ([]*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Shard != out[j].Shard {
-			return out[i].Shard < out[j].Shard
+	if len(missing) > 0 {
+		hidden := supersededBy(out)
+		for i, r := range missing {
+			if _, ok := hidden[r]; !ok {
+				return nil, missingErr[i]
+			}
 		}
-		return out[i].From < out[j].From
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Shard != b.Shard {
+			return a.Shard < b.Shard
+		}
+		if a.From != b.From {
+			return a.From < b.From
+		}
+		return a.To < b.To
 	})
 	return out, nil
 }

@@ -17,13 +17,16 @@ import (
 
 // SeriesMerger reads the published series of a store as its users see them: each series
 // once, in key order, with the points of every window's own parts and of every late
-// output, inside the scope. A (series, ts) written by more than one output is taken
-// from the latest arrival. Across outputs that is the one with the later segment start
-// (docs/run.md, Late data): a late copy (in the late output of a window after the
-// point's own) beats the on-time copy, which beats an early copy (in the late output of
-// a window before it), and of two late or two early copies the later window's wins.
-// Each output's parts are read one at a time, in key order. It implements
-// encoder.SeriesSource.
+// output, inside the scope, without the points a tombstone deletes. A (series, ts)
+// written by more than one output is taken from the latest arrival: the copy whose
+// arrival window is the latest (docs/run.md, Late data). An own copy arrived in its
+// own window, a late output's copies in the late output's window, and a derived run's
+// folded copies in the window its arrival parts record (docs/lifecycle.md, "Arrival
+// ranks"); so a late copy beats the on-time copy, which beats an early copy, and of two
+// late or two early copies the later window's wins. Of two copies with the same arrival
+// (a run made after the compaction that holds the same window), the run of the smaller
+// window is the newer one and wins. Each output's parts are read one at a time, in key
+// order. It implements encoder.SeriesSource.
 type SeriesMerger struct {
 	h    sourceHeap
 	took []*seriesSource // the sources the current series came from, advanced by Next
@@ -31,6 +34,14 @@ type SeriesMerger struct {
 	at   *encoder.Series
 	pts  []rankedPoint
 	err  error
+
+	tomb Tombstones
+	rs   []tsRange
+	// keepArrivals makes Next fill arr: each point's arrival window start.
+	keepArrivals bool
+	arr          []int64
+	deleted      uint64 // points the tombstones hid
+	copies       uint64 // points read from every source (before merging)
 }
 
 // seriesSource is one run output: its parts, read in order, one series at a time.
@@ -43,8 +54,13 @@ type seriesSource struct {
 	// late (before from) or early (at or after to); own parts rank in between.
 	late     bool
 	from, to int64
-	it       *encoder.SeriesIterator
-	key      string
+	// base is the window size the arrival rule applied to: an own copy arrived in the
+	// base window of its ts.
+	base int64
+	// arr, when not nil, holds the exact arrival of the points a derived run folded in.
+	arr *arrivalSource
+	it  *encoder.SeriesIterator
+	key string
 }
 
 // next moves to the source's next series, opening its next part when one ends.
@@ -71,44 +87,110 @@ func (s *seriesSource) next() (bool, error) {
 	}
 }
 
-// rank orders the copies of a point at ts from this source: higher arrived later.
-func (s *seriesSource) rank(ts int64) (class int, window int64) {
-	switch {
-	case !s.late:
-		return 0, 0
-	case ts < s.from:
-		return 1, s.from
+// arrival is the start of the window in which the copy of the point at ts arrived,
+// unless the source's arrival parts say otherwise.
+func (s *seriesSource) arrival(ts int64) int64 {
+	if s.late {
+		return s.from
 	}
-	return -1, s.from
+	return floorTs(ts, s.base)
 }
 
-// OpenSeries returns a merger over the published runs of st that the scope selects.
+// floorTs is the start of the epoch-aligned window of size ms that holds ts.
+func floorTs(ts, size int64) int64 { return ts - ((ts%size)+size)%size }
+
+// arrivalSource reads a derived run's arrival parts in key order, alongside the run's
+// own and late parts.
+type arrivalSource struct {
+	src  seriesSource
+	ok   bool // src is at a series
+	done bool
+}
+
+// seek returns the arrivals of series k (ts ascending, values the arrival window's
+// start), or nil when the run recorded none for it. Keys must not decrease.
+func (a *arrivalSource) seek(k columnar.SeriesKey) (*encoder.Series, error) {
+	for !a.done {
+		if a.ok {
+			switch c := a.src.it.At().Key.Compare(k); {
+			case c == 0:
+				return a.src.it.At(), nil
+			case c > 0:
+				return nil, nil
+			}
+		}
+		ok, err := a.src.next()
+		if err != nil {
+			return nil, err
+		}
+		a.ok, a.done = ok, !ok
+	}
+	return nil, nil
+}
+
+// OpenSeries returns a merger over the published runs of st that the scope selects,
+// hiding the points of st's tombstones.
 func OpenSeries(ctx context.Context, st storage.Store, scope query.Scope) (*SeriesMerger, error) {
 	runs, err := Published(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	win := scope.TsRange()
+	tomb, err := LoadTombstones(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	var keep []*Manifest
+	for _, r := range runs {
+		if scope.Shard == "" || r.Shard == scope.Shard {
+			keep = append(keep, r)
+		}
+	}
+	return openMerger(ctx, st, keep, mergeOptions{window: scope.TsRange(), tomb: tomb})
+}
+
+// mergeOptions configure openMerger.
+type mergeOptions struct {
+	window columnar.Window
+	tomb   Tombstones
+	// exact loads every derived run's arrival parts, not only where another run
+	// overlaps it; keepArrivals fills SeriesMerger.arr.
+	exact, keepArrivals bool
+}
+
+// openMerger merges the outputs of runs. A derived run's arrival parts are read when
+// the merge needs them: when another of runs overlaps it (of the same shard), or when
+// opt asks.
+func openMerger(ctx context.Context, st storage.Store, runs []*Manifest, opt mergeOptions) (*SeriesMerger, error) {
+	win := opt.window
 	var opts []encoder.IterOpt
 	if win != columnar.AllTime {
 		opts = append(opts, encoder.IterTimeRange(win.From, win.To-1))
 	}
-	m := &SeriesMerger{}
+	m := &SeriesMerger{tomb: opt.tomb, keepArrivals: opt.keepArrivals}
 	for _, r := range runs {
-		if scope.Shard != "" && r.Shard != scope.Shard {
-			continue
+		var arr *arrivalSource
+		if len(r.ArrivalParts) > 0 && (opt.exact || overlapsAnother(r, runs)) {
+			arr = &arrivalSource{src: seriesSource{ctx: ctx, st: st, keys: partKeys(r.ArrivalParts, columnar.AllTime)}}
 		}
 		var srcs []*seriesSource
 		if len(r.Parts) > 0 && win.Overlaps(r.From, r.To-1) {
-			srcs = append(srcs, &seriesSource{keys: partKeys(r.Parts), from: r.From, to: r.To})
+			srcs = append(srcs, &seriesSource{keys: partKeys(r.Parts, columnar.AllTime), from: r.From, to: r.To})
 		}
 		// A late output holds points of other windows: whatever the scope's window,
-		// its iterator keeps only the points inside it.
-		if len(r.LateParts) > 0 {
-			srcs = append(srcs, &seriesSource{keys: partKeys(r.LateParts), late: true, from: r.From, to: r.To})
+		// its iterator keeps only the points inside it, and its parts' recorded ranges
+		// skip those that hold none.
+		if keys := partKeys(r.LateParts, win); len(keys) > 0 {
+			srcs = append(srcs, &seriesSource{keys: keys, late: true, from: r.From, to: r.To})
 		}
-		for _, s := range srcs {
-			s.ctx, s.st, s.opts = ctx, st, opts
+		for i, s := range srcs {
+			s.ctx, s.st, s.opts, s.base = ctx, st, opts, r.runWindow()
+			if arr != nil {
+				if i > 0 { // own and late parts walk the arrivals apart
+					a := *arr
+					arr = &a
+				}
+				s.arr = arr
+			}
 			ok, err := s.next()
 			if err != nil {
 				return nil, err
@@ -122,80 +204,129 @@ func OpenSeries(ctx context.Context, st storage.Store, scope query.Scope) (*Seri
 	return m, nil
 }
 
-func partKeys(ps []Part) []string {
-	keys := make([]string, len(ps))
-	for i, p := range ps {
-		keys[i] = p.Key
+// overlapsAnother reports whether another run of r's shard overlaps r's window.
+func overlapsAnother(r *Manifest, runs []*Manifest) bool {
+	for _, o := range runs {
+		if o != r && o.Shard == r.Shard && o.From < r.To && r.From < o.To {
+			return true
+		}
+	}
+	return false
+}
+
+// partKeys returns the keys of the parts that may hold points of w.
+func partKeys(ps []Part, w columnar.Window) []string {
+	keys := make([]string, 0, len(ps))
+	for i := range ps {
+		if ps[i].overlaps(w) {
+			keys = append(keys, ps[i].Key)
+		}
 	}
 	return keys
 }
 
 // Next moves to the next series; false at the end or on an error.
 func (m *SeriesMerger) Next() bool {
-	if m.err != nil {
-		return false
-	}
-	for _, s := range m.took {
-		ok, err := s.next()
-		if err != nil {
+	for m.err == nil {
+		for _, s := range m.took {
+			ok, err := s.next()
+			if err != nil {
+				m.err = err
+				return false
+			}
+			if ok {
+				heap.Push(&m.h, s)
+			}
+		}
+		m.took = m.took[:0]
+		if len(m.h) == 0 {
+			return false
+		}
+		key := m.h[0].it.At().Key
+		for len(m.h) > 0 && m.h[0].it.At().Key == key {
+			m.took = append(m.took, heap.Pop(&m.h).(*seriesSource))
+		}
+		for _, s := range m.took {
+			m.copies += uint64(len(s.it.At().Ts))
+		}
+		m.rs = m.tomb.ranges(key, m.rs)
+		if len(m.took) == 1 && !m.took[0].late && len(m.rs) == 0 && !m.keepArrivals {
+			m.at = m.took[0].it.At() // the common case: one window's own copy
+			return true
+		}
+		if err := m.merge(key); err != nil {
 			m.err = err
 			return false
 		}
-		if ok {
-			heap.Push(&m.h, s)
+		if len(m.cur.Ts) == 0 {
+			continue // every point of the series is deleted
 		}
-	}
-	m.took = m.took[:0]
-	if len(m.h) == 0 {
-		return false
-	}
-	key := m.h[0].it.At().Key
-	for len(m.h) > 0 && m.h[0].it.At().Key == key {
-		m.took = append(m.took, heap.Pop(&m.h).(*seriesSource))
-	}
-	if len(m.took) == 1 && !m.took[0].late {
-		m.at = m.took[0].it.At() // the common case: one window's own copy
+		m.at = &m.cur
 		return true
 	}
-	m.merge(key)
-	m.at = &m.cur
-	return true
+	return false
 }
 
-// rankedPoint is one copy of a point and how late it arrived.
+// rankedPoint is one copy of a point and when it arrived: the start of its arrival
+// window, and the window size of the run that holds it (the smaller is newer).
 type rankedPoint struct {
-	ts     int64
-	v      float64
-	class  int
-	window int64
+	ts      int64
+	v       float64
+	arrival int64
+	size    int64
 }
 
 // merge joins the copies of one series from m.took into m.cur, keeping of each ts the
-// latest arrival.
-func (m *SeriesMerger) merge(key columnar.SeriesKey) {
+// latest arrival and leaving out what the tombstones delete.
+func (m *SeriesMerger) merge(key columnar.SeriesKey) error {
 	m.pts = m.pts[:0]
 	var tags *seriesSource // the source whose arrivals end last: a later window, late first
 	for _, s := range m.took {
 		sr := s.it.At()
+		var exact *encoder.Series
+		if s.arr != nil {
+			var err error
+			if exact, err = s.arr.seek(key); err != nil {
+				return err
+			}
+		}
+		j := 0
 		for i, ts := range sr.Ts {
-			c, w := s.rank(ts)
-			m.pts = append(m.pts, rankedPoint{ts, sr.Values[i], c, w})
+			a := s.arrival(ts)
+			if exact != nil {
+				for j < len(exact.Ts) && exact.Ts[j] < ts {
+					j++
+				}
+				if j < len(exact.Ts) && exact.Ts[j] == ts {
+					a = int64(exact.Values[j])
+				}
+			}
+			m.pts = append(m.pts, rankedPoint{ts, sr.Values[i], a, s.to - s.from})
 		}
 		if tags == nil || s.to > tags.to || s.to == tags.to && s.late {
 			tags = s
 		}
 	}
 	slices.SortFunc(m.pts, func(a, b rankedPoint) int {
-		return cmp.Or(cmp.Compare(a.ts, b.ts), cmp.Compare(a.class, b.class), cmp.Compare(a.window, b.window))
+		return cmp.Or(cmp.Compare(a.ts, b.ts), cmp.Compare(a.arrival, b.arrival), cmp.Compare(b.size, a.size))
 	})
 	m.cur.Reset()
-	m.cur.Key, m.cur.Tags = key, tags.it.At().Tags
+	m.arr = m.arr[:0]
+	m.cur.Key, m.cur.Tags = key, append(m.cur.Tags[:0], tags.it.At().Tags...)
 	for i, p := range m.pts {
 		if i+1 < len(m.pts) && m.pts[i+1].ts == p.ts {
 			continue // a later arrival of this ts follows
 		}
+		if len(m.rs) > 0 && deleted(m.rs, p.ts) {
+			m.deleted++
+			continue
+		}
 		m.cur.Ts, m.cur.Values = append(m.cur.Ts, p.ts), append(m.cur.Values, p.v)
+		if m.keepArrivals {
+			m.arr = append(m.arr, p.arrival)
+		}
 	}
+	return nil
 }
 
 // At returns the current series, valid until the next call to Next.

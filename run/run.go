@@ -21,6 +21,7 @@ import (
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/rollup"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -44,6 +45,9 @@ type RunOptions struct {
 	Engine      query.Options
 	// PartBytes starts a new part file once a part reaches this size (default 256 MiB).
 	PartBytes int64
+	// Rollups, when set, also writes each own part's rollups at these resolutions
+	// (each must divide the window size; docs/format/rollup.md).
+	Rollups *RollupConfig
 	// Force re-runs even if a complete run for the same inputs exists.
 	Force bool
 	// AcceptDegraded lets a run that covers less than the published run of its shard
@@ -131,6 +135,9 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	if err := opt.Arrival.validate(); err != nil {
 		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
 	}
+	if err := opt.Rollups.validate(opt.Window.Size); err != nil {
+		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
+	}
 	stage("plan")
 	start := time.Now()
 	plan := PlanRun(opt.Segments, opt.Shard, opt.Window, opt.Arrival, opt.SplitBytes)
@@ -180,6 +187,7 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	// The window's own points and the late output are read one after the other, so each
 	// store may keep the whole point memory.
 	own := newOutput(&opt, rep, columnar.LayoutFor(win), pointsMem)
+	own.rollups = opt.Rollups
 	defer func() { err = errors.Join(err, own.close()) }()
 	var ownStats columnar.FrameStats
 	if len(plan.own) > 0 {
@@ -233,6 +241,7 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		rep.RunID = degradedRunID(plan.RunID, rep.Degraded)
 	}
 	stage("upload")
+	own.rollupKey = func(res int64, i int) string { return RollupPartKey(opt.Shard, opt.Window, rep.RunID, res, i) }
 	if err := own.upload(ctx, func(i int) string { return PartKey(opt.Shard, opt.Window, rep.RunID, i) }); err != nil {
 		return fail(err)
 	}
@@ -241,6 +250,11 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	}
 	for _, p := range append(append([]Part(nil), own.parts...), late.parts...) {
 		rep.Counts.BytesOut += p.Size
+	}
+	for _, r := range own.rolled {
+		for _, p := range r.Parts {
+			rep.Counts.BytesOut += p.Size
+		}
 	}
 	rep.Parts, rep.LateParts = len(own.parts), len(late.parts)
 	if got := rep.Counts.PointsOut + rep.Counts.Duplicates; got != rep.Counts.PointsIn {
@@ -256,7 +270,7 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		RunID: rep.RunID, Algo: algoVersion, Shard: opt.Shard, Window: opt.Window.Name(),
 		From: win.From, To: win.To, LatenessMs: latenessMs(opt.Arrival), FlushAgeMs: opt.Arrival.FlushAge.Milliseconds(),
 		Inputs: plan.inputs, Parts: nonNil(own.parts), LateParts: nonNil(late.parts), Counts: rep.Counts,
-		Degraded: rep.Degraded,
+		Degraded: rep.Degraded, Rollups: own.rolled, RollupConfig: opt.Rollups,
 	}
 	err = Publish(ctx, opt.Store, &m, PublishOptions{AcceptDegraded: opt.AcceptDegraded})
 	rep.time("publish", start)
@@ -301,6 +315,11 @@ type output struct {
 
 	parts  []Part
 	stream StreamStats
+
+	// rollups, when set, rolls each part up as it is uploaded, under rollupKey.
+	rollups   *RollupConfig
+	rollupKey func(res int64, i int) string
+	rolled    []RollupSet
 }
 
 func newOutput(opt *RunOptions, rep *Report, l columnar.KeyLayout, pointsMem int64) *output {
@@ -395,11 +414,60 @@ func (o *output) close() error {
 // put stores one part file under key.
 func (o *output) put(ctx context.Context, key string, file []byte, series, points int64) error {
 	sum := sha256.Sum256(file)
+	ts, err := fileTsRange(file)
+	if err != nil {
+		return fmt.Errorf("BUG: part %s as written does not open: %w", key, err)
+	}
 	if err := o.opt.Store.Put(ctx, key, bytes.NewReader(file)); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
-	o.parts = append(o.parts, Part{Key: key, Size: int64(len(file)), Series: uint64(series), Points: uint64(points), SHA256: hex.EncodeToString(sum[:])})
+	o.parts = append(o.parts, Part{Key: key, Size: int64(len(file)), Series: uint64(series), Points: uint64(points), SHA256: hex.EncodeToString(sum[:]), Ts: ts})
+	return o.rollUp(ctx, file)
+}
+
+// rollUp writes the rollups of the part just uploaded (file), when the output has any.
+func (o *output) rollUp(ctx context.Context, file []byte) error {
+	if o.rollups == nil {
+		return nil
+	}
+	rs, err := rollupsOf(bytes.NewReader(file), int64(len(file)), o.rollups)
+	if err != nil {
+		return err
+	}
+	if o.rolled == nil {
+		for _, res := range o.rollups.ResolutionsMs {
+			o.rolled = append(o.rolled, RollupSet{Resolution: rollup.Name(res), ResolutionMs: res, Parts: []Part{}})
+		}
+	}
+	for i, t := range rs {
+		if t == nil {
+			continue
+		}
+		set := &o.rolled[i]
+		ps, err := upload(ctx, o.opt.Store, []*tempPart{t}, func(int) string { return o.rollupKey(set.ResolutionMs, len(set.Parts)) })
+		if err != nil {
+			return err
+		}
+		set.Parts = append(set.Parts, ps...)
+	}
 	return nil
+}
+
+// fileTsRange is the [first, last] ts of a series file, nil when it holds no series.
+func fileTsRange(file []byte) ([]int64, error) {
+	r, err := encoder.Open(bytes.NewReader(file), int64(len(file)))
+	if err != nil {
+		return nil, err
+	}
+	idx := r.Index()
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	lo, hi := idx[0].MinTs, idx[0].MaxTs
+	for _, e := range idx[1:] {
+		lo, hi = min(lo, e.MinTs), max(hi, e.MaxTs)
+	}
+	return []int64{lo, hi}, nil
 }
 
 // runReader chains point readers, each over its own splits and ts range, into one

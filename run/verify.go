@@ -707,7 +707,7 @@ func manifestDiff(pub, again *Manifest) string {
 		d = append(d, fmt.Sprintf("%d parts, made again %d", len(pp), len(ap)))
 	} else {
 		for i := range pp {
-			if pp[i] != ap[i] {
+			if !pp[i].sameFile(ap[i]) {
 				d = append(d, fmt.Sprintf("part %s: %+v, made again %+v", pp[i].Key, pp[i], ap[i]))
 				break
 			}
