@@ -206,10 +206,14 @@ func rollupsOf(r io.ReaderAt, size int64, cfg *RollupConfig) ([]*tempPart, error
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(b)
-		out[i] = &tempPart{mem: b, part: Part{Size: int64(len(b)), Series: uint64(w.Series()), Points: uint64(w.Buckets()), SHA256: hex.EncodeToString(sum[:])}}
+		out[i] = memPart(b, w.Series(), w.Buckets())
 	}
 	return out, nil
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // upload stores each temp part under key(i) and returns the parts with their keys.

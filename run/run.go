@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +49,9 @@ type RunOptions struct {
 	// Rollups, when set, also writes each own part's rollups at these resolutions
 	// (each must divide the window size; docs/format/rollup.md).
 	Rollups *RollupConfig
+	// Tombstones are the deletes whose points the run leaves out (docs/lifecycle.md);
+	// nil reads the store's.
+	Tombstones *Tombstones
 	// Force re-runs even if a complete run for the same inputs exists.
 	Force bool
 	// AcceptDegraded lets a run that covers less than the published run of its shard
@@ -162,6 +166,13 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 			return rep, nil
 		}
 	}
+	if opt.Tombstones == nil {
+		ts, err := LoadTombstones(ctx, opt.Store)
+		if err != nil {
+			return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
+		}
+		opt.Tombstones = &ts
+	}
 	duck, pointsMem, err := RunMemory(opt.Engine)
 	if err != nil {
 		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
@@ -228,10 +239,11 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	rep.Counts.PointsIn = ownStats.RowsOut + lateRows + earlyRows
 	ws, ls := own.stream, late.stream
 	rep.Counts.Duplicates = uint64(ws.Duplicates + ls.Duplicates)
-	rep.Counts.Series = uint64(ws.Series + ls.Series)
-	rep.Counts.LateSeries = uint64(ls.Series)
-	rep.Counts.PointsOut = uint64(ws.PointsOut + ls.PointsOut)
-	rep.Counts.LatePointsOut = uint64(ls.PointsOut)
+	rep.Counts.Deleted = own.deleted + late.deleted
+	rep.Counts.Series = uint64(ws.Series+ls.Series) - own.deletedSeries - late.deletedSeries
+	rep.Counts.LateSeries = uint64(ls.Series) - late.deletedSeries
+	rep.Counts.PointsOut = uint64(ws.PointsOut+ls.PointsOut) - rep.Counts.Deleted
+	rep.Counts.LatePointsOut = uint64(ls.PointsOut) - late.deleted
 
 	// Every frame is read now, so the run knows whether it skipped any: a degraded run
 	// gets a run id of its own, so its parts never overwrite those of the run that read
@@ -239,6 +251,12 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	if len(rep.skipped) > 0 {
 		rep.Degraded = degraded(plan, rep.skipped)
 		rep.RunID = degradedRunID(plan.RunID, rep.Degraded)
+	}
+	// So does a run that left deleted points out: its output is not what the inputs
+	// alone give.
+	tombIDs := unionIDs(own.matched(), late.matched())
+	if len(tombIDs) > 0 {
+		rep.RunID = tombstonedRunID(rep.RunID, tombIDs)
 	}
 	stage("upload")
 	own.rollupKey = func(res int64, i int) string { return RollupPartKey(opt.Shard, opt.Window, rep.RunID, res, i) }
@@ -257,8 +275,8 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		}
 	}
 	rep.Parts, rep.LateParts = len(own.parts), len(late.parts)
-	if got := rep.Counts.PointsOut + rep.Counts.Duplicates; got != rep.Counts.PointsIn {
-		return fail(fmt.Errorf("BUG: %d points out + %d duplicates != %d points taken", rep.Counts.PointsOut, rep.Counts.Duplicates, rep.Counts.PointsIn))
+	if got := rep.Counts.PointsOut + rep.Counts.Duplicates + rep.Counts.Deleted; got != rep.Counts.PointsIn {
+		return fail(fmt.Errorf("BUG: %d points out + %d duplicates + %d deleted != %d points taken", rep.Counts.PointsOut, rep.Counts.Duplicates, rep.Counts.Deleted, rep.Counts.PointsIn))
 	}
 
 	// Publish: every part is uploaded; now the manifest inside the run directory, which
@@ -270,7 +288,7 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		RunID: rep.RunID, Algo: algoVersion, Shard: opt.Shard, Window: opt.Window.Name(),
 		From: win.From, To: win.To, LatenessMs: latenessMs(opt.Arrival), FlushAgeMs: opt.Arrival.FlushAge.Milliseconds(),
 		Inputs: plan.inputs, Parts: nonNil(own.parts), LateParts: nonNil(late.parts), Counts: rep.Counts,
-		Degraded: rep.Degraded, Rollups: own.rolled, RollupConfig: opt.Rollups,
+		Degraded: rep.Degraded, Rollups: own.rolled, RollupConfig: opt.Rollups, Tombstones: tombIDs,
 	}
 	err = Publish(ctx, opt.Store, &m, PublishOptions{AcceptDegraded: opt.AcceptDegraded})
 	rep.time("publish", start)
@@ -315,6 +333,12 @@ type output struct {
 
 	parts  []Part
 	stream StreamStats
+
+	// deleted counts the points tombstones left out, deletedSeries the series left
+	// with none; hit are the ids of the tombstones that left a point out.
+	deleted       uint64
+	deletedSeries uint64
+	hit           map[string]bool
 
 	// rollups, when set, rolls each part up as it is uploaded, under rollupKey.
 	rollups   *RollupConfig
@@ -364,8 +388,22 @@ func (o *output) encode(ctx context.Context, eng *query.Engine, rd *runReader, s
 	start = time.Now()
 	spool := encoder.NewSpool(o.opt.Engine.TempDir, spoolMemory)
 	o.spool = spool
+	tomb := *o.opt.Tombstones
+	var rs []tsRange
 	s := NewKeyedStream(o.layout, o.groups.Later, o.points.Points, func(sid uint32, ts []int64, vals []float64) error {
 		k, tags := o.groups.Series(sid)
+		if len(tomb) > 0 {
+			if rs = tomb.ranges(k, rs); len(rs) > 0 {
+				o.noteMatch(k, ts, tomb)
+				var n int
+				ts, vals, n = filterPoints(rs, ts, vals)
+				o.deleted += uint64(n)
+				if len(ts) == 0 {
+					o.deletedSeries++
+					return nil
+				}
+			}
+		}
 		return spool.Add(k, tags, ts, vals)
 	})
 	for sorted.Next() {
@@ -382,6 +420,30 @@ func (o *output) encode(ctx context.Context, eng *query.Engine, rd *runReader, s
 	o.stream = s.Stats()
 	o.rep.add("encode", time.Since(start))
 	return nil
+}
+
+// noteMatch records the tombstones that delete a point of series k (ts ascending).
+func (o *output) noteMatch(k columnar.SeriesKey, ts []int64, tomb Tombstones) {
+	for i := range tomb {
+		t := &tomb[i]
+		if t.Org != k.Org || t.Metric != nil && *t.Metric != k.Metric {
+			continue
+		}
+		if j, _ := slices.BinarySearch(ts, t.From); j < len(ts) && ts[j] < t.To {
+			if o.hit == nil {
+				o.hit = map[string]bool{}
+			}
+			o.hit[t.ID] = true
+		}
+	}
+}
+
+func (o *output) matched() []string {
+	out := make([]string, 0, len(o.hit))
+	for id := range o.hit {
+		out = append(out, id)
+	}
+	return out
 }
 
 // upload writes the spool's series as part files, key(i) naming part i.

@@ -195,6 +195,13 @@ func RunAll(ctx context.Context, opt AllOptions) ([]*Report, error) {
 		return nil, err
 	}
 	opt.Segments = segs
+	if opt.Tombstones == nil {
+		ts, err := LoadTombstones(ctx, opt.Store)
+		if err != nil {
+			return nil, err
+		}
+		opt.Tombstones = &ts
+	}
 	sw, err := ShardWindows(ctx, opt.Store, segs, opt.Arrival, opt.SkipCorrupt, onCorrupt)
 	if err != nil {
 		return nil, err

@@ -221,3 +221,14 @@ func (ts Tombstones) ids() []string {
 	sort.Strings(out)
 	return out
 }
+
+// tombstonedRunID is the run id of a run of id that left out the points of the
+// tombstones ids: its own, as its output differs from what the inputs give.
+func tombstonedRunID(id string, ids []string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00tombstones", id)
+	for _, t := range ids {
+		fmt.Fprintf(h, "\x00%s", t)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

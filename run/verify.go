@@ -11,13 +11,16 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/rollup"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -78,7 +81,13 @@ const (
 	NotRun                                    // frames are read by no current run
 	RuleDiffers                               // a run was made with another arrival rule
 	CountsDiffer                              // deep: a run made again gives other counts or bytes
+	InputLost                                 // an input segment is gone and gc did not collect it
+	DerivedMismatch                           // a derived run does not account for its sources
+	DeletedRemains                            // a point of an applied delete is still stored
 )
+
+// lastProblemKind is the last kind, for tests that walk them all.
+const lastProblemKind = DeletedRemains
 
 var problemNames = [...]string{
 	SegmentUnreadable:  "segment_unreadable",
@@ -97,6 +106,9 @@ var problemNames = [...]string{
 	NotRun:             "not_run",
 	RuleDiffers:        "rule_differs",
 	CountsDiffer:       "counts_differ",
+	InputLost:          "input_lost",
+	DerivedMismatch:    "derived_mismatch",
+	DeletedRemains:     "deleted_remains",
 }
 
 // IsValid reports whether k is a known kind.
@@ -194,10 +206,22 @@ type VerifyReport struct {
 	Points  uint64 `json:"points"`
 	// Deep counts the runs made again in deep mode; DeepSkipped the current runs it could
 	// not make again because an input is collected, replaced or unreadable (each of those
-	// is reported on its own).
-	Deep        int       `json:"deep_runs,omitempty"`
-	DeepSkipped int       `json:"deep_skipped,omitempty"`
-	Problems    []Problem `json:"problems"`
+	// is reported on its own); DeepDerived the derived runs it does not make again, as
+	// they are made from runs, not segments (docs/lifecycle.md).
+	Deep        int `json:"deep_runs,omitempty"`
+	DeepSkipped int `json:"deep_skipped,omitempty"`
+	DeepDerived int `json:"deep_derived,omitempty"`
+	// Derived counts the serving runs made by compaction, deletes or retention;
+	// Superseded the current runs they supersede.
+	Derived    int `json:"derived"`
+	Superseded int `json:"superseded"`
+	// Tombstones counts the recorded deletes, Applied those applied: verify checked
+	// that no part of a serving run and no segment holds a point of them.
+	Tombstones int `json:"tombstones"`
+	Applied    int `json:"applied"`
+	// CollectedRanges counts gc's records of collected segments.
+	CollectedRanges int       `json:"collected_ranges"`
+	Problems        []Problem `json:"problems"`
 }
 
 // OK reports whether nothing is damaged.
@@ -220,6 +244,25 @@ type verifier struct {
 	mu   sync.Mutex
 	segs []*columnar.Segment
 	size map[string]int64 // segment key → size, of every segment listed (readable or not)
+
+	// collected are the offset ranges gc recorded, by topic and partition.
+	collected map[string]map[int32][]columnar.OffsetRange
+	tombByID  map[string]Tombstone
+	applied   Tombstones
+	// served says what serves each "shard window"; hidden the current runs a derived
+	// run supersedes.
+	served map[string]*servedBy
+	hidden map[RunRef]*Manifest
+}
+
+// wasCollected reports whether gc recorded the offsets [from, to) of a partition.
+func (v *verifier) wasCollected(topic string, part int32, from, to int64) bool {
+	for _, r := range v.collected[topic][part] {
+		if r.From <= from && to <= r.To {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *verifier) problem(p Problem) {
@@ -245,7 +288,26 @@ func Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, error) {
 	if opt.Parallel <= 0 {
 		opt.Parallel = runtime.NumCPU()
 	}
-	v := &verifier{opt: opt, rep: &VerifyReport{Problems: []Problem{}}, size: map[string]int64{}}
+	v := &verifier{opt: opt, rep: &VerifyReport{Problems: []Problem{}}, size: map[string]int64{}, tombByID: map[string]Tombstone{}}
+	tombs, err := LoadTombstones(ctx, opt.Store)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tombs {
+		v.tombByID[t.ID] = t
+		if t.Applied != nil {
+			v.applied = append(v.applied, t)
+		}
+	}
+	v.rep.Tombstones, v.rep.Applied = len(tombs), len(v.applied)
+	if v.collected, err = CollectedRanges(ctx, opt.Store); err != nil {
+		return nil, err
+	}
+	for _, parts := range v.collected {
+		for _, rs := range parts {
+			v.rep.CollectedRanges += len(rs)
+		}
+	}
 	v.stage("segments")
 	if err := v.segments(ctx); err != nil {
 		return nil, err
@@ -258,6 +320,12 @@ func Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, error) {
 	v.stage("coverage")
 	if err := v.coverage(ctx, runs); err != nil {
 		return nil, err
+	}
+	if len(v.applied) > 0 {
+		v.stage("deletes")
+		if err := v.deletedSegments(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if opt.Deep {
 		v.stage("deep")
@@ -295,6 +363,15 @@ func (v *verifier) segments(ctx context.Context) error {
 	}
 	for _, c := range columnar.Chains(segs) {
 		pc := PartitionChain{Topic: c.Topic, Partition: c.Partition, Segments: len(c.Segments), From: c.From, To: c.To, Committed: -1}
+		// Offsets gc collected are accounted for: the chain reaches back and forth
+		// through them, and a hole they fill is no gap.
+		for _, r := range v.collected[c.Topic][c.Partition] {
+			pc.From, pc.To = min(pc.From, r.From), max(pc.To, r.To)
+			c.To = max(c.To, r.To)
+		}
+		if gaps := v.gapsOutside(c.Topic, c.Partition, pc.From, c.Segments); gaps != nil {
+			c.Gaps = gaps
+		}
 		for _, g := range c.Gaps {
 			v.problem(Problem{Kind: SegmentGap, Topic: c.Topic, Partition: c.Partition, From: g.From, To: g.To, Key: g.Next,
 				Detail: fmt.Sprintf("offsets [%d, %d) are in no segment (the next segment is %s)", g.From, g.To, g.Next)})
@@ -305,9 +382,9 @@ func (v *verifier) segments(ctx context.Context) error {
 		}
 		if committed, ok := v.opt.Committed[c.Topic][c.Partition]; ok {
 			pc.Committed = committed
-			if committed > c.To {
-				v.problem(Problem{Kind: CommittedGap, Topic: c.Topic, Partition: c.Partition, From: c.To, To: committed,
-					Detail: fmt.Sprintf("the group committed offset %d but the segments end at %d: offsets [%d, %d) were committed and never stored", committed, c.To, c.To, committed)})
+			if committed > pc.To {
+				v.problem(Problem{Kind: CommittedGap, Topic: c.Topic, Partition: c.Partition, From: pc.To, To: committed,
+					Detail: fmt.Sprintf("the group committed offset %d but the segments end at %d: offsets [%d, %d) were committed and never stored", committed, pc.To, pc.To, committed)})
 			}
 		}
 		v.rep.Partitions = append(v.rep.Partitions, pc)
@@ -319,6 +396,34 @@ func (v *verifier) segments(ctx context.Context) error {
 			seen[c.Topic] = map[int32]bool{}
 		}
 		seen[c.Topic][c.Partition] = true
+	}
+	// Partitions whose every segment gc collected: their record is their chain.
+	for topic, parts := range v.collected {
+		for p, rs := range parts {
+			if seen[topic][p] {
+				continue
+			}
+			pc := PartitionChain{Topic: topic, Partition: p, From: rs[0].From, To: rs[0].To, Committed: -1}
+			for _, r := range rs[1:] {
+				if r.From > pc.To {
+					v.problem(Problem{Kind: SegmentGap, Topic: topic, Partition: p, From: pc.To, To: r.From, Key: r.Next,
+						Detail: fmt.Sprintf("offsets [%d, %d) are in no segment and in no gc record (the next record is %s)", pc.To, r.From, r.Next)})
+				}
+				pc.To = max(pc.To, r.To)
+			}
+			if committed, ok := v.opt.Committed[topic][p]; ok {
+				pc.Committed = committed
+				if committed > pc.To {
+					v.problem(Problem{Kind: CommittedGap, Topic: topic, Partition: p, From: pc.To, To: committed,
+						Detail: fmt.Sprintf("the group committed offset %d but the collected segments end at %d and none is stored", committed, pc.To)})
+				}
+			}
+			if seen[topic] == nil {
+				seen[topic] = map[int32]bool{}
+			}
+			seen[topic][p] = true
+			v.rep.Partitions = append(v.rep.Partitions, pc)
+		}
 	}
 	for topic, parts := range v.opt.Committed {
 		for p, committed := range parts {
@@ -334,6 +439,38 @@ func (v *verifier) segments(ctx context.Context) error {
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
 	return nil
+}
+
+// gapsOutside returns a partition's gaps between from and its last segment that no gc
+// record covers, when the partition has records (nil: Chains' gaps stand).
+func (v *verifier) gapsOutside(topic string, part int32, from int64, segs []*columnar.Segment) []columnar.OffsetRange {
+	rs := v.collected[topic][part]
+	if len(rs) == 0 {
+		return nil
+	}
+	type span struct {
+		from, to int64
+		key      string
+	}
+	var all []span
+	for _, s := range segs {
+		all = append(all, span{s.Header.StartOffset, s.Footer.EndOffset, s.Key})
+	}
+	for _, r := range rs {
+		all = append(all, span{r.From, r.To, r.Next})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].from < all[j].from })
+	out := []columnar.OffsetRange{}
+	end, prev := from, ""
+	for _, x := range all {
+		if x.from > end {
+			out = append(out, columnar.OffsetRange{From: end, To: x.from, Prev: prev, Next: x.key})
+		}
+		if x.to > end {
+			end, prev = x.to, x.key
+		}
+	}
+	return out
 }
 
 // publishedRun is one manifest found under series/, and whether it serves.
@@ -376,6 +513,7 @@ func (v *verifier) runs(ctx context.Context) (map[string]*publishedRun, error) {
 	}
 	current := map[string]*publishedRun{}
 	var all []*publishedRun
+	var missingCurrent []dirKey
 	for k := range currents {
 		w, err := ParseWindowName(k.window)
 		if err != nil {
@@ -388,7 +526,7 @@ func (v *verifier) runs(ctx context.Context) (map[string]*publishedRun, error) {
 		m, err := CurrentRun(ctx, v.opt.Store, k.shard, w)
 		switch {
 		case errors.Is(err, storage.ErrNotExist):
-			v.problem(Problem{Kind: CurrentMissing, Shard: k.shard, Window: k.window, Detail: "_CURRENT.json names a run whose manifest is not in the store: readers of this window fail"})
+			missingCurrent = append(missingCurrent, k)
 			continue
 		case err != nil && strings.Contains(err.Error(), "parse "):
 			v.problem(Problem{Kind: ManifestUnreadable, Shard: k.shard, Window: k.window, Detail: err.Error()})
@@ -397,6 +535,34 @@ func (v *verifier) runs(ctx context.Context) (map[string]*publishedRun, error) {
 			return nil, err
 		}
 		current[k.shard+" "+k.window] = &publishedRun{m: m, w: w, current: true}
+	}
+	// What serves: the current runs, less those a current derived run supersedes.
+	var curMs []*Manifest
+	for _, r := range current {
+		curMs = append(curMs, r.m)
+	}
+	v.hidden = supersededBy(curMs)
+	if v.served, err = servingIndex(curMs); err != nil {
+		v.problem(Problem{Kind: DerivedMismatch, Detail: err.Error()})
+		v.served = map[string]*servedBy{}
+	}
+	for _, k := range missingCurrent {
+		var c struct {
+			RunID string `json:"run_id"`
+		}
+		if getJSON(ctx, v.opt.Store, currentKey(k.shard, mustWindow(k.window)), &c) == nil {
+			if _, ok := v.hidden[RunRef{k.shard, k.window, c.RunID}]; ok {
+				continue // superseded and collected: nothing reads it
+			}
+		}
+		v.problem(Problem{Kind: CurrentMissing, Shard: k.shard, Window: k.window, Detail: "_CURRENT.json names a run whose manifest is not in the store: readers of this window fail"})
+	}
+	for _, r := range current {
+		if _, ok := v.hidden[r.m.Ref()]; ok {
+			v.rep.Superseded++
+		} else if r.m.Derived != nil {
+			v.rep.Derived++
+		}
 	}
 	for k, ids := range manifests {
 		w, err := ParseWindowName(k.window)
@@ -435,17 +601,28 @@ func (v *verifier) runs(ctx context.Context) (map[string]*publishedRun, error) {
 			size, ok := v.size[in.Key]
 			switch {
 			case !ok:
+				if !collected[in.Key] && !v.wasCollected(in.Topic, in.Partition, in.StartOffset, in.EndOffset) {
+					v.problem(Problem{Kind: InputLost, Shard: r.m.Shard, Window: r.m.Window, RunID: r.m.RunID, Key: in.Key, Topic: in.Topic, Partition: in.Partition,
+						From: in.StartOffset, To: in.EndOffset, Points: in.Rows,
+						Detail: "the run read this segment, the store no longer holds it and no gc record says it was collected: it was lost (a window of it can no longer be made again)"})
+				}
 				collected[in.Key] = true
 			case size != in.Size:
 				v.problem(Problem{Kind: InputChanged, Shard: r.m.Shard, Window: r.m.Window, RunID: r.m.RunID, Key: in.Key,
 					Detail: fmt.Sprintf("the run read %d bytes of this segment and the store holds %d: it was replaced since", in.Size, size)})
 			}
 		}
-		if r.m.Algo != algoVersion || r.m.LatenessMs != latenessMs(v.opt.Arrival) || r.m.FlushAgeMs != v.opt.Arrival.FlushAge.Milliseconds() || r.w.Size != v.opt.Arrival.Size {
+		runWin := time.Duration(r.m.runWindow()) * time.Millisecond
+		if r.m.Algo != algoVersion || r.m.LatenessMs != latenessMs(v.opt.Arrival) || r.m.FlushAgeMs != v.opt.Arrival.FlushAge.Milliseconds() || runWin != v.opt.Arrival.Size {
 			if r.current {
 				v.problem(Problem{Kind: RuleDiffers, Shard: r.m.Shard, Window: r.m.Window, RunID: r.m.RunID,
 					Detail: fmt.Sprintf("the run used %s, lateness %d ms, flush age %d ms and %s windows; verify checks %s, %d ms, %d ms and %s (pass the run's --window-size, --lateness and --flush-age)",
-						r.m.Algo, r.m.LatenessMs, r.m.FlushAgeMs, r.w.Size, algoVersion, latenessMs(v.opt.Arrival), v.opt.Arrival.FlushAge.Milliseconds(), v.opt.Arrival.Size)})
+						r.m.Algo, r.m.LatenessMs, r.m.FlushAgeMs, runWin, algoVersion, latenessMs(v.opt.Arrival), v.opt.Arrival.FlushAge.Milliseconds(), v.opt.Arrival.Size)})
+			}
+		}
+		if r.current {
+			if _, hidden := v.hidden[r.m.Ref()]; !hidden && r.m.Derived != nil {
+				v.checkDerived(ctx, r.m)
 			}
 		}
 	}
@@ -456,13 +633,25 @@ func (v *verifier) runs(ctx context.Context) (map[string]*publishedRun, error) {
 
 	// Parts: present, the recorded size and SHA-256, decodable.
 	type job struct {
-		r    *publishedRun
-		part Part
+		r      *publishedRun
+		part   Part
+		rollup bool
+		points bool // own or late points: checked against applied deletes when serving
 	}
 	var jobs []job
 	for _, r := range all {
+		_, hidden := v.hidden[r.m.Ref()]
+		serving := r.current && !hidden
 		for _, p := range append(append([]Part(nil), r.m.Parts...), r.m.LateParts...) {
-			jobs = append(jobs, job{r, p})
+			jobs = append(jobs, job{r, p, false, serving})
+		}
+		for _, p := range r.m.ArrivalParts {
+			jobs = append(jobs, job{r, p, false, false})
+		}
+		for _, set := range r.m.Rollups {
+			for _, p := range set.Parts {
+				jobs = append(jobs, job{r, p, true, serving})
+			}
 		}
 	}
 	v.rep.Parts = len(jobs)
@@ -474,7 +663,7 @@ func (v *verifier) runs(ctx context.Context) (map[string]*publishedRun, error) {
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				n, err := v.checkPart(ctx, j.r.m, j.part)
+				n, err := v.checkPart(ctx, j.r.m, j.part, j.rollup, j.points)
 				if err != nil {
 					errc <- err
 					for range next {
@@ -499,8 +688,9 @@ func (v *verifier) runs(ctx context.Context) (map[string]*publishedRun, error) {
 	return current, nil
 }
 
-// checkPart reads one part whole and checks its size, checksum and every block.
-func (v *verifier) checkPart(ctx context.Context, m *Manifest, p Part) (int64, error) {
+// checkPart reads one part whole and checks its size, checksum and every block (a
+// rollup part's every section); with deletes, that it holds no point of an applied one.
+func (v *verifier) checkPart(ctx context.Context, m *Manifest, p Part, isRollup, deletes bool) (int64, error) {
 	pr := Problem{Shard: m.Shard, Window: m.Window, RunID: m.RunID, Key: p.Key}
 	b, err := storage.ReadAll(ctx, v.opt.Store, p.Key)
 	if errors.Is(err, storage.ErrNotExist) {
@@ -519,7 +709,22 @@ func (v *verifier) checkPart(ctx context.Context, m *Manifest, p Part) (int64, e
 		pr.Kind, pr.Points, pr.Detail = PartChecksum, p.Points, fmt.Sprintf("SHA-256 %s, the manifest says %s", hex.EncodeToString(sum[:]), p.SHA256)
 		v.problem(pr)
 	}
-	series, points, err := decodeAll(b)
+	var series, points uint64
+	var held []string
+	var tomb Tombstones
+	if deletes {
+		tomb = v.applied
+	}
+	if isRollup {
+		series, points, held, err = decodeRollup(b, tomb)
+	} else {
+		series, points, held, err = decodeAllDeleted(b, tomb)
+	}
+	for _, id := range held {
+		t := v.tombByID[id]
+		v.problem(Problem{Kind: DeletedRemains, Shard: m.Shard, Window: m.Window, RunID: m.RunID, Key: p.Key,
+			Detail: fmt.Sprintf("the part holds points of %s, applied at %s (tailor-batch delete --apply --recheck rewrites the run)", t.String(), t.Applied.At.Format(time.RFC3339))})
+	}
 	if err != nil {
 		pr.Kind, pr.Points, pr.Detail = PartCorrupt, p.Points, err.Error()
 		v.problem(pr)
@@ -532,16 +737,138 @@ func (v *verifier) checkPart(ctx context.Context, m *Manifest, p Part) (int64, e
 
 // decodeAll decodes every series of a series file, checking every block.
 func decodeAll(b []byte) (series, points uint64, err error) {
+	series, points, _, err = decodeAllDeleted(b, nil)
+	return series, points, err
+}
+
+// decodeAllDeleted is decodeAll that also returns the ids of the tombstones of tomb
+// that delete a point of the file.
+func decodeAllDeleted(b []byte, tomb Tombstones) (series, points uint64, held []string, err error) {
 	r, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
+	hit := map[string]bool{}
 	it := r.Iterator(nil)
 	for it.Next() {
+		s := it.At()
 		series++
-		points += uint64(len(it.At().Ts))
+		points += uint64(len(s.Ts))
+		for i := range tomb {
+			t := &tomb[i]
+			if !hit[t.ID] && t.mayHold(s.Key, s.Ts[0], s.Ts[len(s.Ts)-1]) {
+				if j, _ := slices.BinarySearch(s.Ts, t.From); j < len(s.Ts) && s.Ts[j] < t.To {
+					hit[t.ID] = true
+				}
+			}
+		}
 	}
-	return series, points, it.Err()
+	for id := range hit {
+		held = append(held, id)
+	}
+	sort.Strings(held)
+	return series, points, held, it.Err()
+}
+
+// decodeRollup decodes every series of a rollup file, every section checked, and
+// returns the ids of the tombstones of tomb that a bucket of it holds points of.
+func decodeRollup(b []byte, tomb Tombstones) (series, buckets uint64, held []string, err error) {
+	r, err := rollup.Open(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	hit := map[string]bool{}
+	var rs []tsRange
+	it := r.Iterator()
+	for it.Next() {
+		s := it.At()
+		series++
+		buckets += uint64(len(s.Buckets))
+		for i := range tomb {
+			t := &tomb[i]
+			if hit[t.ID] {
+				continue
+			}
+			rs = Tombstones{*t}.ranges(s.Key, rs)
+			for _, bk := range s.Buckets {
+				if hidden(rs, bk.Start, bk.Start+r.Resolution()) {
+					hit[t.ID] = true
+					break
+				}
+			}
+		}
+	}
+	for id := range hit {
+		held = append(held, id)
+	}
+	sort.Strings(held)
+	return series, buckets, held, it.Err()
+}
+
+// checkDerived checks that a serving derived run accounts for its sources: its counts
+// add up, its points in are its direct sources' points out, and every source still
+// published read what the manifest says it read.
+func (v *verifier) checkDerived(ctx context.Context, m *Manifest) {
+	pr := func(detail string) {
+		v.problem(Problem{Kind: DerivedMismatch, Shard: m.Shard, Window: m.Window, RunID: m.RunID, Detail: detail})
+	}
+	c := m.Counts
+	if c.PointsOut+c.Duplicates+c.Deleted+c.Expired != c.PointsIn {
+		pr(fmt.Sprintf("%d points out + %d duplicates + %d deleted + %d expired != %d points in", c.PointsOut, c.Duplicates, c.Deleted, c.Expired, c.PointsIn))
+	}
+	var direct uint64
+	n := 0
+	for i := range m.Supersedes {
+		e := &m.Supersedes[i]
+		in, err := m.entryInputs(e)
+		if err != nil {
+			pr(err.Error())
+			return
+		}
+		if !e.Direct {
+			continue
+		}
+		n++
+		direct += e.Points
+		w, err := ParseWindowName(e.Window)
+		if err != nil {
+			pr(err.Error())
+			continue
+		}
+		src, err := ReadManifest(ctx, v.opt.Store, m.Shard, w, e.RunID)
+		if err != nil {
+			continue // collected by gc: the entry is the record
+		}
+		if src.Counts.PointsOut != e.Points || lessThan(&Manifest{Inputs: in}, src) != nil || lessThan(src, &Manifest{Inputs: in}) != nil {
+			pr(fmt.Sprintf("source %s %s read other inputs or counted other points (%d) than the derived run recorded (%d)", e.Window, e.RunID, src.Counts.PointsOut, e.Points))
+		}
+	}
+	if n == 0 {
+		pr("a derived run names no direct source")
+	} else if direct != c.PointsIn {
+		pr(fmt.Sprintf("its sources wrote %d points, it read %d", direct, c.PointsIn))
+	}
+}
+
+// deletedSegments checks that no stored segment holds a point of an applied delete.
+func (v *verifier) deletedSegments(ctx context.Context) error {
+	held, err := segmentsHolding(ctx, v.opt.Store, v.applied)
+	if err != nil {
+		return err
+	}
+	for id, segs := range held {
+		t := v.tombByID[id]
+		for _, s := range segs {
+			v.problem(Problem{Kind: DeletedRemains, Key: s.Key, Topic: s.Header.Topic, Partition: s.Header.Partition,
+				Detail: fmt.Sprintf("the segment holds points of %s, applied at %s (tailor-batch delete --apply --recheck drops it once no run needs it)", t.String(), t.Applied.At.Format(time.RFC3339))})
+		}
+	}
+	return nil
+}
+
+func mustWindow(name string) Window {
+	w, _ := ParseWindowName(name)
+	return w
 }
 
 // coverage checks that the current run of every (shard, window) with points read every
@@ -575,18 +902,14 @@ func (v *verifier) coverage(ctx context.Context, current map[string]*publishedRu
 				continue
 			}
 			v.rep.Windows++
-			cur := current[shard+" "+w.Name()]
+			// The run that serves the window: its own, or the derived run that holds
+			// its points (docs/lifecycle.md).
+			var cur *publishedRun
 			read := map[Input]bool{}
 			skipped := map[columnar.FrameRef]bool{}
-			if cur != nil {
-				for _, in := range cur.m.Inputs {
-					read[Input{Key: in.Key, Size: in.Size}] = true
-				}
-				if d := cur.m.Degraded; d != nil {
-					for _, f := range d.SkippedFrames {
-						skipped[columnar.FrameRef{Key: f.Segment, Offset: f.Offset}] = true
-					}
-				}
+			if sb := v.served[shard+" "+w.Name()]; sb != nil {
+				cur = &publishedRun{m: sb.m, w: w, current: true}
+				read, skipped = sb.inputs, sb.skipped
 			}
 			var unread, lost Problem
 			var firstUnread string
@@ -651,6 +974,13 @@ func (v *verifier) deep(ctx context.Context, current map[string]*publishedRun) e
 	sort.Strings(keys)
 	for _, k := range keys {
 		cur := current[k]
+		if _, hidden := v.hidden[cur.m.Ref()]; hidden {
+			continue // serves nothing: the derived run that supersedes it is checked
+		}
+		if cur.m.Derived != nil {
+			v.rep.DeepDerived++ // made from runs, not segments: checked by checkDerived
+			continue
+		}
 		var segs []*columnar.Segment
 		missing := false
 		for _, in := range cur.m.Inputs {
@@ -666,9 +996,17 @@ func (v *verifier) deep(ctx context.Context, current map[string]*publishedRun) e
 			continue
 		}
 		scratch := &overlay{Store: v.opt.Store, upper: storage.NewMem("verify-deep"), prefix: SeriesPrefix}
+		// The run made again leaves out what the published one did, no more.
+		var tomb Tombstones
+		for _, id := range cur.m.Tombstones {
+			if t, ok := v.tombByID[id]; ok {
+				tomb = append(tomb, t)
+			}
+		}
 		rep, err := RunShard(ctx, RunOptions{
 			Store: scratch, Shard: cur.m.Shard, Window: cur.w, Arrival: v.opt.Arrival, Segments: segs,
 			Readers: v.opt.Readers, SkipCorrupt: cur.m.Degraded != nil, Engine: v.opt.Engine, Force: true,
+			Rollups: cur.m.RollupConfig, Tombstones: &tomb,
 		})
 		if err != nil {
 			p := Problem{Kind: CountsDiffer, Shard: cur.m.Shard, Window: cur.m.Window, RunID: cur.m.RunID, Detail: fmt.Sprintf("the run made again from its inputs failed: %v", err)}

@@ -298,12 +298,12 @@ func TestVerifyFindsEveryDamage(t *testing.T) {
 
 // TestVerifyProblemKindsNamed: every kind has a name and an unknown one prints as such.
 func TestVerifyProblemKindsNamed(t *testing.T) {
-	for k := SegmentUnreadable; k <= CountsDiffer; k++ {
+	for k := SegmentUnreadable; k <= lastProblemKind; k++ {
 		if !k.IsValid() || strings.HasPrefix(k.String(), "problem(") {
 			t.Fatalf("kind %d has no name", k)
 		}
 	}
-	if k := CountsDiffer + 1; k.IsValid() || k.String() != fmt.Sprintf("problem(%d)", uint8(k)) {
+	if k := lastProblemKind + 1; k.IsValid() || k.String() != fmt.Sprintf("problem(%d)", uint8(k)) {
 		t.Fatalf("unknown kind prints %q", k.String())
 	}
 }
