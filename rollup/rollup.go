@@ -9,6 +9,7 @@ package rollup
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -176,12 +177,22 @@ func IsCounter(tags, counterTags []string) bool {
 // DefaultCounterTags mark counters when a config names none.
 var DefaultCounterTags = []string{"type:counter"}
 
-// ParseResolution parses a resolution such as 5m or 1h: a positive whole number of
-// seconds.
+// ParseResolution parses a resolution such as 5m, 1h or 1d (days: d, weeks: w): a
+// positive whole number of seconds.
 func ParseResolution(s string) (time.Duration, error) {
+	bad := fmt.Errorf("rollup resolution %q: want a positive whole number of seconds such as 5m, 1h or 1d", s)
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			k, err := strconv.Atoi(n)
+			if err != nil || k <= 0 || k > 1<<20 {
+				return 0, bad
+			}
+			return time.Duration(k) * unit, nil
+		}
+	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 || d%time.Second != 0 {
-		return 0, fmt.Errorf("rollup resolution %q: want a positive whole number of seconds such as 5m or 1h", s)
+		return 0, bad
 	}
 	return d, nil
 }

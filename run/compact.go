@@ -52,6 +52,8 @@ type CompactOptions struct {
 // CompactReport is what Compact did, per shard.
 type CompactReport struct {
 	Shards []*ShardCompaction `json:"shards"`
+	// Deletes is the apply of the tombstones not yet applied that followed.
+	Deletes *ApplyReport `json:"deletes,omitempty"`
 }
 
 // ShardCompaction is one shard's compaction.
@@ -166,8 +168,17 @@ func Compact(ctx context.Context, opt CompactOptions) (*CompactReport, error) {
 			failed = append(failed, err)
 		}
 	}
+	// The runs compaction did not touch may hold points of a delete too: the same
+	// pass rewrites them (docs/lifecycle.md, "Deletes").
+	if !opt.DryRun && len(tomb) > 0 {
+		ar, err := ApplyTombstones(ctx, ApplyOptions{Store: opt.Store, Shard: opt.Shard, TempDir: opt.TempDir, Now: opt.Now, Logger: opt.Logger})
+		rep.Deletes = ar
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
 	if len(failed) > 0 {
-		return rep, fmt.Errorf("compaction failed for %d of %d shards (the others are compacted): %w", len(failed), len(shards), errors.Join(failed...))
+		return rep, fmt.Errorf("compaction failed for %d of %d shards, or its deletes (the others are compacted): %w", len(failed), len(shards), errors.Join(failed...))
 	}
 	return rep, nil
 }

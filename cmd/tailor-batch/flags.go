@@ -47,6 +47,7 @@ var intLimits = map[string][]intLimit{
 	"validate": {{"top", 0, "metrics per org"}},
 	"inspect":  {{"max-series", 0, "series listed, 0 for all"}},
 	"verify":   {{"readers", 1, "byte ranges decoded at once per deep run"}},
+	"compact":  {{"parallel", 1, "shards compacted at once"}, {"part-bytes", 1, "bytes per series file"}},
 }
 
 // checkFlagLimits checks the integer flags of cmd against intLimits.

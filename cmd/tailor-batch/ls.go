@@ -323,6 +323,18 @@ func listStore(ctx context.Context, st storage.Store) (*storeListing, error) {
 	}); err != nil {
 		return nil, err
 	}
+	// A current run that a compacted (or otherwise derived) run supersedes serves
+	// nothing: the one rule of what serves is run's (docs/lifecycle.md).
+	sup, err := run.Superseders(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("ls: %w", err)
+	}
+	for _, d := range dirs {
+		r := runs[d]
+		if by, ok := sup[run.RunRef{Shard: r.Shard, Window: r.Window, RunID: r.RunID}]; ok && r.State == runComplete {
+			r.State, r.SupersededBy = runSuperseded, by.Window+"/"+by.RunID
+		}
+	}
 	for _, d := range dirs {
 		r := runs[d]
 		l.Runs = append(l.Runs, *r)

@@ -19,6 +19,10 @@
 //	tailor-batch inspect   a segment's header and footer, or a series file's index and blocks
 //	tailor-batch gateway   Prometheus remote-write over HTTP → Kafka records for the sink
 //	tailor-batch export    series files → Prometheus TSDB blocks for PromQL
+//	tailor-batch compact   published windows → larger windows, level by level (docs/lifecycle.md)
+//	tailor-batch delete    record a delete (a tombstone) and apply it
+//	tailor-batch retain    apply a retention policy per resolution and org
+//	tailor-batch gc        remove superseded runs, orphans and segments no run needs
 //
 // Exit codes (every command, docs/cli.md): 0 success, 1 a check found something, 2 a
 // usage or runtime error.
@@ -116,7 +120,8 @@ Exit codes (every command):
 	// A flag that does not parse is a usage error (exit 2, with a pointer to --help).
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newSinkCmd(), newImportCmd(), newRunCmd(), newCatCmd(), newDemoCmd(), newGamedayCmd(), newLoadtestCmd(),
-		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd(), newVerifyCmd(), newVersionCmd(), newLsCmd(), newInspectCmd(), newGatewayCmd(), newExportCmd())
+		newSQLCmd(), newDiffCmd(), newValidateCmd(), newResolveCmd(), newVerifyCmd(), newVersionCmd(), newLsCmd(), newInspectCmd(), newGatewayCmd(), newExportCmd(),
+		newCompactCmd(), newDeleteCmd(), newRetainCmd(), newGCCmd())
 	finishCommands(root)
 	return root
 }

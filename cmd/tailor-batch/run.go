@@ -28,6 +28,7 @@ func newRunCmd() *cobra.Command {
 		all, jsonOut                               bool
 		windowSize                                 time.Duration
 		opt                                        run.AllOptions
+		rf                                         rollupFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run --store URL (--shard S | --shard-from-env VAR | --all) [--window FROM/DURATION]",
@@ -83,6 +84,14 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				}
 				opt.Windows, opt.Arrival.Size = []run.Window{w}, w.Size
 			}
+			rollups, err := rf.config()
+			if err != nil {
+				return err
+			}
+			if err := checkDivides(rollups, opt.Arrival.Size, "the window size"); err != nil {
+				return err
+			}
+			opt.Rollups = rollups
 			limit, err := memoryLimit(log, opt.Engine.MemoryLimit, opt.Parallel)
 			if err != nil {
 				return err
@@ -178,6 +187,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.BoolVar(&opt.Force, "force", false, "re-run windows that already have a complete run for the same inputs")
 	fl.BoolVar(&opt.DryRun, "dry-run", false, "print the plan (segments, bytes, frames, estimated points) and read nothing")
 	fl.BoolVar(&jsonOut, "json", false, "print the run report as JSON")
+	rf.add(cmd, "the window size")
 	return cmd
 }
 

@@ -111,6 +111,9 @@ run selects its input:
            (org_id, metric_id, context_key, ts, value, record_ts, topic_id, partition, offset)
   latest   points de-duplicated by the run's rule (latest arrival wins)
   series   the published series files (org_id, metric_id, context_key, ts, value)
+  rollup   the published rollups (org_id, metric_id, context_key, resolution, ts = the
+           bucket's start, count, sum, min, max, first, last, increase: NULL unless a
+           counter; docs/format/rollup.md)
   legacy   the --legacy data, with the same five columns (only with --legacy)
 
 Only the views a statement names are read. The SQL is the argument, or standard input
@@ -174,6 +177,7 @@ is a script with a quote or comment that is never closed.`,
 				query.LatestView(),
 				run.SeriesView("series", st, scope),
 			}
+			views = append(views, run.RollupViews(st, scope)...)
 			if lf.source != "" {
 				lo, err := lf.options()
 				if err != nil {

@@ -171,6 +171,7 @@ var tailorViews = []struct{ name, holds, needs string }{
 	{"points", "every point of the segments, duplicates included, with provenance", ""},
 	{"latest", "the points de-duplicated by the run's rule (latest arrival wins)", ""},
 	{"series", "the published series files", ""},
+	{"rollup", "the published rollups, a row per series, resolution and bucket", ""},
 	{"legacy", "the legacy data", "--legacy SRC"},
 }
 

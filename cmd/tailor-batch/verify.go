@@ -42,8 +42,13 @@ func newVerifyCmd() *cobra.Command {
   coverage  every frame of every segment is read by the current run of every shard and
             window its points belong to, or is reported as not yet run, with its points
             and bytes; degraded runs (that skipped corrupt frames) are reported
+  life      compacted and rewritten runs account for their sources (derived_mismatch);
+            no serving part and no segment holds a point of an applied delete
+            (deleted_remains); an input that is gone and that gc did not record
+            collecting is lost (input_lost); gc's records fill the chains it collected
   --deep    every current run is made again from its inputs, in memory, and its counts
-            and part bytes compared with the published ones
+            and part bytes compared with the published ones (runs made from runs, by
+            compaction, deletes or retention, are checked as "life" says)
 
 --shard and --window limit the runs and coverage checked. The arrival rule (--window-size,
 --lateness, --flush-age) must be the one run used; by default verify takes it from the
@@ -178,7 +183,11 @@ func printVerify(w io.Writer, url string, r *run.VerifyReport, elapsed time.Dura
 	partProblems := r.Count(run.PartMissing) + r.Count(run.PartSize) + r.Count(run.PartChecksum) + r.Count(run.PartCorrupt) + r.Count(run.CurrentMissing) + r.Count(run.ManifestUnreadable) + r.Count(run.InputChanged)
 	fmt.Fprintf(w, "  runs      %d manifests (%d serving), %d parts, %d bytes: %s\n", r.Runs, r.Current, r.Parts, r.PartBytes, okOr(partProblems, "every part present, checksummed and decoded"))
 	if len(r.Collected) > 0 {
-		fmt.Fprintf(w, "            %d input segments collected (no longer stored; coverage shows whether anything depends on them)\n", len(r.Collected))
+		fmt.Fprintf(w, "            %d input segments no longer stored (%d recorded by gc; coverage shows whether anything depends on them)\n", len(r.Collected), r.CollectedRanges)
+	}
+	if r.Derived > 0 || r.Superseded > 0 || r.Tombstones > 0 {
+		fmt.Fprintf(w, "  life      %d derived runs serve (%d runs they supersede), %d deletes (%d applied): %s\n", r.Derived, r.Superseded, r.Tombstones, r.Applied,
+			okOr(r.Count(run.DerivedMismatch)+r.Count(run.DeletedRemains)+r.Count(run.InputLost), "derived runs account for their sources, no deleted point stored"))
 	}
 	fmt.Fprintf(w, "  coverage  %d of %d shard windows covered, %d frames, %d points: %s\n", r.Covered, r.Windows, r.Frames, r.Points,
 		okOr(r.Count(run.NotRun)+r.Count(run.RunDegraded)+r.Count(run.FrameCorrupt)+r.Count(run.RuleDiffers), "every frame read by its window's run"))
