@@ -232,3 +232,14 @@ func tombstonedRunID(id string, ids []string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
+
+// Deletes reports whether ts deletes the point of series k at t.
+func (ts Tombstones) Deletes(k columnar.SeriesKey, t int64) bool {
+	for i := range ts {
+		x := &ts[i]
+		if x.Org == k.Org && (x.Metric == nil || *x.Metric == k.Metric) && t >= x.From && t < x.To {
+			return true
+		}
+	}
+	return false
+}

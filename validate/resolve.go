@@ -132,6 +132,7 @@ func ReadResolved(ctx context.Context, open func(ctx context.Context, url string
 		open = storage.Open
 	}
 	stores := map[string]storage.Store{}
+	tombs := map[string]run.Tombstones{}
 	defer func() {
 		for _, st := range stores {
 			st.Close()
@@ -145,7 +146,12 @@ func ReadResolved(ctx context.Context, open func(ctx context.Context, url string
 				return err
 			}
 			stores[r.Root] = st
+			// A delete hides its points from every reader at once (docs/lifecycle.md).
+			if tombs[r.Root], err = run.LoadTombstones(ctx, st); err != nil {
+				return err
+			}
 		}
+		tomb := tombs[r.Root]
 		for _, f := range r.Files {
 			rd, err := encoder.OpenStored(ctx, st, f.Key)
 			if err != nil {
@@ -155,6 +161,9 @@ func ReadResolved(ctx context.Context, open func(ctx context.Context, url string
 			for it.Next() {
 				s := it.At()
 				for i, ts := range s.Ts {
+					if len(tomb) > 0 && tomb.Deletes(s.Key, ts) {
+						continue
+					}
 					if err := fn(s.Key, ts, s.Values[i]); err != nil {
 						return err
 					}
