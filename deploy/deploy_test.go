@@ -64,6 +64,8 @@ func decode(t *testing.T) map[string][]any {
 				obj = &batchv1.CronJob{}
 			case "v1 ServiceAccount":
 				obj = &corev1.ServiceAccount{}
+			case "v1 ConfigMap":
+				obj = &corev1.ConfigMap{}
 			default:
 				t.Fatalf("%s document %d: unexpected %s %s", f, i, tm.APIVersion, tm.Kind)
 			}
@@ -97,12 +99,25 @@ func TestManifestsParse(t *testing.T) {
 	for _, o := range objs["Job"] {
 		jobs = append(jobs, o.(*batchv1.Job).Spec)
 	}
+	life := map[string]bool{}
 	for _, o := range objs["CronJob"] {
 		cj := o.(*batchv1.CronJob)
 		if f := strings.Fields(cj.Spec.Schedule); len(f) != 5 {
 			t.Errorf("cronjob %s: schedule %q is not 5 fields", cj.Name, cj.Spec.Schedule)
 		}
-		jobs = append(jobs, cj.Spec.JobTemplate.Spec)
+		spec := cj.Spec.JobTemplate.Spec
+		switch cmd := spec.Template.Spec.Containers[0].Args[0]; cmd {
+		case "compact", "retain", "gc":
+			checkLifeCronJob(t, objs, cj, cmd)
+			life[cmd] = true
+		default:
+			jobs = append(jobs, spec)
+		}
+	}
+	for _, cmd := range []string{"compact", "retain", "gc"} {
+		if !life[cmd] {
+			t.Errorf("no CronJob runs %s (docs/lifecycle.md)", cmd)
+		}
 	}
 	for _, j := range jobs {
 		if j.CompletionMode == nil || *j.CompletionMode != batchv1.IndexedCompletion {
@@ -121,6 +136,53 @@ func TestManifestsParse(t *testing.T) {
 		if lim := c.Resources.Limits.Memory(); lim == nil || lim.IsZero() {
 			t.Errorf("run job: want a memory limit (the default --memory-limit is 60%% of it)")
 		}
+	}
+}
+
+// checkLifeCronJob checks a CronJob of the history's life (compact, retain, gc): one at
+// a time, a pod that is not restarted in place (the Job retries it), a memory limit, and
+// for retain a policy mounted from a ConfigMap in deploy/.
+func checkLifeCronJob(t *testing.T, objs map[string][]any, cj *batchv1.CronJob, cmd string) {
+	t.Helper()
+	if cj.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
+		t.Errorf("cronjob %s: concurrencyPolicy %q: want Forbid", cj.Name, cj.Spec.ConcurrencyPolicy)
+	}
+	pod := cj.Spec.JobTemplate.Spec.Template.Spec
+	if pod.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("cronjob %s: restartPolicy %q: want Never", cj.Name, pod.RestartPolicy)
+	}
+	c := pod.Containers[0]
+	if lim := c.Resources.Limits.Memory(); lim == nil || lim.IsZero() {
+		t.Errorf("cronjob %s: want a memory limit", cj.Name)
+	}
+	if cmd != "retain" {
+		return
+	}
+	var policy string
+	for _, a := range c.Args {
+		if p, ok := strings.CutPrefix(a, "--policy="); ok {
+			policy = p
+		}
+	}
+	found := false
+	for _, m := range c.VolumeMounts {
+		if !strings.HasPrefix(policy, m.MountPath+"/") {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name != m.Name || v.ConfigMap == nil {
+				continue
+			}
+			for _, o := range objs["ConfigMap"] {
+				cm := o.(*corev1.ConfigMap)
+				if _, ok := cm.Data[strings.TrimPrefix(policy, m.MountPath+"/")]; ok && cm.Name == v.ConfigMap.Name {
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		t.Errorf("cronjob %s: --policy=%s is not a file of a ConfigMap in deploy/", cj.Name, policy)
 	}
 }
 

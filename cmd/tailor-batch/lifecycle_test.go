@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/run"
 )
 
 // TestLifecycleCommands: run --rollups, compact, delete, retain and gc from the command
@@ -123,5 +126,28 @@ func TestLifecycleCommands(t *testing.T) {
 		if !r.Skipped {
 			t.Fatalf("run %s %s after the life ran again", r.Shard, r.Window)
 		}
+	}
+}
+
+// TestDeployRetentionPolicyParses: the policy the retain CronJob mounts is one retain
+// accepts.
+func TestDeployRetentionPolicyParses(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/retain-cronjob.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Kind string            `yaml:"kind"`
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.NewDecoder(strings.NewReader(string(b))).Decode(&cm); err != nil || cm.Kind != "ConfigMap" {
+		t.Fatalf("the first document is not the policy's ConfigMap: %v", err)
+	}
+	p, err := run.ParseRetentionPolicy([]byte(cm.Data["retention.yaml"]), "deploy/retain-cronjob.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Default) == 0 {
+		t.Fatal("the policy keeps everything for ever")
 	}
 }
