@@ -94,6 +94,17 @@ bench-run: build
 	$(GO) build -o bin/bench-run ./bench/run
 	./bin/bench-run -bin $(BIN) -dir $(BENCH_RUN_DIR)
 
+# tailor-batch compact --levels 1d,7d against run --all on the same points: 7 days x 6
+# windows x 64 shards with late data (bench/compact); prints points per CPU-second of
+# both, the files a one-series 7-day read opens and bytes per point before and after, and
+# checks readers read the same points. Segments are written once into $(BENCH_COMPACT_DIR).
+# SERIES=n scales it (default 3,200 series, a point a minute: 32M points).
+BENCH_COMPACT_DIR ?= $(or $(TMPDIR),/tmp)/tailor-bench-compact
+.PHONY: bench-compact
+bench-compact: build
+	$(GO) build -o bin/bench-compact ./bench/compact
+	./bin/bench-compact -bin $(BIN) -dir $(BENCH_COMPACT_DIR) $(if $(SERIES),-series $(SERIES))
+
 # Segment reader against arrow-go's Parquet reader on the same points (NAB and 20M
 # synthetic): points/s per core, the ratio, allocations per frame, reader memory. Its own
 # module keeps pqarrow's dependencies out of the product's.

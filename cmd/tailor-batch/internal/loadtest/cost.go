@@ -24,6 +24,26 @@ type Forecast struct {
 	Rows                                             []CostRow
 	LegacyKafka, TailorKafka, KafkaSaved             CostRow
 	TotalPerBillion, TotalPerMonth, SavedPerMonthPct float64
+	// Life is what compaction and gc change (docs/lifecycle.md): included above, and
+	// shown apart here.
+	Life LifeCost
+}
+
+// LifeCost is what compaction and gc cost and save, from the K× run.
+type LifeCost struct {
+	// CPUSecPerPoint of compaction and gc (in the compute row).
+	CPUSecPerPoint float64
+	// Requests per point of compaction and gc (in the request rows).
+	PutsPerPoint, GetsPerPoint, ListsPerPoint float64
+	// SeriesBytesBefore and After are bytes per point of the serving series files
+	// before and after compaction; StorageSaved the month's storage it saves.
+	SeriesBytesBefore, SeriesBytesAfter float64
+	StorageSaved                        CostRow
+	// ReadBefore and ReadAfter are the requests of one read of every point of the store,
+	// per billion points; ReadSaved the dollars one such read saves per billion points.
+	ReadBefore, ReadAfter Requests
+	ReadSaved             float64
+	RunsBefore, RunsAfter int
 }
 
 // CostRow is one line of the forecast, in dollars.
@@ -37,12 +57,35 @@ func forecast(k *Measure, p Prices, rate float64) Forecast {
 	f := Forecast{Prices: p, IngestRate: rate}
 	pts := float64(k.Points)
 	sink, run := k.Stages["sink"], k.Stages["run"]
-	f.CPUSecPerPoint = (sink.CPU + run.CPU) / pts
+	compact, gc := stageOr(k, "compact"), stageOr(k, "gc")
+	f.CPUSecPerPoint = (sink.CPU + run.CPU + compact.CPU + gc.CPU) / pts
+	// The month's series files are the compacted ones.
 	f.SeriesBytesPerPoint = float64(run.OutBytes) / pts
+	if k.Life.SeriesBytesAfter > 0 {
+		f.SeriesBytesPerPoint = float64(k.Life.SeriesBytesAfter) / pts
+	}
 	f.SegBytesPerPoint = float64(sink.OutBytes) / pts
 	f.KafkaBPP = float64(k.Stages["produce"].OutBytes) / pts
 	req := Requests{sink.Requests.Put + run.Requests.Put, sink.Requests.Get + run.Requests.Get, sink.Requests.List + run.Requests.List}
+	life := Requests{compact.Requests.Put + gc.Requests.Put, compact.Requests.Get + gc.Requests.Get, compact.Requests.List + gc.Requests.List}
+	req = Requests{req.Put + life.Put, req.Get + life.Get, req.List + life.List}
 	f.PutsPerPoint, f.GetsPerPoint, f.ListsPerPoint = float64(req.Put)/pts, float64(req.Get)/pts, float64(req.List)/pts
+	l := &f.Life
+	l.CPUSecPerPoint = (compact.CPU + gc.CPU) / pts
+	l.PutsPerPoint, l.GetsPerPoint, l.ListsPerPoint = float64(life.Put)/pts, float64(life.Get)/pts, float64(life.List)/pts
+	l.SeriesBytesBefore, l.SeriesBytesAfter = float64(k.Life.SeriesBytesBefore)/pts, float64(k.Life.SeriesBytesAfter)/pts
+	l.RunsBefore, l.RunsAfter = k.Life.RunsBefore, k.Life.RunsAfter
+	perBillion := func(r Requests) Requests {
+		return Requests{int64(float64(r.Put) / pts * 1e9), int64(float64(r.Get) / pts * 1e9), int64(float64(r.List) / pts * 1e9)}
+	}
+	l.ReadBefore, l.ReadAfter = perBillion(k.Life.ReadBefore), perBillion(k.Life.ReadAfter)
+	dollars := func(r Requests) float64 {
+		return float64(r.Put+r.List)/1000*p.S3PutPer1000 + float64(r.Get)/1000*p.S3GetPer1000
+	}
+	l.ReadSaved = dollars(l.ReadBefore) - dollars(l.ReadAfter)
+	saved := (l.SeriesBytesBefore - l.SeriesBytesAfter) / gib * p.S3StorageGBMonth
+	l.StorageSaved = CostRow{"storage saved by compaction, one month", saved * 1e9, saved * rate * secsInMonth,
+		fmt.Sprintf("%.2f → %.2f B/point × $%g/GB-month", l.SeriesBytesBefore, l.SeriesBytesAfter, p.S3StorageGBMonth)}
 
 	const billion = 1e9
 	month := rate * secsInMonth // points per month
@@ -53,9 +96,9 @@ func forecast(k *Measure, p Prices, rate float64) Forecast {
 		f.TotalPerBillion += b
 		f.TotalPerMonth += m
 	}
-	add("compute (sink + run)", fmt.Sprintf("%.3g CPU-s/point × $%g/vCPU-h", f.CPUSecPerPoint, p.ComputeVCPUHour),
+	add("compute (sink + run + compact + gc)", fmt.Sprintf("%.3g CPU-s/point × $%g/vCPU-h", f.CPUSecPerPoint, p.ComputeVCPUHour),
 		f.CPUSecPerPoint/3600*p.ComputeVCPUHour)
-	add("storage: series files, one month", fmt.Sprintf("%.2f B/point × $%g/GB-month", f.SeriesBytesPerPoint, p.S3StorageGBMonth),
+	add("storage: series files (compacted), one month", fmt.Sprintf("%.2f B/point × $%g/GB-month", f.SeriesBytesPerPoint, p.S3StorageGBMonth),
 		f.SeriesBytesPerPoint/gib*p.S3StorageGBMonth)
 	add("storage: segments until deleted", fmt.Sprintf("%.2f B/point × %gh × $%g/GB-month", f.SegBytesPerPoint, p.SegmentRetentionHr, p.S3StorageGBMonth),
 		f.SegBytesPerPoint/gib*p.S3StorageGBMonth*p.SegmentRetentionHr/hoursInMonth)
@@ -122,7 +165,21 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(tw, "  total, Tailor\t$%.4f\t$%.2f\t\n", f.TotalPerBillion, f.TotalPerMonth)
 	fmt.Fprintf(tw, "  %s\t$%.4f\t$%.2f\t%s\n", f.LegacyKafka.Item, f.LegacyKafka.PerBillion, f.LegacyKafka.Month, f.LegacyKafka.Basis)
 	fmt.Fprintf(tw, "  %s\t$%.4f\t$%.2f\t%s\n", f.KafkaSaved.Item, f.KafkaSaved.PerBillion, f.KafkaSaved.Month, f.KafkaSaved.Basis)
+	l := f.Life
+	fmt.Fprintf(tw, "  %s\t$%.4f\t$%.2f\t%s\n", l.StorageSaved.Item, l.StorageSaved.PerBillion, l.StorageSaved.Month, l.StorageSaved.Basis)
 	tw.Flush()
+	fmt.Fprintf(w, "  compaction + gc: %.3g CPU-s/point, %.3g PUT + %.3g LIST + %.3g GET per point (in the rows above)\n",
+		l.CPUSecPerPoint, l.PutsPerPoint, l.ListsPerPoint, l.GetsPerPoint)
+	fmt.Fprintf(w, "  one read of every point, per billion points: %d GET + %d LIST over %d runs before compaction, %d GET + %d LIST over %d runs after compaction and gc ($%.4f saved a read)\n",
+		l.ReadBefore.Get, l.ReadBefore.List, l.RunsBefore, l.ReadAfter.Get, l.ReadAfter.List, l.RunsAfter, l.ReadSaved)
+}
+
+// stageOr returns the stage's measure, or a zero one when the stage did not run.
+func stageOr(k *Measure, name string) *StageMeasure {
+	if s := k.Stages[name]; s != nil {
+		return s
+	}
+	return &StageMeasure{}
 }
 
 func flag(g Growth) string {

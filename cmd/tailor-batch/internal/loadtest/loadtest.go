@@ -7,7 +7,10 @@ package loadtest
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,12 +20,14 @@ import (
 
 	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
 	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
-// Stages in pipeline order.
-var Stages = []string{"produce", "sink", "run", "check"}
+// Stages in pipeline order, then the history's life: compaction into days and gc (two
+// passes, the second after the grace and the replay retention).
+var Stages = []string{"produce", "sink", "run", "check", "compact", "gc"}
 
 // SuperLinear is the growth, relative to the growth in points, above which a stage is
 // flagged: 1.25 leaves room for noise on a shared machine while catching n log n with a
@@ -62,6 +67,23 @@ type Measure struct {
 	Check            string
 	Mismatches       []string
 	PeakResets       bool
+	Life             Life
+}
+
+// Life is what compaction and gc changed, measured by reading every point before and
+// after (docs/lifecycle.md).
+type Life struct {
+	// ReadBefore and ReadAfter are the requests of one read of every point (cat, a
+	// series view) before compaction and after compaction and gc.
+	ReadBefore, ReadAfter Requests
+	// SeriesBytesBefore and After are the bytes of the serving series files (own and late
+	// parts); RunsBefore and After the serving runs.
+	SeriesBytesBefore, SeriesBytesAfter int64
+	RunsBefore, RunsAfter               int
+	// SegmentBytesCollected are the segments gc removed once covered and past the
+	// replay retention; FilesCollected the superseded files it removed.
+	SegmentBytesCollected int64
+	FilesCollected        int
 }
 
 // Report is the whole load test.
@@ -175,7 +197,85 @@ func runScale(ctx context.Context, spec workload.Spec, k int, dir string, parall
 	if !res.Check.Passed() {
 		m.Check, m.Mismatches = "FAILED", res.Check.Mismatches
 	}
+	if err := life(ctx, st, mt, m, filepath.Join(dir, "compact")); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// life compacts the runs into days and collects what that leaves behind, measuring both
+// as stages, and reads every point before and after: the points must be the same.
+func life(ctx context.Context, st *countingStore, mt *meter, m *Measure, tmp string) error {
+	read := func() (Requests, uint64, int64, int, error) {
+		req0 := st.snapshot()
+		ms, err := run.Published(ctx, st)
+		if err != nil {
+			return Requests{}, 0, 0, 0, err
+		}
+		var bytes int64
+		for _, r := range ms {
+			for _, p := range append(append([]run.Part(nil), r.Parts...), r.LateParts...) {
+				bytes += p.Size
+			}
+		}
+		sm, err := run.OpenSeries(ctx, st, query.Scope{})
+		if err != nil {
+			return Requests{}, 0, 0, 0, err
+		}
+		h := fnv.New64a()
+		var b [36]byte
+		for sm.Next() {
+			s := sm.At()
+			for i, ts := range s.Ts {
+				binary.LittleEndian.PutUint32(b[0:], s.Key.Org)
+				binary.LittleEndian.PutUint64(b[4:], s.Key.Metric)
+				binary.LittleEndian.PutUint64(b[12:], s.Key.Context)
+				binary.LittleEndian.PutUint64(b[20:], uint64(ts))
+				binary.LittleEndian.PutUint64(b[28:], math.Float64bits(s.Values[i]))
+				h.Write(b[:])
+			}
+		}
+		return st.snapshot().sub(req0), h.Sum64(), bytes, len(ms), sm.Err()
+	}
+	l := &m.Life
+	var before, after uint64
+	var err error
+	if l.ReadBefore, before, l.SeriesBytesBefore, l.RunsBefore, err = read(); err != nil {
+		return fmt.Errorf("read before compaction: %w", err)
+	}
+	end := mt.stage("compact")
+	cr, err := run.Compact(ctx, run.CompactOptions{Store: st, Levels: []time.Duration{24 * time.Hour}, TempDir: tmp, Parallel: 1})
+	end()
+	if err != nil {
+		return err
+	}
+	for _, s := range cr.Shards {
+		for _, r := range s.Runs {
+			m.Stages["compact"].OutBytes += r.Counts.BytesOut
+		}
+	}
+	// Two passes: the first marks what the compaction superseded, the second runs once
+	// the grace and the replay retention are over.
+	now := time.Now()
+	end = mt.stage("gc")
+	for _, at := range []time.Time{now, now.Add(run.DefaultGrace + run.DefaultReplayRetention)} {
+		g, err := run.GC(ctx, run.GCOptions{Store: st, Now: at})
+		if err != nil {
+			end()
+			return err
+		}
+		l.SegmentBytesCollected += g.SegmentBytes
+		l.FilesCollected += g.Files
+	}
+	end()
+	if l.ReadAfter, after, l.SeriesBytesAfter, l.RunsAfter, err = read(); err != nil {
+		return fmt.Errorf("read after compaction and gc: %w", err)
+	}
+	if after != before {
+		m.Check = "FAILED"
+		m.Mismatches = append(m.Mismatches, "compaction and gc changed the points readers read")
+	}
+	return nil
 }
 
 // Growth is how one stage grew from scale 1 to scale K.

@@ -44,9 +44,20 @@ func TestRunSmall(t *testing.T) {
 	if f.TotalPerBillion <= 0 || f.KafkaSaved.PerBillion <= 0 || len(f.Rows) != 5 {
 		t.Errorf("forecast %+v", f)
 	}
+	// The history's life: compaction made fewer runs and reads cheaper, gc collected.
+	l := rep.K.Life
+	if l.RunsAfter >= l.RunsBefore || l.ReadAfter.Get >= l.ReadBefore.Get || l.FilesCollected == 0 || l.SegmentBytesCollected == 0 {
+		t.Errorf("life at 2×: %+v", l)
+	}
+	if s := rep.K.Stages["compact"]; s.OutBytes <= 0 || s.Requests.Put == 0 {
+		t.Errorf("compact stage: %+v", s)
+	}
+	if f.Life.CPUSecPerPoint <= 0 || f.Life.ReadSaved <= 0 {
+		t.Errorf("life cost %+v", f.Life)
+	}
 	var out bytes.Buffer
 	rep.Print(&out)
-	for _, want := range []string{"wall 2×", "most skewed shard", "Kafka retention saved", "per billion points"} {
+	for _, want := range []string{"wall 2×", "most skewed shard", "Kafka retention saved", "per billion points", "storage saved by compaction", "one read of every point"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
