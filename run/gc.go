@@ -45,6 +45,10 @@ type GCOptions struct {
 	// ReplayRetention keeps a covered segment until its start is this old (default
 	// 72h), so that a window can be made again from its segments for that long.
 	ReplayRetention time.Duration
+	// SegmentsNow, when set, is the clock segment ages count from instead of Now: the
+	// start of the newest segment, for a replay of history whose record timestamps lie
+	// in the past (a segment's start is a record timestamp, not the wall clock).
+	SegmentsNow time.Time
 	// DryRun lists what would go, and writes and deletes nothing.
 	DryRun bool
 	Logger *slog.Logger
@@ -435,7 +439,11 @@ func gcSegments(ctx context.Context, opt *GCOptions, rep *GCReport, cur, vis []*
 	if err != nil {
 		return err
 	}
-	cutoff := opt.Now.Add(-opt.ReplayRetention).UnixMilli()
+	clock := opt.Now
+	if !opt.SegmentsNow.IsZero() {
+		clock = opt.SegmentsNow
+	}
+	cutoff := clock.Add(-opt.ReplayRetention).UnixMilli()
 	var take []*columnar.Segment
 	for _, s := range segs {
 		if !covered[s.Key] {

@@ -91,6 +91,7 @@ func Scenarios() []Scenario {
 		{"corrupt-segment", "a corrupt segment", corruptSegment, [2]time.Duration{2 * time.Minute, 10 * time.Minute}},
 		{"rebalance-storm", "workers joining and leaving every few seconds", rebalanceStorm, [2]time.Duration{2 * time.Minute, 10 * time.Minute}},
 		{"broker-unreachable", "the broker briefly unreachable", brokerUnreachable, [2]time.Duration{2 * time.Minute, 10 * time.Minute}},
+		{"history-life", "sink, run, compact, retain and gc together while points flow", historyLife, [2]time.Duration{3 * time.Minute, 15 * time.Minute}},
 	}
 }
 
