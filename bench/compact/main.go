@@ -141,6 +141,35 @@ func bench(dir, bin string, series int, interval int64, parallel int) error {
 		return fmt.Errorf("readers read %d points (hash %x) before compaction and %d (hash %x) after", before.points, before.hash, after.points, after.hash)
 	}
 
+	// gc after the grace: the superseded runs go (segments are kept, with a replay
+	// retention longer than the bench, so that the next bench run finds them); a dry run
+	// with the default retention says what it would collect of them.
+	gcAt := func(days int, extra ...string) ([]byte, error) {
+		a := append([]string{"gc", "--store", store, "--now", time.UnixMilli(start).Add(time.Duration(days) * 24 * time.Hour).UTC().Format(time.RFC3339), "--json"}, extra...)
+		out, _, _, _, err := child(bin, a...)
+		return out, err
+	}
+	for _, d := range []int{30, 32} {
+		if out, err := gcAt(d, "--replay-retention", "876000h"); err != nil {
+			return fmt.Errorf("tailor-batch gc: %w\n%s", err, out)
+		}
+	}
+	out, err = gcAt(32, "--dry-run")
+	if err != nil {
+		return fmt.Errorf("tailor-batch gc --dry-run: %w\n%s", err, out)
+	}
+	var gr run.GCReport
+	if err := json.Unmarshal(out, &gr); err != nil {
+		return fmt.Errorf("gc --json: %w", err)
+	}
+	collected, err := measure(ctx, storeDir)
+	if err != nil {
+		return err
+	}
+	if collected.hash != before.hash {
+		return fmt.Errorf("readers read other points after gc")
+	}
+
 	fmt.Printf("\n%d series, a point every %s for %d days: %d points read by readers (the same, bit for bit, before and after)\n",
 		series, time.Duration(interval)*time.Millisecond, days, before.points)
 	fmt.Printf("run: %d shard runs; compact: %d compacted runs from %d runs (%d levels); %d cores; load average at the end %s\n",
@@ -155,7 +184,8 @@ func bench(dir, bin string, series int, interval int64, parallel int) error {
 	fmt.Printf("compaction throughput: %.2fx run's per CPU-second; goal >= 1: %s\n", ratio, verdict(ratio >= 1))
 	fr := float64(before.files) / float64(max(1, after.files))
 	fmt.Printf("files a one-series 7-day read opens: %d before, %d after (%.1fx fewer); goal >= %.0fx: %s\n", before.files, after.files, fr, goalFilesRatio, verdict(fr >= goalFilesRatio))
-	fmt.Printf("objects under series/: %d before, %d after compaction (gc removes the superseded ones)\n", before.objects, after.objects)
+	fmt.Printf("objects under series/: %d before, %d after compaction, %d after gc; gc would then collect %d segments (%d MiB) past the 72 h replay retention\n",
+		before.objects, after.objects, collected.objects, len(gr.Segments), gr.SegmentBytes>>20)
 	bb, ab := float64(before.bytes)/float64(before.stored), float64(after.bytes)/float64(after.stored)
 	fmt.Printf("bytes per stored point: %.3f before (%d points in %d serving files), %.3f after (%d in %d); goal no worse: %s\n",
 		bb, before.stored, before.servingFiles, ab, after.stored, after.servingFiles, verdict(ab <= bb))
