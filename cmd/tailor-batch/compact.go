@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tailor-metrics/tailor/run"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 func newCompactCmd() *cobra.Command {
@@ -57,7 +58,7 @@ way (docs/lifecycle.md, "Deletes").`,
 					return err
 				}
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
@@ -84,7 +85,7 @@ way (docs/lifecycle.md, "Deletes").`,
 		},
 	}
 	fl := cmd.Flags()
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	fl.StringVar(&levels, "levels", "1d,7d", "window sizes to compact into, ascending, each a whole multiple of the one before (and of the runs' window size)")
 	fl.StringVar(&shard, "shard", "", "compact only this shard")
 	fl.StringVar(&shardMap, "shard-map", "", "shard map YAML the sink used, to check --shard")

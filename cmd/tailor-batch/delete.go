@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tailor-metrics/tailor/run"
+	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/validate"
 )
 
@@ -48,7 +49,7 @@ grace. --list prints the tombstones. Compaction applies tombstones too (docs/lif
 			if org == "" && (metric != "" || from != "" || to != "") {
 				return usageErrorf("delete: --metric, --from and --to need --org")
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SegmentsPrefix, storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
@@ -139,7 +140,7 @@ grace. --list prints the tombstones. Compaction applies tombstones too (docs/lif
 		},
 	}
 	fl := cmd.Flags()
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	fl.StringVar(&org, "org", "", "the org whose points to delete")
 	fl.StringVar(&metric, "metric", "", "only this metric id's points")
 	fl.StringVar(&from, "from", "", "only points with ts at or after this time, RFC 3339 or Unix ms (default: the beginning)")

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tailor-metrics/tailor/run"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 func newGCCmd() *cobra.Command {
@@ -40,7 +41,7 @@ pass that saw a file unneeded (a mark, _GC.json, in its directory): run gc regul
 			if err != nil {
 				return err
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SegmentsPrefix, storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
@@ -60,7 +61,7 @@ pass that saw a file unneeded (a mark, _GC.json, in its directory): run gc regul
 		},
 	}
 	fl := cmd.Flags()
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	fl.DurationVar(&opt.Grace, "grace", run.DefaultGrace, "keep unneeded files this long after gc first saw them (longer than any run, compaction or read)")
 	fl.DurationVar(&opt.ReplayRetention, "replay-retention", run.DefaultReplayRetention, "keep covered segments until they started this long ago, so that windows can be made again from them")
 	fl.BoolVar(&dryRun, "dry-run", false, "list what would go, with bytes, and write nothing")

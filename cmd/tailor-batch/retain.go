@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tailor-metrics/tailor/run"
+	"github.com/tailor-metrics/tailor/storage"
 )
 
 func newRetainCmd() *cobra.Command {
@@ -44,7 +45,7 @@ so a reader never sees a half-deleted run; gc deletes the old files after its ow
 			if cmd.Flags().Changed("grace") {
 				pol.Grace = run.Duration(grace)
 			}
-			st, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL, "--store", storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
@@ -66,7 +67,7 @@ so a reader never sees a half-deleted run; gc deletes the old files after its ow
 		},
 	}
 	fl := cmd.Flags()
-	storeFlag(cmd, &storeURL)
+	storeFlag(cmd, &storeURL, false)
 	fl.StringVar(&policy, "policy", "", "the retention policy YAML (required)")
 	_ = cmd.MarkFlagRequired("policy")
 	fl.DurationVar(&grace, "grace", run.DefaultGrace, "keep data this long past its retention (overrides the policy's grace)")

@@ -102,7 +102,9 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				// than cores measured slower (docs/run.md).
 				opt.Engine.Threads = max(1, runtime.NumCPU()/max(1, opt.Parallel))
 			}
-			st, err := openStore(ctx, storeURL, "--store", storage.SegmentsPrefix)
+			// series/ too: once gc collected every segment the runs covered
+			// (docs/lifecycle.md), the store is still Tailor's, with nothing to run.
+			st, err := openStore(ctx, storeURL, "--store", storage.SegmentsPrefix, storage.SeriesPrefix)
 			if err != nil {
 				return err
 			}
