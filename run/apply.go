@@ -223,25 +223,16 @@ func dropHeldSegments(ctx context.Context, opt *ApplyOptions, rep *ApplyReport, 
 	if err != nil {
 		return err
 	}
-	a, ok, err := storeArrival(visible(cur))
-	if err != nil || !ok {
+	_, covered, why, err := unneededSegments(ctx, opt.Store, cur, nil)
+	if err != nil {
+		return err
+	}
+	if why != "" {
 		for k := range bySeg {
 			rep.Waiting = append(rep.Waiting, k)
 		}
 		sort.Strings(rep.Waiting)
 		return nil
-	}
-	segs, err := columnar.ListSegmentsWith(ctx, opt.Store, columnar.ListOptions{SkipCorrupt: true})
-	if err != nil {
-		return err
-	}
-	served, err := servingIndex(cur)
-	if err != nil {
-		return err
-	}
-	covered, err := segmentsCovered(ctx, opt.Store, segs, a, served)
-	if err != nil {
-		return err
 	}
 	var take []*columnar.Segment
 	for k, s := range bySeg {

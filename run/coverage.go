@@ -122,3 +122,27 @@ func segmentsCovered(ctx context.Context, st storage.Store, segs []*columnar.Seg
 	}
 	return out, nil
 }
+
+// unneededSegments lists st's segments and reports which of them no run needs (see
+// segmentsCovered), from the current runs cur. It returns no segments and a reason
+// when the serving runs give no single arrival rule (or none is published): then
+// every segment is needed. Corrupt footers go to onCorrupt, and their segments stay.
+func unneededSegments(ctx context.Context, st storage.Store, cur []*Manifest, onCorrupt func(error)) ([]*columnar.Segment, map[string]bool, string, error) {
+	a, ok, err := storeArrival(visible(cur))
+	switch {
+	case err != nil:
+		return nil, nil, err.Error(), nil
+	case !ok:
+		return nil, nil, "nothing is published", nil
+	}
+	segs, err := columnar.ListSegmentsWith(ctx, st, columnar.ListOptions{SkipCorrupt: true, OnCorrupt: onCorrupt})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	served, err := servingIndex(cur)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	covered, err := segmentsCovered(ctx, st, segs, a, served)
+	return segs, covered, "", err
+}

@@ -200,7 +200,7 @@ func GC(ctx context.Context, opt GCOptions) (*GCReport, error) {
 			return rep, err
 		}
 	}
-	if err := gcSegments(ctx, &opt, rep, cur, vis); err != nil {
+	if err := gcSegments(ctx, &opt, rep, cur); err != nil {
 		return rep, err
 	}
 	return rep, nil
@@ -416,28 +416,16 @@ func collectSegments(ctx context.Context, st storage.Store, segs []*columnar.Seg
 
 // gcSegments collects the segments no run needs that are older than the replay
 // retention.
-func gcSegments(ctx context.Context, opt *GCOptions, rep *GCReport, cur, vis []*Manifest) error {
-	a, ok, err := storeArrival(vis)
-	if err != nil {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("segments left alone: %v", err))
-		return nil
-	}
-	if !ok {
-		return nil // nothing is published: every segment is needed
-	}
-	segs, err := columnar.ListSegmentsWith(ctx, opt.Store, columnar.ListOptions{SkipCorrupt: true, OnCorrupt: func(err error) {
+func gcSegments(ctx context.Context, opt *GCOptions, rep *GCReport, cur []*Manifest) error {
+	segs, covered, why, err := unneededSegments(ctx, opt.Store, cur, func(err error) {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("segment left alone: %v", err))
-	}})
+	})
 	if err != nil {
 		return err
 	}
-	served, err := servingIndex(cur)
-	if err != nil {
-		return err
-	}
-	covered, err := segmentsCovered(ctx, opt.Store, segs, a, served)
-	if err != nil {
-		return err
+	if why != "" {
+		rep.Notes = append(rep.Notes, "segments left alone: "+why)
+		return nil
 	}
 	clock := opt.Now
 	if !opt.SegmentsNow.IsZero() {

@@ -318,30 +318,7 @@ func TestSeriesMergerTakesLatestArrival(t *testing.T) {
 	if overlaps == 0 || lateLate == 0 {
 		t.Fatalf("%d points in two outputs, %d in two late outputs: the test proves too little", overlaps, lateLate)
 	}
-	read := func(scope query.Scope) map[outPoint]uint64 {
-		t.Helper()
-		m, err := OpenSeries(ctx, st, scope)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[outPoint]uint64{}
-		var prev *outPoint
-		for m.Next() {
-			s := m.At()
-			for i, ts := range s.Ts {
-				op := outPoint{s.Key, ts}
-				if prev != nil && (op.k.Compare(prev.k) < 0 || op.k == prev.k && ts <= prev.ts) {
-					t.Fatalf("%+v after %+v: not in (series, ts) order, or repeated", op, *prev)
-				}
-				prev = &op
-				got[op] = math.Float64bits(s.Values[i])
-			}
-		}
-		if err := m.Err(); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
+	read := func(scope query.Scope) map[outPoint]uint64 { return readAll(t, st, scope) }
 	got := read(query.Scope{})
 	if len(got) != len(want) {
 		t.Fatalf("%d points, want %d", len(got), len(want))

@@ -78,10 +78,12 @@ func (t *Tombstone) String() string {
 	if t.Metric != nil {
 		what += fmt.Sprintf(" metric %d", *t.Metric)
 	}
-	return fmt.Sprintf("tombstone %s (%s, ts in [%s, %s))", t.ID, what, fmtTs(t.From), fmtTs(t.To))
+	return fmt.Sprintf("tombstone %s (%s, ts in [%s, %s))", t.ID, what, FormatTs(t.From), FormatTs(t.To))
 }
 
-func fmtTs(ms int64) string {
+// FormatTs prints a ts (Unix ms) as RFC 3339, and the open ends of a range as -inf and
+// +inf.
+func FormatTs(ms int64) string {
 	switch ms {
 	case math.MinInt64:
 		return "-inf"
@@ -96,7 +98,7 @@ func fmtTs(ms int64) string {
 // created it.
 func RecordTombstone(ctx context.Context, st storage.Store, t Tombstone) (*Tombstone, bool, error) {
 	if t.From >= t.To {
-		return nil, false, fmt.Errorf("record delete: from %s is not before to %s", fmtTs(t.From), fmtTs(t.To))
+		return nil, false, fmt.Errorf("record delete: from %s is not before to %s", FormatTs(t.From), FormatTs(t.To))
 	}
 	t.ID = TombstoneID(t.Org, t.Metric, t.From, t.To)
 	t.Applied = nil

@@ -23,11 +23,9 @@ package main
 import (
 	"container/heap"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -238,27 +236,8 @@ func measure(ctx context.Context, storeDir string) (footprint, error) {
 	}
 	f.files = len(cs.keys)
 	// Every point readers read, hashed in order.
-	all, err := run.OpenSeries(ctx, st, query.Scope{})
-	if err != nil {
-		return f, err
-	}
-	h := fnv.New64a()
-	var b [32]byte
-	for all.Next() {
-		s := all.At()
-		for i, ts := range s.Ts {
-			binary.LittleEndian.PutUint32(b[0:], s.Key.Org)
-			binary.LittleEndian.PutUint64(b[4:], s.Key.Metric)
-			binary.LittleEndian.PutUint64(b[12:], s.Key.Context)
-			binary.LittleEndian.PutUint64(b[20:], uint64(ts))
-			h.Write(b[:28])
-			binary.LittleEndian.PutUint64(b[0:], math.Float64bits(s.Values[i]))
-			h.Write(b[:8])
-		}
-		f.points += uint64(len(s.Ts))
-	}
-	f.hash = h.Sum64()
-	return f, all.Err()
+	f.points, f.hash, err = run.Digest(ctx, st, query.Scope{})
+	return f, err
 }
 
 // countingStore records the series files read through it.

@@ -81,10 +81,11 @@ grace. --list prints the tombstones. Compaction applies tombstones too (docs/lif
 					}
 				}
 				if t.From >= t.To {
-					return usageErrorf("--from %s is not before --to %s", fmtMs(t.From), fmtMs(t.To))
+					return usageErrorf("--from %s is not before --to %s", run.FormatTs(t.From), run.FormatTs(t.To))
 				}
 				if dryRun {
-					fmt.Fprintf(w, "would record a delete of %s\n", describeDelete(&t))
+					t.ID = run.TombstoneID(t.Org, t.Metric, t.From, t.To)
+					fmt.Fprintf(w, "would record %s\n", t.String())
 				} else {
 					rec, created, err := run.RecordTombstone(ctx, st, t)
 					if err != nil {
@@ -154,24 +155,6 @@ grace. --list prints the tombstones. Compaction applies tombstones too (docs/lif
 	fl.StringVar(&tempDir, "temp-dir", "", "where rewritten parts wait for their upload (default: $TMPDIR/tailor-delete)")
 	clockFlag(cmd, &now)
 	return cmd
-}
-
-func fmtMs(ms int64) string {
-	switch ms {
-	case math.MinInt64:
-		return "the beginning"
-	case math.MaxInt64:
-		return "the end"
-	}
-	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
-}
-
-func describeDelete(t *run.Tombstone) string {
-	what := fmt.Sprintf("org %d", t.Org)
-	if t.Metric != nil {
-		what += fmt.Sprintf(" metric %d", *t.Metric)
-	}
-	return fmt.Sprintf("%s, ts from %s to %s", what, fmtMs(t.From), fmtMs(t.To))
 }
 
 func printApply(w io.Writer, rep *run.ApplyReport) {

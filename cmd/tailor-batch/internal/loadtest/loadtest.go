@@ -7,10 +7,7 @@ package loadtest
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -218,24 +215,8 @@ func life(ctx context.Context, st *countingStore, mt *meter, m *Measure, tmp str
 				bytes += p.Size
 			}
 		}
-		sm, err := run.OpenSeries(ctx, st, query.Scope{})
-		if err != nil {
-			return Requests{}, 0, 0, 0, err
-		}
-		h := fnv.New64a()
-		var b [36]byte
-		for sm.Next() {
-			s := sm.At()
-			for i, ts := range s.Ts {
-				binary.LittleEndian.PutUint32(b[0:], s.Key.Org)
-				binary.LittleEndian.PutUint64(b[4:], s.Key.Metric)
-				binary.LittleEndian.PutUint64(b[12:], s.Key.Context)
-				binary.LittleEndian.PutUint64(b[20:], uint64(ts))
-				binary.LittleEndian.PutUint64(b[28:], math.Float64bits(s.Values[i]))
-				h.Write(b[:])
-			}
-		}
-		return st.snapshot().sub(req0), h.Sum64(), bytes, len(ms), sm.Err()
+		_, sum, err := run.Digest(ctx, st, query.Scope{})
+		return st.snapshot().sub(req0), sum, bytes, len(ms), err
 	}
 	l := &m.Life
 	var before, after uint64
