@@ -193,6 +193,9 @@ func printVerify(w io.Writer, url string, r *run.VerifyReport, elapsed time.Dura
 		okOr(r.Count(run.NotRun)+r.Count(run.RunDegraded)+r.Count(run.FrameCorrupt)+r.Count(run.RuleDiffers), "every frame read by its window's run"))
 	if r.Deep > 0 || r.DeepSkipped > 0 || r.Count(run.CountsDiffer) > 0 {
 		fmt.Fprintf(w, "  deep      %d runs made again: %s\n", r.Deep, okOr(r.Count(run.CountsDiffer), "the same counts and bytes"))
+		if r.DeepDerived > 0 {
+			fmt.Fprintf(w, "            %d derived runs not made again: made from runs, not segments (checked under life)\n", r.DeepDerived)
+		}
 		if r.DeepSkipped > 0 {
 			fmt.Fprintf(w, "            %d runs not made again: an input of each is collected, replaced or unreadable\n", r.DeepSkipped)
 		}
