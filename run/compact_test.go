@@ -324,3 +324,43 @@ func TestRunsAfterCompaction(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactionUnreadablePartFailsOneShard: a source part that does not decode fails
+// its shard's compaction with an error naming the part; the other shards compact, and
+// the damaged shard's runs keep serving.
+func TestCompactionUnreadablePartFailsOneShard(t *testing.T) {
+	ctx := context.Background()
+	st, _ := lifeStore(t, 19)
+	runs, err := Published(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad *Manifest
+	for _, m := range runs {
+		if len(m.Parts) > 0 {
+			bad = m
+			break
+		}
+	}
+	b := mustRead(t, st, bad.Parts[0].Key)
+	b[len(b)/2] ^= 0xff
+	mustPut(t, st, bad.Parts[0].Key, b)
+	rep, err := Compact(ctx, CompactOptions{Store: st, Levels: []time.Duration{6 * time.Hour}, TempDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), bad.Parts[0].Key) {
+		t.Fatalf("err %v, want one naming %s", err, bad.Parts[0].Key)
+	}
+	for _, s := range rep.Shards {
+		if (s.Shard == bad.Shard) != (s.Err != "") || s.Shard != bad.Shard && len(s.Runs) == 0 {
+			t.Fatalf("shard %s: error %q, %d runs", s.Shard, s.Err, len(s.Runs))
+		}
+	}
+	after, err := Published(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range after {
+		if m.Shard == bad.Shard && m.Derived != nil {
+			t.Fatalf("the damaged shard serves a compacted run %s", m.Window)
+		}
+	}
+}
