@@ -76,7 +76,7 @@ func TestCheckFindsLoss(t *testing.T) {
 }
 
 func TestFind(t *testing.T) {
-	if s, err := Find("all"); err != nil || len(s) != 7 {
+	if s, err := Find("all"); err != nil || len(s) != 8 {
 		t.Fatalf("all: %d scenarios, %v", len(s), err)
 	}
 	if _, err := Find("nope"); err == nil || !strings.Contains(err.Error(), "workers-down") {

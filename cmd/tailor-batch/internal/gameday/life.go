@@ -9,8 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/ingest"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 )
@@ -19,9 +23,9 @@ import (
 // of points spans several, and close while records flow (docs/run.md, Late data).
 var lifeArrival = run.Arrival{Size: 10 * time.Minute, Closed: true, Lateness: 20 * time.Minute, FlushAge: 5 * time.Minute}
 
-// lifeReplay is gc's replay retention in the scenario, on the stream's clock: longer
-// than a window plus its lateness and flush age, so that a segment it collects is read
-// only by windows no later segment can reach.
+// lifeReplay is gc's replay retention in the scenario, on the stream's committed clock
+// (committedClock): longer than a window plus its lateness and flush age, so that a
+// segment it collects is read only by windows no segment stored later can reach.
 const lifeReplay = 45 * time.Minute
 
 // historyLife: while records flow into two sink workers, four loops run side by side,
@@ -190,6 +194,46 @@ func (l *lifeLoops) streamClock(ctx context.Context) (time.Time, error) {
 	return time.UnixMilli(t), nil
 }
 
+// committedClock is the clock gc's replay retention counts from: of every partition,
+// the start of its newest segment that lies wholly below the group's committed offset,
+// and of those the earliest. The sink commits only after a segment is stored (uploads
+// run in parallel, and a rebalance hands a partition over mid-segment), so every
+// segment yet to be stored holds offsets past the committed one, and its records come
+// after those of the segments below it. Zero until every partition committed one.
+func (l *lifeLoops) committedClock(ctx context.Context) (time.Time, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(l.e.brokers...), kgo.Dialer(l.e.net.dial))
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer cl.Close()
+	committed, err := ingest.CommittedOffsets(ctx, cl, l.e.group, []string{pipeline.Topic})
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return time.Time{}, nil // the workers have not joined yet
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	segs, err := columnar.ListSegmentsWith(ctx, l.e.st, columnar.ListOptions{})
+	if err != nil {
+		return time.Time{}, err
+	}
+	newest := map[int32]int64{}
+	for _, s := range segs {
+		h := s.Header
+		if c, ok := committed[h.Topic][h.Partition]; ok && s.Footer.EndOffset <= c {
+			newest[h.Partition] = max(newest[h.Partition], h.StartTimestamp)
+		}
+	}
+	if len(newest) < l.e.spec.Partitions {
+		return time.Time{}, nil
+	}
+	t := int64(1<<63 - 1)
+	for _, n := range newest {
+		t = min(t, n)
+	}
+	return time.UnixMilli(t), nil
+}
+
 func (l *lifeLoops) runs(ctx context.Context) error {
 	defer pause(ctx, 200*time.Millisecond)
 	_, err := run.RunAll(ctx, run.AllOptions{RunOptions: run.RunOptions{
@@ -240,7 +284,7 @@ func (l *lifeLoops) retain(ctx context.Context) error {
 
 func (l *lifeLoops) gc(ctx context.Context) error {
 	defer pause(ctx, time.Second)
-	clock, err := l.streamClock(ctx)
+	clock, err := l.committedClock(ctx)
 	if err != nil {
 		return err
 	}
