@@ -181,7 +181,7 @@ func TestExportReadRoundTrip(t *testing.T) {
 	}
 
 	// --from/--to and --org cut the same way.
-	cut, err := Export(ctx, &sliceSource{s: series}, mustLocal(t), ExportOptions{Window: columnar.Window{From: t0 + 3600_000, To: t0 + 3*3600_000}, Orgs: map[uint32]bool{2: true}, TempDir: t.TempDir()})
+	cut, err := Export(ctx, &sliceSource{s: series}, mustLocal(t), ExportOptions{Window: columnar.TimeRange{From: t0 + 3600_000, To: t0 + 3*3600_000}, Orgs: map[uint32]bool{2: true}, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestExportOptions(t *testing.T) {
 			t.Errorf("%s: %v", d, err)
 		}
 	}
-	o := ExportOptions{Window: columnar.Window{From: 5, To: 5}}
+	o := ExportOptions{Window: columnar.TimeRange{From: 5, To: 5}}
 	if err := o.defaults(); err == nil {
 		t.Error("empty range accepted")
 	}

@@ -44,7 +44,7 @@ type ExportOptions struct {
 	// Default 2h.
 	BlockDuration time.Duration
 	// Window keeps the points inside it; the zero Window keeps all.
-	Window columnar.Window
+	Window columnar.TimeRange
 	// Orgs, when not nil, keeps only the series of these orgs.
 	Orgs map[uint32]bool
 	// TempDir holds each block while it is written, and the per-org chunk spool.
@@ -63,7 +63,7 @@ func (o *ExportOptions) defaults() error {
 	if d <= 0 || d%time.Hour != 0 || (d < day && day%d != 0) || (d > day && d%day != 0) {
 		return fmt.Errorf("block duration %s: want whole hours dividing 24h (1h, 2h, 3h, 4h, 6h, 8h, 12h) or whole days, so blocks align with compactors' ranges", d)
 	}
-	if o.Window == (columnar.Window{}) {
+	if o.Window == (columnar.TimeRange{}) {
 		o.Window = columnar.AllTime
 	}
 	if o.Window.To <= o.Window.From {

@@ -351,7 +351,7 @@ func checkFrame(t *testing.T, body []byte, rawLen, rows, groups uint32) {
 	layouts := []KeyLayout{{Wide: true}}
 	win := AllTime
 	if n := len(c.Ts); n > 0 {
-		win = Window{From: slices.Min(c.Ts), To: slices.Max(c.Ts) + 1}
+		win = TimeRange{From: slices.Min(c.Ts), To: slices.Max(c.Ts) + 1}
 		if l := LayoutFor(win); !l.Wide {
 			layouts = append(layouts, l)
 		}

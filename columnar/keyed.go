@@ -67,7 +67,7 @@ type KeyLayout struct {
 
 // LayoutFor returns the narrow layout for points in win if its span fits 32 bits, and the
 // wide one otherwise (open-ended windows, such as a late output's).
-func LayoutFor(win Window) KeyLayout {
+func LayoutFor(win TimeRange) KeyLayout {
 	if win.From != math.MinInt64 && win.To != math.MaxInt64 && uint64(win.To-win.From) <= narrowSpan {
 		return KeyLayout{Base: win.From}
 	}
@@ -222,7 +222,7 @@ func (v *frameView) groupIDs(g *groupScratch, topic uint16, partition int32) {
 
 // appendKeyed stores the frame's points inside win (all of them when covered) with pw,
 // appends a row to c for each group that keeps any, and returns how many points it kept.
-func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win Window, covered bool, sids, gids []uint32, pw PointWriter) (int, error) {
+func (v *frameView) appendKeyed(c *Keyed, l KeyLayout, win TimeRange, covered bool, sids, gids []uint32, pw PointWriter) (int, error) {
 	le := binary.LittleEndian
 	if cap(c.Key)-len(c.Key) < v.groups || cap(c.Gid)-len(c.Gid) < v.groups || cap(c.Count)-len(c.Count) < v.groups ||
 		cap(c.Ref)-len(c.Ref) < v.groups || (l.Wide && cap(c.Ts)-len(c.Ts) < v.groups) {

@@ -40,7 +40,7 @@ func TestKeyedReadMatchesPoints(t *testing.T) {
 	ctx := context.Background()
 	topics := Topics([]*Segment{seg})
 	from := int64(1763942400000) + 3e7
-	for _, win := range []Window{AllTime, {From: from, To: from + 4*3600_000}, {From: from, To: from + 3e7}, {From: math.MinInt64, To: from}} {
+	for _, win := range []TimeRange{AllTime, {From: from, To: from + 4*3600_000}, {From: from, To: from + 3e7}, {From: math.MinInt64, To: from}} {
 		for shard := range want {
 			splits := PlanSplits([]*Segment{seg}, shard, win, 1<<30)
 			pr := NewPointReader(ctx, st, splits, topics, ReadOptions{Readers: 2, Window: win, BatchRows: 1000})
@@ -152,14 +152,14 @@ func TestKeyedReadGroupError(t *testing.T) {
 
 func TestKeyLayout(t *testing.T) {
 	for _, c := range []struct {
-		win  Window
+		win  TimeRange
 		wide bool
 	}{
-		{Window{From: 0, To: 4 * 3600_000}, false},
-		{Window{From: -5, To: -5 + 1<<32}, false},
-		{Window{From: 0, To: 1<<32 + 1}, true},
-		{Window{From: math.MinInt64, To: 0}, true},
-		{Window{From: 0, To: math.MaxInt64}, true},
+		{TimeRange{From: 0, To: 4 * 3600_000}, false},
+		{TimeRange{From: -5, To: -5 + 1<<32}, false},
+		{TimeRange{From: 0, To: 1<<32 + 1}, true},
+		{TimeRange{From: math.MinInt64, To: 0}, true},
+		{TimeRange{From: 0, To: math.MaxInt64}, true},
 		{AllTime, true},
 	} {
 		l := LayoutFor(c.win)

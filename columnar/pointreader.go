@@ -28,8 +28,8 @@ type ReadOptions struct {
 	// FetchBytes caps one coalesced ranged GET on object stores (default
 	// DefaultFetchBytes). Local stores map the file instead.
 	FetchBytes int64
-	// Window keeps only points with ts inside it (the zero Window means AllTime).
-	Window Window
+	// Window keeps only points with ts inside it (the zero TimeRange means AllTime).
+	Window TimeRange
 	// SkipCorrupt counts and skips corrupt frames instead of failing.
 	SkipCorrupt bool
 	// OnCorrupt, when not nil, is told of what SkipCorrupt skipped by readers that list
@@ -114,7 +114,7 @@ func NewPointReader(ctx context.Context, st storage.Store, splits []Split, topic
 	if opt.FetchBytes <= 0 {
 		opt.FetchBytes = DefaultFetchBytes
 	}
-	if opt.Window == (Window{}) {
+	if opt.Window == (TimeRange{}) {
 		opt.Window = AllTime
 	}
 	ctx, cancel := context.WithCancel(ctx)

@@ -112,29 +112,34 @@ func (s *Split) Rows() (n uint64) {
 	return n
 }
 
-// Window is a half-open ts range [From, To) in Unix ms. To == math.MaxInt64 means no
+// TimeRange is a half-open ts range [From, To) in Unix ms. To == math.MaxInt64 means no
 // upper bound (so that ts = MaxInt64 is still inside AllTime).
-type Window struct{ From, To int64 }
+type TimeRange struct{ From, To int64 }
 
 // AllTime is the window that holds every ts.
-var AllTime = Window{math.MinInt64, math.MaxInt64}
+var AllTime = TimeRange{math.MinInt64, math.MaxInt64}
+
+// Window is the old name of TimeRange, beside run.Window (a named, aligned window).
+//
+// Deprecated: use TimeRange. It stays only until the branches open today have landed.
+type Window = TimeRange
 
 // Contains reports whether ts is in the window.
-func (w Window) Contains(ts int64) bool {
+func (w TimeRange) Contains(ts int64) bool {
 	return ts >= w.From && (ts < w.To || w.To == math.MaxInt64)
 }
 
 // Overlaps reports whether [lo, hi] (inclusive) overlaps the window.
-func (w Window) Overlaps(lo, hi int64) bool { return hi >= w.From && w.Contains(max(lo, w.From)) }
+func (w TimeRange) Overlaps(lo, hi int64) bool { return hi >= w.From && w.Contains(max(lo, w.From)) }
 
 // Covers reports whether [lo, hi] (inclusive) lies inside the window.
-func (w Window) Covers(lo, hi int64) bool { return w.Contains(lo) && w.Contains(hi) }
+func (w TimeRange) Covers(lo, hi int64) bool { return w.Contains(lo) && w.Contains(hi) }
 
 // PlanSplits cuts every segment of segs into byte ranges [k·splitBytes, (k+1)·splitBytes)
 // (splitBytes ≤ 0 means DefaultSplitBytes) and keeps, in each range, the frames of shard
 // that start there and whose [MinTs, MaxTs] overlaps win. Only the footer is used: no
 // frame is read to plan. Ranges without such frames are dropped.
-func PlanSplits(segs []*Segment, shard string, win Window, splitBytes int64) []Split {
+func PlanSplits(segs []*Segment, shard string, win TimeRange, splitBytes int64) []Split {
 	if splitBytes <= 0 {
 		splitBytes = DefaultSplitBytes
 	}
@@ -291,8 +296,8 @@ func ReadSplitBytes(ctx context.Context, st storage.Store, sp *Split, dst []byte
 type DecodeOptions struct {
 	// Topic is the topic id stamped on every row (see Topics).
 	Topic uint16
-	// Window keeps only the rows whose ts is inside it (the zero Window means AllTime).
-	Window Window
+	// Window keeps only the rows whose ts is inside it (the zero TimeRange means AllTime).
+	Window TimeRange
 	// SkipCorrupt counts and skips a corrupt frame instead of failing.
 	SkipCorrupt bool
 	// Tags, when not nil, is called for every group that carries tags, with the group's
@@ -307,8 +312,8 @@ type DecodeOptions struct {
 }
 
 // window is the options' window, the zero one meaning AllTime.
-func (o *DecodeOptions) window() Window {
-	if o.Window == (Window{}) {
+func (o *DecodeOptions) window() TimeRange {
+	if o.Window == (TimeRange{}) {
 		return AllTime
 	}
 	return o.Window
@@ -362,7 +367,7 @@ func (d *FrameDecoder) open(sp *Split, f FrameInfo, b []byte, opt *DecodeOptions
 }
 
 // filterWindow drops rows [start:] of c whose ts is outside win and returns how many stayed.
-func filterWindow(c *Columns, start int, win Window) int {
+func filterWindow(c *Columns, start int, win TimeRange) int {
 	w := start
 	for r := start; r < c.Len(); r++ {
 		if !win.Contains(c.Ts[r]) {

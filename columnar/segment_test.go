@@ -69,7 +69,7 @@ func writeSegment(t *testing.T, st storage.Store, ps []Payload, srcs []Source, f
 	return seg
 }
 
-func readAll(t *testing.T, st storage.Store, segs []*Segment, shard string, win Window, split int64, readers int) ([]row, FrameStats) {
+func readAll(t *testing.T, st storage.Store, segs []*Segment, shard string, win TimeRange, split int64, readers int) ([]row, FrameStats) {
 	t.Helper()
 	splits := PlanSplits(segs, shard, win, split)
 	r := NewPointReader(context.Background(), st, splits, Topics(segs), ReadOptions{Readers: readers, BatchRows: 1000, Window: win})
@@ -137,7 +137,7 @@ func TestSegmentRoundTrip(t *testing.T) {
 				}
 			}
 			var got []row
-			all := Window{math.MinInt64, math.MaxInt64}
+			all := TimeRange{math.MinInt64, math.MaxInt64}
 			for sh := range shards {
 				rs, stats := readAll(t, st, []*Segment{seg}, sh, all, tc.split, tc.readers)
 				if stats.CorruptFrames != 0 || stats.OutOfWindow != 0 {
@@ -166,11 +166,11 @@ func TestSegmentWindowFilter(t *testing.T) {
 	st, _ := storage.OpenLocal(t.TempDir())
 	ps := []Payload{{SeriesKey: SeriesKey{Org: 1}, Timestamps: []int64{5, 10, 15, 20}, Values: []float64{1, 2, 3, 4}}}
 	seg := writeSegment(t, st, ps, []Source{{Topic: "t", Offset: 0}}, 0)
-	rs, stats := readAll(t, st, []*Segment{seg}, "org-mod-1", Window{10, 20}, 1<<20, 1)
+	rs, stats := readAll(t, st, []*Segment{seg}, "org-mod-1", TimeRange{10, 20}, 1<<20, 1)
 	if len(rs) != 2 || rs[0].ts != 10 || rs[1].ts != 15 || stats.OutOfWindow != 2 {
 		t.Fatalf("rows %+v stats %+v", rs, stats)
 	}
-	if got := PlanSplits([]*Segment{seg}, "org-mod-1", Window{21, 30}, 1<<20); len(got) != 0 {
+	if got := PlanSplits([]*Segment{seg}, "org-mod-1", TimeRange{21, 30}, 1<<20); len(got) != 0 {
 		t.Fatalf("frame outside the window was planned: %+v", got)
 	}
 }
@@ -179,7 +179,7 @@ func TestPayloadNormalize(t *testing.T) {
 	st, _ := storage.OpenLocal(t.TempDir())
 	ps := []Payload{{SeriesKey: SeriesKey{Org: 1}, Timestamps: []int64{30, 10, 20, 10, 30}, Values: []float64{1, 2, 3, 4, 5}}}
 	seg := writeSegment(t, st, ps, []Source{{Topic: "t", Offset: 7}}, 0)
-	rs, _ := readAll(t, st, []*Segment{seg}, "org-mod-1", Window{math.MinInt64, math.MaxInt64}, 1<<20, 1)
+	rs, _ := readAll(t, st, []*Segment{seg}, "org-mod-1", TimeRange{math.MinInt64, math.MaxInt64}, 1<<20, 1)
 	want := []struct {
 		ts int64
 		v  float64
@@ -210,7 +210,7 @@ func TestCorruptFrameNamesFileAndOffset(t *testing.T) {
 	if err := st.Put(context.Background(), seg.Key, bytes.NewReader(b)); err != nil {
 		t.Fatal(err)
 	}
-	splits := PlanSplits([]*Segment{seg}, "org-mod-1", Window{math.MinInt64, math.MaxInt64}, 1<<30)
+	splits := PlanSplits([]*Segment{seg}, "org-mod-1", TimeRange{math.MinInt64, math.MaxInt64}, 1<<30)
 	r := NewPointReader(context.Background(), st, splits, Topics([]*Segment{seg}), ReadOptions{})
 	for r.Next() {
 	}

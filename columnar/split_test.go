@@ -138,7 +138,7 @@ func TestReadOnlyWhatTheShardNeeds(t *testing.T) {
 			t.Fatalf("shard %s: decoded %d frames, fetched %d bytes (store served %d); its frames: %d, %d bytes", shard, stats.Frames, stats.Bytes, cs.bytes.Load(), frames, size)
 		}
 		// A window holding only the newest frame's last ts.
-		win := Window{hi, hi + 1}
+		win := TimeRange{hi, hi + 1}
 		var inWin uint64
 		for _, f := range seg.Footer.Frames {
 			if f.Shard == si && win.Overlaps(f.MinTs, f.MaxTs) {

@@ -196,7 +196,7 @@ func TestDiffEveryLegacyFormat(t *testing.T) {
 	}
 
 	t.Run("tolerance and scope", func(t *testing.T) {
-		scope := query.Scope{Shard: "org-mod-2", Window: columnar.Window{From: 0, To: hourMs}}
+		scope := query.Scope{Shard: "org-mod-2", Window: columnar.TimeRange{From: 0, To: hourMs}}
 		lv, err := run.LegacyView(ctx, e, "x", query.LegacyOptions{Source: pqPath, Columns: map[string]string{"org_id": "org", "ts": "time_ms"}}, scope)
 		if err != nil {
 			t.Fatal(err)

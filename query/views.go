@@ -32,12 +32,12 @@ type Scope struct {
 	// ShardMap maps orgs to shards (nil means columnar.DefaultShardMap).
 	ShardMap *columnar.ShardMap
 	// Window keeps ts in [From, To); the zero Window keeps all.
-	Window columnar.Window
+	Window columnar.TimeRange
 }
 
 // TsRange is the ts range the scope keeps: its Window, or all time when that is zero.
-func (s Scope) TsRange() columnar.Window {
-	if s.Window == (columnar.Window{}) {
+func (s Scope) TsRange() columnar.TimeRange {
+	if s.Window == (columnar.TimeRange{}) {
 		return columnar.AllTime
 	}
 	return s.Window
@@ -46,7 +46,7 @@ func (s Scope) TsRange() columnar.Window {
 // predicate is the SQL filter of the scope over a view with the point columns.
 func (s Scope) predicate() (string, error) {
 	var conds []string
-	if w := s.Window; w != (columnar.Window{}) && w != columnar.AllTime {
+	if w := s.Window; w != (columnar.TimeRange{}) && w != columnar.AllTime {
 		conds = append(conds, fmt.Sprintf("ts >= %d AND ts < %d", w.From, w.To))
 	}
 	if s.Shard != "" {

@@ -102,8 +102,8 @@ func TestViewsPointsLatestSeries(t *testing.T) {
 	}{
 		{"all", query.Scope{}, []int64{61, 60, 60, 0}},
 		{"shard", query.Scope{Shard: "org-mod-1"}, []int64{31, 30, 30, 0}},
-		{"window", query.Scope{Window: columnar.Window{From: hourMs, To: 2 * hourMs}}, []int64{30, 30, 30, 0}},
-		{"shard and window", query.Scope{Shard: "org-mod-2", Window: columnar.Window{From: 0, To: hourMs}}, []int64{15, 15, 15, 0}},
+		{"window", query.Scope{Window: columnar.TimeRange{From: hourMs, To: 2 * hourMs}}, []int64{30, 30, 30, 0}},
+		{"shard and window", query.Scope{Shard: "org-mod-2", Window: columnar.TimeRange{From: 0, To: hourMs}}, []int64{15, 15, 15, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			views := append([]query.View(nil), views...)

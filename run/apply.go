@@ -190,7 +190,7 @@ func segmentsHolding(ctx context.Context, st storage.Store, ts Tombstones) (map[
 
 // framesHold reports whether frames of s hold a point t deletes.
 func framesHold(ctx context.Context, st storage.Store, s *columnar.Segment, frames []columnar.FrameInfo, topics map[string]uint16, t *Tombstone) (bool, error) {
-	rd := columnar.NewPointReader(ctx, st, []columnar.Split{{Seg: s, Frames: frames}}, topics, columnar.ReadOptions{Window: columnar.Window{From: t.From, To: t.To}})
+	rd := columnar.NewPointReader(ctx, st, []columnar.Split{{Seg: s, Frames: frames}}, topics, columnar.ReadOptions{Window: columnar.TimeRange{From: t.From, To: t.To}})
 	defer rd.Release()
 	for rd.Next() {
 		b := rd.RecordBatch()

@@ -352,7 +352,7 @@ func mayMatch(tomb Tombstones, srcs []*Manifest) Tombstones {
 
 // holdsTs reports whether a part of m may hold a ts in [from, to).
 func (m *Manifest) holdsTs(from, to int64) bool {
-	w := columnar.Window{From: from, To: to}
+	w := columnar.TimeRange{From: from, To: to}
 	if len(m.Parts) > 0 && w.Overlaps(m.From, m.To-1) {
 		return true
 	}

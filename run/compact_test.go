@@ -84,7 +84,7 @@ func scopes(specs []segSpec) []query.Scope {
 	base := int64(1763942400000)
 	out := []query.Scope{{}}
 	for _, w := range [][2]int64{{0, 1}, {1, 3}, {2, 4}, {5, 7}, {-2, 1}} {
-		out = append(out, query.Scope{Shard: shard, Window: columnar.Window{From: base + w[0]*hourMs, To: base + w[1]*hourMs}})
+		out = append(out, query.Scope{Shard: shard, Window: columnar.TimeRange{From: base + w[0]*hourMs, To: base + w[1]*hourMs}})
 	}
 	return out
 }

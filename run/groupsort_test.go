@@ -191,7 +191,7 @@ func TestGroupSortLatestFirst(t *testing.T) {
 		run  func() (array.RecordReader, error)
 	}{
 		{"groupsort narrow", func() (array.RecordReader, error) {
-			return keyedGroupSort(t, e, columnar.LayoutFor(columnar.Window{From: 0, To: 100}), pts)
+			return keyedGroupSort(t, e, columnar.LayoutFor(columnar.TimeRange{From: 0, To: 100}), pts)
 		}},
 		{"groupsort wide", func() (array.RecordReader, error) { return keyedGroupSort(t, e, columnar.KeyLayout{Wide: true}, pts) }},
 		{"latest", func() (array.RecordReader, error) {

@@ -85,7 +85,7 @@ func (p Part) sameFile(o Part) bool {
 
 // overlaps reports whether the part may hold points of w (it may when its range is
 // not recorded).
-func (p *Part) overlaps(w columnar.Window) bool {
+func (p *Part) overlaps(w columnar.TimeRange) bool {
 	return len(p.Ts) != 2 || w.Overlaps(p.Ts[0], p.Ts[1])
 }
 

@@ -153,7 +153,7 @@ func OpenSeries(ctx context.Context, st storage.Store, scope query.Scope) (*Seri
 
 // mergeOptions configure openMerger.
 type mergeOptions struct {
-	window columnar.Window
+	window columnar.TimeRange
 	tomb   Tombstones
 	// exact loads every derived run's arrival parts, not only where another run
 	// overlaps it; keepArrivals fills SeriesMerger.arr.
@@ -218,7 +218,7 @@ func overlapsAnother(r *Manifest, runs []*Manifest) bool {
 }
 
 // partKeys returns the keys of the parts that may hold points of w.
-func partKeys(ps []Part, w columnar.Window) []string {
+func partKeys(ps []Part, w columnar.TimeRange) []string {
 	keys := make([]string, 0, len(ps))
 	for i := range ps {
 		if ps[i].overlaps(w) {

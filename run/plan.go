@@ -61,7 +61,7 @@ func PlanRun(segs []*columnar.Segment, shard string, w Window, a Arrival, splitB
 	win := w.TsRange()
 	p := &Plan{Shard: shard, Window: w.Name()}
 	p.own = columnar.PlanSplits(reads, shard, win, splitBytes)
-	p.late = columnar.PlanSplits(owned, shard, columnar.Window{From: math.MinInt64, To: win.From}, splitBytes)
+	p.late = columnar.PlanSplits(owned, shard, columnar.TimeRange{From: math.MinInt64, To: win.From}, splitBytes)
 	froms := make([]int64, 0, len(earlyBy))
 	for from := range earlyBy {
 		froms = append(froms, from)
@@ -70,7 +70,7 @@ func PlanRun(segs []*columnar.Segment, shard string, w Window, a Arrival, splitB
 	for _, from := range froms {
 		ss := earlyBy[from]
 		sortSegs(ss)
-		if sp := columnar.PlanSplits(ss, shard, columnar.Window{From: from, To: math.MaxInt64}, splitBytes); len(sp) > 0 {
+		if sp := columnar.PlanSplits(ss, shard, columnar.TimeRange{From: from, To: math.MaxInt64}, splitBytes); len(sp) > 0 {
 			p.early = append(p.early, earlySplits{from: from, splits: sp})
 		}
 	}

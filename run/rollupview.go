@@ -89,7 +89,7 @@ type rollupReader struct {
 	ctx   context.Context
 	st    storage.Store
 	tomb  Tombstones
-	win   columnar.Window
+	win   columnar.TimeRange
 	files []rollupFile
 	file  rollupFile
 	it    *rollup.Iterator

@@ -219,10 +219,10 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 		stage("late")
 		rd := late.reader(ctx)
 		if len(plan.late) > 0 {
-			rd.add(plan.late, columnar.Window{From: math.MinInt64, To: win.From})
+			rd.add(plan.late, columnar.TimeRange{From: math.MinInt64, To: win.From})
 		}
 		for _, e := range plan.early {
-			rd.add(e.splits, columnar.Window{From: e.from, To: math.MaxInt64})
+			rd.add(e.splits, columnar.TimeRange{From: e.from, To: math.MaxInt64})
 		}
 		if err := late.encode(ctx, eng, rd, stage); err != nil {
 			return fail(err)
@@ -553,7 +553,7 @@ type runReader struct {
 
 var _ array.RecordReader = (*runReader)(nil)
 
-func (r *runReader) add(splits []columnar.Split, win columnar.Window) {
+func (r *runReader) add(splits []columnar.Split, win columnar.TimeRange) {
 	r.todo = append(r.todo, func() *columnar.PointReader {
 		return columnar.NewPointReader(r.ctx, r.opt.Store, splits, columnar.Topics(r.opt.Segments), columnar.ReadOptions{
 			Readers: r.opt.Readers, BatchRows: r.opt.BatchRows, Window: win, SkipCorrupt: r.opt.SkipCorrupt, Tags: r.tags,

@@ -329,7 +329,7 @@ func TestSeriesMergerTakesLatestArrival(t *testing.T) {
 		}
 	}
 	shard := columnar.DefaultShardMap().Shard(specs[0].payloads[0].Org, specs[0].payloads[0].Metric)
-	win := columnar.Window{From: 1763942400000 + 2*hourMs, To: 1763942400000 + 3*hourMs}
+	win := columnar.TimeRange{From: 1763942400000 + 2*hourMs, To: 1763942400000 + 3*hourMs}
 	scoped := read(query.Scope{Shard: shard, Window: win})
 	n := 0
 	for op, ar := range want {

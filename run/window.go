@@ -19,8 +19,8 @@ type Window struct {
 }
 
 // TsRange is the window as a columnar ts range [From, From+Size).
-func (w Window) TsRange() columnar.Window {
-	return columnar.Window{From: w.From.UnixMilli(), To: w.From.Add(w.Size).UnixMilli()}
+func (w Window) TsRange() columnar.TimeRange {
+	return columnar.TimeRange{From: w.From.UnixMilli(), To: w.From.Add(w.Size).UnixMilli()}
 }
 
 // Name is the window's path element: 20251124T0400Z-4h.
@@ -174,13 +174,13 @@ func (a Arrival) Owner(segStart int64) Window {
 // OnTime is the ts range [first.start, last.end) of the windows that read a segment that
 // started at segStart: its points inside go to their own window's output, the others to
 // Owner's late output.
-func (a Arrival) OnTime(segStart int64) columnar.Window {
+func (a Arrival) OnTime(segStart int64) columnar.TimeRange {
 	if !a.Bounded() {
 		return columnar.AllTime
 	}
 	first := a.Owner(segStart)
 	last := WindowOf(segStart+a.FlushAge.Milliseconds(), a.Size)
-	return columnar.Window{From: first.From.UnixMilli(), To: last.From.Add(last.Size).UnixMilli()}
+	return columnar.TimeRange{From: first.From.UnixMilli(), To: last.From.Add(last.Size).UnixMilli()}
 }
 
 // startRange is the range of segment start times [lo, hi) (Unix ms) the run of w reads.

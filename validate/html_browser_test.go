@@ -50,7 +50,7 @@ func browserReport(t *testing.T) *Report {
 	rep, err := BuildReport(gs, ReportOptions{
 		Thresholds: KindPcts{MissingInNew: 0.0001, MissingInLegacy: 0.01, ValueDiffers: 0.0001, DuplicateInLegacy: 0.001},
 		New:        "file:///new", Legacy: "legacy.parquet", Window: "20251101T0000Z-30d", Bucket: time.Hour,
-		WindowRange: columnar.Window{From: start, To: start + 720*h},
+		WindowRange: columnar.TimeRange{From: start, To: start + 720*h},
 		Generated:   time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC), Version: "v1.2.3-test",
 	})
 	if err != nil {

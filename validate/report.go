@@ -114,7 +114,7 @@ type ReportOptions struct {
 	Shard       string // "" means all shards
 	Window      string // the window's name; "" means all time
 	// WindowRange is the window's ts range [From, To); the zero value means all time.
-	WindowRange columnar.Window
+	WindowRange columnar.TimeRange
 	Tolerance   float64
 	// Thresholds are, per kind of difference, the largest share of an org's points
 	// compared (in percent) that may be of that kind for the org to pass; 0 allows none.
@@ -253,7 +253,7 @@ func BuildReport(groups []pointdiff.Group, opt ReportOptions) (*Report, error) {
 		b.Counts.Add(g.Kind, g.Points)
 	}
 	switch {
-	case opt.WindowRange != (columnar.Window{}) && opt.WindowRange != columnar.AllTime:
+	case opt.WindowRange != (columnar.TimeRange{}) && opt.WindowRange != columnar.AllTime:
 		r.Range = TimeRange{FromMs: opt.WindowRange.From, ToMs: opt.WindowRange.To, Window: true}
 	case len(groups) > 0:
 		r.Range = TimeRange{FromMs: first, ToMs: last}

@@ -129,7 +129,7 @@ func TestReportFailsPerDirection(t *testing.T) {
 		}
 	}
 	// With a window, the range is the window's.
-	rep, _ = BuildReport(gs, ReportOptions{Window: "19700101T0000Z-1h", WindowRange: columnar.Window{From: 0, To: 3_600_000}})
+	rep, _ = BuildReport(gs, ReportOptions{Window: "19700101T0000Z-1h", WindowRange: columnar.TimeRange{From: 0, To: 3_600_000}})
 	md.Reset()
 	rep.WriteMarkdown(&md)
 	if rep.Range != (TimeRange{FromMs: 0, ToMs: 3_600_000, Window: true}) ||

@@ -224,7 +224,7 @@ func measure(ctx context.Context, storeDir string) (footprint, error) {
 	// One series' week: the shard's files the merger opens for that scope.
 	k := columnar.SeriesKey{Org: 5, Metric: 0, Context: 1}
 	cs := &countingStore{Store: st, keys: map[string]bool{}}
-	scope := query.Scope{Shard: columnar.DefaultShardMap().Shard(k.Org, k.Metric), Window: columnar.Window{From: start, To: start + days*24*3_600_000}}
+	scope := query.Scope{Shard: columnar.DefaultShardMap().Shard(k.Org, k.Metric), Window: columnar.TimeRange{From: start, To: start + days*24*3_600_000}}
 	m, err := run.OpenSeries(ctx, cs, scope)
 	if err != nil {
 		return f, err

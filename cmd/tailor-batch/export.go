@@ -38,7 +38,7 @@ again writes nothing new. See docs/prometheus.md.`,
 			if format != "prometheus" {
 				return fmt.Errorf("--format %q: only prometheus is supported", format)
 			}
-			var win columnar.Window
+			var win columnar.TimeRange
 			if from != "" || to != "" {
 				win = columnar.AllTime
 				if from != "" {
