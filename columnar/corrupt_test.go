@@ -14,7 +14,7 @@ import (
 	"github.com/tailor-metrics/tailor/storage"
 )
 
-// TestCorruption: each kind of damage gives a CorruptError that names the file, the
+// TestCorruption: each kind of damage gives a CorruptSegmentError that names the file, the
 // byte offset and what was wrong, on both read paths; frame damage can be skipped with
 // SkipCorrupt, which reads the other frames and counts the bad one.
 func TestCorruption(t *testing.T) {
@@ -125,9 +125,9 @@ func TestCorruption(t *testing.T) {
 				opened, err := OpenSegment(ctx, st, seg.Key, -1)
 				check := func(err error) {
 					t.Helper()
-					var ce *CorruptError
+					var ce *CorruptSegmentError
 					if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
-						t.Fatalf("err = %v, want a CorruptError", err)
+						t.Fatalf("err = %v, want a CorruptSegmentError", err)
 					}
 					msg := err.Error()
 					if ce.Key != seg.Key || !strings.Contains(msg, seg.Key) || !strings.Contains(msg, tc.what) ||

@@ -5,24 +5,30 @@ import (
 	"fmt"
 )
 
-// ErrCorrupt is wrapped by every CorruptError, so callers can branch with errors.Is.
+// ErrCorrupt is wrapped by every CorruptSegmentError, so callers can branch with errors.Is.
 var ErrCorrupt = errors.New("corrupt segment")
 
-// CorruptError names the segment, the byte offset and what was wrong. Corrupt input halts
+// CorruptSegmentError names the segment, the byte offset and what was wrong. Corrupt input halts
 // a run unless the user opts to skip corrupt frames.
-type CorruptError struct {
+type CorruptSegmentError struct {
 	Key    string
 	Offset uint64
 	Reason string
 }
 
-func (e *CorruptError) Error() string {
+func (e *CorruptSegmentError) Error() string {
 	return fmt.Sprintf("corrupt segment %s at byte %d: %s", e.Key, e.Offset, e.Reason)
 }
 
 // Unwrap makes errors.Is(err, ErrCorrupt) true.
-func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+func (e *CorruptSegmentError) Unwrap() error { return ErrCorrupt }
 
 func corrupt(key string, off uint64, format string, args ...any) error {
-	return &CorruptError{Key: key, Offset: off, Reason: fmt.Sprintf(format, args...)}
+	return &CorruptSegmentError{Key: key, Offset: off, Reason: fmt.Sprintf(format, args...)}
 }
+
+// CorruptError is the old name of CorruptSegmentError, beside encoder.CorruptFileError.
+//
+// Deprecated: use CorruptSegmentError. It stays only until the branches open today have
+// landed.
+type CorruptError = CorruptSegmentError

@@ -21,7 +21,7 @@ import (
 //	go test -run '^$' -fuzz '^FuzzPointReader$' -fuzztime 60s ./columnar/
 //
 // Invariants, on every input:
-//   - nothing panics, and every error is a *CorruptError (any other error type fails);
+//   - nothing panics, and every error is a *CorruptSegmentError (any other error type fails);
 //   - nothing sizes memory by a claim the bytes cannot back: a reader's memory bound
 //     stays within what the file's bytes can expand to (readerBoundFor);
 //   - what decodes is what the footer says: its row count, its tags, the same rows
@@ -50,12 +50,12 @@ func fuzzSeedSegments(f *testing.F) [][]byte {
 	return out
 }
 
-// requireCorrupt fails unless err is nil or a *CorruptError.
+// requireCorrupt fails unless err is nil or a *CorruptSegmentError.
 func requireCorrupt(t *testing.T, err error) {
 	t.Helper()
-	var ce *CorruptError
+	var ce *CorruptSegmentError
 	if err != nil && !errors.As(err, &ce) {
-		t.Fatalf("error %v (%T) is not a *CorruptError", err, err)
+		t.Fatalf("error %v (%T) is not a *CorruptSegmentError", err, err)
 	}
 }
 
@@ -306,7 +306,7 @@ func FuzzFrameRaw(f *testing.F) {
 }
 
 // checkFrame decodes the frame of compressed bytes body whose footer entry claims
-// rawLen, rows and groups. Invariants: an error is a CorruptError at the frame's offset;
+// rawLen, rows and groups. Invariants: an error is a CorruptSegmentError at the frame's offset;
 // a frame that decodes never held more than rawLen raw bytes, yields exactly rows rows,
 // decodes again to the same rows, and its keyed decode gives the same points.
 func checkFrame(t *testing.T, body []byte, rawLen, rows, groups uint32) {
@@ -324,9 +324,9 @@ func checkFrame(t *testing.T, body []byte, rawLen, rows, groups uint32) {
 	ntags := 0
 	err := dec.DecodeFrame(&sp, info, fb, DecodeOptions{Window: AllTime, Tags: func(_ SeriesKey, _ Provenance, tags []string) { ntags += len(tags) }}, &c, &fs)
 	if err != nil {
-		var ce *CorruptError
+		var ce *CorruptSegmentError
 		if !errors.As(err, &ce) || ce.Offset != 77 {
-			t.Fatalf("error %v is not a CorruptError at byte 77", err)
+			t.Fatalf("error %v is not a CorruptSegmentError at byte 77", err)
 		}
 		return
 	}

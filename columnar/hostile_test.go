@@ -136,7 +136,7 @@ func hostileSegment(t testing.TB, name string) []byte {
 	return nil
 }
 
-// TestHostileSegments: every hostile segment fails with a CorruptError that names the
+// TestHostileSegments: every hostile segment fails with a CorruptSegmentError that names the
 // file, the offset and the lie, on the point and the keyed read, without allocating
 // by what the lie claims: at most a few MiB beyond a read of the fixture itself.
 func TestHostileSegments(t *testing.T) {
@@ -167,9 +167,9 @@ func TestHostileSegments(t *testing.T) {
 			}
 			check := func(err error) {
 				t.Helper()
-				var ce *CorruptError
+				var ce *CorruptSegmentError
 				if !errors.As(err, &ce) || ce.Key != key || !strings.Contains(err.Error(), tc.what) {
-					t.Fatalf("err = %v, want a CorruptError of %s with %q", err, key, tc.what)
+					t.Fatalf("err = %v, want a CorruptSegmentError of %s with %q", err, key, tc.what)
 				}
 			}
 			var m0, m1 runtime.MemStats
@@ -223,7 +223,7 @@ func readHostile(ctx context.Context, st storage.Store, seg *Segment, keyed bool
 }
 
 // TestDecodeShortFrame: a caller's own FrameInfo whose length leaves no room for the
-// frame header is a CorruptError, not a panic on the missing header bytes.
+// frame header is a CorruptSegmentError, not a panic on the missing header bytes.
 func TestDecodeShortFrame(t *testing.T) {
 	dec := NewFrameDecoder()
 	defer dec.Close()
@@ -233,9 +233,9 @@ func TestDecodeShortFrame(t *testing.T) {
 		var c Columns
 		var fs FrameStats
 		err := dec.DecodeFrame(&sp, info, make([]byte, n), DecodeOptions{}, &c, &fs)
-		var ce *CorruptError
+		var ce *CorruptSegmentError
 		if !errors.As(err, &ce) || ce.Offset != 9 {
-			t.Fatalf("a %d-byte frame: err = %v, want a CorruptError at byte 9", n, err)
+			t.Fatalf("a %d-byte frame: err = %v, want a CorruptSegmentError at byte 9", n, err)
 		}
 	}
 }

@@ -214,7 +214,7 @@ func TestUnsortedGroupIsCorrupt(t *testing.T) {
 			"point": dec.DecodeFrame(&sp, info, fb, DecodeOptions{}, &c, &st),
 			"keyed": dec.DecodeFrameKeyed(&sp, info, fb, DecodeOptions{Layout: KeyLayout{Wide: true}, Groups: g.Assign, Points: pw}, &k, &st),
 		} {
-			var ce *CorruptError
+			var ce *CorruptSegmentError
 			if !errors.As(err, &ce) || ce.Offset != 99 || !strings.Contains(err.Error(), "seg.tseg") || !strings.Contains(err.Error(), "group 1") {
 				t.Fatalf("%s decode of ts %v: error %v, want a corrupt frame naming the segment, offset 99 and group 1", name, ts, err)
 			}

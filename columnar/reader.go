@@ -320,7 +320,7 @@ func (o *DecodeOptions) window() TimeRange {
 }
 
 // DecodeFrame decodes one frame of sp, whose bytes (frame header included) are b, and
-// appends its rows inside opt.Window to c. A corrupt frame returns a *CorruptError naming
+// appends its rows inside opt.Window to c. A corrupt frame returns a *CorruptSegmentError naming
 // the segment and offset; with opt.SkipCorrupt it is counted and skipped instead. After
 // warm-up (c and the decoder's buffers large enough) it does not allocate.
 func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, opt DecodeOptions, c *Columns, st *FrameStats) error {

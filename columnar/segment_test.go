@@ -214,9 +214,9 @@ func TestCorruptFrameNamesFileAndOffset(t *testing.T) {
 	r := NewPointReader(context.Background(), st, splits, Topics([]*Segment{seg}), ReadOptions{})
 	for r.Next() {
 	}
-	var ce *CorruptError
+	var ce *CorruptSegmentError
 	if !errors.As(r.Err(), &ce) || ce.Key != seg.Key || ce.Offset != f.Offset {
-		t.Fatalf("err = %v, want a CorruptError at %s byte %d", r.Err(), seg.Key, f.Offset)
+		t.Fatalf("err = %v, want a CorruptSegmentError at %s byte %d", r.Err(), seg.Key, f.Offset)
 	}
 	r.Release()
 	// With skipCorrupt the other frames are read and the bad one is counted.

@@ -65,7 +65,7 @@ func TestReaderRejects(t *testing.T) {
 				t.Fatalf("error %v, want %v", err, tc.is)
 			}
 			if !IsCorrupt(err) {
-				t.Fatalf("error %v is not a *CorruptError", err)
+				t.Fatalf("error %v is not a *CorruptFileError", err)
 			}
 		})
 	}
@@ -74,7 +74,7 @@ func TestReaderRejects(t *testing.T) {
 // TestReaderDetectsEveryFlip flips every bit and truncates at every length of a small
 // file of each version: every byte of a series file is checked (checksums cover blocks,
 // series headers and the index; the trailer and header are validated field by field), so
-// the reader must return a *CorruptError each time, never decode something else, and
+// the reader must return a *CorruptFileError each time, never decode something else, and
 // never panic.
 func TestReaderDetectsEveryFlip(t *testing.T) {
 	series := randomSeries(rand.New(rand.NewPCG(5, 5)), 3, 40)
@@ -92,7 +92,7 @@ func TestReaderDetectsEveryFlip(t *testing.T) {
 				t.Fatalf("v%d: %s: read without error", v, what)
 			}
 			if !IsCorrupt(err) {
-				t.Fatalf("v%d: %s: error %v is not a *CorruptError", v, what, err)
+				t.Fatalf("v%d: %s: error %v is not a *CorruptFileError", v, what, err)
 			}
 		}
 		b := make([]byte, len(good))
@@ -109,7 +109,7 @@ func TestReaderDetectsEveryFlip(t *testing.T) {
 	}
 }
 
-// TestCorruptErrorNamesFile: given a name, the reader puts it in every CorruptError,
+// TestCorruptErrorNamesFile: given a name, the reader puts it in every CorruptFileError,
 // from Open and from decoding a series later, with the offset.
 func TestCorruptErrorNamesFile(t *testing.T) {
 	good := encodeFile(t, randomSeries(rand.New(rand.NewPCG(3, 4)), 4, 50))
@@ -117,7 +117,7 @@ func TestCorruptErrorNamesFile(t *testing.T) {
 	bad := append([]byte(nil), good...)
 	bad[len(bad)-1] ^= 1 // trailer magic: Open fails
 	_, err := Open(bytes.NewReader(bad), int64(len(bad)), FileName(name))
-	var ce *CorruptError
+	var ce *CorruptFileError
 	if !errors.As(err, &ce) || ce.File != name || !strings.Contains(err.Error(), name) {
 		t.Fatalf("open: error %v does not name %s", err, name)
 	}

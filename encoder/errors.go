@@ -6,7 +6,7 @@ import (
 )
 
 // Sentinel errors. Callers branch on these with errors.Is; every decoding error is also a
-// *CorruptError that carries the file offset.
+// *CorruptFileError that carries the file offset.
 var (
 	// ErrBadMagic means the bytes are not a series file (or its trailer is damaged).
 	ErrBadMagic = errors.New("bad magic")
@@ -30,38 +30,38 @@ var (
 	ErrClosed = errors.New("closed")
 )
 
-// CorruptError reports bad input bytes: where in the file (Offset, an absolute byte
+// CorruptFileError reports bad input bytes: where in the file (Offset, an absolute byte
 // offset when known, else the offset of the enclosing structure) and what was wrong.
 // Corrupt input halts a job: it is never retryable.
-type CorruptError struct {
+type CorruptFileError struct {
 	File   string // the file's name or key, when Open was given one (FileName)
 	Offset int64  // absolute file offset of the structure that failed
 	What   string // the structure, e.g. "block header", "index entry 12"
 	Err    error  // one of the sentinels above, possibly wrapped with details
 }
 
-func (e *CorruptError) Error() string {
+func (e *CorruptFileError) Error() string {
 	if e.File != "" {
 		return fmt.Sprintf("series file %s: %s at offset %d: %v", e.File, e.What, e.Offset, e.Err)
 	}
 	return fmt.Sprintf("series file: %s at offset %d: %v", e.What, e.Offset, e.Err)
 }
 
-func (e *CorruptError) Unwrap() error { return e.Err }
+func (e *CorruptFileError) Unwrap() error { return e.Err }
 
-// corrupt builds a *CorruptError; format and args describe the detail and are wrapped
+// corrupt builds a *CorruptFileError; format and args describe the detail and are wrapped
 // around sentinel so errors.Is keeps working.
 func corrupt(off int64, what string, sentinel error, format string, args ...any) error {
 	err := sentinel
 	if format != "" {
 		err = fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), sentinel)
 	}
-	return &CorruptError{Offset: off, What: what, Err: err}
+	return &CorruptFileError{Offset: off, What: what, Err: err}
 }
 
-// named sets the file name of the CorruptError in err, if there is one without a name.
+// named sets the file name of the CorruptFileError in err, if there is one without a name.
 func named(err error, file string) error {
-	var ce *CorruptError
+	var ce *CorruptFileError
 	if file != "" && errors.As(err, &ce) && ce.File == "" {
 		ce.File = file
 	}
@@ -71,6 +71,12 @@ func named(err error, file string) error {
 // IsCorrupt reports whether err was caused by bad input bytes (as opposed to an I/O
 // error from the underlying reader, which may be worth retrying).
 func IsCorrupt(err error) bool {
-	var ce *CorruptError
+	var ce *CorruptFileError
 	return errors.As(err, &ce)
 }
+
+// CorruptError is the old name of CorruptFileError, beside columnar.CorruptSegmentError.
+//
+// Deprecated: use CorruptFileError. It stays only until the branches open today have
+// landed.
+type CorruptError = CorruptFileError

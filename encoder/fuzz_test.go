@@ -44,7 +44,7 @@ func FuzzOpen(f *testing.F) {
 		r, err := Open(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			if !IsCorrupt(err) {
-				t.Fatalf("open: error %v is not a *CorruptError", err)
+				t.Fatalf("open: error %v is not a *CorruptFileError", err)
 			}
 			return
 		}
@@ -57,7 +57,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		itErr := it.Err()
 		if itErr != nil && !IsCorrupt(itErr) {
-			t.Fatalf("iterate: error %v is not a *CorruptError", itErr)
+			t.Fatalf("iterate: error %v is not a *CorruptFileError", itErr)
 		}
 		// The Arrow reader decodes the same series: the same points up to the same
 		// error.

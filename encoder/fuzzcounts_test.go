@@ -17,7 +17,7 @@ import (
 // count and length of the trailer, the index (v3: its header and its body, written plain
 // for the purpose), the series headers (v1, v2) and the block headers, and the block
 // references of the v3 index. Invariants: the reader either decodes the file or returns a
-// *CorruptError; it never panics; and it allocates little whatever a field claims
+// *CorruptFileError; it never panics; and it allocates little whatever a field claims
 // (maxClaimAlloc).
 //
 //	go test ./encoder/ -run '^$' -fuzz '^FuzzCounts$' -fuzztime 60s
@@ -49,7 +49,7 @@ func requireBoundedRead(t *testing.T, b []byte) {
 	err := readAll(b)
 	runtime.ReadMemStats(&after)
 	if err != nil && !IsCorrupt(err) {
-		t.Fatalf("error %v is not a *CorruptError", err)
+		t.Fatalf("error %v is not a *CorruptFileError", err)
 	}
 	if a := after.TotalAlloc - before.TotalAlloc; a > maxClaimAlloc {
 		t.Fatalf("reading %d bytes allocated %d bytes (error %v)", len(b), a, err)

@@ -356,7 +356,7 @@ func parseIndex3(src []byte, off, dataStart int64, zbuf *[]byte) ([]IndexEntry, 
 		b.minTs = prevTs + dts
 		prevTs = b.minTs
 		if err := checkCountSpan(cnt, b.minTs, span); err != nil {
-			return nil, nil, &CorruptError{Offset: off, What: fmt.Sprintf("index block %d", i), Err: err}
+			return nil, nil, &CorruptFileError{Offset: off, What: fmt.Sprintf("index block %d", i), Err: err}
 		}
 		if ln < minBlockBytes || ln > uint64(off-pos) || cols == 0 || cols > MaxBlockColumns || cols > ln/2 {
 			return nil, nil, corrupt(off, fmt.Sprintf("index block %d", i), ErrOutOfRange, "block at %d of %d bytes with %d columns outside [%d, %d)", pos, ln, cols, pos, off)

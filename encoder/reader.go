@@ -34,7 +34,7 @@ type OpenOpt func(*openCfg)
 
 type openCfg struct{ name string }
 
-// FileName names the file (a path or an object key) in every *CorruptError that Open and
+// FileName names the file (a path or an object key) in every *CorruptFileError that Open and
 // the Reader return, overriding the default of no name.
 func FileName(name string) OpenOpt { return func(c *openCfg) { c.name = name } }
 
@@ -236,7 +236,7 @@ func decodeRecord(rec []byte, e IndexEntry, version uint16, mint, maxt int64, ds
 		boff := e.Offset + int64(len(rec)-len(rest))
 		payload, err := h.Unmarshal(rest, version)
 		if err != nil {
-			return &CorruptError{Offset: boff, What: blockWhat(e.Key, blk), Err: err}
+			return &CorruptFileError{Offset: boff, What: blockWhat(e.Key, blk), Err: err}
 		}
 		hlen := len(rest) - len(payload)
 		blen := hlen + h.tsLen + h.valLen
@@ -260,10 +260,10 @@ func decodeRecord(rec []byte, e IndexEntry, version uint16, mint, maxt int64, ds
 		tsSrc := payload[:h.tsLen]
 		valSrc := payload[h.tsLen : h.tsLen+h.valLen]
 		if dst.Ts, err = dst.dec.decodeTs(dst.Ts, &h, tsSrc); err != nil {
-			return &CorruptError{Offset: boff + int64(hlen), What: blockWhat(e.Key, blk), Err: err}
+			return &CorruptFileError{Offset: boff + int64(hlen), What: blockWhat(e.Key, blk), Err: err}
 		}
 		if dst.Values, err = dst.dec.decodeValues(dst.Values, &h, valSrc); err != nil {
-			return &CorruptError{Offset: boff + int64(hlen+h.tsLen), What: blockWhat(e.Key, blk), Err: err}
+			return &CorruptFileError{Offset: boff + int64(hlen+h.tsLen), What: blockWhat(e.Key, blk), Err: err}
 		}
 		if h.minTs < mint || h.maxTs > maxt {
 			trimRange(dst, n0, mint, maxt)
@@ -430,7 +430,7 @@ func (r *Reader) blockInfo(e IndexEntry) ([]BlockInfo, error) {
 		boff := e.Offset + int64(len(rec)-len(rest))
 		payload, err := h.Unmarshal(rest, r.version)
 		if err != nil {
-			return out, &CorruptError{Offset: boff, What: blockWhat(e.Key, blk), Err: err}
+			return out, &CorruptFileError{Offset: boff, What: blockWhat(e.Key, blk), Err: err}
 		}
 		blen := len(rest) - len(payload) + h.tsLen + h.valLen
 		if got, want := checksum(rest[:blen]), binary.LittleEndian.Uint32(rest[blen:]); got != want {

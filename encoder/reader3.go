@@ -100,7 +100,7 @@ func (c *blockCache) block(r *Reader, id uint32) (*cachedBlock, error) {
 	}
 	payload, err := b.h.unmarshal3(b.raw, r.version)
 	if err != nil {
-		return nil, &CorruptError{Offset: be.off, What: what(), Err: err}
+		return nil, &CorruptFileError{Offset: be.off, What: what(), Err: err}
 	}
 	if b.h.count != be.count || b.h.minTs != be.minTs || b.h.maxTs != be.maxTs || len(b.h.cols) != be.cols {
 		return nil, corrupt(be.off, what(), ErrOutOfRange, "%d points in [%d, %d] in %d columns, index says %d in [%d, %d] in %d",
@@ -118,7 +118,7 @@ func (b *cachedBlock) timestamps(d *blockDecoder, off int64) ([]int64, error) {
 	if !b.hasTs {
 		var err error
 		if b.ts, err = d.decodeTs(b.ts[:0], &b.h, b.payload[:b.h.tsLen]); err != nil {
-			return nil, &CorruptError{Offset: off, What: fmt.Sprintf("block %d timestamps", b.id), Err: err}
+			return nil, &CorruptFileError{Offset: off, What: fmt.Sprintf("block %d timestamps", b.id), Err: err}
 		}
 		b.hasTs = true
 	}
@@ -155,7 +155,7 @@ func (r *Reader) readSeries3(i int, mint, maxt int64, dst *Series) error {
 		dst.Ts = append(dst.Ts, ts...)
 		if dst.Values, err = dst.dec.decodeColumn(dst.Values, c.enc, vals, b.h.count, r.version); err != nil {
 			dst.Ts = dst.Ts[:n0]
-			return &CorruptError{Offset: be.off, What: fmt.Sprintf("series %v block %d column %d", e.Key, id, cols[j]), Err: err}
+			return &CorruptFileError{Offset: be.off, What: fmt.Sprintf("series %v block %d column %d", e.Key, id, cols[j]), Err: err}
 		}
 		if be.minTs < mint || be.maxTs > maxt {
 			trimRange(dst, n0, mint, maxt)

@@ -15,7 +15,7 @@ func OpenStored(ctx context.Context, st storage.Store, key string) (*Reader, err
 	if err != nil {
 		return nil, err
 	}
-	// The key goes into every CorruptError the reader returns, also when a series is
+	// The key goes into every CorruptFileError the reader returns, also when a series is
 	// decoded later.
 	r, err := Open(bytes.NewReader(b), int64(len(b)), FileName(key))
 	if err != nil {

@@ -95,7 +95,7 @@ func storeArrival(runs []*Manifest) (Arrival, bool, error) {
 func segmentsCovered(ctx context.Context, st storage.Store, segs []*columnar.Segment, a Arrival, served map[string]*servedBy) (map[string]bool, error) {
 	needed := map[string]bool{}
 	sw, err := ShardWindows(ctx, st, segs, a, true, func(err error) {
-		var ce *columnar.CorruptError
+		var ce *columnar.CorruptSegmentError
 		if errors.As(err, &ce) {
 			needed[ce.Key] = true
 		}

@@ -610,7 +610,7 @@ func TestFailedShardDoesNotStopOthers(t *testing.T) {
 	if err == nil {
 		t.Fatal("a corrupt frame did not fail the run")
 	}
-	var ce *columnar.CorruptError
+	var ce *columnar.CorruptSegmentError
 	if !errors.As(err, &ce) || ce.Key != seg.Key {
 		t.Fatalf("RunAll's error %v does not wrap the corrupt frame's error", err)
 	}

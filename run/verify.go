@@ -347,7 +347,7 @@ func (v *verifier) segments(ctx context.Context) error {
 	}
 	segs, err := columnar.ListSegmentsWith(ctx, v.opt.Store, columnar.ListOptions{SkipCorrupt: true, OnCorrupt: func(err error) {
 		p := Problem{Kind: SegmentUnreadable, Detail: err.Error()}
-		var ce *columnar.CorruptError
+		var ce *columnar.CorruptSegmentError
 		if errors.As(err, &ce) {
 			p.Key, p.From = ce.Key, int64(ce.Offset)
 		}
@@ -877,7 +877,7 @@ func (v *verifier) coverage(ctx context.Context, current map[string]*publishedRu
 	a := v.opt.Arrival
 	sw, err := ShardWindows(ctx, v.opt.Store, v.segs, a, true, func(err error) {
 		p := Problem{Kind: FrameCorrupt, Detail: err.Error()}
-		var ce *columnar.CorruptError
+		var ce *columnar.CorruptSegmentError
 		if errors.As(err, &ce) {
 			p.Key, p.From = ce.Key, int64(ce.Offset)
 		}
@@ -1010,7 +1010,7 @@ func (v *verifier) deep(ctx context.Context, current map[string]*publishedRun) e
 		})
 		if err != nil {
 			p := Problem{Kind: CountsDiffer, Shard: cur.m.Shard, Window: cur.m.Window, RunID: cur.m.RunID, Detail: fmt.Sprintf("the run made again from its inputs failed: %v", err)}
-			var ce *columnar.CorruptError
+			var ce *columnar.CorruptSegmentError
 			if errors.As(err, &ce) {
 				p.Kind, p.Key, p.From = FrameCorrupt, ce.Key, int64(ce.Offset)
 			}

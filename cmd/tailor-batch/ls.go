@@ -434,7 +434,7 @@ func listPartitions(segs []*columnar.Segment, errs []error, sizes map[string]int
 	}
 	for _, err := range errs {
 		s := lsSegment{Error: err.Error(), Partition: -1}
-		var ce *columnar.CorruptError
+		var ce *columnar.CorruptSegmentError
 		if errors.As(err, &ce) {
 			s.Key, s.Bytes = ce.Key, sizes[ce.Key]
 		}

@@ -152,7 +152,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 			} else {
 				sum.print(cmd.OutOrStdout())
 			}
-			// run.RunAll reports failures as text, so the CorruptError's type does not
+			// run.RunAll reports failures as text, so the CorruptSegmentError's type does not
 			// survive it: match its message ("corrupt segment <key> at byte N: ...") too.
 			if runErr != nil && !opt.SkipCorrupt && (errors.Is(runErr, columnar.ErrCorrupt) || strings.Contains(runErr.Error(), columnar.ErrCorrupt.Error()+" ")) {
 				return fmt.Errorf("%w (the failed runs published nothing: restore or remove that segment, or run again with --skip-corrupt to skip its corrupt frames and count them in the report)", runErr)
