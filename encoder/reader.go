@@ -192,13 +192,18 @@ func (r *Reader) ReadSeriesRange(e IndexEntry, mint, maxt int64, dst *Series) er
 }
 
 func (r *Reader) readSeriesRange(e IndexEntry, mint, maxt int64, dst *Series) error {
+	return r.readSeriesRecord(e, mint, maxt, false, dst)
+}
+
+// readSeriesRecord reads the series of e, decoding its values unless noValues.
+func (r *Reader) readSeriesRecord(e IndexEntry, mint, maxt int64, noValues bool, dst *Series) error {
 	if r.v3 != nil {
 		i := searchIndex(r.entries, e.Key)
 		if i < 0 {
 			dst.Reset()
 			return fmt.Errorf("read series %v: %w", e.Key, ErrNotFound)
 		}
-		return r.readSeries3(i, mint, maxt, dst)
+		return r.readSeries3(i, mint, maxt, noValues, dst)
 	}
 	dst.Reset()
 	if e.Length <= 0 || e.Offset < 0 || e.Offset > r.size || e.Length > r.size-e.Offset {
@@ -211,13 +216,14 @@ func (r *Reader) readSeriesRange(e IndexEntry, mint, maxt int64, dst *Series) er
 	if err := readFull(r.r, dst.raw, e.Offset); err != nil {
 		return fmt.Errorf("read series %v at %d: %w", e.Key, e.Offset, err)
 	}
-	return decodeRecord(dst.raw, e, r.version, mint, maxt, dst)
+	return decodeRecord(dst.raw, e, r.version, mint, maxt, noValues, dst)
 }
 
 // decodeRecord decodes one series record (its bytes in rec, its index entry e) into dst,
-// keeping the points in [mint, maxt]. It checks the record against the index: same key,
-// blocks in time order, the point count and the time range.
-func decodeRecord(rec []byte, e IndexEntry, version uint16, mint, maxt int64, dst *Series) error {
+// keeping the points in [mint, maxt], and their values unless noValues. It checks the
+// record against the index: same key, blocks in time order, the point count and the
+// time range.
+func decodeRecord(rec []byte, e IndexEntry, version uint16, mint, maxt int64, noValues bool, dst *Series) error {
 	key, tags, rest, err := parseSeriesHeader(rec, e.Offset, dst.Tags[:0])
 	dst.Tags = tags
 	if err != nil {
@@ -262,8 +268,10 @@ func decodeRecord(rec []byte, e IndexEntry, version uint16, mint, maxt int64, ds
 		if dst.Ts, err = dst.dec.decodeTs(dst.Ts, &h, tsSrc); err != nil {
 			return &CorruptFileError{Offset: boff + int64(hlen), What: blockWhat(e.Key, blk), Err: err}
 		}
-		if dst.Values, err = dst.dec.decodeValues(dst.Values, &h, valSrc); err != nil {
-			return &CorruptFileError{Offset: boff + int64(hlen+h.tsLen), What: blockWhat(e.Key, blk), Err: err}
+		if !noValues {
+			if dst.Values, err = dst.dec.decodeValues(dst.Values, &h, valSrc); err != nil {
+				return &CorruptFileError{Offset: boff + int64(hlen+h.tsLen), What: blockWhat(e.Key, blk), Err: err}
+			}
 		}
 		if h.minTs < mint || h.maxTs > maxt {
 			trimRange(dst, n0, mint, maxt)
@@ -281,15 +289,18 @@ func blockWhat(k columnar.SeriesKey, blk int) string {
 	return fmt.Sprintf("series %v block %d", k, blk)
 }
 
-// trimRange drops the points from index n0 on that fall outside [mint, maxt].
+// trimRange drops the points from index n0 on that fall outside [mint, maxt]. Values
+// are trimmed alongside when they were decoded.
 func trimRange(s *Series, n0 int, mint, maxt int64) {
 	ts := s.Ts[n0:]
 	lo := sort.Search(len(ts), func(i int) bool { return ts[i] >= mint })
 	hi := sort.Search(len(ts), func(i int) bool { return ts[i] > maxt })
 	n := copy(s.Ts[n0:], ts[lo:hi])
-	copy(s.Values[n0:], s.Values[n0+lo:n0+hi])
 	s.Ts = s.Ts[:n0+n]
-	s.Values = s.Values[:n0+n]
+	if len(s.Values) > n0 {
+		copy(s.Values[n0:], s.Values[n0+lo:n0+hi])
+		s.Values = s.Values[:n0+n]
+	}
 }
 
 // IterOpt narrows a SeriesIterator or a RecordReader.
@@ -299,6 +310,10 @@ type iterCfg struct {
 	org        uint32
 	hasOrg     bool
 	mint, maxt int64
+	// first, end bound the positions in Index() iterated; end < 0 means all.
+	first, end int
+	keep       func(IndexEntry) bool
+	noValues   bool
 }
 
 // IterOrg restricts iteration to the series of one org, found through the org ranges.
@@ -310,6 +325,25 @@ func IterOrg(org uint32) IterOpt {
 // no point in the range are skipped; blocks outside it are not decoded.
 func IterTimeRange(mint, maxt int64) IterOpt {
 	return func(c *iterCfg) { c.mint, c.maxt = mint, maxt }
+}
+
+// IterIndexRange restricts iteration to the entries [first, end) of Index(), so that
+// several goroutines can each decode a slice of one file (a Reader is safe for that).
+// Positions outside the index are clamped to it.
+func IterIndexRange(first, end int) IterOpt {
+	return func(c *iterCfg) { c.first, c.end = first, end }
+}
+
+// IterFilter restricts iteration to the series whose index entry keep accepts. Series
+// it rejects are not read: what a reader of a few keys of a file uses to skip the rest.
+func IterFilter(keep func(IndexEntry) bool) IterOpt {
+	return func(c *iterCfg) { c.keep = keep }
+}
+
+// IterNoValues decodes timestamps only: At().Values stays empty. For a query that uses
+// no value (count(*), min(ts)), the value columns are not even decompressed.
+func IterNoValues() IterOpt {
+	return func(c *iterCfg) { c.noValues = true }
 }
 
 // SeriesIterator walks series in key order. Use it as
@@ -327,6 +361,8 @@ type SeriesIterator struct {
 	first      int // position of entries[0] in the file's index
 	i          int
 	mint, maxt int64
+	keep       func(IndexEntry) bool
+	noValues   bool
 	cur        Series
 	err        error
 }
@@ -334,7 +370,7 @@ type SeriesIterator struct {
 // Iterator returns an iterator over the file's series, reusing its buffers when it is
 // not nil (the chunkenc habit).
 func (r *Reader) Iterator(it *SeriesIterator, opts ...IterOpt) *SeriesIterator {
-	c := iterCfg{mint: math.MinInt64, maxt: math.MaxInt64}
+	c := iterCfg{mint: math.MinInt64, maxt: math.MaxInt64, end: -1}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -346,8 +382,22 @@ func (r *Reader) Iterator(it *SeriesIterator, opts ...IterOpt) *SeriesIterator {
 	if c.hasOrg {
 		it.entries, it.first = r.orgSeries(c.org)
 	}
+	if c.end >= 0 || c.first > 0 {
+		// Intersect [c.first, c.end) with the positions it.entries covers.
+		lo, hi := it.first, it.first+len(it.entries)
+		if c.end >= 0 {
+			hi = min(hi, c.end)
+		}
+		lo = max(lo, c.first)
+		if hi < lo {
+			hi = lo
+		}
+		it.entries = it.entries[lo-it.first : hi-it.first]
+		it.first = lo
+	}
 	it.i = 0
 	it.mint, it.maxt = c.mint, c.maxt
+	it.keep, it.noValues = c.keep, c.noValues
 	it.err = nil
 	it.cur.Reset()
 	return it
@@ -358,13 +408,13 @@ func (it *SeriesIterator) Next() bool {
 	for it.err == nil && it.i < len(it.entries) {
 		e := it.entries[it.i]
 		it.i++
-		if e.MaxTs < it.mint || e.MinTs > it.maxt {
+		if e.MaxTs < it.mint || e.MinTs > it.maxt || (it.keep != nil && !it.keep(e)) {
 			continue
 		}
 		if it.r.v3 != nil {
-			it.err = named(it.r.readSeries3(it.first+it.i-1, it.mint, it.maxt, &it.cur), it.r.name)
+			it.err = named(it.r.readSeries3(it.first+it.i-1, it.mint, it.maxt, it.noValues, &it.cur), it.r.name)
 		} else {
-			it.err = it.r.ReadSeriesRange(e, it.mint, it.maxt, &it.cur)
+			it.err = named(it.r.readSeriesRecord(e, it.mint, it.maxt, it.noValues, &it.cur), it.r.name)
 		}
 		if it.err != nil {
 			return false

@@ -125,8 +125,9 @@ func (b *cachedBlock) timestamps(d *blockDecoder, off int64) ([]int64, error) {
 	return b.ts, nil
 }
 
-// readSeries3 decodes series i of a v3 file into dst, keeping the points in [mint, maxt].
-func (r *Reader) readSeries3(i int, mint, maxt int64, dst *Series) error {
+// readSeries3 decodes series i of a v3 file into dst, keeping the points in [mint, maxt],
+// and their values unless noValues.
+func (r *Reader) readSeries3(i int, mint, maxt int64, noValues bool, dst *Series) error {
 	dst.Reset()
 	x := r.v3
 	e := &r.entries[i]
@@ -153,9 +154,11 @@ func (r *Reader) readSeries3(i int, mint, maxt int64, dst *Series) error {
 		vals := b.payload[b.h.tsLen+c.off : b.h.tsLen+c.off+c.len]
 		n0 := len(dst.Ts)
 		dst.Ts = append(dst.Ts, ts...)
-		if dst.Values, err = dst.dec.decodeColumn(dst.Values, c.enc, vals, b.h.count, r.version); err != nil {
-			dst.Ts = dst.Ts[:n0]
-			return &CorruptFileError{Offset: be.off, What: fmt.Sprintf("series %v block %d column %d", e.Key, id, cols[j]), Err: err}
+		if !noValues {
+			if dst.Values, err = dst.dec.decodeColumn(dst.Values, c.enc, vals, b.h.count, r.version); err != nil {
+				dst.Ts = dst.Ts[:n0]
+				return &CorruptFileError{Offset: be.off, What: fmt.Sprintf("series %v block %d column %d", e.Key, id, cols[j]), Err: err}
+			}
 		}
 		if be.minTs < mint || be.maxTs > maxt {
 			trimRange(dst, n0, mint, maxt)

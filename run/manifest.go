@@ -9,11 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -71,6 +73,9 @@ type Part struct {
 	// Ts is the part's [first, last] timestamp, so that readers skip a late output that
 	// holds nothing of their scope (absent in manifests of older runs: read always).
 	Ts []int64 `json:"ts,omitempty"`
+	// Orgs is the part's [first, last] org, so that a reader of some orgs skips the
+	// parts of others without opening them (absent in older manifests: read always).
+	Orgs []uint32 `json:"orgs,omitempty"`
 }
 
 // sameFile reports whether p and o describe the same file; a range one of them does not
@@ -79,14 +84,47 @@ func (p Part) sameFile(o Part) bool {
 	if len(p.Ts) == 0 || len(o.Ts) == 0 {
 		p.Ts, o.Ts = nil, nil
 	}
+	if len(p.Orgs) == 0 || len(o.Orgs) == 0 {
+		p.Orgs, o.Orgs = nil, nil
+	}
 	return p.Key == o.Key && p.Size == o.Size && p.Series == o.Series && p.Points == o.Points && p.SHA256 == o.SHA256 &&
-		len(p.Ts) == len(o.Ts) && (len(p.Ts) == 0 || p.Ts[0] == o.Ts[0] && p.Ts[1] == o.Ts[1])
+		slices.Equal(p.Ts, o.Ts) && slices.Equal(p.Orgs, o.Orgs)
 }
 
 // overlaps reports whether the part may hold points of w (it may when its range is
 // not recorded).
 func (p *Part) overlaps(w columnar.TimeRange) bool {
 	return len(p.Ts) != 2 || w.Overlaps(p.Ts[0], p.Ts[1])
+}
+
+// DescribePart is the manifest entry of the series file under key: its size, counts,
+// checksum and ranges, read from the file's index.
+func DescribePart(key string, file []byte) (Part, error) {
+	r, err := encoder.Open(bytes.NewReader(file), int64(len(file)), encoder.FileName(key))
+	if err != nil {
+		return Part{}, fmt.Errorf("describe part: %w", err)
+	}
+	sum := sha256.Sum256(file)
+	p := Part{Key: key, Size: int64(len(file)), SHA256: hex.EncodeToString(sum[:])}
+	for _, e := range r.Index() {
+		p.Series++
+		p.Points += uint64(e.Points)
+	}
+	p.Ts, p.Orgs = indexRanges(r.Index())
+	return p, nil
+}
+
+// indexRanges are the [first, last] timestamp and org of a file's index entries (nil
+// for an empty file).
+func indexRanges(idx []encoder.IndexEntry) (ts []int64, orgs []uint32) {
+	for i, e := range idx {
+		if i == 0 {
+			ts, orgs = []int64{e.MinTs, e.MaxTs}, []uint32{e.Key.Org, e.Key.Org}
+		}
+		ts[0], ts[1] = min(ts[0], e.MinTs), max(ts[1], e.MaxTs)
+		orgs[1] = e.Key.Org // entries are in key order
+	}
+	return ts, orgs
 }
 
 // Manifest publishes a run. It holds no wall-clock time, so re-runs are byte-identical.

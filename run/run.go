@@ -5,8 +5,6 @@ package run
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -475,15 +473,17 @@ func (o *output) close() error {
 
 // put stores one part file under key.
 func (o *output) put(ctx context.Context, key string, file []byte, series, points int64) error {
-	sum := sha256.Sum256(file)
-	ts, err := fileTsRange(file)
+	p, err := DescribePart(key, file)
 	if err != nil {
-		return fmt.Errorf("BUG: part %s as written does not open: %w", key, err)
+		return err
+	}
+	if p.Series != uint64(series) || p.Points != uint64(points) {
+		return fmt.Errorf("BUG: part %s holds %d series and %d points, the spool wrote %d and %d", key, p.Series, p.Points, series, points)
 	}
 	if err := o.opt.Store.Put(ctx, key, bytes.NewReader(file)); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
-	o.parts = append(o.parts, Part{Key: key, Size: int64(len(file)), Series: uint64(series), Points: uint64(points), SHA256: hex.EncodeToString(sum[:]), Ts: ts})
+	o.parts = append(o.parts, p)
 	return o.rollUp(ctx, file)
 }
 
@@ -513,23 +513,6 @@ func (o *output) rollUp(ctx context.Context, file []byte) error {
 		set.Parts = append(set.Parts, ps...)
 	}
 	return nil
-}
-
-// fileTsRange is the [first, last] ts of a series file, nil when it holds no series.
-func fileTsRange(file []byte) ([]int64, error) {
-	r, err := encoder.Open(bytes.NewReader(file), int64(len(file)))
-	if err != nil {
-		return nil, err
-	}
-	idx := r.Index()
-	if len(idx) == 0 {
-		return nil, nil
-	}
-	lo, hi := idx[0].MinTs, idx[0].MaxTs
-	for _, e := range idx[1:] {
-		lo, hi = min(lo, e.MinTs), max(hi, e.MaxTs)
-	}
-	return []int64{lo, hi}, nil
 }
 
 // runReader chains point readers, each over its own splits and ts range, into one

@@ -78,6 +78,17 @@ func readOutputs(t *testing.T, st storage.Store) map[string]map[outPoint]uint64 
 				if err != nil {
 					t.Fatal(err)
 				}
+				// The manifest's range of the part is its points' exact bounds.
+				var got *PartRange
+				for i, e := range r.Index() {
+					if i == 0 {
+						got = &PartRange{MinTs: e.MinTs, MaxTs: e.MaxTs, MinOrg: e.Key.Org}
+					}
+					got.MinTs, got.MaxTs, got.MaxOrg = min(got.MinTs, e.MinTs), max(got.MaxTs, e.MaxTs), e.Key.Org
+				}
+				if p.Range == nil || got == nil || *p.Range != *got {
+					t.Fatalf("%s: manifest range %+v, the part holds %+v", p.Key, p.Range, got)
+				}
 				it := r.Iterator(nil)
 				for it.Next() {
 					s := it.At()
