@@ -475,7 +475,7 @@ func (o *output) close() error {
 func (o *output) put(ctx context.Context, key string, file []byte, series, points int64) error {
 	p, err := DescribePart(key, file)
 	if err != nil {
-		return err
+		return fmt.Errorf("BUG: part %s as written does not open: %w", key, err)
 	}
 	if p.Series != uint64(series) || p.Points != uint64(points) {
 		return fmt.Errorf("BUG: part %s holds %d series and %d points, the spool wrote %d and %d", key, p.Series, p.Points, series, points)

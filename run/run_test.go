@@ -78,16 +78,17 @@ func readOutputs(t *testing.T, st storage.Store) map[string]map[outPoint]uint64 
 				if err != nil {
 					t.Fatal(err)
 				}
-				// The manifest's range of the part is its points' exact bounds.
-				var got *PartRange
+				// The manifest's ranges of the part are its points' exact bounds.
+				var ts []int64
+				var orgs []uint32
 				for i, e := range r.Index() {
 					if i == 0 {
-						got = &PartRange{MinTs: e.MinTs, MaxTs: e.MaxTs, MinOrg: e.Key.Org}
+						ts, orgs = []int64{e.MinTs, e.MaxTs}, []uint32{e.Key.Org, e.Key.Org}
 					}
-					got.MinTs, got.MaxTs, got.MaxOrg = min(got.MinTs, e.MinTs), max(got.MaxTs, e.MaxTs), e.Key.Org
+					ts[0], ts[1], orgs[1] = min(ts[0], e.MinTs), max(ts[1], e.MaxTs), e.Key.Org
 				}
-				if p.Range == nil || got == nil || *p.Range != *got {
-					t.Fatalf("%s: manifest range %+v, the part holds %+v", p.Key, p.Range, got)
+				if !slices.Equal(p.Ts, ts) || !slices.Equal(p.Orgs, orgs) || ts == nil {
+					t.Fatalf("%s: manifest ranges ts %v orgs %v, the part holds ts %v orgs %v", p.Key, p.Ts, p.Orgs, ts, orgs)
 				}
 				it := r.Iterator(nil)
 				for it.Next() {
