@@ -40,6 +40,9 @@ type Engine struct {
 	connector *duckdb.Connector
 	conn      driver.Conn
 	arrow     *duckdb.Arrow
+	// pruneOff is set once a statement that is not a plain query ran through the views:
+	// it may have defined a view or macro that later statements read (restrict.go).
+	pruneOff bool
 }
 
 // Open starts an in-memory DuckDB with the given limits.

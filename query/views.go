@@ -33,6 +33,9 @@ type Scope struct {
 	ShardMap *columnar.ShardMap
 	// Window keeps ts in [From, To); the zero Window keeps all.
 	Window columnar.TimeRange
+	// Orgs and Metrics, when not nil, keep the points of those orgs and metrics
+	// (--org, --metric).
+	Orgs, Metrics *IDSet
 }
 
 // TsRange is the ts range the scope keeps: its Window, or all time when that is zero.
@@ -56,10 +59,50 @@ func (s Scope) predicate() (string, error) {
 		}
 		conds = append(conds, c)
 	}
+	if s.Orgs != nil {
+		conds = append(conds, idPredicate("org_id", s.Orgs))
+	}
+	if s.Metrics != nil {
+		conds = append(conds, idPredicate("metric_id", s.Metrics))
+	}
 	if len(conds) == 0 {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(conds, " AND "), nil
+}
+
+// columns lists the columns the scope's filter reads.
+func (s Scope) columns() []string {
+	cols := []string{}
+	if w := s.Window; w != (columnar.Window{}) && w != columnar.AllTime {
+		cols = append(cols, "ts")
+	}
+	if s.Shard != "" || s.Orgs != nil {
+		cols = append(cols, "org_id")
+	}
+	if partShardRe.MatchString(s.Shard) || s.Metrics != nil {
+		cols = append(cols, "metric_id")
+	}
+	return cols
+}
+
+// idPredicate is the SQL form of "col is in set".
+func idPredicate(col string, set *IDSet) string {
+	if len(set.Ranges()) == 0 {
+		return "false"
+	}
+	var in, ors []string
+	for _, r := range set.Ranges() {
+		if r.Lo == r.Hi {
+			in = append(in, strconv.FormatUint(r.Lo, 10))
+		} else {
+			ors = append(ors, fmt.Sprintf("%s BETWEEN %d AND %d", col, r.Lo, r.Hi))
+		}
+	}
+	if len(in) > 0 {
+		ors = append(ors, col+" IN ("+strings.Join(in, ", ")+")")
+	}
+	return "(" + strings.Join(ors, " OR ") + ")"
 }
 
 func (s Scope) shardMap() *columnar.ShardMap {
@@ -120,10 +163,15 @@ const mix64Macro = `CREATE OR REPLACE TEMP MACRO tailor_mix64(x) AS (
 // View is one named table a statement can use.
 type View struct {
 	Name string
-	// Exactly one of Arrow and From is set.
+	// Exactly one of Scan, Arrow and From is set.
 	//
-	// Arrow opens a fresh reader for each query (a registered Arrow view can be read
-	// once). Its columns must include the point columns under their names.
+	// Scan opens a fresh reader for each query (a registered Arrow view can be read
+	// once), told what the statement can use of the view: the reader may skip the rows
+	// outside r and leave the columns the statement does not read unfilled (zeros). Its
+	// columns must include the point columns under their names. A reader that counts
+	// its reads implements Reads() ReadStats (docs/validation.md, "Pruning").
+	Scan func(ctx context.Context, r Restriction) (array.RecordReader, error)
+	// Arrow is Scan for a reader that reads everything.
 	Arrow func(ctx context.Context) (array.RecordReader, error)
 	// From is a SQL table expression, e.g. read_parquet('x.parquet'), or a
 	// parenthesized SELECT over other views.
@@ -134,7 +182,36 @@ type View struct {
 	Deps []string
 	// Unscoped views pass rows through unfiltered (their From reads scoped views).
 	Unscoped bool
+	// Through says that a restriction on this view's rows holds for the rows of its
+	// Deps too (latest keeps a subset of the points of each (series, ts)), so their
+	// readers may skip what this view's may.
+	Through bool
 }
+
+// ReadStats count what the readers of a view read and skipped: files (series files,
+// segments), their bytes, and series. Skipped bytes are those of skipped files and the
+// unread bytes of files read in part.
+type ReadStats struct {
+	FilesRead     int64 `json:"files_read"`
+	FilesSkipped  int64 `json:"files_skipped"`
+	BytesRead     int64 `json:"bytes_read"`
+	BytesSkipped  int64 `json:"bytes_skipped"`
+	SeriesRead    int64 `json:"series_read"`
+	SeriesSkipped int64 `json:"series_skipped"`
+}
+
+// Add adds o to s.
+func (s *ReadStats) Add(o ReadStats) {
+	s.FilesRead += o.FilesRead
+	s.FilesSkipped += o.FilesSkipped
+	s.BytesRead += o.BytesRead
+	s.BytesSkipped += o.BytesSkipped
+	s.SeriesRead += o.SeriesRead
+	s.SeriesSkipped += o.SeriesSkipped
+}
+
+// statsReader is a reader that counts its reads.
+type statsReader interface{ Reads() ReadStats }
 
 // pointColumns is the projection that gives a source the point columns' types.
 func pointColumns(org, metric, ctx, ts, value string) string {
@@ -170,6 +247,8 @@ type ViewSet struct {
 	e        *Engine
 	ctx      context.Context
 	readers  []array.RecordReader
+	names    []string // the view of each reader
+	reads    map[string]ReadStats
 	releases []func()
 	dropped  []string
 	// noPushdown is set while the optimizers that push work into scans are off.
@@ -220,6 +299,23 @@ func (vs *ViewSet) readerErr() error {
 	return nil
 }
 
+// Reads returns what each view's readers read and skipped so far, by view name; views
+// whose readers do not count are absent. Still valid after Close.
+func (vs *ViewSet) Reads() map[string]ReadStats {
+	out := map[string]ReadStats{}
+	for name, s := range vs.reads {
+		out[name] = s
+	}
+	for i, r := range vs.readers {
+		if sr, ok := r.(statsReader); ok {
+			s := out[vs.names[i]]
+			s.Add(sr.Reads())
+			out[vs.names[i]] = s
+		}
+	}
+	return out
+}
+
 // Close drops the views and releases their readers.
 func (vs *ViewSet) Close() error {
 	var errs []error
@@ -235,11 +331,56 @@ func (vs *ViewSet) Close() error {
 		r()
 	}
 	vs.releases = nil
+	vs.reads = vs.Reads()
 	for _, r := range vs.readers {
 		r.Release()
 	}
-	vs.readers = nil
+	vs.readers, vs.names = nil, nil
 	return errors.Join(errs...)
+}
+
+// viewRestrictions is the restriction of each view in order (dependencies first) that
+// stmts read: what the statements admit of it, widened by what the views that read it
+// admit (all of it, unless they pass restrictions Through).
+func (e *Engine) viewRestrictions(ctx context.Context, stmts []string, order []*View) (map[string]Restriction, error) {
+	names := make([]string, len(order))
+	for i, v := range order {
+		names[i] = strings.ToLower(v.Name)
+	}
+	direct, err := e.restrictions(ctx, stmts, names)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Restriction{}
+	for i := len(order) - 1; i >= 0; i-- { // readers of a view come after it in order
+		v := order[i]
+		r, ok := direct[strings.ToLower(v.Name)]
+		if direct == nil {
+			r, ok = Restriction{}, true
+		}
+		for _, u := range order[i+1:] {
+			for _, d := range u.Deps {
+				if !strings.EqualFold(d, v.Name) {
+					continue
+				}
+				via := Restriction{}
+				if u.Through {
+					via = out[u.Name]
+					via.Columns = nil // the view's SQL reads every column
+				}
+				if ok {
+					r = r.Union(via)
+				} else {
+					r, ok = via, true
+				}
+			}
+		}
+		if !ok {
+			r = Restriction{} // named in the text only: read whole, to be safe
+		}
+		out[v.Name] = r
+	}
+	return out, nil
 }
 
 // DefineViews defines the views that any of stmts uses (and their dependencies) as
@@ -277,6 +418,10 @@ func (e *Engine) DefineViews(ctx context.Context, stmts []string, views []View, 
 	if err != nil {
 		return nil, err
 	}
+	restr, err := e.viewRestrictions(ctx, stmts, order)
+	if err != nil {
+		return nil, err
+	}
 	vs := &ViewSet{e: e, ctx: ctx}
 	defer func() {
 		if err != nil {
@@ -290,18 +435,28 @@ func (e *Engine) DefineViews(ctx context.Context, stmts []string, views []View, 
 	}
 	for _, v := range order {
 		from := v.From
-		if v.Arrow != nil && !vs.noPushdown {
+		if (v.Arrow != nil || v.Scan != nil) && !vs.noPushdown {
 			if err := e.Exec(ctx, "SET disabled_optimizers = '"+arrowUnsafeOptimizers+"'"); err != nil {
 				return nil, err
 			}
 			vs.noPushdown = true
 		}
-		if v.Arrow != nil {
-			rdr, err := v.Arrow(ctx)
+		if v.Arrow != nil || v.Scan != nil {
+			var rdr array.RecordReader
+			if v.Scan != nil {
+				r := restr[v.Name]
+				if !v.Unscoped {
+					r = r.Intersect(scope.Restriction())
+				}
+				rdr, err = v.Scan(ctx, r)
+			} else {
+				rdr, err = v.Arrow(ctx)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("view %s: %w", v.Name, err)
 			}
 			vs.readers = append(vs.readers, rdr)
+			vs.names = append(vs.names, v.Name)
 			raw := "tailor_raw_" + v.Name
 			rel, err := e.arrow.RegisterView(rdr, raw)
 			if err != nil {
