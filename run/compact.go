@@ -425,6 +425,7 @@ func deriveMerged(ctx context.Context, r derivedRecipe) (m *Manifest, err error)
 	if err != nil {
 		return nil, err
 	}
+	defer mg.Close()
 	base := r.srcs[0].runWindow()
 	win := r.w.TsRange()
 	own := &partWriter{dir: r.tempDir, partBytes: r.partBytes}

@@ -46,6 +46,7 @@ func readAll(t *testing.T, st storage.Store, scope query.Scope) map[outPoint]uin
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer m.Close()
 	got := map[outPoint]uint64{}
 	var prev *outPoint
 	for m.Next() {

@@ -28,8 +28,9 @@ import (
 // ranks"); so a late copy beats the on-time copy, which beats an early copy, and of two
 // late or two early copies the later window's wins. Of two copies with the same arrival
 // (a run made after the compaction that holds the same window), the run of the smaller
-// window is the newer one and wins. Each output's parts are read one at a time, in key
-// order. It implements encoder.SeriesSource.
+// window is the newer one and wins. Each output's parts are read in key order, decoded
+// ahead by a pool of workers (see scan.go), and an output is opened only once the merge
+// reaches its first org. It implements encoder.SeriesSource; Close it when done.
 type SeriesMerger struct {
 	h    sourceHeap
 	took []*seriesSource // the sources the current series came from, advanced by Next
@@ -45,14 +46,15 @@ type SeriesMerger struct {
 	arr          []int64
 	deleted      uint64 // points the tombstones hid
 	copies       uint64 // points read from every source (before merging)
+
+	sc *scanner
+	// pending are the sources not opened yet, by their first org, descending.
+	pending []*seriesSource
+	all     []*seriesSource
 }
 
 // seriesSource is one run output: its parts, read in order, one series at a time.
 type seriesSource struct {
-	ctx  context.Context
-	st   storage.Store
-	keys []string
-	opts []encoder.IterOpt
 	// The run's window. A late output ranks its copies by it and by whether a point is
 	// late (before from) or early (at or after to); own parts rank in between.
 	late     bool
@@ -62,32 +64,17 @@ type seriesSource struct {
 	base int64
 	// arr, when not nil, holds the exact arrival of the points a derived run folded in.
 	arr *arrivalSource
-	it  *encoder.SeriesIterator
-	key string
+	it  *sourceStream
+	// firstOrg bounds the orgs of the output from below: it opens no earlier.
+	firstOrg uint32
 }
 
-// next moves to the source's next series, opening its next part when one ends.
+// next moves to the source's next series.
 func (s *seriesSource) next() (bool, error) {
-	for {
-		if s.it != nil {
-			if s.it.Next() {
-				return true, nil
-			}
-			if err := s.it.Err(); err != nil {
-				return false, fmt.Errorf("decode %s: %w", s.key, err)
-			}
-			s.it = nil
-		}
-		if len(s.keys) == 0 {
-			return false, nil
-		}
-		s.key, s.keys = s.keys[0], s.keys[1:]
-		r, err := encoder.OpenStored(s.ctx, s.st, s.key)
-		if err != nil {
-			return false, err
-		}
-		s.it = r.Iterator(nil, s.opts...)
+	if s.it.Next() {
+		return true, nil
 	}
+	return false, s.it.Err()
 }
 
 // arrival is the start of the window in which the copy of the point at ts arrived,
@@ -103,9 +90,10 @@ func (s *seriesSource) arrival(ts int64) int64 {
 func floorTs(ts, size int64) int64 { return ts - ((ts%size)+size)%size }
 
 // arrivalSource reads a derived run's arrival parts in key order, alongside the run's
-// own and late parts.
+// own and late parts. Its values are arrival windows, so it decodes them whatever
+// columns the statement reads.
 type arrivalSource struct {
-	src  seriesSource
+	src  storedParts
 	ok   bool // src is at a series
 	done bool
 }
@@ -131,24 +119,76 @@ func (a *arrivalSource) seek(k columnar.SeriesKey) (*encoder.Series, error) {
 	return nil, nil
 }
 
+// storedParts reads parts one after the other, one series at a time, on the caller.
+type storedParts struct {
+	ctx  context.Context
+	st   storage.Store
+	keys []string
+	opts []encoder.IterOpt
+	it   *encoder.SeriesIterator
+	key  string
+}
+
+// next moves to the next series, opening the next part when one ends.
+func (s *storedParts) next() (bool, error) {
+	for {
+		if s.it != nil {
+			if s.it.Next() {
+				return true, nil
+			}
+			if err := s.it.Err(); err != nil {
+				return false, fmt.Errorf("decode %s: %w", s.key, err)
+			}
+			s.it = nil
+		}
+		if len(s.keys) == 0 {
+			return false, nil
+		}
+		s.key, s.keys = s.keys[0], s.keys[1:]
+		r, err := encoder.OpenStored(s.ctx, s.st, s.key)
+		if err != nil {
+			return false, err
+		}
+		s.it = r.Iterator(nil, s.opts...)
+	}
+}
+
 // OpenSeries returns a merger over the published runs of st that the scope selects,
 // hiding the points of st's tombstones.
 func OpenSeries(ctx context.Context, st storage.Store, scope query.Scope) (*SeriesMerger, error) {
-	runs, err := Published(ctx, st)
-	if err != nil {
+	return OpenSeriesWith(ctx, st, ScanOptions{Scope: scope})
+}
+
+// OpenSeriesWith returns a merger over the published series of st that opt selects,
+// reading only what its restriction admits (scan.go). Every point it returns is in the
+// scope; points outside the restriction may be returned too.
+func OpenSeriesWith(ctx context.Context, st storage.Store, opt ScanOptions) (*SeriesMerger, error) {
+	r := opt.Restriction.Intersect(opt.Scope.Restriction())
+	sc := newScanner(ctx, st, r, opt.Workers)
+	m := &SeriesMerger{sc: sc}
+	if r.Empty() {
+		return m, nil
+	}
+	var err error
+	if m.tomb, err = LoadTombstones(ctx, st); err != nil {
+		sc.close()
 		return nil, err
 	}
-	tomb, err := LoadTombstones(ctx, st)
+	runs, err := planScan(ctx, sc, opt.Scope)
 	if err != nil {
+		sc.close()
 		return nil, err
 	}
 	var keep []*Manifest
-	for _, r := range runs {
-		if scope.Shard == "" || r.Shard == scope.Shard {
-			keep = append(keep, r)
+	for _, run := range runs {
+		if opt.Scope.Shard == "" || run.Shard == opt.Scope.Shard {
+			keep = append(keep, run)
 		}
 	}
-	return openMerger(ctx, st, keep, mergeOptions{window: scope.TsRange(), tomb: tomb})
+	// A derived run's exact arrivals are always read: whether another run overlaps it
+	// is known only of the runs the plan read, not of those it skipped.
+	m.addRuns(ctx, keep, true)
+	return m, nil
 }
 
 // mergeOptions configure openMerger.
@@ -160,52 +200,74 @@ type mergeOptions struct {
 	exact, keepArrivals bool
 }
 
-// openMerger merges the outputs of runs. A derived run's arrival parts are read when
-// the merge needs them: when another of runs overlaps it (of the same shard), or when
-// opt asks.
+// openMerger merges the outputs of runs, reading every series and value inside the
+// window. A derived run's arrival parts are read when the merge needs them: when another
+// of runs overlaps it (of the same shard), or when opt asks.
 func openMerger(ctx context.Context, st storage.Store, runs []*Manifest, opt mergeOptions) (*SeriesMerger, error) {
-	win := opt.window
-	var opts []encoder.IterOpt
-	if win != columnar.AllTime {
-		opts = append(opts, encoder.IterTimeRange(win.From, win.To-1))
+	var r query.Restriction
+	if w := opt.window; w != columnar.AllTime {
+		r.Ts = &query.TsRange{Min: w.From, Max: w.To - 1}
 	}
-	m := &SeriesMerger{tomb: opt.tomb, keepArrivals: opt.keepArrivals}
-	for _, r := range runs {
-		var arr *arrivalSource
-		if len(r.ArrivalParts) > 0 && (opt.exact || overlapsAnother(r, runs)) {
-			arr = &arrivalSource{src: seriesSource{ctx: ctx, st: st, keys: partKeys(r.ArrivalParts, columnar.AllTime)}}
-		}
-		var srcs []*seriesSource
-		if len(r.Parts) > 0 && win.Overlaps(r.From, r.To-1) {
-			srcs = append(srcs, &seriesSource{keys: partKeys(r.Parts, columnar.AllTime), from: r.From, to: r.To})
-		}
-		// A late output holds points of other windows: whatever the scope's window,
-		// its iterator keeps only the points inside it, and its parts' recorded ranges
-		// skip those that hold none.
-		if keys := partKeys(r.LateParts, win); len(keys) > 0 {
-			srcs = append(srcs, &seriesSource{keys: keys, late: true, from: r.From, to: r.To})
-		}
-		for i, s := range srcs {
-			s.ctx, s.st, s.opts, s.base = ctx, st, opts, r.runWindow()
-			if arr != nil {
-				if i > 0 { // own and late parts walk the arrivals apart
-					a := *arr
-					arr = &a
-				}
-				s.arr = arr
-			}
-			ok, err := s.next()
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				m.h = append(m.h, s)
-			}
-		}
+	m := &SeriesMerger{sc: newScanner(ctx, st, r, 0), tomb: opt.tomb, keepArrivals: opt.keepArrivals}
+	if r.Empty() {
+		return m, nil
 	}
-	heap.Init(&m.h)
+	m.addRuns(ctx, runs, opt.exact)
 	return m, nil
 }
+
+// addRuns adds the sources of runs' own and late parts that the scan admits; they open
+// when the merge reaches their first org.
+func (m *SeriesMerger) addRuns(ctx context.Context, runs []*Manifest, exact bool) {
+	sc := m.sc
+	var opts []encoder.IterOpt
+	if sc.lo != math.MinInt64 || sc.hi != math.MaxInt64 {
+		opts = append(opts, encoder.IterTimeRange(sc.lo, sc.hi))
+	}
+	for _, run := range runs {
+		var arr *arrivalSource
+		if len(run.ArrivalParts) > 0 && (exact || overlapsAnother(run, runs)) {
+			arr = &arrivalSource{src: storedParts{ctx: sc.ctx, st: sc.st, keys: sc.admitted(run.ArrivalParts), opts: opts}}
+		}
+		// A late output holds points of other windows: whatever the scope's window,
+		// its parts' ranges decide, and its readers keep only the points inside it.
+		own := overlapsTs(run.From, run.To-1, sc.lo, sc.hi)
+		for _, late := range []bool{false, true} {
+			parts := run.Parts
+			if late {
+				parts = run.LateParts
+			}
+			var keep []Part
+			for _, p := range parts {
+				if (late || own) && sc.admits(p) {
+					keep = append(keep, p)
+				} else {
+					sc.skipPart(p)
+				}
+			}
+			if len(keep) == 0 {
+				continue
+			}
+			s := &seriesSource{it: newSourceStream(sc, keep), late: late, from: run.From, to: run.To, base: run.runWindow()}
+			if len(keep[0].Orgs) == 2 {
+				s.firstOrg = keep[0].Orgs[0]
+			}
+			if arr != nil {
+				if late { // own and late parts walk the arrivals apart
+					a := *arr
+					s.arr = &a
+				} else {
+					s.arr = arr
+				}
+			}
+			m.pending = append(m.pending, s)
+			m.all = append(m.all, s)
+		}
+	}
+	slices.SortStableFunc(m.pending, func(a, b *seriesSource) int { return cmp.Compare(b.firstOrg, a.firstOrg) })
+}
+
+func overlapsTs(from, to, lo, hi int64) bool { return from <= hi && to >= lo }
 
 // overlapsAnother reports whether another run of r's shard overlaps r's window.
 func overlapsAnother(r *Manifest, runs []*Manifest) bool {
@@ -228,6 +290,29 @@ func partKeys(ps []Part, w columnar.TimeRange) []string {
 	return keys
 }
 
+// activate opens the pending sources that may hold the next series: those whose first
+// org is at most the smallest key's org in the heap (all of them, one org at a time,
+// when the heap is empty).
+func (m *SeriesMerger) activate() error {
+	for len(m.pending) > 0 {
+		s := m.pending[len(m.pending)-1]
+		if len(m.h) > 0 && s.firstOrg > m.h[0].it.At().Key.Org {
+			return nil
+		}
+		m.pending = m.pending[:len(m.pending)-1]
+		// Start decoding every source of this org before waiting for any.
+		s.it.fill()
+		ok, err := s.next()
+		if err != nil {
+			return err
+		}
+		if ok {
+			heap.Push(&m.h, s)
+		}
+	}
+	return nil
+}
+
 // Next moves to the next series; false at the end or on an error.
 func (m *SeriesMerger) Next() bool {
 	for m.err == nil {
@@ -242,6 +327,10 @@ func (m *SeriesMerger) Next() bool {
 			}
 		}
 		m.took = m.took[:0]
+		if err := m.activate(); err != nil {
+			m.err = err
+			return false
+		}
 		if len(m.h) == 0 {
 			return false
 		}
@@ -253,8 +342,12 @@ func (m *SeriesMerger) Next() bool {
 			m.copies += uint64(len(s.it.At().Ts))
 		}
 		m.rs = m.tomb.ranges(key, m.rs)
-		if len(m.took) == 1 && !m.took[0].late && len(m.rs) == 0 && !m.keepArrivals {
+		plain := len(m.rs) == 0 && !m.keepArrivals
+		if plain && len(m.took) == 1 && !m.took[0].late {
 			m.at = m.took[0].it.At() // the common case: one window's own copy
+			return true
+		}
+		if plain && m.concat(key) {
 			return true
 		}
 		if err := m.merge(key); err != nil {
@@ -268,6 +361,54 @@ func (m *SeriesMerger) Next() bool {
 		return true
 	}
 	return false
+}
+
+// concat joins the copies of one series when they all come from own parts of distinct
+// windows (a series read over many windows): their points are disjoint and in window
+// order, so no copy competes with another.
+func (m *SeriesMerger) concat(key columnar.SeriesKey) bool {
+	for _, s := range m.took {
+		if s.late {
+			return false
+		}
+	}
+	slices.SortFunc(m.took, func(a, b *seriesSource) int { return cmp.Compare(a.from, b.from) })
+	for i := 1; i < len(m.took); i++ {
+		if m.took[i].from < m.took[i-1].to {
+			return false // overlapping windows: two shards' runs of one window (a shard map change), or a run inside a derived run's
+		}
+	}
+	m.cur.Reset()
+	last := m.took[len(m.took)-1].it.At()
+	m.cur.Key, m.cur.Tags = key, append(m.cur.Tags[:0], last.Tags...)
+	for _, s := range m.took {
+		sr := s.it.At()
+		m.cur.Ts = append(m.cur.Ts, sr.Ts...)
+		m.cur.Values = append(m.cur.Values, sr.Values...)
+	}
+	m.at = &m.cur
+	return true
+}
+
+// Close stops the merger's workers and closes the files it has open.
+func (m *SeriesMerger) Close() error {
+	if m.sc == nil {
+		return nil
+	}
+	m.sc.cancel()
+	for _, s := range m.all {
+		s.it.release()
+	}
+	m.sc.close()
+	return nil
+}
+
+// Reads returns what the merger read and skipped so far.
+func (m *SeriesMerger) Reads() query.ReadStats {
+	if m.sc == nil {
+		return query.ReadStats{}
+	}
+	return m.sc.reads()
 }
 
 // rankedPoint is one copy of a point and when it arrived: the start of its arrival
@@ -304,7 +445,11 @@ func (m *SeriesMerger) merge(key columnar.SeriesKey) error {
 					a = int64(exact.Values[j])
 				}
 			}
-			m.pts = append(m.pts, rankedPoint{ts, sr.Values[i], a, s.to - s.from})
+			var v float64
+			if len(sr.Values) > 0 { // none decoded when no value is read
+				v = sr.Values[i]
+			}
+			m.pts = append(m.pts, rankedPoint{ts, v, a, s.to - s.from})
 		}
 		if tags == nil || s.to > tags.to || s.to == tags.to && s.late {
 			tags = s
@@ -324,7 +469,10 @@ func (m *SeriesMerger) merge(key columnar.SeriesKey) error {
 			m.deleted++
 			continue
 		}
-		m.cur.Ts, m.cur.Values = append(m.cur.Ts, p.ts), append(m.cur.Values, p.v)
+		m.cur.Ts = append(m.cur.Ts, p.ts)
+		if !m.sc.noVals {
+			m.cur.Values = append(m.cur.Values, p.v)
+		}
 		if m.keepArrivals {
 			m.arr = append(m.arr, p.arrival)
 		}
@@ -341,6 +489,7 @@ func Digest(ctx context.Context, st storage.Store, scope query.Scope) (points, s
 	if err != nil {
 		return 0, 0, err
 	}
+	defer m.Close()
 	h := fnv.New64a()
 	var b [36]byte
 	for m.Next() {

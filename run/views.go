@@ -10,22 +10,22 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/tailor-metrics/tailor/blocks"
-	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
 // SeriesView is a view over the published series of st that the scope selects, as
 // SeriesMerger reads them (own parts and late outputs, each point once), in
-// columnar.SortedSchema. It lives here, beside the manifests it reads, so that query
-// knows DuckDB and Arrow sources but not how runs are published.
+// columnar.SortedSchema. Each statement's restriction prunes what it reads, and the
+// columns it does not read are left as zeros. It lives here, beside the manifests it
+// reads, so that query knows DuckDB and Arrow sources but not how runs are published.
 func SeriesView(name string, st storage.Store, scope query.Scope) query.View {
-	return query.View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
-		m, err := OpenSeries(ctx, st, scope)
+	return query.View{Name: name, Scan: func(ctx context.Context, r query.Restriction) (array.RecordReader, error) {
+		m, err := OpenSeriesWith(ctx, st, ScanOptions{Scope: scope, Restriction: r})
 		if err != nil {
 			return nil, err
 		}
-		return encoder.SeriesRecordReader(m, 0), nil
+		return newSeriesBatches(m, r), nil
 	}}
 }
 
