@@ -3,6 +3,7 @@
 package run
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -17,9 +18,9 @@ import (
 // batchRows is the size of the record batches the series view hands DuckDB.
 const batchRows = encoder.DefaultBatchRows
 
-// zeros backs every column a statement does not read: DuckDB still scans it (its
+// zeroBytes backs every column a statement does not read: DuckDB still scans it (its
 // projection pushdown is off for Arrow streams) but nothing looks at it.
-var zeros = memory.NewBufferBytes(make([]byte, 8*batchRows))
+var zeroBytes []byte
 
 // seriesBatches turns a merger's series into record batches of columnar.SortedSchema,
 // filling only the columns the restriction says are read. Release closes the merger.
@@ -28,8 +29,6 @@ type seriesBatches struct {
 	m    *SeriesMerger
 	use  [5]bool // org_id, metric_id, context_key, ts, value
 	cur  arrow.RecordBatch
-	pos  int  // next point of m.At() to emit
-	in   bool // m.At() holds points not yet emitted
 	done bool
 }
 
@@ -70,74 +69,59 @@ func (b *seriesBatches) Next() bool {
 	if b.done {
 		return false
 	}
+	// A batch holds whole series, at least batchRows points unless the scan ends: the
+	// merger writes each straight into it.
 	var (
-		org        []uint32
-		met, cx    []uint64
-		ts         []int64
-		val        []float64
-		rows       int
-		orgB, metB = b.use[0], b.use[1]
-		cxB, tsB   = b.use[2], b.use[3]
-		valB       = b.use[4]
+		org     []uint32
+		met, cx []uint64
+		ts      = make([]int64, 0, batchRows)
+		val     []float64
 	)
-	if orgB {
-		org = make([]uint32, 0, batchRows)
-	}
-	if metB {
-		met = make([]uint64, 0, batchRows)
-	}
-	if cxB {
-		cx = make([]uint64, 0, batchRows)
-	}
-	if tsB {
-		ts = make([]int64, 0, batchRows)
-	}
-	if valB {
+	if b.use[4] {
 		val = make([]float64, 0, batchRows)
 	}
-	for rows < batchRows {
-		if !b.in {
-			if !b.m.Next() {
-				b.done = true
-				break
-			}
-			b.in, b.pos = true, 0
+	for len(ts) < batchRows {
+		n0 := len(ts)
+		var (
+			k  columnar.SeriesKey
+			ok bool
+		)
+		k, _, ts, val, ok = b.m.appendNext(ts, val)
+		if !ok {
+			b.done = true
+			break
 		}
-		s := b.m.At()
-		n := min(len(s.Ts)-b.pos, batchRows-rows)
-		for range n {
-			if orgB {
-				org = append(org, s.Key.Org)
-			}
-			if metB {
-				met = append(met, s.Key.Metric)
-			}
-			if cxB {
-				cx = append(cx, s.Key.Context)
+		n := len(ts) - n0
+		if b.use[0] {
+			org = slices.Grow(org, n)
+			for range n {
+				org = append(org, k.Org)
 			}
 		}
-		if tsB {
-			ts = append(ts, s.Ts[b.pos:b.pos+n]...)
+		if b.use[1] {
+			met = slices.Grow(met, n)
+			for range n {
+				met = append(met, k.Metric)
+			}
 		}
-		if valB {
-			val = append(val, s.Values[b.pos:b.pos+n]...)
-		}
-		b.pos += n
-		rows += n
-		if b.pos == len(s.Ts) {
-			b.in = false
+		if b.use[2] {
+			cx = slices.Grow(cx, n)
+			for range n {
+				cx = append(cx, k.Context)
+			}
 		}
 	}
+	rows := len(ts)
 	if rows == 0 || b.m.Err() != nil {
 		b.done = true
 		return false
 	}
 	cols := []arrow.Array{
-		column(arrow.PrimitiveTypes.Uint32, rows, orgB, arrow.Uint32Traits.CastToBytes(org)),
-		column(arrow.PrimitiveTypes.Uint64, rows, metB, arrow.Uint64Traits.CastToBytes(met)),
-		column(arrow.PrimitiveTypes.Uint64, rows, cxB, arrow.Uint64Traits.CastToBytes(cx)),
-		column(arrow.PrimitiveTypes.Int64, rows, tsB, arrow.Int64Traits.CastToBytes(ts)),
-		column(arrow.PrimitiveTypes.Float64, rows, valB, arrow.Float64Traits.CastToBytes(val)),
+		column(arrow.PrimitiveTypes.Uint32, rows, b.use[0], arrow.Uint32Traits.CastToBytes(org)),
+		column(arrow.PrimitiveTypes.Uint64, rows, b.use[1], arrow.Uint64Traits.CastToBytes(met)),
+		column(arrow.PrimitiveTypes.Uint64, rows, b.use[2], arrow.Uint64Traits.CastToBytes(cx)),
+		column(arrow.PrimitiveTypes.Int64, rows, b.use[3], arrow.Int64Traits.CastToBytes(ts)),
+		column(arrow.PrimitiveTypes.Float64, rows, b.use[4], arrow.Float64Traits.CastToBytes(val)),
 	}
 	b.cur = array.NewRecordBatch(columnar.SortedSchema, cols, int64(rows))
 	for _, c := range cols {
@@ -149,9 +133,12 @@ func (b *seriesBatches) Next() bool {
 // column wraps the bytes of a column without nulls, or the shared zeros when the
 // column is not read.
 func column(t arrow.DataType, rows int, used bool, data []byte) arrow.Array {
-	buf := zeros
-	if used {
-		buf = memory.NewBufferBytes(data)
+	if !used {
+		if len(zeroBytes) < 8*rows {
+			zeroBytes = make([]byte, 8*max(rows, batchRows)) // batches may hold more rows
+		}
+		data = zeroBytes
 	}
+	buf := memory.NewBufferBytes(data)
 	return array.MakeFromData(array.NewData(t, rows, []*memory.Buffer{nil, buf}, nil, 0, 0))
 }

@@ -11,6 +11,7 @@ import (
 	"hash/fnv"
 	"math"
 	"slices"
+	"sort"
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/encoder"
@@ -51,6 +52,7 @@ type SeriesMerger struct {
 	// pending are the sources not opened yet, by their first org, descending.
 	pending []*seriesSource
 	all     []*seriesSource
+	own     []*seriesSource // merge's scratch
 }
 
 // seriesSource is one run output: its parts, read in order, one series at a time.
@@ -290,67 +292,101 @@ func partKeys(ps []Part, w columnar.TimeRange) []string {
 	return keys
 }
 
+// prefetchSources is how many pending sources, beyond those the merge has reached,
+// start decoding ahead, so that the next orgs' parts are ready when the merge gets there.
+const prefetchSources = 256
+
 // activate opens the pending sources that may hold the next series: those whose first
-// org is at most the smallest key's org in the heap (all of them, one org at a time,
-// when the heap is empty).
+// org is at most the smallest key's org in the heap (when the heap is empty, those of
+// the smallest first org). Every source of a batch starts decoding before the merger
+// waits for any, and the next prefetchSources pending ones start too.
 func (m *SeriesMerger) activate() error {
 	for len(m.pending) > 0 {
-		s := m.pending[len(m.pending)-1]
-		if len(m.h) > 0 && s.firstOrg > m.h[0].it.At().Key.Org {
-			return nil
+		bound := m.pending[len(m.pending)-1].firstOrg
+		if len(m.h) > 0 {
+			if top := m.h[0].it.At().Key.Org; top < bound {
+				return nil
+			} else {
+				bound = top
+			}
 		}
-		m.pending = m.pending[:len(m.pending)-1]
-		// Start decoding every source of this org before waiting for any.
-		s.it.fill()
-		ok, err := s.next()
-		if err != nil {
-			return err
+		n := len(m.pending)
+		for n > 0 && m.pending[n-1].firstOrg <= bound {
+			n--
 		}
-		if ok {
-			heap.Push(&m.h, s)
+		batch := m.pending[n:]
+		m.pending = m.pending[:n]
+		for i := len(m.pending) - 1; i >= max(0, len(m.pending)-prefetchSources); i-- {
+			m.pending[i].it.fill()
+		}
+		for _, s := range batch {
+			s.it.fill()
+		}
+		for i := len(batch) - 1; i >= 0; i-- {
+			ok, err := batch[i].next()
+			if err != nil {
+				return err
+			}
+			if ok {
+				heap.Push(&m.h, batch[i])
+			}
 		}
 	}
 	return nil
 }
 
-// Next moves to the next series; false at the end or on an error.
-func (m *SeriesMerger) Next() bool {
-	for m.err == nil {
-		for _, s := range m.took {
-			ok, err := s.next()
-			if err != nil {
-				m.err = err
-				return false
-			}
-			if ok {
-				heap.Push(&m.h, s)
-			}
-		}
-		m.took = m.took[:0]
-		if err := m.activate(); err != nil {
+// step moves to the next series key, takes its sources into m.took and looks up the
+// tombstones of the key.
+func (m *SeriesMerger) step() bool {
+	if m.err != nil {
+		return false
+	}
+	for _, s := range m.took {
+		ok, err := s.next()
+		if err != nil {
 			m.err = err
 			return false
 		}
-		if len(m.h) == 0 {
-			return false
+		if ok {
+			heap.Push(&m.h, s)
 		}
-		key := m.h[0].it.At().Key
-		for len(m.h) > 0 && m.h[0].it.At().Key == key {
-			m.took = append(m.took, heap.Pop(&m.h).(*seriesSource))
-		}
-		for _, s := range m.took {
-			m.copies += uint64(len(s.it.At().Ts))
-		}
-		m.rs = m.tomb.ranges(key, m.rs)
-		plain := len(m.rs) == 0 && !m.keepArrivals
-		if plain && len(m.took) == 1 && !m.took[0].late {
-			m.at = m.took[0].it.At() // the common case: one window's own copy
+	}
+	m.took = m.took[:0]
+	if err := m.activate(); err != nil {
+		m.err = err
+		return false
+	}
+	if len(m.h) == 0 {
+		return false
+	}
+	key := m.h[0].it.At().Key
+	for len(m.h) > 0 && m.h[0].it.At().Key == key {
+		m.took = append(m.took, heap.Pop(&m.h).(*seriesSource))
+	}
+	for _, s := range m.took {
+		m.copies += uint64(len(s.it.At().Ts))
+	}
+	m.rs = m.tomb.ranges(key, m.rs)
+	return true
+}
+
+// plain reports whether the current series is one window's own copy, served as read:
+// the common case.
+func (m *SeriesMerger) plain() bool {
+	return len(m.took) == 1 && !m.took[0].late && len(m.rs) == 0 && !m.keepArrivals
+}
+
+// Next moves to the next series; false at the end or on an error.
+func (m *SeriesMerger) Next() bool {
+	for m.step() {
+		if m.plain() {
+			m.at = m.took[0].it.At()
 			return true
 		}
-		if plain && m.concat(key) {
-			return true
-		}
-		if err := m.merge(key); err != nil {
+		m.cur.Reset()
+		m.cur.Key, m.cur.Tags = m.took[0].it.At().Key, append(m.cur.Tags, m.tags()...)
+		var err error
+		if m.cur.Ts, m.cur.Values, err = m.merge(m.cur.Ts, m.cur.Values); err != nil {
 			m.err = err
 			return false
 		}
@@ -363,31 +399,35 @@ func (m *SeriesMerger) Next() bool {
 	return false
 }
 
-// concat joins the copies of one series when they all come from own parts of distinct
-// windows (a series read over many windows): their points are disjoint and in window
-// order, so no copy competes with another.
-func (m *SeriesMerger) concat(key columnar.SeriesKey) bool {
-	for _, s := range m.took {
-		if s.late {
-			return false
+// appendNext moves to the next series and appends its points to ts and vals (no values
+// when none is read), merging straight into them: what the series view's batches use,
+// saving a copy. It returns the series' key and tags (valid until the next call).
+func (m *SeriesMerger) appendNext(ts []int64, vals []float64) (_ columnar.SeriesKey, tags []string, _ []int64, _ []float64, ok bool) {
+	for m.step() {
+		src := m.took[0].it.At()
+		if m.plain() {
+			return src.Key, src.Tags, append(ts, src.Ts...), append(vals, src.Values...), true
 		}
-	}
-	slices.SortFunc(m.took, func(a, b *seriesSource) int { return cmp.Compare(a.from, b.from) })
-	for i := 1; i < len(m.took); i++ {
-		if m.took[i].from < m.took[i-1].to {
-			return false // overlapping windows: two shards' runs of one window (a shard map change), or a run inside a derived run's
+		n := 0
+		for _, s := range m.took {
+			n += len(s.it.At().Ts)
 		}
+		ts = slices.Grow(ts, n) // at most what its copies hold: no regrowth while merging
+		if !m.sc.noVals {
+			vals = slices.Grow(vals, n)
+		}
+		n0 := len(ts)
+		var err error
+		if ts, vals, err = m.merge(ts, vals); err != nil {
+			m.err = err
+			break
+		}
+		if len(ts) == n0 {
+			continue // every point of the series is deleted
+		}
+		return src.Key, m.tags(), ts, vals, true
 	}
-	m.cur.Reset()
-	last := m.took[len(m.took)-1].it.At()
-	m.cur.Key, m.cur.Tags = key, append(m.cur.Tags[:0], last.Tags...)
-	for _, s := range m.took {
-		sr := s.it.At()
-		m.cur.Ts = append(m.cur.Ts, sr.Ts...)
-		m.cur.Values = append(m.cur.Values, sr.Values...)
-	}
-	m.at = &m.cur
-	return true
+	return columnar.SeriesKey{}, nil, ts, vals, false
 }
 
 // Close stops the merger's workers and closes the files it has open.
@@ -420,64 +460,148 @@ type rankedPoint struct {
 	size    int64
 }
 
-// merge joins the copies of one series from m.took into m.cur, keeping of each ts the
-// latest arrival and leaving out what the tombstones delete.
-func (m *SeriesMerger) merge(key columnar.SeriesKey) error {
-	m.pts = m.pts[:0]
-	var tags *seriesSource // the source whose arrivals end last: a later window, late first
+// newer orders two copies of a point: > 0 when a arrived after b.
+func (a *rankedPoint) newer(b *rankedPoint) int {
+	return cmp.Or(cmp.Compare(a.arrival, b.arrival), cmp.Compare(b.size, a.size))
+}
+
+// tags are the current series' tags: those of the source whose arrivals end last (a
+// later window, a late output before own parts).
+func (m *SeriesMerger) tags() []string {
+	var tags *seriesSource
 	for _, s := range m.took {
-		sr := s.it.At()
-		var exact *encoder.Series
-		if s.arr != nil {
-			var err error
-			if exact, err = s.arr.seek(key); err != nil {
-				return err
-			}
-		}
-		j := 0
-		for i, ts := range sr.Ts {
-			a := s.arrival(ts)
-			if exact != nil {
-				for j < len(exact.Ts) && exact.Ts[j] < ts {
-					j++
-				}
-				if j < len(exact.Ts) && exact.Ts[j] == ts {
-					a = int64(exact.Values[j])
-				}
-			}
-			var v float64
-			if len(sr.Values) > 0 { // none decoded when no value is read
-				v = sr.Values[i]
-			}
-			m.pts = append(m.pts, rankedPoint{ts, v, a, s.to - s.from})
-		}
 		if tags == nil || s.to > tags.to || s.to == tags.to && s.late {
 			tags = s
 		}
 	}
-	slices.SortFunc(m.pts, func(a, b rankedPoint) int {
-		return cmp.Or(cmp.Compare(a.ts, b.ts), cmp.Compare(a.arrival, b.arrival), cmp.Compare(b.size, a.size))
-	})
-	m.cur.Reset()
+	return tags.it.At().Tags
+}
+
+// merge appends the points of the copies of the current series in m.took to ts and
+// vals, keeping of each ts the latest arrival (of the copies sorted by ts then arrival,
+// the last) and leaving out what the tombstones delete.
+//
+// The own copies of runs of distinct windows hold distinct ts, in window order: when
+// nothing is deleted and no arrival is kept, they are one sorted run, copied in slices
+// between the few late copies, which alone are sorted. Copies with exact arrivals (a
+// derived run's folded points) and own copies of overlapping windows (two shards' runs
+// of one window after a shard map change, or a run inside a derived run's window) are
+// sorted with the late ones.
+func (m *SeriesMerger) merge(outTs []int64, outVals []float64) ([]int64, []float64, error) {
+	key := m.took[0].it.At().Key
+	fast := len(m.rs) == 0 && !m.keepArrivals
+	own := m.own[:0]
+	m.pts = m.pts[:0]
 	m.arr = m.arr[:0]
-	m.cur.Key, m.cur.Tags = key, append(m.cur.Tags[:0], tags.it.At().Tags...)
-	for i, p := range m.pts {
-		if i+1 < len(m.pts) && m.pts[i+1].ts == p.ts {
-			continue // a later arrival of this ts follows
+	for _, s := range m.took {
+		var exact *encoder.Series
+		if s.arr != nil {
+			var err error
+			if exact, err = s.arr.seek(key); err != nil {
+				return outTs, outVals, err
+			}
 		}
-		if len(m.rs) > 0 && deleted(m.rs, p.ts) {
+		if s.late || exact != nil || !fast {
+			m.pts = appendRanked(m.pts, s, exact)
+		} else {
+			own = append(own, s)
+		}
+	}
+	slices.SortFunc(own, func(a, b *seriesSource) int { return cmp.Compare(a.from, b.from) })
+	for i := 1; i < len(own); i++ {
+		if own[i].from < own[i-1].to {
+			for _, s := range own {
+				m.pts = appendRanked(m.pts, s, nil)
+			}
+			own = own[:0]
+			break
+		}
+	}
+	m.own = own
+	slices.SortFunc(m.pts, func(a, b rankedPoint) int {
+		return cmp.Or(cmp.Compare(a.ts, b.ts), a.newer(&b))
+	})
+	vals := !m.sc.noVals
+	si, pi := 0, 0 // own source, and point in it
+	j := 0
+	for {
+		for si < len(own) && pi == len(own[si].it.At().Ts) {
+			si, pi = si+1, 0
+		}
+		if si == len(own) && j == len(m.pts) {
+			return outTs, outVals, nil
+		}
+		if j == len(m.pts) || si < len(own) && own[si].it.At().Ts[pi] < m.pts[j].ts {
+			// The own points before the next late copy, in one copy (fast: nothing to
+			// delete, no arrivals to keep).
+			sr := own[si].it.At()
+			end := len(sr.Ts)
+			if j < len(m.pts) {
+				end = pi + sort.Search(end-pi, func(k int) bool { return sr.Ts[pi+k] >= m.pts[j].ts })
+			}
+			outTs = append(outTs, sr.Ts[pi:end]...)
+			if vals {
+				outVals = append(outVals, sr.Values[pi:end]...)
+			}
+			pi = end
+			continue
+		}
+		// The copies at this ts that were sorted: the last wins, unless the own copy in
+		// the sorted run arrived later.
+		t := m.pts[j].ts
+		for j+1 < len(m.pts) && m.pts[j+1].ts == t {
+			j++
+		}
+		best := m.pts[j]
+		j++
+		if si < len(own) && own[si].it.At().Ts[pi] == t {
+			o := own[si]
+			op := rankedPoint{ts: t, arrival: o.arrival(t), size: o.to - o.from}
+			if op.newer(&best) > 0 {
+				if vals {
+					op.v = o.it.At().Values[pi]
+				}
+				best = op
+			}
+			pi++
+		}
+		if len(m.rs) > 0 && deleted(m.rs, t) {
 			m.deleted++
 			continue
 		}
-		m.cur.Ts = append(m.cur.Ts, p.ts)
-		if !m.sc.noVals {
-			m.cur.Values = append(m.cur.Values, p.v)
+		outTs = append(outTs, t)
+		if vals {
+			outVals = append(outVals, best.v)
 		}
 		if m.keepArrivals {
-			m.arr = append(m.arr, p.arrival)
+			m.arr = append(m.arr, best.arrival)
 		}
 	}
-	return nil
+}
+
+// appendRanked appends the points of source s's current series, each with its arrival:
+// the one exact records for its ts, else the source's.
+func appendRanked(pts []rankedPoint, s *seriesSource, exact *encoder.Series) []rankedPoint {
+	sr := s.it.At()
+	size := s.to - s.from
+	j := 0
+	for i, ts := range sr.Ts {
+		a := s.arrival(ts)
+		if exact != nil {
+			for j < len(exact.Ts) && exact.Ts[j] < ts {
+				j++
+			}
+			if j < len(exact.Ts) && exact.Ts[j] == ts {
+				a = int64(exact.Values[j])
+			}
+		}
+		var v float64
+		if len(sr.Values) > 0 { // none decoded when no value is read
+			v = sr.Values[i]
+		}
+		pts = append(pts, rankedPoint{ts, v, a, size})
+	}
+	return pts
 }
 
 // Digest reads every point readers read of st in the scope and returns how many there

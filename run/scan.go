@@ -60,6 +60,9 @@ const (
 	// wholeFileBytes: a part this small, or one whose series are mostly wanted, is read
 	// with one GET rather than ranged reads (local files are read in place).
 	wholeFileBytes = 1 << 20
+	// tailBytes is what encoder.Open reads from the end of a file at least: a file no
+	// larger is read whole, once.
+	tailBytes = 64 << 10
 	// shardOrgsLimit: an org restriction of at most this many orgs prunes shards.
 	shardOrgsLimit = 4096
 )
@@ -219,26 +222,67 @@ type listedWindow struct {
 
 // planScan lists the shards the scan can use and reads the manifests of the windows it
 // can use: those overlapping its ts range, and those with a late output. What it skips
-// without reading is counted as skipped.
+// without reading is counted as skipped. A window's keys are contiguous in the listing,
+// so its manifest is fetched as soon as the listing moves past it, while it goes on.
 func planScan(ctx context.Context, sc *scanner, scope query.Scope) ([]*Manifest, error) {
-	byKey := map[string]*listedWindow{}
-	var order []*listedWindow
+	var (
+		mu     sync.Mutex
+		out    []*Manifest
+		errs   []error
+		misses []error
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, 8) // manifests are small and many: a few GETs at a time
+	)
+	fetch := func(lw *listedWindow) {
+		if !lw.current {
+			return
+		}
+		win := lw.w.TsRange()
+		if !(win.From <= sc.hi && win.To-1 >= sc.lo) && !lw.late {
+			if len(lw.runs) == 1 { // the current run's parts, known without reading it
+				for _, files := range lw.runs {
+					for _, a := range files {
+						sc.filesSkipped.Add(1)
+						sc.bytesSkipped.Add(a.Size)
+					}
+				}
+			}
+			return
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			m, missing, err := readCurrent(ctx, sc.st, lw.shard, lw.w)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case missing != nil:
+				misses = append(misses, missing)
+			case m != nil:
+				out = append(out, m)
+			}
+		}()
+	}
+	var lw *listedWindow
+	var lastKey string
 	for _, prefix := range shardPrefixes(scope, sc.r) {
 		err := sc.st.List(ctx, prefix, func(a storage.Attrs) error {
 			parts := strings.Split(strings.TrimPrefix(a.Key, SeriesPrefix), "/")
 			if len(parts) < 3 || len(parts) > 4 {
 				return nil
 			}
-			k := parts[0] + "/" + parts[1]
-			lw := byKey[k]
-			if lw == nil {
+			if k := parts[0] + "/" + parts[1]; lw == nil || k != lastKey {
+				if lw != nil {
+					fetch(lw)
+				}
 				w, err := ParseWindowName(parts[1])
 				if err != nil {
 					return fmt.Errorf("list outputs: %s: %w", a.Key, err)
 				}
-				lw = &listedWindow{shard: parts[0], w: w, runs: map[string][]storage.Attrs{}}
-				byKey[k] = lw
-				order = append(order, lw)
+				lw, lastKey = &listedWindow{shard: parts[0], w: w, runs: map[string][]storage.Attrs{}}, k
 			}
 			switch {
 			case len(parts) == 3 && parts[2] == currentName:
@@ -250,50 +294,12 @@ func planScan(ctx context.Context, sc *scanner, scope query.Scope) ([]*Manifest,
 			return nil
 		})
 		if err != nil {
+			wg.Wait()
 			return nil, err
 		}
 	}
-	var need []*listedWindow
-	for _, lw := range order {
-		if !lw.current {
-			continue
-		}
-		win := lw.w.TsRange()
-		if (win.From <= sc.hi && win.To-1 >= sc.lo) || lw.late {
-			need = append(need, lw)
-			continue
-		}
-		if len(lw.runs) == 1 { // the current run's parts, known without reading it
-			for _, files := range lw.runs {
-				for _, a := range files {
-					sc.filesSkipped.Add(1)
-					sc.bytesSkipped.Add(a.Size)
-				}
-			}
-		}
-	}
-	// Manifests are small and many: read them a few at a time (S3 round trips).
-	out := make([]*Manifest, len(need))
-	errs := make([]error, len(need))
-	misses := make([]error, len(need))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, lw := range need {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			m, missing, err := readCurrent(ctx, sc.st, lw.shard, lw.w)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			if missing != nil {
-				misses[i] = missing
-				return
-			}
-			out[i] = m
-		}()
+	if lw != nil {
+		fetch(lw)
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -516,6 +522,19 @@ func (sc *scanner) partReader(op *openPart, p Part, whole bool) (io.ReaderAt, fu
 		f, err := os.Open(lf.LocalPath(p.Key))
 		if err != nil {
 			return nil, nil, fmt.Errorf("open %s: %w", p.Key, err)
+		}
+		if p.Size <= tailBytes {
+			// encoder.Open reads this much from the end: the whole file, once.
+			b := make([]byte, p.Size)
+			n, err := f.ReadAt(b, 0)
+			op.read.Add(int64(n))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil && !(errors.Is(err, io.EOF) && n == len(b)) {
+				return nil, nil, fmt.Errorf("read %s: %w", p.Key, err)
+			}
+			return bytes.NewReader(b), func() error { return nil }, nil
 		}
 		return &countingReaderAt{r: f, n: &op.read}, f.Close, nil
 	}
