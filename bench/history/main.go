@@ -54,8 +54,8 @@ import (
 // Goals of issue 16.
 const (
 	goalBytesPct  = 1.0
-	goalPruned    = 2.0 // Parquet time / Tailor time, at least
-	goalFullScan  = 1.2 // Tailor time / Parquet time, at most
+	goalPruned    = 2.0           // Parquet time / Tailor time, at least
+	goalFullScan  = 1.2           // Tailor time / Parquet time, at most
 	startUnixMs   = 1761955200000 // 2025-11-01T00:00Z
 	lateEvery     = 10
 	latePerSeries = 20
