@@ -32,6 +32,9 @@ type DiffOptions struct {
 	// each copy of a legacy duplicate on its own. The rows come from a second pass over
 	// both sides (and a third over legacy, for the copies).
 	Rows func(pointdiff.Row) error
+	// Reads, when not nil, gets what each view's readers read and skipped, added up over
+	// the passes.
+	Reads map[string]ReadStats
 }
 
 // Diff runs the one-to-one diff of sql/diff.sql and returns its counts per group.
@@ -69,11 +72,36 @@ func diffViews(opt DiffOptions) []View {
 	return []View{n, l, c, {Name: "diff", From: "(" + tsql.Diff + ")", Deps: []string{"new", "legacy"}, Unscoped: true}}
 }
 
+// queryDiff runs one of the diff's statements, adding the views' reads to opt.Reads.
+func (e *Engine) queryDiff(ctx context.Context, stmt string, opt DiffOptions) (array.RecordReader, func() error, error) {
+	vs, err := e.DefineViews(ctx, []string{stmt}, diffViews(opt), opt.Scope)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := func() error {
+		err := vs.Close()
+		if opt.Reads != nil {
+			for name, r := range vs.Reads() {
+				s := opt.Reads[name]
+				s.Add(r)
+				opt.Reads[name] = s
+			}
+		}
+		return err
+	}
+	res, err := vs.Query(ctx, stmt)
+	if err != nil {
+		return nil, nil, errors.Join(err, done())
+	}
+	return res, done, nil
+}
+
 func (e *Engine) diffSummary(ctx context.Context, opt DiffOptions) (_ []pointdiff.Group, err error) {
-	res, err := e.QueryViews(ctx, tsql.DiffSummary, diffViews(opt), opt.Scope)
+	res, done, err := e.queryDiff(ctx, tsql.DiffSummary, opt)
 	if err != nil {
 		return nil, fmt.Errorf("diff: %w", err)
 	}
+	defer func() { err = errors.Join(err, done()) }()
 	defer res.Release()
 	var out []pointdiff.Group
 	for res.Next() {
@@ -103,11 +131,12 @@ func (e *Engine) diffSummary(ctx context.Context, opt DiffOptions) (_ []pointdif
 	return out, nil
 }
 
-func (e *Engine) diffRows(ctx context.Context, opt DiffOptions) error {
-	res, err := e.QueryViews(ctx, tsql.DiffRows, diffViews(opt), opt.Scope)
+func (e *Engine) diffRows(ctx context.Context, opt DiffOptions) (err error) {
+	res, done, err := e.queryDiff(ctx, tsql.DiffRows, opt)
 	if err != nil {
 		return fmt.Errorf("diff rows: %w", err)
 	}
+	defer func() { err = errors.Join(err, done()) }()
 	defer res.Release()
 	for res.Next() {
 		rec := res.RecordBatch()

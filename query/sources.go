@@ -179,6 +179,21 @@ func LegacyView(ctx context.Context, e *Engine, name string, opt LegacyOptions, 
 	return View{}, fmt.Errorf("legacy %s: %w", storage.Redact(src), ErrNotLegacyFile)
 }
 
+// LegacyParquetFiles returns the files a Parquet legacy source reads, as DuckDB lists
+// them (the file itself, or every file a glob: source matches), and false for a source
+// that is not Parquet. Call it after LegacyView, which checks the source.
+func (e *Engine) LegacyParquetFiles(ctx context.Context, src string) ([]string, bool, error) {
+	if pattern, ok := strings.CutPrefix(src, GlobPrefix); ok {
+		files, err := e.glob(ctx, pattern)
+		return files, true, err
+	}
+	if !strings.HasSuffix(strings.ToLower(src), ".parquet") {
+		return nil, false, nil
+	}
+	abs, err := filepath.Abs(src)
+	return []string{abs}, true, err
+}
+
 // ErrNotLegacyFile is LegacyView's answer for a source that is not a legacy file: the
 // caller may read it as a store of series files (run.LegacyView does).
 var ErrNotLegacyFile = errors.New("not a .parquet, .csv or .tsf file")

@@ -71,6 +71,31 @@ func (s Scope) predicate() (string, error) {
 	return " WHERE " + strings.Join(conds, " AND "), nil
 }
 
+// Keep is the scope's filter on a series, the window aside: its shard (as
+// shardPredicate puts it in SQL), orgs and metrics. Nil when it keeps every series.
+func (s Scope) Keep() func(org uint32, metric uint64) bool {
+	if s.Shard == "" && s.Orgs == nil && s.Metrics == nil {
+		return nil
+	}
+	m := s.shardMap()
+	shard := func(org uint32, metric uint64) bool { return true }
+	if g := sharedShardRe.FindStringSubmatch(s.Shard); g != nil {
+		n := mustUint32(g[1])
+		shard = func(org uint32, _ uint64) bool {
+			_, ded := m.Dedicated[org]
+			return org%m.Shared == n && !ded
+		}
+	} else if g := orgShardRe.FindStringSubmatch(s.Shard); g != nil {
+		x := mustUint32(g[1])
+		shard = func(org uint32, _ uint64) bool { return org == x }
+	} else if partShardRe.MatchString(s.Shard) {
+		shard = func(org uint32, metric uint64) bool { return m.Shard(org, metric) == s.Shard }
+	}
+	return func(org uint32, metric uint64) bool {
+		return shard(org, metric) && s.Orgs.Contains(uint64(org)) && s.Metrics.Contains(metric)
+	}
+}
+
 // columns lists the columns the scope's filter reads.
 func (s Scope) columns() []string {
 	cols := []string{}
