@@ -51,7 +51,9 @@ func (a pkey) compare(b pkey) int {
 	return cmp.Or(cmp.Compare(a.org, b.org), cmp.Compare(a.metric, b.metric), cmp.Compare(a.ctx, b.ctx), cmp.Compare(a.ts, b.ts))
 }
 
-func (a pkey) sameSeries(b pkey) bool { return a.org == b.org && a.metric == b.metric && a.ctx == b.ctx }
+func (a pkey) sameSeries(b pkey) bool {
+	return a.org == b.org && a.metric == b.metric && a.ctx == b.ctx
+}
 
 var maxKey = pkey{math.MaxUint32, math.MaxUint64, math.MaxUint64, math.MaxInt64}
 
