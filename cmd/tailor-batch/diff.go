@@ -30,12 +30,16 @@ type diffJob struct {
 	bucket    time.Duration
 	// out, when set, receives every differing row as Parquet.
 	out string
+	// sql runs sql/diff.sql in DuckDB instead of the merge-join.
+	sql bool
 }
 
 type diffResult struct {
 	groups  []pointdiff.Group
 	rowsOut uint64
 	seconds float64
+	method  string
+	reads   map[string]query.ReadStats
 }
 
 func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult, err error) {
@@ -52,11 +56,7 @@ func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult
 		return res, err
 	}
 	defer func() { err = errors.Join(err, eng.Close()) }()
-	lv, err := run.LegacyView(ctx, eng, "legacy", j.legacy, j.scope)
-	if err != nil {
-		return res, err
-	}
-	opt := query.DiffOptions{New: run.SeriesView("new", st, j.scope), Legacy: lv, Scope: j.scope, Tolerance: j.tolerance, Bucket: j.bucket}
+	opt := run.DiffOptions{New: st, Legacy: j.legacy, Scope: j.scope, Tolerance: j.tolerance, Bucket: j.bucket, SQL: j.sql}
 	var pw *validate.DiffWriter
 	if j.out != "" {
 		f, err := os.Create(j.out)
@@ -67,11 +67,16 @@ func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult
 		pw = validate.NewDiffWriter(f)
 		opt.Rows = pw.Write
 	}
-	fmt.Fprintf(progress, "diff: joining %s with %s on (series, ts) in DuckDB…\n", st.URL(), storage.Redact(j.legacy.Source))
-	res.groups, err = eng.Diff(ctx, opt)
+	fmt.Fprintf(progress, "diff: joining %s with %s on (series, ts)…\n", st.URL(), storage.Redact(j.legacy.Source))
+	dr, err := run.Diff(ctx, eng, opt)
 	if err != nil {
 		return res, err
 	}
+	res.groups, res.method, res.reads = dr.Groups, dr.Method, dr.Reads
+	if dr.Method == "sql" && !j.sql {
+		loggerFrom(ctx).Info("diff: the legacy data is not readable in order: the join runs in DuckDB", "why", dr.Why)
+	}
+	logReads(ctx, "diff", dr.Reads)
 	if pw != nil {
 		if err := pw.Close(); err != nil {
 			return res, err
@@ -79,7 +84,7 @@ func runDiff(ctx context.Context, j diffJob, progress io.Writer) (res diffResult
 		res.rowsOut = pw.Rows()
 	}
 	res.seconds = time.Since(start).Seconds()
-	fmt.Fprintf(progress, "diff: done in %.1fs\n", res.seconds)
+	fmt.Fprintf(progress, "diff: done in %.1fs (%s)\n", res.seconds, res.method)
 	return res, nil
 }
 
@@ -90,6 +95,7 @@ type diffFlags struct {
 	lf        legacyFlags
 	tolerance float64
 	bucket    time.Duration
+	sql       bool
 }
 
 func (f *diffFlags) add(cmd *cobra.Command) {
@@ -99,6 +105,7 @@ func (f *diffFlags) add(cmd *cobra.Command) {
 	f.lf.add(cmd, true)
 	cmd.Flags().Float64Var(&f.tolerance, "tolerance", 0, "values within this absolute difference count as equal (default: bits must match; NaN equals NaN)")
 	cmd.Flags().DurationVar(&f.bucket, "bucket", query.DefaultBucket, "width of the time buckets of the summary")
+	cmd.Flags().BoolVar(&f.sql, "sql", false, "join in DuckDB with sql/diff.sql instead of the merge-join in Go (same answer; slower)")
 }
 
 func (f *diffFlags) job() (diffJob, error) {
@@ -110,7 +117,7 @@ func (f *diffFlags) job() (diffJob, error) {
 	if err != nil {
 		return diffJob{}, err
 	}
-	return diffJob{newURL: f.newURL, legacy: lo, scope: scope, tolerance: f.tolerance, bucket: f.bucket}, nil
+	return diffJob{newURL: f.newURL, legacy: lo, scope: scope, tolerance: f.tolerance, bucket: f.bucket, sql: f.sql}, nil
 }
 
 func newDiffCmd() *cobra.Command {
@@ -123,7 +130,11 @@ func newDiffCmd() *cobra.Command {
 		Use:   "diff --new URL --legacy SRC [--shard S] [--window W] [--tolerance X] [--format text|json] [--out FILE.parquet]",
 		Short: "One-to-one diff of the series files against legacy data; exits 1 when they differ",
 		Long: `A full outer join of the series files (--new) and the legacy data on (series, ts),
-with the SQL in sql/diff.sql. Every point is equal, missing in new, missing in legacy,
+as sql/diff.sql defines it: a streaming merge-join in Go when the legacy data can be
+read in (series, ts) order (series files, Parquet, CSV; unsorted row groups and CSV
+files are sorted in memory), else the SQL in DuckDB (--sql forces it). --org,
+--metric, --from and --to narrow both sides, like --shard and --window; -v logs what
+each side read and skipped. Every point is equal, missing in new, missing in legacy,
 or has another value (compared by bits; NaN equals NaN; --tolerance relaxes it); a
 (series, ts) that the legacy data holds more than once is a duplicate in legacy.
 Prints the counts by org and by metric; --format json prints the totals as one JSON

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -18,17 +20,47 @@ import (
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
+	"github.com/tailor-metrics/tailor/validate"
 )
 
-// scopeFlags are the shard and window filters of sql, diff and validate: the same as run's.
+// scopeFlags are the filters of sql, diff and validate: the shard and window as run's,
+// and orgs, metrics and a time range. Every view keeps only what they select, and
+// readers skip what they exclude (docs/validation.md, "Pruning").
 type scopeFlags struct {
 	shard, window, shardMap string
+	orgs, metrics           []string
+	from, to                string
 }
 
 func (f *scopeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.shard, "shard", "", "only this shard (a number, org-mod-N, org-X or org-X-pK; default: all)")
 	cmd.Flags().StringVar(&f.window, "window", "", "only this window, FROM/DURATION or a window name like run's (default: all time)")
-	cmd.Flags().StringVar(&f.shardMap, "shard-map", "", "shard map YAML, to select a shard's orgs in legacy data (default: 64 shared shards)")
+	cmd.Flags().StringVar(&f.shardMap, "shard-map", "", "the shard map the sink used: selects a shard's orgs in legacy data, and the shards an org restriction reads (default: 64 shared shards)")
+	cmd.Flags().StringSliceVar(&f.orgs, "org", nil, "only these orgs (repeatable, or comma-separated; N or N-M)")
+	cmd.Flags().StringSliceVar(&f.metrics, "metric", nil, "only these metric ids (repeatable, or comma-separated; N or N-M)")
+	cmd.Flags().StringVar(&f.from, "from", "", "only points at or after this time (RFC 3339 or Unix ms)")
+	cmd.Flags().StringVar(&f.to, "to", "", "only points before this time (RFC 3339 or Unix ms)")
+}
+
+// parseIDs reads --org and --metric values: ids and inclusive ranges N-M.
+func parseIDs(flag string, vals []string, limit uint64) (*query.IDSet, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	var rs []query.IDRange
+	for _, v := range vals {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(v), "-")
+		a, err := strconv.ParseUint(lo, 10, 64)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.ParseUint(hi, 10, 64)
+		}
+		if err != nil || a > b || b > limit {
+			return nil, usageErrorf("%s %q: want an id or a range N-M of ids in [0, %d]", flag, v, limit)
+		}
+		rs = append(rs, query.IDRange{Lo: a, Hi: b})
+	}
+	return query.NewIDSet(rs...), nil
 }
 
 func (f *scopeFlags) scope() (query.Scope, error) {
@@ -49,6 +81,33 @@ func (f *scopeFlags) scope() (query.Scope, error) {
 			return s, usageErrorf("--window: %w", err)
 		}
 		s.Window = w.TsRange()
+	}
+	if s.Orgs, err = parseIDs("--org", f.orgs, math.MaxUint32); err != nil {
+		return s, err
+	}
+	if s.Metrics, err = parseIDs("--metric", f.metrics, math.MaxUint64); err != nil {
+		return s, err
+	}
+	if f.from != "" || f.to != "" {
+		r := s.TsRange()
+		if f.from != "" {
+			t, err := validate.ParseTimestamp(f.from)
+			if err != nil {
+				return s, usageErrorf("--from: %w", err)
+			}
+			r.From = max(r.From, t)
+		}
+		if f.to != "" {
+			t, err := validate.ParseTimestamp(f.to)
+			if err != nil {
+				return s, usageErrorf("--to: %w", err)
+			}
+			r.To = min(r.To, t)
+		}
+		if r.From >= r.To {
+			return s, usageErrorf("--from and --to (and --window) leave no time: [%d, %d)", r.From, r.To)
+		}
+		s.Window = r
 	}
 	return s, nil
 }
@@ -229,7 +288,7 @@ is a script with a quote or comment that is never closed.`,
 
 // runStatement runs one statement with fresh views (an Arrow view can be read once) and
 // prints its result to w.
-func runStatement(ctx context.Context, w io.Writer, status io.Writer, eng *query.Engine, stmt string, views []query.View, scope query.Scope, format, out string, explain bool) error {
+func runStatement(ctx context.Context, w io.Writer, status io.Writer, eng *query.Engine, stmt string, views []query.View, scope query.Scope, format, out string, explain bool) (err error) {
 	if explain {
 		stmt = "EXPLAIN " + stmt
 	}
@@ -242,13 +301,24 @@ func runStatement(ctx context.Context, w io.Writer, status io.Writer, eng *query
 		if cerr := vs.Close(); err == nil {
 			err = cerr
 		}
+		logReads(ctx, "sql", vs.Reads())
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(status, "wrote %s\n", out)
 		return nil
 	}
-	res, err := eng.QueryViews(ctx, stmt, views, scope)
+	vs, err := eng.DefineViews(ctx, []string{stmt}, views, scope)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := vs.Close(); err == nil {
+			err = cerr
+		}
+		logReads(ctx, "sql", vs.Reads())
+	}()
+	res, err := vs.Query(ctx, stmt)
 	if err != nil {
 		return err
 	}
@@ -257,6 +327,22 @@ func runStatement(ctx context.Context, w io.Writer, status io.Writer, eng *query
 		return printExplain(w, res)
 	}
 	return printResult(w, res, format)
+}
+
+// logReads logs what each view read and skipped (with -v; JSON with --log-format json).
+func logReads(ctx context.Context, cmd string, reads map[string]query.ReadStats) {
+	names := make([]string, 0, len(reads))
+	for n := range reads {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r := reads[n]
+		loggerFrom(ctx).Info(cmd+": read", "view", n,
+			"files_read", r.FilesRead, "files_skipped", r.FilesSkipped,
+			"bytes_read", r.BytesRead, "bytes_skipped", r.BytesSkipped,
+			"series_read", r.SeriesRead, "series_skipped", r.SeriesSkipped)
+	}
 }
 
 func printExplain(w io.Writer, res array.RecordReader) error {
