@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test test-deploy test-prom tools-prom race fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export demo demo-s3 gameday loadtest fmt vet lint tools
+.PHONY: all build test test-deploy test-prom tools-prom race fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export bench-history demo demo-s3 gameday loadtest fmt vet lint tools
 
 all: build
 
@@ -146,3 +146,13 @@ vet:
 .PHONY: bench-diff
 bench-diff:
 	$(GO) test -run '^$$' -bench 'BenchmarkDiff20M' -benchtime 2x -count 1 -timeout 60m ./query/
+
+# Queries over a month of history (30 days x 4h windows x 64 shards, 2,000 points per
+# series-window, late outputs) through the series view, beside the same points as
+# hive-partitioned zstd Parquet read by plain DuckDB: (a) one org for one day, (b) one
+# series over 30 days, (c) a full scan; time, CPU and bytes read of each, and issue 16's
+# goals (bench/history). The data is written once under $(BENCH_HISTORY_DIR).
+BENCH_HISTORY_DIR ?= $(or $(TMPDIR),/tmp)/tailor-bench-history
+.PHONY: bench-history
+bench-history:
+	$(GO) run ./bench/history -dir $(BENCH_HISTORY_DIR)
