@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/tailor-metrics/tailor/blocks"
 	"github.com/tailor-metrics/tailor/encoder"
 	"github.com/tailor-metrics/tailor/legacy"
 	"github.com/tailor-metrics/tailor/pointdiff"
@@ -131,7 +133,9 @@ type seriesRuns struct {
 		Err() error
 	}
 	keep func(org uint32, metric uint64) bool
-	run  pointdiff.Run
+	// lo and hi, when not both zero, bound ts (for sources that do not).
+	lo, hi int64
+	run    pointdiff.Run
 }
 
 func (s *seriesRuns) Next() bool {
@@ -140,7 +144,16 @@ func (s *seriesRuns) Next() bool {
 		if s.keep != nil && !s.keep(sr.Key.Org, sr.Key.Metric) {
 			continue
 		}
-		s.run = pointdiff.Run{Org: sr.Key.Org, Metric: sr.Key.Metric, Context: sr.Key.Context, Ts: sr.Ts, Values: sr.Values}
+		ts, vs := sr.Ts, sr.Values
+		if s.lo != 0 || s.hi != 0 {
+			a := sort.Search(len(ts), func(i int) bool { return ts[i] >= s.lo })
+			b := sort.Search(len(ts), func(i int) bool { return ts[i] > s.hi })
+			ts, vs = ts[a:b], vs[a:b]
+			if len(ts) == 0 {
+				continue
+			}
+		}
+		s.run = pointdiff.Run{Org: sr.Key.Org, Metric: sr.Key.Metric, Context: sr.Key.Context, Ts: ts, Values: vs}
 		return true
 	}
 	return false
@@ -196,10 +209,21 @@ func openLegacySource(ctx context.Context, eng *query.Engine, opt DiffOptions) (
 			return query.ReadStats{FilesRead: 1, BytesRead: int64(len(b)), SeriesRead: int64(len(r.Index()))}
 		}, nil
 	}
-	// A store of series files.
+	// A store of series files, or of Prometheus blocks (run.LegacyView decided which
+	// it is; series files win, as there).
 	st, err := storage.Open(ctx, src)
 	if err != nil {
-		return nil, nil, fmt.Errorf("legacy %s: %w", src, err)
+		return nil, nil, fmt.Errorf("legacy %s: %w", storage.Redact(src), err)
+	}
+	if ok, err := hasSeries(ctx, st); err != nil || !ok {
+		if err != nil {
+			return nil, nil, errors.Join(err, st.Close())
+		}
+		br, err := blocks.Open(ctx, st, opt.Legacy.Blocks)
+		if err != nil {
+			return nil, nil, errors.Join(err, st.Close())
+		}
+		return &blockRuns{seriesRuns: seriesRuns{m: br, keep: f.Keep, lo: lo, hi: hi}, br: br, st: st}, func() query.ReadStats { return query.ReadStats{} }, nil
 	}
 	m, err := OpenSeriesWith(ctx, st, ScanOptions{Scope: opt.Scope})
 	if err != nil {
@@ -207,6 +231,29 @@ func openLegacySource(ctx context.Context, eng *query.Engine, opt DiffOptions) (
 	}
 	return &storeRuns{seriesRuns: seriesRuns{m: m, keep: f.Keep}, mg: m, st: st}, m.Reads, nil
 }
+
+// hasSeries reports whether st holds published series files.
+func hasSeries(ctx context.Context, st storage.Store) (bool, error) {
+	found := errors.New("found")
+	err := st.List(ctx, SeriesPrefix, func(a storage.Attrs) error {
+		if strings.HasSuffix(a.Key, "/"+currentName) {
+			return found
+		}
+		return nil
+	})
+	if errors.Is(err, found) {
+		return true, nil
+	}
+	return false, err
+}
+
+type blockRuns struct {
+	seriesRuns
+	br *blocks.Reader
+	st storage.Store
+}
+
+func (s *blockRuns) Close() error { return errors.Join(s.br.Close(), s.st.Close()) }
 
 type nopCloser struct{ seriesRuns }
 

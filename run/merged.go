@@ -376,7 +376,8 @@ func (m *SeriesMerger) plain() bool {
 	return len(m.took) == 1 && !m.took[0].late && len(m.rs) == 0 && !m.keepArrivals
 }
 
-// Next moves to the next series; false at the end or on an error.
+// Next moves to the next series; false at the end or on an error (the merger is then
+// closed: Close is for stopping early).
 func (m *SeriesMerger) Next() bool {
 	for m.step() {
 		if m.plain() {
@@ -388,7 +389,7 @@ func (m *SeriesMerger) Next() bool {
 		var err error
 		if m.cur.Ts, m.cur.Values, err = m.merge(m.cur.Ts, m.cur.Values); err != nil {
 			m.err = err
-			return false
+			break
 		}
 		if len(m.cur.Ts) == 0 {
 			continue // every point of the series is deleted
@@ -396,6 +397,7 @@ func (m *SeriesMerger) Next() bool {
 		m.at = &m.cur
 		return true
 	}
+	m.Close()
 	return false
 }
 
@@ -427,6 +429,7 @@ func (m *SeriesMerger) appendNext(ts []int64, vals []float64) (_ columnar.Series
 		}
 		return src.Key, m.tags(), ts, vals, true
 	}
+	m.Close()
 	return columnar.SeriesKey{}, nil, ts, vals, false
 }
 

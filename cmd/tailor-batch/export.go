@@ -90,6 +90,7 @@ again writes nothing new. See docs/prometheus.md.`,
 			if err != nil {
 				return err
 			}
+			defer src.Close()
 			start := time.Now()
 			stats, err := blocks.Export(ctx, src, out, opt)
 			if err != nil {
