@@ -67,3 +67,43 @@ func TestIterSubsets(t *testing.T) {
 		}
 	}
 }
+
+// countingReaderAt counts the bytes read through it.
+type countingReaderAt struct {
+	r *bytes.Reader
+	n int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestTailRead: a small first read from the end opens every file as the default does
+// (one more read for the index), reading less when the file is larger.
+func TestTailRead(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	series := randomSeries(rng, 30, 3000)
+	for _, v := range []uint16{Version1, Version2, Version3} {
+		b := encodeFile(t, series, FormatVersion(v))
+		full := &countingReaderAt{r: bytes.NewReader(b)}
+		small := &countingReaderAt{r: bytes.NewReader(b)}
+		rf, err := Open(full, int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := Open(small, int64(len(b)), TailRead(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rf.Index()) != len(rs.Index()) || small.n >= full.n {
+			t.Fatalf("v%d: %d and %d series; read %d bytes with a small tail, %d by default", v, len(rf.Index()), len(rs.Index()), small.n, full.n)
+		}
+		var s Series
+		e := rs.Index()[len(rs.Index())/2]
+		if err := rs.ReadSeries(e, &s); err != nil || len(s.Ts) != int(e.Points) {
+			t.Fatalf("v%d: %v, %d points of %d", v, err, len(s.Ts), e.Points)
+		}
+	}
+}

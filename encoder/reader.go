@@ -32,20 +32,29 @@ type Reader struct {
 // OpenOpt configures Open.
 type OpenOpt func(*openCfg)
 
-type openCfg struct{ name string }
+type openCfg struct {
+	name string
+	tail int64
+}
 
 // FileName names the file (a path or an object key) in every *CorruptFileError that Open and
 // the Reader return, overriding the default of no name.
 func FileName(name string) OpenOpt { return func(c *openCfg) { c.name = name } }
 
+// TailRead sets how much Open reads from the end of the file first, overriding the
+// default 64KiB: a larger index takes one more read. A reader after a few series of
+// many small files (on a local disk, where a read costs no round trip) reads less with
+// a small one; it is at least the trailer.
+func TailRead(n int) OpenOpt { return func(c *openCfg) { c.tail = int64(n) } }
+
 // Open reads and validates the trailer and the index: one ranged read for small indexes,
 // two for large ones. Series records are read and checked only when asked for.
 func Open(r io.ReaderAt, size int64, opts ...OpenOpt) (*Reader, error) {
-	var c openCfg
+	c := openCfg{tail: tailReadSize}
 	for _, o := range opts {
 		o(&c)
 	}
-	rd, err := open(r, size)
+	rd, err := open(r, size, max(c.tail, trailerSize))
 	if err != nil {
 		return nil, named(err, c.name)
 	}
@@ -53,12 +62,12 @@ func Open(r io.ReaderAt, size int64, opts ...OpenOpt) (*Reader, error) {
 	return rd, nil
 }
 
-func open(r io.ReaderAt, size int64) (*Reader, error) {
+func open(r io.ReaderAt, size, tailRead int64) (*Reader, error) {
 	const minSize = fileHeaderSize + minIndex3Size + trailerSize
 	if size < minSize {
 		return nil, corrupt(0, "file", ErrTruncated, "%d bytes, a series file has at least %d", size, minSize)
 	}
-	tailOff := max(0, size-tailReadSize)
+	tailOff := max(0, size-tailRead)
 	tail := make([]byte, size-tailOff)
 	if err := readFull(r, tail, tailOff); err != nil {
 		return nil, fmt.Errorf("read series file tail at %d: %w", tailOff, err)

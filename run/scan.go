@@ -63,6 +63,10 @@ const (
 	// tailBytes is what encoder.Open reads from the end of a file at least: a file no
 	// larger is read whole, once.
 	tailBytes = 64 << 10
+	// localTailBytes is the first read from the end of a local file by a scan of a few
+	// series: just the trailer (encoder.TailRead reads at least that), then exactly
+	// the index, then the series' blocks.
+	localTailBytes = 0
 	// shardOrgsLimit: an org restriction of at most this many orgs prunes shards.
 	shardOrgsLimit = 4096
 )
@@ -449,7 +453,13 @@ func (op *openPart) open(sc *scanner) {
 		op.err = err
 		return
 	}
-	r, err := encoder.Open(ra, op.p.Size, encoder.FileName(op.p.Key))
+	opts := []encoder.OpenOpt{encoder.FileName(op.p.Key)}
+	if _, local := sc.st.(storage.LocalFiler); local && sc.keep != nil {
+		// After a few series: the index first, then only their blocks. A local read
+		// costs no round trip, so a second one for a large index is cheap.
+		opts = append(opts, encoder.TailRead(localTailBytes))
+	}
+	r, err := encoder.Open(ra, op.p.Size, opts...)
 	if err != nil {
 		op.err = errors.Join(fmt.Errorf("open %s: %w", op.p.Key, err), closeFn())
 		return
@@ -523,7 +533,7 @@ func (sc *scanner) partReader(op *openPart, p Part, whole bool) (io.ReaderAt, fu
 		if err != nil {
 			return nil, nil, fmt.Errorf("open %s: %w", p.Key, err)
 		}
-		if p.Size <= tailBytes {
+		if p.Size <= tailBytes && sc.keep == nil {
 			// encoder.Open reads this much from the end: the whole file, once.
 			b := make([]byte, p.Size)
 			n, err := f.ReadAt(b, 0)
