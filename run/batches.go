@@ -4,6 +4,7 @@ package run
 
 import (
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -20,25 +21,60 @@ const batchRows = encoder.DefaultBatchRows
 
 // zeroBytes backs every column a statement does not read: DuckDB still scans it (its
 // projection pushdown is off for Arrow streams) but nothing looks at it.
-var zeroBytes []byte
+var (
+	zeroMu    sync.Mutex
+	zeroBytes []byte // never written: shared by every batch
+)
+
+// aheadBatches is how many batches the series view builds ahead of DuckDB, so that
+// merging overlaps DuckDB's work on the batches before (its scan threads take batches
+// one at a time, under a lock).
+const aheadBatches = 2
 
 // seriesBatches turns a merger's series into record batches of columnar.SortedSchema,
-// filling only the columns the restriction says are read. Release closes the merger.
+// filling only the columns the restriction says are read, built by a goroutine of its
+// own ahead of Next. Release stops it and closes the merger.
 type seriesBatches struct {
-	refs atomic.Int64
-	m    *SeriesMerger
-	use  [5]bool // org_id, metric_id, context_key, ts, value
-	cur  arrow.RecordBatch
-	done bool
+	refs  atomic.Int64
+	m     *SeriesMerger
+	use   [5]bool // org_id, metric_id, context_key, ts, value
+	cur   arrow.RecordBatch
+	ready chan arrow.RecordBatch
+	stop  chan struct{}
+	ended chan struct{}
+	err   error // set before ended is closed
+	done  bool
+	// building state, owned by the goroutine
+	over bool
 }
 
 func newSeriesBatches(m *SeriesMerger, r query.Restriction) *seriesBatches {
-	b := &seriesBatches{m: m}
+	b := &seriesBatches{m: m, ready: make(chan arrow.RecordBatch, aheadBatches), stop: make(chan struct{}), ended: make(chan struct{})}
 	for i, f := range columnar.SortedSchema.Fields() {
 		b.use[i] = r.Uses(f.Name)
 	}
 	b.refs.Store(1)
+	go b.build()
 	return b
+}
+
+// build makes batches until the merger ends or Release stops it.
+func (b *seriesBatches) build() {
+	defer close(b.ended)
+	defer close(b.ready)
+	for {
+		rec := b.batch()
+		if rec == nil {
+			b.err = b.m.Err()
+			return
+		}
+		select {
+		case b.ready <- rec:
+		case <-b.stop:
+			rec.Release()
+			return
+		}
+	}
 }
 
 func (b *seriesBatches) Retain() { b.refs.Add(1) }
@@ -49,6 +85,11 @@ func (b *seriesBatches) Release() {
 			b.cur.Release()
 			b.cur = nil
 		}
+		close(b.stop)
+		<-b.ended
+		for rec := range b.ready {
+			rec.Release()
+		}
 		b.m.Close()
 	}
 }
@@ -56,7 +97,16 @@ func (b *seriesBatches) Release() {
 func (b *seriesBatches) Schema() *arrow.Schema          { return columnar.SortedSchema }
 func (b *seriesBatches) RecordBatch() arrow.RecordBatch { return b.cur }
 func (b *seriesBatches) Record() arrow.RecordBatch      { return b.cur }
-func (b *seriesBatches) Err() error                     { return b.m.Err() }
+
+// Err returns the error that ended the batches; valid once Next returned false.
+func (b *seriesBatches) Err() error {
+	select {
+	case <-b.ended:
+		return b.err
+	default:
+		return nil
+	}
+}
 
 // Reads returns what the view read and skipped (query.ViewSet.Reads).
 func (b *seriesBatches) Reads() query.ReadStats { return b.m.Reads() }
@@ -68,6 +118,20 @@ func (b *seriesBatches) Next() bool {
 	}
 	if b.done {
 		return false
+	}
+	rec, ok := <-b.ready
+	if !ok {
+		b.done = true
+		return false
+	}
+	b.cur = rec
+	return true
+}
+
+// batch builds the next batch, nil at the end.
+func (b *seriesBatches) batch() arrow.RecordBatch {
+	if b.over {
+		return nil
 	}
 	// A batch holds whole series, at least batchRows points unless the scan ends: the
 	// merger writes each straight into it.
@@ -88,7 +152,7 @@ func (b *seriesBatches) Next() bool {
 		)
 		k, _, ts, val, ok = b.m.appendNext(ts, val)
 		if !ok {
-			b.done = true
+			b.over = true
 			break
 		}
 		n := len(ts) - n0
@@ -113,8 +177,8 @@ func (b *seriesBatches) Next() bool {
 	}
 	rows := len(ts)
 	if rows == 0 || b.m.Err() != nil {
-		b.done = true
-		return false
+		b.over = true
+		return nil
 	}
 	cols := []arrow.Array{
 		column(arrow.PrimitiveTypes.Uint32, rows, b.use[0], arrow.Uint32Traits.CastToBytes(org)),
@@ -123,21 +187,23 @@ func (b *seriesBatches) Next() bool {
 		column(arrow.PrimitiveTypes.Int64, rows, b.use[3], arrow.Int64Traits.CastToBytes(ts)),
 		column(arrow.PrimitiveTypes.Float64, rows, b.use[4], arrow.Float64Traits.CastToBytes(val)),
 	}
-	b.cur = array.NewRecordBatch(columnar.SortedSchema, cols, int64(rows))
+	rec := array.NewRecordBatch(columnar.SortedSchema, cols, int64(rows))
 	for _, c := range cols {
 		c.Release()
 	}
-	return true
+	return rec
 }
 
 // column wraps the bytes of a column without nulls, or the shared zeros when the
 // column is not read.
 func column(t arrow.DataType, rows int, used bool, data []byte) arrow.Array {
 	if !used {
+		zeroMu.Lock()
 		if len(zeroBytes) < 8*rows {
 			zeroBytes = make([]byte, 8*max(rows, batchRows)) // batches may hold more rows
 		}
 		data = zeroBytes
+		zeroMu.Unlock()
 	}
 	buf := memory.NewBufferBytes(data)
 	return array.MakeFromData(array.NewData(t, rows, []*memory.Buffer{nil, buf}, nil, 0, 0))

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -219,7 +220,8 @@ type listedWindow struct {
 	shard   string
 	w       Window
 	current bool
-	// runs maps each run id to its part files (own and late).
+	// runs maps each run id to its part files (own and late); every run directory the
+	// listing shows has an entry.
 	runs map[string][]storage.Attrs
 	late bool // some run of it has a late output
 }
@@ -227,7 +229,8 @@ type listedWindow struct {
 // planScan lists the shards the scan can use and reads the manifests of the windows it
 // can use: those overlapping its ts range, and those with a late output. What it skips
 // without reading is counted as skipped. A window's keys are contiguous in the listing,
-// so its manifest is fetched as soon as the listing moves past it, while it goes on.
+// so its manifest is fetched as soon as the listing moves past it, while it goes on;
+// the shards of a local store are listed in parallel.
 func planScan(ctx context.Context, sc *scanner, scope query.Scope) ([]*Manifest, error) {
 	var (
 		mu     sync.Mutex
@@ -237,6 +240,11 @@ func planScan(ctx context.Context, sc *scanner, scope query.Scope) ([]*Manifest,
 		wg     sync.WaitGroup
 		sem    = make(chan struct{}, 8) // manifests are small and many: a few GETs at a time
 	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
 	fetch := func(lw *listedWindow) {
 		if !lw.current {
 			return
@@ -246,8 +254,13 @@ func planScan(ctx context.Context, sc *scanner, scope query.Scope) ([]*Manifest,
 			if len(lw.runs) == 1 { // the current run's parts, known without reading it
 				for _, files := range lw.runs {
 					for _, a := range files {
+						if a.Size < 0 { // listed without sizes (listLocal)
+							if fi, err := os.Stat(sc.st.(storage.LocalFiler).LocalPath(a.Key)); err == nil {
+								a.Size = fi.Size()
+							}
+						}
 						sc.filesSkipped.Add(1)
-						sc.bytesSkipped.Add(a.Size)
+						sc.bytesSkipped.Add(max(a.Size, 0))
 					}
 				}
 			}
@@ -257,7 +270,7 @@ func planScan(ctx context.Context, sc *scanner, scope query.Scope) ([]*Manifest,
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			m, missing, err := readCurrent(ctx, sc.st, lw.shard, lw.w)
+			m, missing, err := currentOf(ctx, sc.st, lw)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -270,9 +283,12 @@ func planScan(ctx context.Context, sc *scanner, scope query.Scope) ([]*Manifest,
 			}
 		}()
 	}
-	var lw *listedWindow
-	var lastKey string
-	for _, prefix := range shardPrefixes(scope, sc.r) {
+	list := func(prefix string) error {
+		if lf, ok := sc.st.(storage.LocalFiler); ok && strings.Count(prefix, "/") == 2 {
+			return listLocal(ctx, lf, prefix, fetch)
+		}
+		var lw *listedWindow
+		var lastKey string
 		err := sc.st.List(ctx, prefix, func(a storage.Attrs) error {
 			parts := strings.Split(strings.TrimPrefix(a.Key, SeriesPrefix), "/")
 			if len(parts) < 3 || len(parts) > 4 {
@@ -291,20 +307,46 @@ func planScan(ctx context.Context, sc *scanner, scope query.Scope) ([]*Manifest,
 			switch {
 			case len(parts) == 3 && parts[2] == currentName:
 				lw.current = true
-			case len(parts) == 4 && strings.HasSuffix(parts[3], ".tsf"):
-				lw.runs[parts[2]] = append(lw.runs[parts[2]], a)
-				lw.late = lw.late || strings.HasPrefix(parts[3], "late-")
+			case len(parts) == 4:
+				files := lw.runs[parts[2]]
+				if strings.HasSuffix(parts[3], ".tsf") {
+					files = append(files, a)
+					lw.late = lw.late || strings.HasPrefix(parts[3], "late-")
+				}
+				lw.runs[parts[2]] = files
 			}
 			return nil
 		})
-		if err != nil {
-			wg.Wait()
-			return nil, err
+		if lw != nil && err == nil {
+			fetch(lw)
+		}
+		return err
+	}
+	prefixes := shardPrefixes(scope, sc.r)
+	if lf, ok := sc.st.(storage.LocalFiler); ok && len(prefixes) == 1 && prefixes[0] == SeriesPrefix {
+		// The shards, from the directory: each is listed on its own.
+		if ents, err := os.ReadDir(lf.LocalPath(strings.TrimSuffix(SeriesPrefix, "/"))); err == nil {
+			prefixes = prefixes[:0]
+			for _, e := range ents {
+				if e.IsDir() {
+					prefixes = append(prefixes, SeriesPrefix+e.Name()+"/")
+				}
+			}
 		}
 	}
-	if lw != nil {
-		fetch(lw)
+	lists := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var lwg sync.WaitGroup
+	for _, prefix := range prefixes {
+		lwg.Add(1)
+		lists <- struct{}{}
+		go func() {
+			defer func() { <-lists; lwg.Done() }()
+			if err := list(prefix); err != nil {
+				fail(err)
+			}
+		}()
 	}
+	lwg.Wait()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -369,6 +411,77 @@ func servingRuns(read []*Manifest, misses []error) ([]*Manifest, error) {
 		return cmp.Or(strings.Compare(a.Shard, b.Shard), cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To))
 	})
 	return out, nil
+}
+
+// listLocal lists the windows of one shard (prefix series/<shard>/) of a local store
+// straight from its directories: what storage.Local.List gives, without a stat of every
+// file (sizes are -1, looked up only for windows skipped unread). Names that start with
+// a dot (files still being written) are not keys.
+func listLocal(ctx context.Context, lf storage.LocalFiler, prefix string, fetch func(*listedWindow)) error {
+	shard := strings.TrimSuffix(strings.TrimPrefix(prefix, SeriesPrefix), "/")
+	dir := lf.LocalPath(strings.TrimSuffix(prefix, "/"))
+	wins, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("list %s: %w", prefix, err)
+	}
+	for _, we := range wins {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !we.IsDir() || strings.HasPrefix(we.Name(), ".") {
+			continue
+		}
+		w, err := ParseWindowName(we.Name())
+		if err != nil {
+			return fmt.Errorf("list outputs: %s%s: %w", prefix, we.Name(), err)
+		}
+		lw := &listedWindow{shard: shard, w: w, runs: map[string][]storage.Attrs{}}
+		ents, err := os.ReadDir(filepath.Join(dir, we.Name()))
+		if err != nil {
+			return fmt.Errorf("list %s%s: %w", prefix, we.Name(), err)
+		}
+		for _, e := range ents {
+			switch name := e.Name(); {
+			case strings.HasPrefix(name, "."):
+			case !e.IsDir():
+				lw.current = lw.current || name == currentName
+			default:
+				files, err := os.ReadDir(filepath.Join(dir, we.Name(), name))
+				if err != nil {
+					return fmt.Errorf("list %s%s/%s: %w", prefix, we.Name(), name, err)
+				}
+				var parts []storage.Attrs
+				for _, f := range files {
+					if fn := f.Name(); !f.IsDir() && strings.HasSuffix(fn, ".tsf") && !strings.HasPrefix(fn, ".") {
+						parts = append(parts, storage.Attrs{Key: prefix + we.Name() + "/" + name + "/" + fn, Size: -1})
+						lw.late = lw.late || strings.HasPrefix(fn, "late-")
+					}
+				}
+				lw.runs[name] = parts
+			}
+		}
+		fetch(lw)
+	}
+	return nil
+}
+
+// currentOf reads the manifest of the run that serves a listed window, as readCurrent.
+// With one run directory under the window, that is the run _CURRENT names (a run is made
+// current after its manifest is written, and only ever replaces another; gc deletes a
+// run's _CURRENT before its manifest), so its manifest is read without reading _CURRENT;
+// otherwise _CURRENT decides.
+func currentOf(ctx context.Context, st storage.Store, lw *listedWindow) (m *Manifest, missing, err error) {
+	if len(lw.runs) == 1 {
+		for id := range lw.runs {
+			if m, err := ReadManifest(ctx, st, lw.shard, lw.w, id); err == nil {
+				return m, nil, nil
+			}
+		}
+	}
+	return readCurrent(ctx, st, lw.shard, lw.w)
 }
 
 // chunk is one decoding job's result: consecutive series of one part.
