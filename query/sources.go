@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -27,9 +29,11 @@ import (
 
 // PointsView is the view "points" over the raw segments of st: every point as the sink
 // stored it, duplicates included, with its provenance columns. Without a shard in
-// scope, every shard the segments hold is read.
+// scope, every shard the segments hold is read, unless the statement names few enough
+// orgs to look their shards up in the shard map; only the frames whose ts range meets
+// the statement's are read (each segment's footer says).
 func PointsView(st storage.Store, scope Scope, opt columnar.ReadOptions) View {
-	return View{Name: "points", Arrow: func(ctx context.Context) (array.RecordReader, error) {
+	return View{Name: "points", Scan: func(ctx context.Context, r Restriction) (array.RecordReader, error) {
 		segs, err := columnar.ListSegmentsWith(ctx, st, columnar.ListOptions{SkipCorrupt: opt.SkipCorrupt, OnCorrupt: opt.OnCorrupt})
 		if err != nil {
 			return nil, fmt.Errorf("list segments: %w", err)
@@ -37,18 +41,97 @@ func PointsView(st storage.Store, scope Scope, opt columnar.ReadOptions) View {
 		shards := []string{scope.Shard}
 		if scope.Shard == "" {
 			shards = segmentShards(segs)
+			if named, ok := shardsOf(scope.shardMap(), r); ok {
+				shards = slices.DeleteFunc(shards, func(s string) bool { return !named[s] })
+			}
+		}
+		win := scope.TsRange()
+		if lo, hi := r.TsBounds(); r.Ts != nil {
+			win.From = max(win.From, lo)
+			if hi < math.MaxInt64 {
+				win.To = min(win.To, hi+1)
+			}
 		}
 		var splits []columnar.Split
-		for _, sh := range shards {
-			splits = append(splits, columnar.PlanSplits(segs, sh, scope.TsRange(), 1<<30)...)
+		if win.From < win.To && !r.Empty() {
+			for _, sh := range shards {
+				splits = append(splits, columnar.PlanSplits(segs, sh, win, 1<<30)...)
+			}
 		}
-		opt.Window = scope.TsRange()
-		r := columnar.NewPointReader(ctx, st, splits, columnar.Topics(segs), opt)
-		if opt.OnCorrupt == nil {
-			return r, nil
+		reads := segmentReads(segs, splits)
+		opt.Window = win
+		pr := columnar.NewPointReader(ctx, st, splits, columnar.Topics(segs), opt)
+		var rdr array.RecordReader = pr
+		if opt.OnCorrupt != nil {
+			rdr = &skipReporter{PointReader: pr, report: opt.OnCorrupt}
 		}
-		return &skipReporter{PointReader: r, report: opt.OnCorrupt}, nil
+		return &readsReader{RecordReader: rdr, reads: reads}, nil
 	}}
+}
+
+// shardsOf is the set of shards the shard map gives the orgs (and metrics) r admits,
+// when it admits few enough orgs to list them.
+func shardsOf(m *columnar.ShardMap, r Restriction) (map[string]bool, bool) {
+	orgs, ok := r.Orgs.Values(4096)
+	if !ok {
+		return nil, false
+	}
+	metrics, finite := r.Metrics.Values(4096)
+	out := map[string]bool{}
+	for _, o := range orgs {
+		org := uint32(o)
+		d, dedicated := m.Dedicated[org]
+		switch {
+		case dedicated && d.Parts > 1 && finite:
+			for _, met := range metrics {
+				out[m.Shard(org, met)] = true
+			}
+		case dedicated && d.Parts > 1:
+			for p := uint32(0); p < d.Parts; p++ {
+				out[fmt.Sprintf("org-%d-p%d", org, p)] = true
+			}
+		default:
+			out[m.Shard(org, 0)] = true
+		}
+	}
+	return out, true
+}
+
+// segmentReads counts the segments the splits read and the bytes of their frames.
+func segmentReads(segs []*columnar.Segment, splits []columnar.Split) ReadStats {
+	var s ReadStats
+	read := map[*columnar.Segment]int64{}
+	for _, sp := range splits {
+		for _, f := range sp.Frames {
+			read[sp.Seg] += int64(f.Length)
+		}
+	}
+	for _, seg := range segs {
+		if n, ok := read[seg]; ok {
+			s.FilesRead++
+			s.BytesRead += n
+			s.BytesSkipped += seg.Size - n
+		} else {
+			s.FilesSkipped++
+			s.BytesSkipped += seg.Size
+		}
+	}
+	return s
+}
+
+// readsReader is a reader that reports the reads planned for it.
+type readsReader struct {
+	array.RecordReader
+	reads ReadStats
+}
+
+func (r *readsReader) Reads() ReadStats { return r.reads }
+
+func (r *readsReader) Err() error {
+	if ep, ok := r.RecordReader.(interface{ Err() error }); ok {
+		return ep.Err()
+	}
+	return nil
 }
 
 // skipReporter tells report of each corrupt frame its reader skipped, once the reader

@@ -12,6 +12,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
 )
@@ -121,7 +122,11 @@ func TestPrunedEqualsUnpruned(t *testing.T) {
 			rng := rand.New(rand.NewPCG(3, 5))
 			answer := func(stmt string, v query.View, scope query.Scope) (string, query.ReadStats) {
 				t.Helper()
-				vs, err := e.DefineViews(ctx, []string{stmt}, []query.View{v}, scope)
+				views := []query.View{v}
+				if v.Name == "points" {
+					views = append(views, query.LatestView())
+				}
+				vs, err := e.DefineViews(ctx, []string{stmt}, views, scope)
 				if err != nil {
 					t.Fatalf("%s: %v", stmt, err)
 				}
@@ -146,7 +151,13 @@ func TestPrunedEqualsUnpruned(t *testing.T) {
 				if err := vs.Close(); err != nil {
 					t.Fatal(err)
 				}
-				return b.String(), vs.Reads()["series"]
+				return b.String(), vs.Reads()[v.Name]
+			}
+			points := func(scope query.Scope) query.View { return query.PointsView(st, scope, columnar.ReadOptions{Readers: 2}) }
+			unprunedPoints := func(scope query.Scope) query.View {
+				return query.View{Name: "points", Arrow: func(ctx context.Context) (array.RecordReader, error) {
+					return points(scope).Scan(ctx, query.Restriction{})
+				}}
 			}
 			var skipped, rows int64
 			for i := range 60 {
@@ -176,6 +187,17 @@ func TestPrunedEqualsUnpruned(t *testing.T) {
 					}
 					skipped += reads.FilesSkipped
 					rows += int64(strings.Count(got, "\n"))
+				}
+				// The raw segments and their de-duplication, pruned the same way.
+				for _, view := range []string{"points", "latest"} {
+					stmt := fmt.Sprintf("SELECT org_id, metric_id, context_key, ts, value FROM %s WHERE %s ORDER BY ALL", view,
+						randomPredicate(rand.New(rand.NewPCG(seed, 2)), "", base, 2))
+					got, reads := answer(stmt, points(scope), scope)
+					want, _ := answer(stmt, unprunedPoints(scope), scope)
+					if got != want {
+						t.Fatalf("%s (scope %+v):\npruned:\n%s\nunpruned:\n%s", stmt, scope, got, want)
+					}
+					skipped += reads.FilesSkipped
 				}
 			}
 			if skipped == 0 || rows == 0 {

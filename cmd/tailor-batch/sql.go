@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -230,7 +231,7 @@ is a script with a quote or comment that is never closed.`,
 			}
 			defer eng.Close()
 			views := []query.View{
-				query.PointsView(st, scope, columnar.ReadOptions{Readers: 2, SkipCorrupt: skipCorrupt, OnCorrupt: func(err error) {
+				query.PointsView(st, scope, columnar.ReadOptions{Readers: runtime.NumCPU(), SkipCorrupt: skipCorrupt, OnCorrupt: func(err error) {
 					loggerFrom(ctx).Warn("skipped corrupt segment bytes", "err", err)
 				}}),
 				query.LatestView(),
