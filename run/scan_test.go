@@ -153,7 +153,9 @@ func TestPrunedEqualsUnpruned(t *testing.T) {
 				}
 				return b.String(), vs.Reads()[v.Name]
 			}
-			points := func(scope query.Scope) query.View { return query.PointsView(st, scope, columnar.ReadOptions{Readers: 2}) }
+			points := func(scope query.Scope) query.View {
+				return query.PointsView(st, scope, columnar.ReadOptions{Readers: 2})
+			}
 			unprunedPoints := func(scope query.Scope) query.View {
 				return query.View{Name: "points", Arrow: func(ctx context.Context) (array.RecordReader, error) {
 					return points(scope).Scan(ctx, query.Restriction{})
