@@ -189,7 +189,7 @@ func (c *counter) flushBucket() {
 		id := [2]int64{c.curBucket, int64(k)}
 		t := c.groups[id]
 		if t == nil {
-			t = &Group{Org: c.org, Metric: c.metric, Bucket: c.curBucket, Kind: Kind(k), FirstTs: g.FirstTs}
+			t = &Group{Org: c.org, Metric: c.metric, Bucket: c.curBucket, Kind: Kind(k), FirstTs: g.FirstTs, LastTs: g.LastTs}
 			c.groups[id] = t
 		}
 		t.Points += g.Points
