@@ -100,6 +100,7 @@ type partWriter struct {
 	w         *encoder.Writer
 	minTs     int64
 	maxTs     int64
+	orgs      [2]uint32 // the first and last series' orgs: series come in key order
 	done      []*tempPart
 }
 
@@ -128,11 +129,13 @@ func (p *partWriter) add(key columnar.SeriesKey, tags []string, ts []int64, vals
 		p.n = countingWriter{w: io.MultiWriter(f, p.h)}
 		p.w = encoder.NewWriter(&p.n)
 		p.minTs, p.maxTs = ts[0], ts[len(ts)-1]
+		p.orgs[0] = key.Org
 	}
 	if err := p.w.Append(key, tags, ts, vals); err != nil {
 		return err
 	}
 	p.minTs, p.maxTs = min(p.minTs, ts[0]), max(p.maxTs, ts[len(ts)-1])
+	p.orgs[1] = key.Org
 	if p.partBytes > 0 && p.w.Stats().Bytes >= p.partBytes {
 		return p.finish()
 	}
@@ -150,7 +153,7 @@ func (p *partWriter) finish() error {
 	st := p.w.Stats()
 	p.done = append(p.done, &tempPart{f: p.f, part: Part{
 		Size: p.n.n, Series: uint64(st.Series), Points: uint64(st.Points),
-		SHA256: hex.EncodeToString(p.h.Sum(nil)), Ts: []int64{p.minTs, p.maxTs},
+		SHA256: hex.EncodeToString(p.h.Sum(nil)), Ts: []int64{p.minTs, p.maxTs}, Orgs: []uint32{p.orgs[0], p.orgs[1]},
 	}})
 	p.w, p.f = nil, nil
 	return nil

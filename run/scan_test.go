@@ -5,6 +5,7 @@ package run
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -205,6 +206,123 @@ func TestPrunedEqualsUnpruned(t *testing.T) {
 			if skipped == 0 || rows == 0 {
 				t.Fatalf("%d files skipped, %d rows: the test proves too little", skipped, rows)
 			}
+		})
+	}
+}
+
+// TestPrunedThroughTheLife: through compaction, runs made inside a compacted range,
+// deletes recorded and applied, and gc, a read restricted to random orgs, metrics and ts
+// ranges, with values or without, returns exactly the points of a read of everything
+// that the restriction admits (and only points that read returns, bit for bit), and
+// skips files; every part of every serving run records its ts and org range, derived
+// and rewritten runs' included, so that they are pruned too.
+func TestPrunedThroughTheLife(t *testing.T) {
+	ctx := context.Background()
+	base := int64(1763942400000)
+	for _, mk := range []struct {
+		name string
+		st   func() storage.Store
+	}{
+		{"mem", func() storage.Store { return storage.NewMem("life") }},
+		{"local", func() storage.Store {
+			st, err := storage.OpenLocal(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+	} {
+		t.Run(mk.name, func(t *testing.T) {
+			st := mk.st()
+			defer st.Close()
+			specs := lateWorkload(t, st, 8, 16)
+			runAllLife(t, st)
+			rng := rand.New(rand.NewPCG(8, 13))
+			check := func(stage string) {
+				t.Helper()
+				all := readAll(t, st, query.Scope{})
+				if len(all) == 0 {
+					t.Fatalf("%s: no point", stage)
+				}
+				ms, err := Published(ctx, st)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range ms {
+					for _, p := range append(append([]Part(nil), m.Parts...), m.LateParts...) {
+						if len(p.Ts) != 2 || len(p.Orgs) != 2 {
+							t.Fatalf("%s: run %s %s part %s records ts %v orgs %v", stage, m.Shard, m.Window, p.Key, p.Ts, p.Orgs)
+						}
+					}
+				}
+				var skipped int64
+				for range 25 {
+					var r query.Restriction
+					if rng.IntN(3) > 0 {
+						r.Orgs = query.IDs(uint64(rng.IntN(4)), uint64(rng.IntN(5)))
+					}
+					if rng.IntN(2) == 0 {
+						r.Metrics = query.NewIDSet(query.IDRange{Lo: uint64(rng.IntN(6)), Hi: uint64(rng.IntN(6))})
+					}
+					if rng.IntN(3) > 0 {
+						lo := base + rng.Int64N(10*hourMs) - 2*hourMs
+						r.Ts = &query.TsRange{Min: lo, Max: lo + rng.Int64N(3*hourMs)}
+					}
+					vals := rng.IntN(2) == 0
+					if !vals {
+						r.Columns = []string{"org_id", "ts"}
+					}
+					m, err := OpenSeriesWith(ctx, st, ScanOptions{Restriction: r, Workers: 2})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := map[outPoint]bool{}
+					for m.Next() {
+						s := m.At()
+						for i, ts := range s.Ts {
+							op := outPoint{s.Key, ts}
+							bits, ok := all[op]
+							if !ok || got[op] || vals && math.Float64bits(s.Values[i]) != bits {
+								t.Fatalf("%s, %v: %+v (value %v) is not a point of the whole read once, or not its value", stage, r, op, vals)
+							}
+							got[op] = true
+						}
+					}
+					if err := m.Err(); err != nil {
+						t.Fatal(err)
+					}
+					lo, hi := r.TsBounds()
+					for op := range all {
+						if r.MatchKey(op.k) && op.ts >= lo && op.ts <= hi && !got[op] {
+							t.Fatalf("%s, %v: %+v missing", stage, r, op)
+						}
+					}
+					skipped += m.Reads().FilesSkipped
+				}
+				if skipped == 0 {
+					t.Fatalf("%s: no file skipped", stage)
+				}
+			}
+			compactLife(t, st, 2*time.Hour, 6*time.Hour)
+			specs = append(specs, lateSegment(t, st, specs, 9, base+2*hourMs+10*60_000))
+			runAllLife(t, st)
+			check("runs inside a compacted range")
+			recordDelete(t, st, 2)
+			metric := uint64(3)
+			if _, _, err := RecordTombstone(ctx, st, Tombstone{Org: 1, Metric: &metric, From: base + hourMs, To: base + 3*hourMs, Created: far}); err != nil {
+				t.Fatal(err)
+			}
+			check("deletes recorded")
+			if _, err := ApplyTombstones(ctx, ApplyOptions{Store: st, TempDir: t.TempDir(), Now: far}); err != nil {
+				t.Fatal(err)
+			}
+			check("deletes applied")
+			for _, now := range []time.Time{far, far.Add(DefaultGrace)} {
+				if _, err := GC(ctx, GCOptions{Store: st, Now: now}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			check("after gc")
 		})
 	}
 }
