@@ -291,7 +291,7 @@ func (r Restriction) String() string {
 // scope's SQL filter reads.
 func (s Scope) Restriction() Restriction {
 	var r Restriction
-	if w := s.Window; w != (columnar.Window{}) && w != columnar.AllTime {
+	if w := s.Window; w != (columnar.TimeRange{}) && w != columnar.AllTime {
 		r.Ts = &TsRange{w.From, w.To - 1}
 	}
 	if s.Orgs != nil {

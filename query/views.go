@@ -99,7 +99,7 @@ func (s Scope) Keep() func(org uint32, metric uint64) bool {
 // columns lists the columns the scope's filter reads.
 func (s Scope) columns() []string {
 	cols := []string{}
-	if w := s.Window; w != (columnar.Window{}) && w != columnar.AllTime {
+	if w := s.Window; w != (columnar.TimeRange{}) && w != columnar.AllTime {
 		cols = append(cols, "ts")
 	}
 	if s.Shard != "" || s.Orgs != nil {
