@@ -308,3 +308,35 @@ func (s Scope) Restriction() Restriction {
 	r.Columns = s.columns()
 	return r
 }
+
+// shardOrgsLimit: a restriction of at most this many orgs names its shards.
+const shardOrgsLimit = 4096
+
+// Shards is the set of shards the shard map m gives the orgs r admits (of an org split
+// by metric, the shards of the metrics r admits, when they are few), and false when r
+// admits too many orgs to list them.
+func (r Restriction) Shards(m *columnar.ShardMap) (map[string]bool, bool) {
+	orgs, ok := r.Orgs.Values(shardOrgsLimit)
+	if !ok {
+		return nil, false
+	}
+	metrics, finite := r.Metrics.Values(shardOrgsLimit)
+	out := map[string]bool{}
+	for _, o := range orgs {
+		org := uint32(o)
+		d, dedicated := m.Dedicated[org]
+		switch {
+		case dedicated && d.Parts > 1 && finite:
+			for _, met := range metrics {
+				out[m.Shard(org, met)] = true
+			}
+		case dedicated && d.Parts > 1:
+			for p := uint32(0); p < d.Parts; p++ {
+				out[fmt.Sprintf("org-%d-p%d", org, p)] = true
+			}
+		default:
+			out[m.Shard(org, 0)] = true
+		}
+	}
+	return out, true
+}

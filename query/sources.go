@@ -41,7 +41,7 @@ func PointsView(st storage.Store, scope Scope, opt columnar.ReadOptions) View {
 		shards := []string{scope.Shard}
 		if scope.Shard == "" {
 			shards = segmentShards(segs)
-			if named, ok := shardsOf(scope.shardMap(), r); ok {
+			if named, ok := r.Shards(scope.shardMap()); ok {
 				shards = slices.DeleteFunc(shards, func(s string) bool { return !named[s] })
 			}
 		}
@@ -67,34 +67,6 @@ func PointsView(st storage.Store, scope Scope, opt columnar.ReadOptions) View {
 		}
 		return &readsReader{RecordReader: rdr, reads: reads}, nil
 	}}
-}
-
-// shardsOf is the set of shards the shard map gives the orgs (and metrics) r admits,
-// when it admits few enough orgs to list them.
-func shardsOf(m *columnar.ShardMap, r Restriction) (map[string]bool, bool) {
-	orgs, ok := r.Orgs.Values(4096)
-	if !ok {
-		return nil, false
-	}
-	metrics, finite := r.Metrics.Values(4096)
-	out := map[string]bool{}
-	for _, o := range orgs {
-		org := uint32(o)
-		d, dedicated := m.Dedicated[org]
-		switch {
-		case dedicated && d.Parts > 1 && finite:
-			for _, met := range metrics {
-				out[m.Shard(org, met)] = true
-			}
-		case dedicated && d.Parts > 1:
-			for p := uint32(0); p < d.Parts; p++ {
-				out[fmt.Sprintf("org-%d-p%d", org, p)] = true
-			}
-		default:
-			out[m.Shard(org, 0)] = true
-		}
-	}
-	return out, true
 }
 
 // segmentReads counts the segments the splits read and the bytes of their frames.

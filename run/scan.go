@@ -68,8 +68,6 @@ const (
 	// series: just the trailer (encoder.TailRead reads at least that), then exactly
 	// the index, then the series' blocks.
 	localTailBytes = 0
-	// shardOrgsLimit: an org restriction of at most this many orgs prunes shards.
-	shardOrgsLimit = 4096
 )
 
 // scanner is the shared state of one read: what it admits, its workers and its counts.
@@ -181,31 +179,13 @@ func shardPrefixes(scope query.Scope, r query.Restriction) []string {
 	if scope.Shard != "" {
 		return []string{SeriesPrefix + scope.Shard + "/"}
 	}
-	orgs, ok := r.Orgs.Values(shardOrgsLimit)
-	if !ok {
-		return []string{SeriesPrefix}
-	}
 	m := scope.ShardMap
 	if m == nil {
 		m = columnar.DefaultShardMap()
 	}
-	metrics, finite := r.Metrics.Values(shardOrgsLimit)
-	seen := map[string]bool{}
-	for _, o := range orgs {
-		org := uint32(o)
-		d, dedicated := m.Dedicated[org]
-		switch {
-		case dedicated && d.Parts > 1 && finite:
-			for _, met := range metrics {
-				seen[m.Shard(org, met)] = true
-			}
-		case dedicated && d.Parts > 1:
-			for p := uint32(0); p < d.Parts; p++ {
-				seen[fmt.Sprintf("org-%d-p%d", org, p)] = true
-			}
-		default:
-			seen[m.Shard(org, 0)] = true
-		}
+	seen, ok := r.Shards(m)
+	if !ok {
+		return []string{SeriesPrefix}
 	}
 	var out []string
 	for sh := range seen {

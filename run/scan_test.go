@@ -88,17 +88,17 @@ func randomPredicate(rng *rand.Rand, q string, base int64, depth int) string {
 	return col + " IS NOT NULL"
 }
 
-// TestPrunedEqualsUnpruned: on a store with several shards, windows and late outputs,
-// every random predicate gives the same answer through the pruned series view as
-// through a reader of everything, for queries that read all columns, some, or none;
-// and pruning skips files.
-func TestPrunedEqualsUnpruned(t *testing.T) {
-	ctx := context.Background()
-	for _, mk := range []struct {
+// memAndLocal are the two kinds of store the scan reads differently (a local store's
+// directories are listed and its files read in place).
+func memAndLocal(t *testing.T) []struct {
+	name string
+	st   func() storage.Store
+} {
+	return []struct {
 		name string
 		st   func() storage.Store
 	}{
-		{"mem", func() storage.Store { return storage.NewMem("prune") }},
+		{"mem", func() storage.Store { return storage.NewMem("scan") }},
 		{"local", func() storage.Store {
 			st, err := storage.OpenLocal(t.TempDir())
 			if err != nil {
@@ -106,7 +106,16 @@ func TestPrunedEqualsUnpruned(t *testing.T) {
 			}
 			return st
 		}},
-	} {
+	}
+}
+
+// TestPrunedEqualsUnpruned: on a store with several shards, windows and late outputs,
+// every random predicate gives the same answer through the pruned series view as
+// through a reader of everything, for queries that read all columns, some, or none;
+// and pruning skips files.
+func TestPrunedEqualsUnpruned(t *testing.T) {
+	ctx := context.Background()
+	for _, mk := range memAndLocal(t) {
 		t.Run(mk.name, func(t *testing.T) {
 			st := mk.st()
 			defer st.Close()
@@ -219,19 +228,7 @@ func TestPrunedEqualsUnpruned(t *testing.T) {
 func TestPrunedThroughTheLife(t *testing.T) {
 	ctx := context.Background()
 	base := int64(1763942400000)
-	for _, mk := range []struct {
-		name string
-		st   func() storage.Store
-	}{
-		{"mem", func() storage.Store { return storage.NewMem("life") }},
-		{"local", func() storage.Store {
-			st, err := storage.OpenLocal(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		}},
-	} {
+	for _, mk := range memAndLocal(t) {
 		t.Run(mk.name, func(t *testing.T) {
 			st := mk.st()
 			defer st.Close()
