@@ -189,7 +189,7 @@ func OpenSeriesWith(ctx context.Context, st storage.Store, opt ScanOptions) (*Se
 	}
 	// A derived run's exact arrivals are always read: whether another run overlaps it
 	// is known only of the runs the plan read, not of those it skipped.
-	m.addRuns(ctx, keep, true)
+	m.addRuns(keep, true)
 	return m, nil
 }
 
@@ -214,13 +214,13 @@ func openMerger(ctx context.Context, st storage.Store, runs []*Manifest, opt mer
 	if r.Empty() {
 		return m, nil
 	}
-	m.addRuns(ctx, runs, opt.exact)
+	m.addRuns(runs, opt.exact)
 	return m, nil
 }
 
 // addRuns adds the sources of runs' own and late parts that the scan admits; they open
 // when the merge reaches their first org.
-func (m *SeriesMerger) addRuns(ctx context.Context, runs []*Manifest, exact bool) {
+func (m *SeriesMerger) addRuns(runs []*Manifest, exact bool) {
 	sc := m.sc
 	var opts []encoder.IterOpt
 	if sc.lo != math.MinInt64 || sc.hi != math.MaxInt64 {
