@@ -35,6 +35,9 @@ type closingReader struct {
 	refs atomic.Int64
 }
 
+// Reads returns what the blocks' reader has read so far.
+func (c *closingReader) Reads() Reads { return c.r.Reads() }
+
 func (c *closingReader) Retain() { c.refs.Add(1); c.RecordReader.Retain() }
 
 func (c *closingReader) Release() {

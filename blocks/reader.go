@@ -137,7 +137,17 @@ type Reader struct {
 	streams []stream
 	chks    []chunks.Meta
 	builder labels.ScratchBuilder
+	reads   Reads
 }
+
+// Reads count what a Reader read: the blocks it opened, the bytes of their index and
+// chunk files, and the series it returned (after the merge of blocks and replicas).
+type Reads struct {
+	Blocks, Bytes, Series int64
+}
+
+// Reads returns what r has read so far.
+func (r *Reader) Reads() Reads { return r.reads }
 
 type openBlock struct {
 	Block
@@ -269,6 +279,8 @@ func (r *Reader) openBlock(ctx context.Context, st tstorage.Store, b Block) (*op
 		ob.close()
 		return nil, err
 	}
+	r.reads.Blocks++
+	r.reads.Bytes += ob.index.Size() + ob.chunk.Size()
 	if th := b.Meta.Thanos; th != nil {
 		for name, value := range th.Labels {
 			switch {
@@ -434,6 +446,7 @@ func (r *Reader) Next() bool {
 	}
 	r.cur.Reset()
 	r.cur.Key = key
+	r.reads.Series++
 	if len(r.streams) == 1 {
 		r.cur.Ts = append(r.cur.Ts, r.streams[0].ts...)
 		r.cur.Values = append(r.cur.Values, r.streams[0].values...)

@@ -51,10 +51,23 @@ func LegacyView(ctx context.Context, e *query.Engine, name string, opt query.Leg
 			return query.View{}, fmt.Errorf("legacy %s: %w", st.URL(), err)
 		} else if ok {
 			return query.View{Name: name, Arrow: func(ctx context.Context) (array.RecordReader, error) {
-				return blocks.RecordReader(ctx, st, opt.Blocks)
+				rr, err := blocks.RecordReader(ctx, st, opt.Blocks)
+				if err != nil {
+					return nil, err
+				}
+				return blocksStats{rr}, nil
 			}}, nil
 		}
 		return query.View{}, fmt.Errorf("legacy %s: no published series files and no Prometheus blocks (want a .parquet, .csv or .tsf file, a store with series/, or a directory or bucket prefix of TSDB blocks)", st.URL())
 	}
 	return SeriesView(name, st, scope), nil
+}
+
+// blocksStats gives a blocks view's reader the read counts that sql, diff and validate
+// report (query.ViewSet.Reads).
+type blocksStats struct{ array.RecordReader }
+
+func (b blocksStats) Reads() query.ReadStats {
+	rd := b.RecordReader.(interface{ Reads() blocks.Reads }).Reads()
+	return query.ReadStats{FilesRead: rd.Blocks, BytesRead: rd.Bytes, SeriesRead: rd.Series}
 }

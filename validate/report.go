@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailor-metrics/tailor/query"
+
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/pointdiff"
 )
@@ -157,6 +159,9 @@ type Report struct {
 	Pass          bool        `json:"pass"`
 	Total         OrgReport   `json:"total"`
 	Orgs          []OrgReport `json:"orgs"`
+	// Reads holds what each side's views read and skipped (files, bytes, series), set by
+	// the command that ran the diff; the report's verdict does not depend on it.
+	Reads map[string]query.ReadStats `json:"reads,omitempty"`
 }
 
 // OrgReport is one org's line of the report (Total uses Org 0 and no timeline).

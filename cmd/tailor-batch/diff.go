@@ -161,7 +161,12 @@ A legacy path is read literally; glob:PATTERN reads every Parquet file it matche
 				total.Add(g.Kind, g.Points)
 			}
 			if format == "json" {
-				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(total); err != nil {
+				// The totals, and beside them what each side read and skipped.
+				type totals struct {
+					validate.Counts
+					Reads map[string]query.ReadStats `json:"reads"`
+				}
+				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(totals{total, res.reads}); err != nil {
 					return err
 				}
 			} else {

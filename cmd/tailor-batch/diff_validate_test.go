@@ -139,12 +139,15 @@ func TestDiffValidateLegacyDuplicates(t *testing.T) {
 	if !errors.As(err, &cf) {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	var got map[string]uint64
+	var got struct {
+		validate.Counts
+		Reads map[string]json.RawMessage `json:"reads"`
+	}
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if want := map[string]uint64{"equal": 95 + 96, "missing_in_new": 0, "missing_in_legacy": 1, "value_differs": 0, "duplicate_in_legacy": 96}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("totals %v, want %v", got, want)
+	if want := (validate.Counts{Equal: 95 + 96, MissingInLegacy: 1, DuplicateInLegacy: 96}); got.Counts != want || len(got.Reads) != 2 {
+		t.Fatalf("totals %+v, want %+v and the reads of both sides", got, want)
 	}
 	pq := filepath.Join(dir, "rows.parquet")
 	out, err = runCLI(t, "diff", "--new", store, "--legacy", csv, "--out", pq)

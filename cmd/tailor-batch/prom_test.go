@@ -18,6 +18,8 @@ import (
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/payload"
 	"github.com/tailor-metrics/tailor/internal/promtools"
+	"github.com/tailor-metrics/tailor/query"
+	"github.com/tailor-metrics/tailor/validate"
 )
 
 // runCLICtx is runCLI under ctx, for the commands that serve until cancelled.
@@ -195,12 +197,18 @@ func TestGatewaySinkRunExportPromtool(t *testing.T) {
 	if err != nil {
 		t.Fatalf("diff: %v\n%s", err, o)
 	}
-	var totals map[string]uint64
+	var totals struct {
+		validate.Counts
+		Reads map[string]query.ReadStats `json:"reads"`
+	}
 	if err := json.Unmarshal([]byte(o[strings.Index(o, "{"):]), &totals); err != nil {
 		t.Fatalf("%v: %s", err, o)
 	}
-	if totals["equal"] != uint64(len(catLines)) || totals["missing_in_new"]+totals["missing_in_legacy"]+totals["value_differs"] != 0 {
-		t.Fatalf("diff against the exported blocks: %v", totals)
+	if totals.Equal != uint64(len(catLines)) || totals.MissingInNew+totals.MissingInLegacy+totals.ValueDiffers != 0 {
+		t.Fatalf("diff against the exported blocks: %+v", totals)
+	}
+	if totals.Reads["legacy"].FilesRead == 0 {
+		t.Fatalf("diff against the exported blocks read no legacy block: %+v", totals.Reads)
 	}
 }
 

@@ -103,6 +103,7 @@ A legacy path is read literally; glob:PATTERN reads every Parquet file it matche
 			if err != nil {
 				return err
 			}
+			rep.Reads = res.reads
 			files, err := writeReport(rep, outDir)
 			if err != nil {
 				return err

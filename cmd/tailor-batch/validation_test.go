@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/query"
 )
 
 // validationStore imports pts into a new store and runs every shard with 1h windows;
@@ -145,13 +146,22 @@ func TestDiffCommand(t *testing.T) {
 	if !errors.As(err, &cf) {
 		t.Fatalf("diff with differences: %v\n%s", err, out)
 	}
-	var got map[string]uint64
+	var got map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	want := map[string]uint64{"equal": 288 - 2 - 3, "missing_in_new": 1, "missing_in_legacy": 2, "value_differs": 3, "duplicate_in_legacy": 0}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("totals %v, want %v", got, want)
+	var reads map[string]query.ReadStats
+	if err := json.Unmarshal(got["reads"], &reads); err != nil {
+		t.Fatalf("reads: %v: %s", err, out)
+	}
+	delete(got, "reads")
+	want := map[string]json.RawMessage{"equal": json.RawMessage(fmt.Sprint(288 - 2 - 3)), "missing_in_new": json.RawMessage("1"), "missing_in_legacy": json.RawMessage("2"), "value_differs": json.RawMessage("3"), "duplicate_in_legacy": json.RawMessage("0")}
+	if fmt.Sprintf("%s", got) != fmt.Sprintf("%s", want) {
+		t.Fatalf("totals %s, want %s", got, want)
+	}
+	// The totals say what each side read: the store's series files and the CSV.
+	if r, ok := reads["new"]; !ok || r.FilesRead == 0 || r.BytesRead == 0 || r.SeriesRead == 0 {
+		t.Fatalf("diff --format json reads %+v: no series files read", reads)
 	}
 	pq := filepath.Join(dir, "diffs.parquet")
 	out, err = runCLI(t, "diff", "--new", store, "--legacy", csv, "--out", pq, "--shard", "1")
@@ -196,12 +206,16 @@ func TestValidateCommand(t *testing.T) {
 			MissingInLegacy uint64 `json:"missing_in_legacy"`
 			Pass            bool   `json:"pass"`
 		} `json:"orgs"`
+		Reads map[string]query.ReadStats `json:"reads"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
 	if rep.Pass || len(rep.Orgs) != 3 || rep.Orgs[0].MissingInLegacy != 1 || rep.Orgs[0].Pass || !rep.Orgs[1].Pass {
 		t.Fatalf("report.json: %s", b)
+	}
+	if r := rep.Reads["new"]; r.FilesRead == 0 || r.SeriesRead == 0 {
+		t.Fatalf("report.json says no series files were read: %+v", rep.Reads)
 	}
 	for _, f := range []string{"report.md", "report.html"} {
 		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
