@@ -38,6 +38,7 @@ type alprdEncoder struct {
 	excN   int
 	size   int
 	sample []uint16
+	tmp    []uint16
 	runs   []alprdRun
 }
 
@@ -55,29 +56,34 @@ func (a *alprdEncoder) analyze(vals []float64) int {
 	for i := 0; i < n; i += step {
 		a.sample = append(a.sample, uint16(math.Float64bits(vals[i])>>48))
 	}
-	slices.Sort(a.sample)
 	m := len(a.sample)
+	a.tmp = sortUint16s(a.sample, a.tmp)
+	// The distinct top 16 bits with their counts, in increasing order; for each wider
+	// right part, the runs of the shorter left parts merge adjacent ones, since the
+	// sample stays sorted by any prefix of its top 16 bits.
+	a.runs = a.runs[:0]
+	for i := 0; i < m; {
+		l := a.sample[i]
+		j := i + 1
+		for j < m && a.sample[j] == l {
+			j++
+		}
+		a.runs = append(a.runs, alprdRun{left: l, count: j - i})
+		i = j
+	}
 	bestCost := math.MaxInt
 	var bestRuns [alprdMaxDict]alprdRun
 	bestD := 0
 	for r := uint(alprdMinRight); r <= 63; r++ {
-		// The sample is sorted by its top 16 bits, so it stays sorted by any prefix of
-		// them: equal left parts are adjacent.
-		sh := r - alprdMinRight
-		a.runs = a.runs[:0]
-		for i := 0; i < m; {
-			l := a.sample[i] >> sh
-			j := i + 1
-			for j < m && a.sample[j]>>sh == l {
-				j++
-			}
-			a.runs = append(a.runs, alprdRun{left: l, count: j - i})
-			i = j
+		if r > alprdMinRight {
+			a.runs = mergeRuns(a.runs)
 		}
-		slices.SortStableFunc(a.runs, func(x, y alprdRun) int { return y.count - x.count })
+		// The most frequent left parts first, ties in increasing order: what a stable
+		// sort by count would put first, but only the dictionary's worth of them.
+		top := topRuns(a.runs)
 		covered := 0
 		for d := 1; d <= alprdMaxDict && d <= len(a.runs); d++ {
-			covered += a.runs[d-1].count
+			covered += top[d-1].count
 			if d&(d-1) != 0 && d != len(a.runs) {
 				continue // a dictionary fills its index width
 			}
@@ -86,7 +92,7 @@ func (a *alprdEncoder) analyze(vals []float64) int {
 			if cost < bestCost {
 				bestCost, bestD = cost, d
 				a.right = r
-				copy(bestRuns[:], a.runs[:d])
+				bestRuns = top
 			}
 		}
 	}
@@ -121,6 +127,66 @@ func (a *alprdEncoder) analyze(vals []float64) int {
 	a.size = 2 + 2*a.dictN + uvarintLen(uint64(a.excN)) + excSize +
 		(n*int(a.width)+7)/8 + (n*int(r)+7)/8
 	return a.size
+}
+
+// mergeRuns turns the runs of left parts of one width, in increasing order, into those of
+// left parts a bit shorter, in place.
+func mergeRuns(runs []alprdRun) []alprdRun {
+	out := runs[:0]
+	for _, r := range runs {
+		l := r.left >> 1
+		if k := len(out); k > 0 && out[k-1].left == l {
+			out[k-1].count += r.count
+			continue
+		}
+		out = append(out, alprdRun{left: l, count: r.count})
+	}
+	return out
+}
+
+// topRuns returns the alprdMaxDict runs of largest count (fewer when there are fewer),
+// largest first and, among equal counts, in their order in runs.
+func topRuns(runs []alprdRun) [alprdMaxDict]alprdRun {
+	var top [alprdMaxDict]alprdRun
+	k := 0
+	for _, r := range runs {
+		if k == alprdMaxDict && r.count <= top[k-1].count {
+			continue
+		}
+		i := min(k, alprdMaxDict-1)
+		for i > 0 && top[i-1].count < r.count {
+			top[i] = top[i-1]
+			i--
+		}
+		top[i] = r
+		k = min(k+1, alprdMaxDict)
+	}
+	return top
+}
+
+// sortUint16s sorts xs with two counting passes, one a byte, using tmp (returned for
+// reuse) as scratch: a sample of a few hundred values sorts several times faster so than
+// by comparisons.
+func sortUint16s(xs, tmp []uint16) []uint16 {
+	tmp = slices.Grow(tmp[:0], len(xs))[:len(xs)]
+	var lo, hi [257]int
+	for _, x := range xs {
+		lo[int(byte(x))+1]++
+		hi[int(x>>8)+1]++
+	}
+	for i := 1; i < 257; i++ {
+		lo[i] += lo[i-1]
+		hi[i] += hi[i-1]
+	}
+	for _, x := range xs {
+		tmp[lo[byte(x)]] = x
+		lo[byte(x)]++
+	}
+	for _, x := range tmp {
+		xs[hi[x>>8]] = x
+		hi[x>>8]++
+	}
+	return tmp
 }
 
 // appendTo writes the payload analyze sized.

@@ -124,28 +124,52 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 	d.excPos = d.excPos[:0]
 	d.excBits = d.excBits[:0]
 	p := pow10[d.exp]
+	// One pass maps the values and finds the ranges of the integers and of their
+	// deltas. A value with the bit pattern of the previous valid one (repeats are
+	// common) takes its integer without the conversion.
 	var last int64
 	firstValid := -1
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	dlo, dhi := int64(math.MaxInt64), int64(math.MinInt64)
 	d.ints = slices.Grow(d.ints, n)[:n]
+	lastBits := uint64(0)
 	for i, v := range vals {
+		b := math.Float64bits(v)
+		if b == lastBits && firstValid >= 0 {
+			d.ints[i] = last
+			dlo, dhi = min(dlo, 0), max(dhi, 0)
+			continue
+		}
 		f := v * p
 		if f > -decimalLimit && f < decimalLimit {
 			x := int64(math.RoundToEven(f))
 			// x / 10^0 is x: integer-valued series, the commonest, skip the division.
-			if math.Float64bits(divPow10(float64(x), p, d.exp)) == math.Float64bits(v) {
+			if math.Float64bits(divPow10(float64(x), p, d.exp)) == b {
 				d.ints[i] = x
-				last = x
 				if firstValid < 0 {
 					firstValid = i
+					lo, hi = x, x
+					if i > 0 {
+						// The exceptions before take x as their placeholder: zero deltas.
+						dlo, dhi = 0, 0
+					}
+				} else {
+					lo, hi = min(lo, x), max(hi, x)
+					dx := x - last
+					dlo, dhi = min(dlo, dx), max(dhi, dx)
 				}
+				last, lastBits = x, b
 				continue
 			}
 		}
 		// An exception keeps the previous integer as a placeholder: a zero delta, and no
 		// wider range.
 		d.excPos = append(d.excPos, i)
-		d.excBits = append(d.excBits, math.Float64bits(v))
+		d.excBits = append(d.excBits, b)
 		d.ints[i] = last
+		if firstValid >= 0 {
+			dlo, dhi = min(dlo, 0), max(dhi, 0)
+		}
 		if len(d.excPos) > n/2 {
 			return false
 		}
@@ -160,16 +184,7 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 		prev = p
 	}
 
-	// One pass for the ranges of the integers and of their deltas; divisors only after.
 	ints := d.ints
-	lo, hi := ints[0], ints[0]
-	dlo, dhi := int64(math.MaxInt64), int64(math.MinInt64)
-	for i := 1; i < n; i++ {
-		x := ints[i]
-		lo, hi = min(lo, x), max(hi, x)
-		dx := x - ints[i-1]
-		dlo, dhi = min(dlo, dx), max(dhi, dx)
-	}
 	stFOR := finishIntStats(ints, lo, hi)
 	sizeFOR := packedIntsSize(n, stFOR, intBitPacked)
 	d.useDelta = false

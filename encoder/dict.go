@@ -113,21 +113,29 @@ func (d *dictEncoder) analyze(vals []float64, limit int) bool {
 	d.runs = 1
 	d.unique = false
 	prev := math.Float64bits(vals[0])
+	prevID := uint32(0)
 	for i, v := range vals {
 		b := math.Float64bits(v)
-		if b != prev {
-			d.runs++
+		if b == prev && i > 0 {
+			// A repeat of the previous value (the commonest case in blocks that take a
+			// dictionary) has its number without a probe.
+			d.ids[i] = prevID
+		} else {
+			if i > 0 {
+				d.runs++
+			}
 			prev = b
-		}
-		id := d.set.id(b, limit)
-		if id < 0 {
-			return false
+			id := d.set.id(b, limit)
+			if id < 0 {
+				return false
+			}
+			prevID = uint32(id)
+			d.ids[i] = prevID
 		}
 		if i == dictSampleValues-1 && len(d.set.keys) > dictSampleValues*3/4 {
 			d.unique = true
 			return false
 		}
-		d.ids[i] = uint32(id)
 	}
 	keys := d.set.keys
 	d.count = slices.Grow(d.count[:0], len(keys))[:len(keys)]

@@ -165,10 +165,27 @@ func appendInts(dst []byte, xs []int64, s intStats, l intLayout) []byte {
 		start := len(dst)
 		dst = append(dst, make([]byte, nb*n)...)
 		planes := dst[start:]
-		for k := range nb {
-			p, sh := planes[k*n:(k+1)*n], uint(8*k)
+		// One pass over the values, each quotient computed once: one and two planes
+		// (most decimal and index streams) unrolled, wider ones a byte at a time.
+		switch nb {
+		case 1:
+			p0 := planes[:n]
 			for i, x := range xs {
-				p[i] = byte(dv.div(uint64(x-s.base)) >> sh)
+				p0[i] = byte(dv.div(uint64(x - s.base)))
+			}
+		case 2:
+			p0, p1 := planes[:n], planes[n:2*n]
+			for i, x := range xs {
+				q := dv.div(uint64(x - s.base))
+				p0[i], p1[i] = byte(q), byte(q>>8)
+			}
+		default:
+			for i, x := range xs {
+				q := dv.div(uint64(x - s.base))
+				for k := i; k < len(planes); k += n {
+					planes[k] = byte(q)
+					q >>= 8
+				}
 			}
 		}
 	default:

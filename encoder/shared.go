@@ -258,15 +258,23 @@ func (w *Writer) writeBlock(b *openBlock) {
 	b.sig, b.ts, b.vals, b.h.cols = "", nil, nil, nil
 }
 
-// writeOpenBlocks writes the blocks still open, in the order they were opened.
-func (w *Writer) writeOpenBlocks() {
+// writeOpenBlocks writes the blocks still open, in the order they were opened. A file of
+// fewer than shareWindow series keeps all its blocks open until now, so the buffer is
+// flushed as it fills rather than grown to the whole file.
+func (w *Writer) writeOpenBlocks() error {
 	s := &w.share
 	for _, b := range s.fifo[s.head:] {
 		if b != nil && !b.done {
 			w.writeBlock(b)
+			if len(w.buf) >= w.cfg.flushBytes {
+				if err := w.flush(); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	s.fifo, s.head, s.open = nil, 0, nil
+	return nil
 }
 
 // appendIndex appends the index of the series entries, once every block is written.

@@ -270,7 +270,9 @@ func (w *Writer) Close() error {
 	w.closed = true
 	w.begin()
 	if w.cfg.version >= Version3 {
-		w.writeOpenBlocks()
+		if err := w.writeOpenBlocks(); err != nil {
+			return fmt.Errorf("close series writer: %w", err)
+		}
 	}
 	indexOff := w.written + int64(len(w.buf))
 	start := len(w.buf)
