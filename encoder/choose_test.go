@@ -89,3 +89,42 @@ func TestChoiceIsSound(t *testing.T) {
 		})
 	}
 }
+
+// TestSampledEstimates: a large block is estimated on a zstd sample unless it takes a
+// dictionary whose column is a small part of its payload, whose indices show the same
+// repeats in fewer bytes; either way the choice stays near the smallest encoding.
+func TestSampledEstimates(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	block := func(gen func(i int) float64) []float64 {
+		vals := make([]float64, defaultBlockPoints)
+		for i := range vals {
+			vals[i] = gen(i)
+		}
+		return vals
+	}
+	few := []float64{0.25, 1.0 / 3, 7, 1e6, math.Pi}
+	cycle := make([]float64, 1500)
+	for i := range cycle {
+		cycle[i] = rng.Float64() * 100
+	}
+	for _, tc := range []struct {
+		name    string
+		vals    []float64
+		sampled bool
+	}{
+		{"few distinct values", block(func(int) float64 { return few[rng.IntN(len(few))] }), false},
+		{"a long cycle of many values", block(func(i int) float64 { return cycle[i%len(cycle)] }), true},
+		{"distinct values", block(func(int) float64 { return rng.Float64() }), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c columnEncoder
+			enc, p := c.appendColumn(nil, tc.vals, true)
+			if got := c.samples == 1; got != tc.sampled {
+				t.Fatalf("sampled %v, want %v", got, tc.sampled)
+			}
+			if brute := bruteForceSize(t, tc.vals); float64(len(p)) > 1.015*float64(brute) {
+				t.Fatalf("%s of %d bytes, the smallest encoding takes %d", enc, len(p), brute)
+			}
+		})
+	}
+}
