@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"runtime/metrics"
 	"slices"
 	"strconv"
@@ -137,17 +138,33 @@ func availableMemory(root string) Memory {
 type cgroupFile struct{ version, path string }
 
 // cgroupLimitFiles lists the memory limit files that bound this process, relative to
-// root: for cgroup v2 the memory.max of its cgroup (from /proc/self/cgroup's "0::" line)
-// and of each parent (under /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts),
-// for v1 the memory.limit_in_bytes of its memory cgroup and parents.
-// In a container with its own cgroup namespace the process's cgroup is "/", so the
-// files at the mount's top are the container's.
+// root: for cgroup v2 the memory.max of its cgroup and of each parent, for v1 the
+// memory.limit_in_bytes of its memory cgroup and parents (cgroupDirs).
 func cgroupLimitFiles(root string) []cgroupFile {
 	var out []cgroupFile
-	add := func(version, mount, cg, name string) {
+	for _, d := range cgroupDirs(root, "memory") {
+		name := "memory.max"
+		if d.version == "cgroup v1" {
+			name = "memory.limit_in_bytes"
+		}
+		out = append(out, cgroupFile{d.version, path.Join(d.path, name)})
+	}
+	return out
+}
+
+// cgroupDirs lists the cgroup directories that bound this process for a controller,
+// relative to root, innermost first: for cgroup v2 its cgroup (from /proc/self/cgroup's
+// "0::" line) and each parent, under /sys/fs/cgroup and /sys/fs/cgroup/unified (hybrid
+// hosts); for v1 its cgroup of that controller and each parent, under
+// /sys/fs/cgroup/<controller> (for "cpu" also /sys/fs/cgroup/cpu,cpuacct, where some
+// hosts mount it). In a container with its own cgroup namespace the process's cgroup is
+// "/", so the directories at the mount's top are the container's.
+func cgroupDirs(root, controller string) []cgroupFile {
+	var out []cgroupFile
+	add := func(version, mount, cg string) {
 		cg = path.Clean("/" + cg)
 		for {
-			out = append(out, cgroupFile{version, strings.TrimPrefix(path.Join(mount, cg, name), "/")})
+			out = append(out, cgroupFile{version, strings.TrimPrefix(path.Join(mount, cg), "/")})
 			if cg == "/" {
 				return
 			}
@@ -164,15 +181,127 @@ func cgroupLimitFiles(root string) []cgroupFile {
 			switch {
 			case parts[0] == "0" && parts[1] == "":
 				v2 = parts[2]
-			case slices.Contains(strings.Split(parts[1], ","), "memory"):
+			case slices.Contains(strings.Split(parts[1], ","), controller):
 				v1 = parts[2]
 			}
 		}
 	}
-	add("cgroup v2", "/sys/fs/cgroup", v2, "memory.max")
-	add("cgroup v2", "/sys/fs/cgroup/unified", v2, "memory.max") // hybrid hierarchies
-	add("cgroup v1", "/sys/fs/cgroup/memory", v1, "memory.limit_in_bytes")
+	add("cgroup v2", "/sys/fs/cgroup", v2)
+	add("cgroup v2", "/sys/fs/cgroup/unified", v2) // hybrid hierarchies
+	add("cgroup v1", "/sys/fs/cgroup/"+controller, v1)
+	if controller == "cpu" {
+		add("cgroup v1", "/sys/fs/cgroup/cpu,cpuacct", v1)
+	}
 	return out
+}
+
+// CPU is how many processors this process may use, and where that figure comes from.
+type CPU struct {
+	// Count may be fractional: a cgroup quota of 1.5 CPUs' time is 1.5.
+	Count float64
+	// Source names the figure: "the processors this process may run on", or the cgroup
+	// file that limits it, e.g. "cgroup v2 cpu.max in /sys/fs/cgroup/cpu.max".
+	Source string
+}
+
+// Cores is Count rounded up: the goroutines and threads worth running at once.
+func (c CPU) Cores() int { return max(1, int(math.Ceil(c.Count-1e-9))) }
+
+func (c CPU) String() string {
+	return strconv.FormatFloat(c.Count, 'f', -1, 64) + " CPUs (" + c.Source + ")"
+}
+
+// AvailableCPU is the smaller of the processors this process may run on (its affinity,
+// runtime.NumCPU, and GOMAXPROCS when set lower) and the CPU quota of its cgroup (v2
+// cpu.max, or v1 cpu.cfs_quota_us over cpu.cfs_period_us, of its own cgroup and of every
+// parent), so that inside a container limited to 2 CPUs it is 2 whatever the host has.
+func AvailableCPU() CPU { return availableCPU("/", min(runtime.NumCPU(), runtime.GOMAXPROCS(0))) }
+
+// availableCPU reads the files below root ("/" but in tests); procs is what the
+// scheduler allows.
+func availableCPU(root string, procs int) CPU {
+	c := CPU{Count: float64(max(procs, 1)), Source: "the processors this process may run on"}
+	take := func(quota, period float64, source string) {
+		if quota > 0 && period > 0 && quota/period < c.Count {
+			c = CPU{Count: quota / period, Source: source}
+		}
+	}
+	for _, d := range cgroupDirs(root, "cpu") {
+		if d.version == "cgroup v2" {
+			f := path.Join(d.path, "cpu.max")
+			b, err := os.ReadFile(filepath.Join(root, f))
+			if err != nil {
+				continue
+			}
+			// "max 100000" is no limit; "150000 100000" is 1.5 CPUs.
+			if q, p, ok := strings.Cut(strings.TrimSpace(string(b)), " "); ok {
+				quota, err1 := strconv.ParseFloat(q, 64)
+				period, err2 := strconv.ParseFloat(p, 64)
+				if err1 == nil && err2 == nil {
+					take(quota, period, d.version+" cpu.max in /"+f)
+				}
+			}
+			continue
+		}
+		qf, pf := path.Join(d.path, "cpu.cfs_quota_us"), path.Join(d.path, "cpu.cfs_period_us")
+		qb, err1 := os.ReadFile(filepath.Join(root, qf))
+		pb, err2 := os.ReadFile(filepath.Join(root, pf))
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		// A quota of -1 is no limit, and fails take's quota > 0.
+		quota, err1 := strconv.ParseFloat(strings.TrimSpace(string(qb)), 64)
+		period, err2 := strconv.ParseFloat(strings.TrimSpace(string(pb)), 64)
+		if err1 == nil && err2 == nil {
+			take(quota, period, d.version+" cpu.cfs_quota_us / cpu.cfs_period_us in /"+qf)
+		}
+	}
+	return c
+}
+
+// minRunMemory is the least memory a run is given when the defaults choose how many run
+// at once: below it DuckDB's threads and the readers' buffers take most of a run's limit.
+const minRunMemory = 512 << 20
+
+// Sizing is how a run --all uses the machine: runs at once, readers per run and DuckDB
+// threads per run, with the processors and memory they were chosen from.
+type Sizing struct {
+	Parallel int    `json:"parallel"`
+	Readers  int    `json:"readers"`
+	Threads  int    `json:"threads"`
+	CPU      CPU    `json:"-"`
+	Memory   Memory `json:"-"`
+	// Chosen names the figures the defaults chose (those not set by the caller).
+	Chosen []string `json:"chosen,omitempty"`
+}
+
+// ChooseSizing fills in the counts left at 0 from the machine. A run decodes with its
+// readers and sorts with DuckDB's threads, but merges and encodes its series on one
+// goroutine, which is most of its CPU, so the cores are kept busy by runs side by side:
+// as many runs as cores (fewer when 60% of the memory split between them would leave a
+// run less than minRunMemory), and each run the cores left to it for reading and
+// sorting. More runs than cores measured no faster on make bench-run; more DuckDB
+// threads than cores measured slower (docs/run.md, "Sizing").
+func ChooseSizing(parallel, readers, threads int, cpu CPU, mem Memory) Sizing {
+	s := Sizing{Parallel: parallel, Readers: readers, Threads: threads, CPU: cpu, Memory: mem}
+	cores := cpu.Cores()
+	if s.Parallel <= 0 {
+		s.Parallel = cores
+		if mem.Bytes > 0 {
+			s.Parallel = max(1, min(s.Parallel, int(mem.Bytes*6/10/minRunMemory)))
+		}
+		s.Chosen = append(s.Chosen, "parallel")
+	}
+	per := max(1, cores/s.Parallel)
+	if s.Readers <= 0 {
+		s.Readers = per
+		s.Chosen = append(s.Chosen, "readers")
+	}
+	if s.Threads <= 0 {
+		s.Threads = per
+		s.Chosen = append(s.Chosen, "threads")
+	}
+	return s
 }
 
 // memTotal is the memory this process may use in bytes; 0 if unknown.

@@ -3,6 +3,7 @@ package run
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -129,4 +130,69 @@ func TestFormatBytes(t *testing.T) {
 			t.Fatalf("FormatBytes(%d) = %q, want %q", n, got, want)
 		}
 	}
+}
+
+func TestAvailableCPUReadsCgroups(t *testing.T) {
+	const own = "the processors this process may run on"
+	for _, tc := range []struct {
+		name   string
+		procs  int
+		files  map[string]string
+		count  float64
+		source string
+	}{
+		{"no cgroup", 8, map[string]string{}, 8, own},
+		{"v2 container", 8, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "200000 100000\n"},
+			2, "cgroup v2 cpu.max in /sys/fs/cgroup/cpu.max"},
+		{"v2 fraction", 8, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "150000 100000\n"},
+			1.5, "cgroup v2 cpu.max in /sys/fs/cgroup/cpu.max"},
+		{"v2 unlimited", 4, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "max 100000\n"}, 4, own},
+		{"v2 quota above the processors", 2, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "800000 100000\n"}, 2, own},
+		{"v2 parent limits", 16, map[string]string{"proc/self/cgroup": "0::/kubepods/pod1/c1\n",
+			"sys/fs/cgroup/kubepods/pod1/c1/cpu.max": "max 100000\n", "sys/fs/cgroup/kubepods/pod1/cpu.max": "400000 100000\n"},
+			4, "cgroup v2 cpu.max in /sys/fs/cgroup/kubepods/pod1/cpu.max"},
+		{"v1 container", 8, map[string]string{"proc/self/cgroup": "5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n",
+			"sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "300000\n", "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"},
+			3, "cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us in /sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us"},
+		{"v1 unlimited", 8, map[string]string{"proc/self/cgroup": "5:cpu:/\n",
+			"sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n", "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, 8, own},
+		{"malformed", 8, map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "lots\n"}, 8, own},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := availableCPU(writeTree(t, tc.files), tc.procs)
+			if c.Count != tc.count || c.Source != tc.source {
+				t.Fatalf("availableCPU = %v %q, want %v %q", c.Count, c.Source, tc.count, tc.source)
+			}
+		})
+	}
+	if c := (CPU{Count: 1.5}); c.Cores() != 2 {
+		t.Fatalf("1.5 CPUs: %d cores, want 2", c.Cores())
+	}
+	if c := (CPU{Count: 0.5}); c.Cores() != 1 {
+		t.Fatalf("0.5 CPUs: %d cores, want 1", c.Cores())
+	}
+}
+
+func TestChooseSizing(t *testing.T) {
+	gib := func(n float64) Memory { return Memory{Bytes: int64(n * (1 << 30)), Source: "test"} }
+	f := func(parallel, readers, threads int, cpus float64, mem Memory, want Sizing) {
+		t.Helper()
+		got := ChooseSizing(parallel, readers, threads, CPU{Count: cpus, Source: "test"}, mem)
+		if got.Parallel != want.Parallel || got.Readers != want.Readers || got.Threads != want.Threads || !slices.Equal(got.Chosen, want.Chosen) {
+			t.Fatalf("ChooseSizing(%d, %d, %d, %v CPUs, %d bytes) = %d/%d/%d chosen %v, want %d/%d/%d chosen %v", parallel, readers, threads, cpus, mem.Bytes,
+				got.Parallel, got.Readers, got.Threads, got.Chosen, want.Parallel, want.Readers, want.Threads, want.Chosen)
+		}
+	}
+	all := []string{"parallel", "readers", "threads"}
+	f(0, 0, 0, 2, gib(24), Sizing{Parallel: 2, Readers: 1, Threads: 1, Chosen: all})
+	f(0, 0, 0, 16, gib(64), Sizing{Parallel: 16, Readers: 1, Threads: 1, Chosen: all})
+	f(0, 0, 0, 1.5, gib(8), Sizing{Parallel: 2, Readers: 1, Threads: 1, Chosen: all})
+	// 60% of 2 GiB leaves room for two runs of 512 MiB, not 8.
+	f(0, 0, 0, 8, gib(2), Sizing{Parallel: 2, Readers: 4, Threads: 4, Chosen: all})
+	f(0, 0, 0, 4, gib(0.5), Sizing{Parallel: 1, Readers: 4, Threads: 4, Chosen: all})
+	f(0, 0, 0, 4, Memory{}, Sizing{Parallel: 4, Readers: 1, Threads: 1, Chosen: all})
+	// What the caller set stays; the rest follows from it.
+	f(1, 0, 0, 8, gib(24), Sizing{Parallel: 1, Readers: 8, Threads: 8, Chosen: []string{"readers", "threads"}})
+	f(3, 0, 2, 8, gib(24), Sizing{Parallel: 3, Readers: 2, Threads: 2, Chosen: []string{"readers"}})
+	f(16, 4, 1, 2, gib(24), Sizing{Parallel: 16, Readers: 4, Threads: 1})
 }

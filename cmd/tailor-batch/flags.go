@@ -57,6 +57,11 @@ func checkFlagLimits(cmd *cobra.Command) error {
 		if f == nil {
 			return fmt.Errorf("BUG: %s has no flag --%s to check", cmd.Name(), l.flag)
 		}
+		if !f.Changed {
+			// A default below the range means "chosen at run time" (run --parallel 0:
+			// from the machine); only what the user typed can be a slip.
+			continue
+		}
 		v, err := strconv.ParseInt(f.Value.String(), 10, 64)
 		if err != nil {
 			return fmt.Errorf("BUG: --%s is not an integer flag: %w", l.flag, err)

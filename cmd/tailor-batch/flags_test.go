@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,7 +170,7 @@ func TestMemoryLimitForms(t *testing.T) {
 	if def.MemoryLimit != pct.MemoryLimit || def.MemoryLimit != run.DefaultMemoryLimit(2) {
 		t.Fatalf("default %q, 60%% %q, want both %q", def.MemoryLimit, pct.MemoryLimit, run.DefaultMemoryLimit(2))
 	}
-	half, _, _ := dryRun(t, "--store", store, "--all", "--memory-limit", "50%")
+	half, _, _ := dryRun(t, "--store", store, "--all", "--parallel", "1", "--memory-limit", "50%")
 	n, err := run.ParseBytes(half.MemoryLimit)
 	if want := avail.Bytes / 2; err != nil || n > want || n < want-(1<<20) {
 		t.Fatalf("50%% of %d bytes: %q (%d, %v)", avail.Bytes, half.MemoryLimit, n, err)
@@ -276,5 +278,35 @@ func TestIntLimitsNameRealFlags(t *testing.T) {
 				t.Fatalf("%s --%s: %v", name, l.flag, f)
 			}
 		}
+	}
+}
+
+// TestRunSizingDefaults: without --parallel, --readers and --threads, run takes them from
+// the processors and memory this process may use and says so, in the summary and in
+// --json; counts the user gives are kept and not reported as chosen.
+func TestRunSizingDefaults(t *testing.T) {
+	store := smallStore(t)
+	want := run.ChooseSizing(0, 0, 0, run.AvailableCPU(), run.AvailableMemory())
+	s, _, _ := dryRun(t, "--store", store, "--all")
+	if z := s.Sizing; z.Parallel != want.Parallel || z.Readers != want.Readers || z.Threads != want.Threads ||
+		!slices.Equal(z.Chosen, []string{"parallel", "readers", "threads"}) {
+		t.Fatalf("default sizing %+v, want %d/%d/%d, all chosen", z, want.Parallel, want.Readers, want.Threads)
+	}
+	if def := run.DefaultMemoryLimit(want.Parallel); s.MemoryLimit != def {
+		t.Fatalf("memory limit %q, want 60%% over %d runs: %q", s.MemoryLimit, want.Parallel, def)
+	}
+	s, _, _ = dryRun(t, "--store", store, "--all", "--parallel", "3", "--threads", "5")
+	if z := s.Sizing; z.Parallel != 3 || z.Threads != 5 || !slices.Equal(z.Chosen, []string{"readers"}) {
+		t.Fatalf("sizing with --parallel 3 --threads 5: %+v", z)
+	}
+
+	var out, errOut bytes.Buffer
+	if err := runCLIio(t, nil, &out, &errOut, "run", "--store", store, "--all"); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	line := fmt.Sprintf("sizing: --parallel %d --readers %d --threads %d (chosen: parallel, readers, threads; from %s and %s)",
+		want.Parallel, want.Readers, want.Threads, run.AvailableCPU(), run.AvailableMemory())
+	if !strings.Contains(out.String(), line) {
+		t.Fatalf("summary lacks %q:\n%s", line, out.String())
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,15 +91,18 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 				return err
 			}
 			opt.Rollups = rollups
+			// Counts not given come from the processors and memory this process may use
+			// (the container's limits in a container); the summary says what was chosen.
+			sizing := run.ChooseSizing(opt.Parallel, opt.Readers, opt.Engine.Threads, run.AvailableCPU(), run.AvailableMemory())
+			opt.Parallel, opt.Readers, opt.Engine.Threads = sizing.Parallel, sizing.Readers, sizing.Threads
 			limit, err := memoryLimit(log, opt.Engine.MemoryLimit, opt.Parallel)
 			if err != nil {
 				return err
 			}
 			opt.Engine.MemoryLimit = limit
-			if opt.Engine.Threads <= 0 {
-				// Runs side by side already keep the cores busy; more DuckDB threads
-				// than cores measured slower (docs/run.md).
-				opt.Engine.Threads = max(1, runtime.NumCPU()/max(1, opt.Parallel))
+			if len(sizing.Chosen) > 0 {
+				log.Debug("sizing chosen", "parallel", sizing.Parallel, "readers", sizing.Readers, "threads", sizing.Threads,
+					"cpus", sizing.CPU.Count, "cpu_source", sizing.CPU.Source, "memory_bytes", sizing.Memory.Bytes, "memory_source", sizing.Memory.Source)
 			}
 			// series/ too: once gc collected every segment the runs covered
 			// (docs/lifecycle.md), the store is still Tailor's, with nothing to run.
@@ -140,6 +142,7 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 			sum.Resources = res()
 			sum.Retries = storeRetries(st)
 			sum.MemoryLimit = opt.Engine.MemoryLimit
+			sum.Sizing = sizing
 			if jsonOut {
 				if err := writeJSON(cmd.OutOrStdout(), struct {
 					Summary runSummary    `json:"summary"`
@@ -177,13 +180,13 @@ end plus D. Without it, windows stay open and a run reads every segment (docs/ru
 	fl.DurationVar(&windowSize, "window-size", run.DefaultWindowSize, "window size when --window gives none")
 	fl.StringVar(&lateness, "lateness", "none", "how long after its end a window takes points (none: windows stay open); later points go to a late output")
 	fl.DurationVar(&opt.Arrival.FlushAge, "flush-age", run.DefaultFlushAge, "the sink's flush age: segments that started this long before a window may hold its points")
-	fl.IntVar(&opt.Parallel, "parallel", 1, "shard runs at once with --all")
-	fl.IntVar(&opt.Readers, "readers", runtime.NumCPU(), "segment byte ranges decoded in parallel per run")
+	fl.IntVar(&opt.Parallel, "parallel", 0, "shard runs at once with --all (default: one per CPU this process may use, the container's quota in a container, fewer if memory is short)")
+	fl.IntVar(&opt.Readers, "readers", 0, "segment byte ranges decoded in parallel per run (default: the CPUs divided by --parallel)")
 	fl.Int64Var(&opt.SplitBytes, "split-bytes", 1<<30, "largest byte range one reader takes")
 	fl.BoolVar(&opt.SkipCorrupt, "skip-corrupt", false, "skip corrupt segment frames and footers (counted and reported) instead of failing; a run that skipped any is degraded and never replaces a run that read them (docs/run.md)")
 	fl.BoolVar(&opt.AcceptDegraded, "accept-degraded", false, "let a degraded run (one that skipped corrupt frames, or lacks an input of the published run) replace the published run")
 	fl.StringVar(&opt.Engine.MemoryLimit, "memory-limit", "", "memory per run, e.g. 4GiB, 4Gi, 4GB or 4G, or a share of the machine's memory (the container's limit in a container) for all runs together, e.g. 60%, split over --parallel: half is DuckDB's memory limit, half holds points before they spill to --temp-dir (default: 60%)")
-	fl.IntVar(&opt.Engine.Threads, "threads", 0, "DuckDB threads per run (default: the number of cores divided by --parallel)")
+	fl.IntVar(&opt.Engine.Threads, "threads", 0, "DuckDB threads per run (default: the CPUs divided by --parallel)")
 	fl.StringVar(&tempDir, "temp-dir", "", "where DuckDB spills (default: $TMPDIR/tailor-duckdb)")
 	fl.Int64Var(&opt.PartBytes, "part-bytes", 256<<20, "start a new series file after this many bytes")
 	fl.BoolVar(&opt.Force, "force", false, "re-run windows that already have a complete run for the same inputs")
@@ -265,6 +268,9 @@ type runSummary struct {
 	Plan        run.Plan      `json:"plan"`
 	Resources   run.Resources `json:"resources"`
 	MemoryLimit string        `json:"memory_limit"`
+	// Sizing is the runs at once, readers and DuckDB threads used, and which of them the
+	// defaults chose from the machine.
+	Sizing run.Sizing `json:"sizing"`
 	// PointsSpilled is the bytes of points the runs' point stores moved to the temp
 	// directory.
 	PointsSpilled int64 `json:"points_spilled_bytes"`
@@ -335,6 +341,7 @@ func (s runSummary) print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintln(w, sizingLine(s.Sizing))
 	fmt.Fprint(w, "stage seconds (summed over runs; reader steps over reader goroutines):")
 	for _, k := range sortedStages(s.StageSeconds) {
 		fmt.Fprintf(w, " %s=%.2f", k, s.StageSeconds[k])
@@ -471,4 +478,16 @@ func (b *progressBar) stop() {
 		b.wg.Wait()
 		b.con.clearLine()
 	})
+}
+
+// sizingLine says how the runs used the machine and, for the counts the defaults chose,
+// what from: "sizing: --parallel 2 --readers 1 --threads 1 (chosen: parallel, readers,
+// threads; from 2 CPUs (the processors this process may run on) and 23.4 GiB (physical
+// RAM in /proc/meminfo))".
+func sizingLine(z run.Sizing) string {
+	s := fmt.Sprintf("sizing: --parallel %d --readers %d --threads %d", z.Parallel, z.Readers, z.Threads)
+	if len(z.Chosen) == 0 {
+		return s + " (as given)"
+	}
+	return s + fmt.Sprintf(" (chosen: %s; from %s and %s)", strings.Join(z.Chosen, ", "), z.CPU, z.Memory)
 }
