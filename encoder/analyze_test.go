@@ -79,6 +79,12 @@ func analyzeBlocks() [][]float64 {
 		}
 		return vals
 	}
+	// Counts above the entropy sample, which the c·log2(c) table must cover too.
+	heavy := make([]float64, 8192)
+	for i := range heavy {
+		heavy[i] = []float64{1, 1, 1, 2, 3, 5}[rng.IntN(6)]
+	}
+	out = append(out, heavy)
 	never := func(int) bool { return false }
 	out = append(out, grow(1, 50, never), grow(3, 50, never), grow(0, 50, func(i int) bool { return i%9 == 4 }),
 		grow(0, 50, func(i int) bool { return i == 49 }), grow(2, 1, never), grow(0, 1, never))
@@ -113,6 +119,11 @@ func TestDictAnalyzeMatchesReference(t *testing.T) {
 		okGot, okWant := got.analyze(vals, limit), refDictAnalyze(&want, vals, limit)
 		if okGot != okWant || got.unique != want.unique {
 			t.Fatalf("block %d: analyze says %v (unique %v), the reference %v (%v)", i, okGot, got.unique, okWant, want.unique)
+		}
+		if okGot {
+			if e, w := got.zstdEstimate(100), refDictEstimate(&want, 100); e != w {
+				t.Fatalf("block %d: dictionary estimate %d, the reference %d", i, e, w)
+			}
 		}
 		if okGot && (got.runs != want.runs || got.st != want.st || !slices.Equal(got.idx, want.idx) || !slices.Equal(got.count, want.count) ||
 			!slices.EqualFunc(got.dict, want.dict, func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) })) {
@@ -242,6 +253,22 @@ func (f *failWriter) Write(p []byte) (int, error) {
 	}
 	f.after--
 	return len(p), nil
+}
+
+// TestEntropyEstimatesMatchReference: the unrolled histograms and the masked table give
+// the estimates of the plain loops, to the byte.
+func TestEntropyEstimatesMatchReference(t *testing.T) {
+	var d decimalEncoder
+	for i, vals := range analyzeBlocks() {
+		if got, want := rawPlanesEntropy(vals), refRawPlanesEntropy(vals); got != want {
+			t.Fatalf("block %d: raw planes estimate %d, the reference %d", i, got, want)
+		}
+		if d.analyze(vals) {
+			if got, want := d.planesEntropy(), refPlanesEntropy(&d); got != want {
+				t.Fatalf("block %d: decimal planes estimate %d, the reference %d", i, got, want)
+			}
+		}
+	}
 }
 
 // The plain analyses the fast ones replaced.
@@ -441,4 +468,73 @@ func refDictAnalyze(d *dictEncoder, vals []float64, limit int) bool {
 	}
 	d.st = intStats{divisor: 1, width: uint(bits.Len64(uint64(k - 1)))}
 	return true
+}
+
+func refRawPlanesEntropy(vals []float64) int {
+	n := len(vals)
+	stride := max(1, (n+entropySample-1)/entropySample)
+	var hist [8][256]uint32
+	cnt := 0
+	for i := 0; i < n; i += stride {
+		b := math.Float64bits(vals[i])
+		for k := range hist {
+			hist[k][byte(b>>(8*k))]++
+		}
+		cnt++
+	}
+	return refPlanesBytes(hist[:], cnt, n)
+}
+func refPlanesBytes(hist [][256]uint32, cnt, planeLen int) int {
+	xlog := xlog2xTable()
+	total := float64(zstdFrameBytes)
+	for k := range hist {
+		bitsSum := xlog[cnt]
+		distinct := 0
+		for _, c := range hist[k] {
+			bitsSum -= xlog[c]
+			if c > 0 {
+				distinct++
+			}
+		}
+		perSymbol := bitsSum/float64(cnt) + float64(distinct-1)/(2*float64(cnt)*math.Ln2)
+		total += min(8, perSymbol)*float64(planeLen)/8 + 16
+	}
+	return int(total)
+}
+
+func refPlanesEntropy(d *decimalEncoder) int {
+	xs := d.ints
+	if d.useDelta {
+		xs = d.deltas
+	}
+	nb := int(d.st.width+7) / 8
+	total := d.size(intBytePlanes) - len(xs)*nb
+	if nb == 0 || len(xs) == 0 {
+		return total
+	}
+	stride := max(1, (len(xs)+entropySample-1)/entropySample)
+	var hist [8][256]uint32
+	dv := newExactDivider(d.st.divisor)
+	cnt := 0
+	for i := 0; i < len(xs); i += stride {
+		q := dv.div(uint64(xs[i] - d.st.base))
+		for k := range nb {
+			hist[k][byte(q>>(8*k))]++
+		}
+		cnt++
+	}
+	return total + refPlanesBytes(hist[:nb], cnt, len(xs))
+}
+
+// refDictEstimate is dictEncoder.zstdEstimate with c·log2(c) computed, not looked up.
+func refDictEstimate(d *dictEncoder, dictBytes int) int {
+	n := float64(len(d.idx))
+	h := n * math.Log2(n)
+	for _, c := range d.count {
+		if c > 1 {
+			h -= float64(c) * math.Log2(float64(c))
+		}
+	}
+	idx := min(h/8, float64(d.runs)*(h/n/8+runMatchBytes))
+	return dictBytes + int(idx) + 32
 }

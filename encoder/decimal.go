@@ -219,12 +219,30 @@ func (d *decimalEncoder) planesEntropy() int {
 	var hist [8][256]uint32
 	dv := newExactDivider(d.st.divisor)
 	cnt := 0
-	for i := 0; i < len(xs); i += stride {
-		q := dv.div(uint64(xs[i] - d.st.base))
-		for k := range nb {
-			hist[k][byte(q>>(8*k))]++
+	base := d.st.base
+	switch nb {
+	case 1: // most decimal and delta streams: one or two planes, unrolled
+		h0 := &hist[0]
+		for i := 0; i < len(xs); i += stride {
+			h0[byte(dv.div(uint64(xs[i]-base)))]++
+			cnt++
 		}
-		cnt++
+	case 2:
+		h0, h1 := &hist[0], &hist[1]
+		for i := 0; i < len(xs); i += stride {
+			q := dv.div(uint64(xs[i] - base))
+			h0[byte(q)]++
+			h1[byte(q>>8)]++
+			cnt++
+		}
+	default:
+		for i := 0; i < len(xs); i += stride {
+			q := dv.div(uint64(xs[i] - base))
+			for k := range nb {
+				hist[k][byte(q>>(8*k))]++
+			}
+			cnt++
+		}
 	}
 	return total + planesBytes(hist[:nb], cnt, len(xs))
 }
