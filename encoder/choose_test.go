@@ -128,3 +128,20 @@ func TestSampledEstimates(t *testing.T) {
 		})
 	}
 }
+
+// TestFastLevel: which payloads the zstd stage compresses at the fastest level.
+func TestFastLevel(t *testing.T) {
+	for _, tc := range []struct {
+		enc  ValueEncoding
+		n    int
+		fast bool
+	}{
+		{ValueDict, 100, true}, {ValueDict, 1 << 20, true},
+		{ValueDecimal, 500, true}, {ValueDecimal, 1023, true}, {ValueDecimal, 1024, false}, {ValueDecimal, 40000, false},
+		{ValueRaw, 1200, false}, {ValueRaw, 2047, false}, {ValueRaw, 2048, true}, {ValueRaw, 8000, true}, {ValueRaw, 16383, true}, {ValueRaw, 16384, false}, {ValueRaw, 65536, false},
+	} {
+		if got := fastLevel(tc.enc, tc.n); got != tc.fast {
+			t.Errorf("fastLevel(%s, %d) = %v, want %v", tc.enc, tc.n, got, tc.fast)
+		}
+	}
+}

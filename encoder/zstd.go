@@ -64,9 +64,8 @@ func zstdCompress(dst, src []byte) []byte {
 }
 
 // zstdEncoders3 are the zstd stage of format v3 writers (v2 files keep the encoder they
-// were pinned with): the default level, and the fastest for dictionary indices, on which
-// it took 40% of the default's time for 7% more bytes (the default's match finder is slow
-// on their long runs). One encoder state per processor, so that the shards of a run that
+// were pinned with): the default level, and the fastest for dictionary indices and small
+// payloads (fastLevel). One encoder state per processor, so that the shards of a run that
 // encode at once do not wait for each other.
 var zstdEncoders3 = sync.OnceValues(func() (*zstd.Encoder, *zstd.Encoder) {
 	mk := func(l zstd.EncoderLevel) *zstd.Encoder {
