@@ -263,10 +263,26 @@ func TestEntropyEstimatesMatchReference(t *testing.T) {
 		if got, want := rawPlanesEntropy(vals), refRawPlanesEntropy(vals); got != want {
 			t.Fatalf("block %d: raw planes estimate %d, the reference %d", i, got, want)
 		}
+		if got, floor := rawPlanesEntropy(vals), planesBytesFloor(8); got < floor {
+			t.Fatalf("block %d: raw planes estimate %d under its floor %d", i, got, floor)
+		}
 		if d.analyze(vals) {
 			if got, want := d.planesEntropy(), refPlanesEntropy(&d); got != want {
 				t.Fatalf("block %d: decimal planes estimate %d, the reference %d", i, got, want)
 			}
+			if got, floor := d.planesEntropy(), d.planesFloor(); got < floor {
+				t.Fatalf("block %d: decimal planes estimate %d under its floor %d", i, got, floor)
+			}
+		}
+	}
+	// The floor holds where it is tightest: planes of one byte value (entropy 0), one
+	// value sampled, and sparse planes whose counts are all 0 or 1.
+	for _, vals := range [][]float64{{1}, {1, 1, 1, 1}, make([]float64, 4096), {1, 2, 3, 4, 5, 6, 7, 8}} {
+		if got, floor := rawPlanesEntropy(vals), planesBytesFloor(8); got < floor {
+			t.Fatalf("%d values: raw planes estimate %d under its floor %d", len(vals), got, floor)
+		}
+		if got, want := rawPlanesEntropy(vals), refRawPlanesEntropy(vals); got != want {
+			t.Fatalf("%d values: raw planes estimate %d, the reference %d", len(vals), got, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package encoder
 
 import (
 	"encoding/binary"
+	"math"
 	"slices"
 )
 
@@ -88,8 +89,12 @@ func (c *columnEncoder) zstdStage(vals []float64, bestSize int, decOK, dictOK bo
 	if sampled {
 		c.samples++
 	}
+	// A layout whose estimate is not below limit is never tried, so the order-0 estimate
+	// is skipped when even its floor (planesBytesFloor) and the sample's say it cannot
+	// be: the same candidates in the same order, without the histograms of small blocks
+	// that the plain encodings already code in a few bytes a value.
 	if decOK {
-		est := c.dec.planesEntropy()
+		est := math.MaxInt
 		if sampled {
 			xs := c.dec.ints
 			if c.dec.useDelta {
@@ -97,17 +102,27 @@ func (c *columnEncoder) zstdStage(vals []float64, bestSize int, decOK, dictOK bo
 			}
 			c.ztry = appendInts(c.ztry[:0], xs[:m], c.dec.st, intBytePlanes)
 			z := float64(len(zstdCompress3(c.ztry[len(c.ztry):], c.ztry, true))) * decimalFastRatio
-			est = min(est, c.dec.size(intBytePlanes)-packedIntsSize(len(xs), c.dec.st, intBytePlanes)+int(z)*len(xs)/m)
+			est = c.dec.size(intBytePlanes) - packedIntsSize(len(xs), c.dec.st, intBytePlanes) + int(z)*len(xs)/m
 		}
-		cands = append(cands, zstdCandidate{ValueDecimal, est})
+		if min(est, c.dec.planesFloor()) < limit {
+			est = min(est, c.dec.planesEntropy())
+		}
+		if est < limit {
+			cands = append(cands, zstdCandidate{ValueDecimal, est})
+		}
 	}
-	est := rawPlanesEntropy(vals)
+	est := math.MaxInt
 	if sampled {
 		c.ztry = appendValueRaw(c.ztry[:0], vals[:m])
 		z := float64(len(zstdCompress3(c.ztry[len(c.ztry):], c.ztry, true))) * rawFastRatio
-		est = min(est, int(z)*n/m)
+		est = int(z) * n / m
 	}
-	cands = append(cands, zstdCandidate{ValueRaw, est})
+	if min(est, planesBytesFloor(8)) < limit {
+		est = min(est, rawPlanesEntropy(vals))
+	}
+	if est < limit {
+		cands = append(cands, zstdCandidate{ValueRaw, est})
+	}
 	slices.SortStableFunc(cands, func(a, b zstdCandidate) int { return a.est - b.est })
 	c.zcands = cands
 	got := ValueInvalid

@@ -236,15 +236,37 @@ func (d *decimalEncoder) planesEntropy() int {
 			cnt++
 		}
 	default:
+		// Every plane, unrolled as in rawPlanesEntropy: q has nb bytes, so the planes past
+		// nb only count zeros, and are not passed on.
+		h0, h1, h2, h3, h4, h5, h6, h7 := &hist[0], &hist[1], &hist[2], &hist[3], &hist[4], &hist[5], &hist[6], &hist[7]
 		for i := 0; i < len(xs); i += stride {
 			q := dv.div(uint64(xs[i] - base))
-			for k := range nb {
-				hist[k][byte(q>>(8*k))]++
-			}
+			h0[byte(q)]++
+			h1[byte(q>>8)]++
+			h2[byte(q>>16)]++
+			h3[byte(q>>24)]++
+			h4[byte(q>>32)]++
+			h5[byte(q>>40)]++
+			h6[byte(q>>48)]++
+			h7[byte(q>>56)]++
 			cnt++
 		}
 	}
 	return total + planesBytes(hist[:nb], cnt, len(xs))
+}
+
+// planesFloor is the least planesEntropy returns, without the histograms.
+func (d *decimalEncoder) planesFloor() int {
+	xs := d.ints
+	if d.useDelta {
+		xs = d.deltas
+	}
+	nb := int(d.st.width+7) / 8
+	total := d.size(intBytePlanes) - len(xs)*nb
+	if nb == 0 || len(xs) == 0 {
+		return total
+	}
+	return total + planesBytesFloor(nb)
 }
 
 // packedLen is how many integers the packed section holds.
