@@ -554,3 +554,13 @@ func refDictEstimate(d *dictEncoder, dictBytes int) int {
 	idx := min(h/8, float64(d.runs)*(h/n/8+runMatchBytes))
 	return dictBytes + int(idx) + 32
 }
+
+// TestGorillaSize: the writer sizes gorilla without writing it, to the byte.
+func TestGorillaSize(t *testing.T) {
+	blocks := append(analyzeBlocks(), nil, []float64{1}, []float64{1, 1, 1}, []float64{0, math.Copysign(0, -1), math.NaN(), math.Inf(1), 1e-300, 3})
+	for i, vals := range blocks {
+		if got, want := gorillaSize(vals), len(appendGorilla(nil, vals)); got != want {
+			t.Fatalf("block %d (%d values): gorillaSize %d, appendGorilla wrote %d bytes", i, len(vals), got, want)
+		}
+	}
+}

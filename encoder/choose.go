@@ -46,7 +46,6 @@ type columnEncoder struct {
 	dict    dictEncoder
 	alp     alprdEncoder
 	bd      bitsDeltaEncoder
-	gorilla []byte
 	scratch []byte
 	dictCol []byte
 	zbest   []byte // the smallest zstd stage tried
@@ -228,8 +227,7 @@ func (c *columnEncoder) appendColumn(dst []byte, vals []float64, top bool) (Valu
 		}
 	}
 	if bestSize > gorillaTryBytes*n {
-		c.gorilla = appendGorilla(c.gorilla[:0], vals)
-		if s := len(c.gorilla); float64(s) < float64(bestSize)*(1-gorillaGain) {
+		if s := gorillaSize(vals); float64(s) < float64(bestSize)*(1-gorillaGain) {
 			best, bestSize = ValueGorilla, s
 		}
 	}
@@ -241,7 +239,7 @@ func (c *columnEncoder) appendColumn(dst []byte, vals []float64, top bool) (Valu
 	}
 	switch best {
 	case ValueGorilla:
-		dst = append(dst, c.gorilla...)
+		dst = appendGorilla(dst, vals)
 	case ValueDecimal:
 		dst = c.dec.appendTo(dst, intBitPacked)
 	case ValueDict:

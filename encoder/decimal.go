@@ -132,11 +132,14 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
 	dlo, dhi := int64(math.MaxInt64), int64(math.MinInt64)
 	d.ints = slices.Grow(d.ints, n)[:n]
+	// A local slice, not the field, in the loop: the compiler keeps it in registers,
+	// where it reloads a field after every store that might alias it.
+	ints := d.ints[:len(vals)]
 	lastBits := uint64(0)
 	for i, v := range vals {
 		b := math.Float64bits(v)
 		if b == lastBits && firstValid >= 0 {
-			d.ints[i] = last
+			ints[i] = last
 			dlo, dhi = min(dlo, 0), max(dhi, 0)
 			continue
 		}
@@ -145,7 +148,7 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 			x := int64(math.RoundToEven(f))
 			// x / 10^0 is x: integer-valued series, the commonest, skip the division.
 			if math.Float64bits(divPow10(float64(x), p, d.exp)) == b {
-				d.ints[i] = x
+				ints[i] = x
 				if firstValid < 0 {
 					firstValid = i
 					lo, hi = x, x
@@ -166,7 +169,7 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 		// wider range.
 		d.excPos = append(d.excPos, i)
 		d.excBits = append(d.excBits, b)
-		d.ints[i] = last
+		ints[i] = last
 		if firstValid >= 0 {
 			dlo, dhi = min(dlo, 0), max(dhi, 0)
 		}
@@ -175,7 +178,7 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 		}
 	}
 	for i := 0; i < firstValid; i++ {
-		d.ints[i] = d.ints[firstValid]
+		ints[i] = ints[firstValid]
 	}
 	d.excSize = uvarintLen(uint64(len(d.excPos))) + 8*len(d.excPos)
 	prev := -1
@@ -184,15 +187,15 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 		prev = p
 	}
 
-	ints := d.ints
 	stFOR := finishIntStats(ints, lo, hi)
 	sizeFOR := packedIntsSize(n, stFOR, intBitPacked)
 	d.useDelta = false
 	d.st = stFOR
 	if n > 1 && uint64(dhi-dlo) < uint64(hi-lo) {
-		d.deltas = d.deltas[:0]
-		for i := 1; i < n; i++ {
-			d.deltas = append(d.deltas, ints[i]-ints[i-1])
+		d.deltas = slices.Grow(d.deltas[:0], n-1)[:n-1]
+		deltas := d.deltas
+		for i := range deltas {
+			deltas[i] = ints[i+1] - ints[i]
 		}
 		stDelta := finishIntStats(d.deltas, dlo, dhi)
 		if varintLen(ints[0])+packedIntsSize(n-1, stDelta, intBitPacked) < sizeFOR {

@@ -110,8 +110,11 @@ func (d *dictEncoder) analyze(vals []float64, limit int) bool {
 	n := len(vals)
 	d.set.reset(n)
 	d.ids = slices.Grow(d.ids[:0], n)[:n]
-	d.runs = 1
 	d.unique = false
+	// Locals, not fields, in the loops: the compiler keeps them in registers, where it
+	// reloads a field after every store that might alias it.
+	ids := d.ids[:len(vals)]
+	runs := 1
 	prev := math.Float64bits(vals[0])
 	prevID := uint32(0)
 	for i, v := range vals {
@@ -119,29 +122,33 @@ func (d *dictEncoder) analyze(vals []float64, limit int) bool {
 		if b == prev && i > 0 {
 			// A repeat of the previous value (the commonest case in blocks that take a
 			// dictionary) has its number without a probe.
-			d.ids[i] = prevID
+			ids[i] = prevID
 		} else {
 			if i > 0 {
-				d.runs++
+				runs++
 			}
 			prev = b
 			id := d.set.id(b, limit)
 			if id < 0 {
+				d.runs = runs
 				return false
 			}
 			prevID = uint32(id)
-			d.ids[i] = prevID
+			ids[i] = prevID
 		}
 		if i == dictSampleValues-1 && len(d.set.keys) > dictSampleValues*3/4 {
+			d.runs = runs
 			d.unique = true
 			return false
 		}
 	}
+	d.runs = runs
 	keys := d.set.keys
 	d.count = slices.Grow(d.count[:0], len(keys))[:len(keys)]
-	clear(d.count)
-	for _, id := range d.ids {
-		d.count[id]++
+	count := d.count
+	clear(count)
+	for _, id := range ids {
+		count[id]++
 	}
 	k := len(keys)
 	// Sort the patterns themselves (a sort of plain integers, far faster than one through
@@ -155,8 +162,9 @@ func (d *dictEncoder) analyze(vals []float64, limit int) bool {
 		d.dict[pos] = math.Float64frombits(b)
 	}
 	d.idx = slices.Grow(d.idx[:0], n)[:n]
-	for i, id := range d.ids {
-		d.idx[i] = int64(d.rank[id])
+	idx, rank := d.idx[:len(ids)], d.rank
+	for i, id := range ids {
+		idx[i] = int64(rank[id])
 	}
 	d.st = intStats{divisor: 1, width: uint(bits.Len64(uint64(k - 1)))}
 	return true

@@ -128,6 +128,36 @@ func appendGorilla(dst []byte, vals []float64) []byte {
 	return bw.finish()
 }
 
+// gorillaSize is len(appendGorilla(nil, vals)), counted without writing the bits: the
+// writer sizes every candidate before it writes the one it keeps, and gorilla is kept
+// rarely.
+func gorillaSize(vals []float64) int {
+	if len(vals) == 0 {
+		return 0
+	}
+	nbits := 64
+	prev := math.Float64bits(vals[0])
+	leading, trailing := uint(0xff), uint(0)
+	for _, f := range vals[1:] {
+		cur := math.Float64bits(f)
+		x := cur ^ prev
+		prev = cur
+		if x == 0 {
+			nbits++
+			continue
+		}
+		l := min(uint(bits.LeadingZeros64(x)), 31)
+		t := uint(bits.TrailingZeros64(x))
+		if leading != 0xff && l >= leading && t >= trailing {
+			nbits += 2 + int(64-leading-trailing)
+			continue
+		}
+		leading, trailing = l, t
+		nbits += 2 + 5 + 6 + int(64-l-t)
+	}
+	return (nbits + 7) / 8
+}
+
 // decodeGorilla appends n values to dst.
 func decodeGorilla(dst []float64, src []byte, n int) ([]float64, error) {
 	if n == 0 {
