@@ -40,6 +40,7 @@ type alprdEncoder struct {
 	sample []uint16
 	tmp    []uint16
 	runs   []alprdRun
+	lookup *[1 << 16]uint8 // all zero between blocks (analyze)
 }
 
 type alprdRun struct {
@@ -108,22 +109,32 @@ func (a *alprdEncoder) analyze(vals []float64) int {
 	r := a.right
 	excSize := 0
 	last := -1
+	// The code of each left part from a table (1 + its index, 0 for none) instead of a
+	// search of the dictionary: one load a value. Only the dictionary's entries are set,
+	// and cleared again after the block.
+	if a.lookup == nil {
+		a.lookup = new([1 << 16]uint8)
+	}
+	lookup := a.lookup
+	for j, l := range a.dict[:a.dictN] {
+		lookup[l] = uint8(j + 1)
+	}
+	codes := a.codes[:len(vals)]
+	excN := 0
 	for i, v := range vals {
-		l := uint16(math.Float64bits(v) >> r)
-		c := uint8(alprdMaxDict)
-		for j := range a.dictN {
-			if a.dict[j] == l {
-				c = uint8(j)
-				break
-			}
-		}
-		if c == alprdMaxDict {
-			a.excN++
+		c := lookup[uint16(math.Float64bits(v)>>r)] - 1
+		if c >= alprdMaxDict { // 0 - 1 wraps to 255: not in the dictionary
+			c = alprdMaxDict
+			excN++
 			excSize += uvarintLen(uint64(i-last-1)) + 2
 			last = i
 		}
-		a.codes[i] = c
+		codes[i] = c
 	}
+	for _, l := range a.dict[:a.dictN] {
+		lookup[l] = 0
+	}
+	a.excN = excN
 	a.size = 2 + 2*a.dictN + uvarintLen(uint64(a.excN)) + excSize +
 		(n*int(a.width)+7)/8 + (n*int(r)+7)/8
 	return a.size
