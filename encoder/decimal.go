@@ -209,12 +209,7 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 // before the planes plus the planes' order-0 entropy (entropyBytes), from a sample of the
 // integers, without writing the planes.
 func (d *decimalEncoder) planesEntropy() int {
-	xs := d.ints
-	if d.useDelta {
-		xs = d.deltas
-	}
-	nb := int(d.st.width+7) / 8
-	total := d.size(intBytePlanes) - len(xs)*nb
+	xs, nb, total := d.planesHead()
 	if nb == 0 || len(xs) == 0 {
 		return total
 	}
@@ -260,16 +255,22 @@ func (d *decimalEncoder) planesEntropy() int {
 
 // planesFloor is the least planesEntropy returns, without the histograms.
 func (d *decimalEncoder) planesFloor() int {
-	xs := d.ints
-	if d.useDelta {
-		xs = d.deltas
-	}
-	nb := int(d.st.width+7) / 8
-	total := d.size(intBytePlanes) - len(xs)*nb
+	xs, nb, total := d.planesHead()
 	if nb == 0 || len(xs) == 0 {
 		return total
 	}
 	return total + planesBytesFloor(nb)
+}
+
+// planesHead returns the integers that go into byte planes, the planes, and the bytes of
+// the payload before them.
+func (d *decimalEncoder) planesHead() (xs []int64, planes, head int) {
+	xs = d.ints
+	if d.useDelta {
+		xs = d.deltas
+	}
+	planes = int(d.st.width+7) / 8
+	return xs, planes, d.size(intBytePlanes) - len(xs)*planes
 }
 
 // packedLen is how many integers the packed section holds.

@@ -3,7 +3,6 @@
 package run
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/storage"
@@ -36,7 +34,13 @@ func TestGoldenPartSHA256s(t *testing.T) {
 	lateWorkload(t, st, 3, 16)
 	spec := workload.Default()
 	spec.Series, spec.PointsPerSeries, spec.Partitions, spec.Seed = 300, 2500, 4, 7
-	writeWorkload(t, st, spec, 2000)
+	gen, err := workload.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gen.WriteSegments(context.Background(), st, 2000, nil); err != nil {
+		t.Fatal(err)
+	}
 	opt := AllOptions{RunOptions: RunOptions{Store: st, Arrival: testArrival(), Engine: query.Options{Threads: 1, TempDir: t.TempDir()}}, Parallel: 2}
 	if _, err := RunAll(ctx, opt); err != nil {
 		t.Fatal(err)
@@ -73,56 +77,5 @@ func TestGoldenPartSHA256s(t *testing.T) {
 			}
 		}
 		t.Fatalf("%d parts, %s has %d", len(lines), goldenParts, len(wantLines))
-	}
-}
-
-// writeWorkload cuts the generator's records into segments as the sink does, one per
-// partition every flushPayloads records.
-func writeWorkload(t testing.TB, st storage.Store, spec workload.Spec, flushPayloads int) {
-	t.Helper()
-	ctx := context.Background()
-	gen, err := workload.New(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sm := columnar.DefaultShardMap()
-	ws := make([]*columnar.SegmentWriter, spec.Partitions)
-	next := make([]int64, spec.Partitions)
-	n := make([]int, spec.Partitions)
-	flush := func(p int) error {
-		if ws[p] == nil {
-			return nil
-		}
-		var buf bytes.Buffer
-		if _, err := ws[p].WriteTo(&buf); err != nil {
-			return err
-		}
-		key := ws[p].Key()
-		ws[p] = nil
-		return st.Create(ctx, key, &buf)
-	}
-	err = gen.Records(func(rec *workload.Record) error {
-		p := int(rec.Partition)
-		if ws[p] == nil {
-			ws[p] = columnar.NewSegmentWriter(columnar.Header{Topic: "metrics", Partition: rec.Partition, StartOffset: next[p], StartTimestamp: rec.Timestamp}, sm, 0)
-			n[p] = 0
-		}
-		src := columnar.Source{Topic: "metrics", Partition: rec.Partition, Offset: next[p], Timestamp: rec.Timestamp}
-		next[p]++
-		if err := ws[p].Add(src, []columnar.Payload{rec.Payload}); err != nil {
-			return err
-		}
-		if n[p]++; n[p] >= flushPayloads {
-			return flush(p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p := range ws {
-		if err := flush(p); err != nil {
-			t.Fatal(err)
-		}
 	}
 }

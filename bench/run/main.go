@@ -334,58 +334,11 @@ type arrivals struct {
 // 100,000 payloads).
 func writeSegments(ctx context.Context, gen *workload.Gen, st storage.Store) (arrivals, error) {
 	const flushPayloads = 100_000
-	spec := gen.Spec()
-	sm := columnar.DefaultShardMap()
-	ws := make([]*columnar.SegmentWriter, spec.Partitions)
-	next := make([]int64, spec.Partitions)
-	n := make([]int, spec.Partitions)
-	arr := arrivals{minTs: 1<<63 - 1, maxTs: -1 << 63, partitions: spec.Partitions}
-	flush := func(p int) error {
-		w := ws[p]
-		if w == nil {
-			return nil
-		}
-		ws[p] = nil
-		f, err := os.CreateTemp("", "seg")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		if _, err := w.WriteTo(f); err != nil {
-			return err
-		}
-		if _, err := f.Seek(0, 0); err != nil {
-			return err
-		}
-		return st.Create(ctx, w.Key(), f)
-	}
-	err := gen.Records(func(rec *workload.Record) error {
-		p := int(rec.Partition)
-		if ws[p] == nil {
-			ws[p] = columnar.NewSegmentWriter(columnar.Header{Topic: "metrics", Partition: rec.Partition, StartOffset: next[p], StartTimestamp: rec.Timestamp}, sm, 0)
-			n[p] = 0
-		}
-		src := columnar.Source{Topic: "metrics", Partition: rec.Partition, Offset: next[p], Timestamp: rec.Timestamp}
-		arr.minTs, arr.maxTs, arr.maxOffset = min(arr.minTs, rec.Timestamp), max(arr.maxTs, rec.Timestamp), max(arr.maxOffset, next[p])
-		next[p]++
-		if err := ws[p].Add(src, []columnar.Payload{rec.Payload}); err != nil {
-			return err
-		}
-		if n[p]++; n[p] >= flushPayloads {
-			return flush(p)
-		}
-		return nil
+	arr := arrivals{minTs: 1<<63 - 1, maxTs: -1 << 63, partitions: gen.Spec().Partitions}
+	err := gen.WriteSegments(ctx, st, flushPayloads, func(src columnar.Source) {
+		arr.minTs, arr.maxTs, arr.maxOffset = min(arr.minTs, src.Timestamp), max(arr.maxTs, src.Timestamp), max(arr.maxOffset, src.Offset)
 	})
-	if err != nil {
-		return arr, err
-	}
-	for p := range ws {
-		if err := flush(p); err != nil {
-			return arr, err
-		}
-	}
-	return arr, nil
+	return arr, err
 }
 
 // rankSQL is the expression of one int64 that orders arrivals as (record_ts, topic_id,
