@@ -124,13 +124,14 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 	d.excPos = d.excPos[:0]
 	d.excBits = d.excBits[:0]
 	p := pow10[d.exp]
-	// One pass maps the values and finds the ranges of the integers and of their
-	// deltas. A value with the bit pattern of the previous valid one (repeats are
-	// common) takes its integer without the conversion.
+	// The first pass maps the values, the second finds the ranges of the integers and
+	// of their deltas: apart, each loop's variables fit in registers (together they
+	// spilled on every value). A value with the bit pattern of the previous valid one
+	// (repeats are common) takes its integer without the conversion. An exception keeps
+	// the previous integer as a placeholder (the first valid one, for those before it):
+	// a zero delta, and no wider range.
 	var last int64
 	firstValid := -1
-	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
-	dlo, dhi := int64(math.MaxInt64), int64(math.MinInt64)
 	d.ints = slices.Grow(d.ints, n)[:n]
 	// A local slice, not the field, in the loop: the compiler keeps it in registers,
 	// where it reloads a field after every store that might alias it.
@@ -140,7 +141,6 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 		b := math.Float64bits(v)
 		if b == lastBits && firstValid >= 0 {
 			ints[i] = last
-			dlo, dhi = min(dlo, 0), max(dhi, 0)
 			continue
 		}
 		f := v * p
@@ -151,28 +151,14 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 				ints[i] = x
 				if firstValid < 0 {
 					firstValid = i
-					lo, hi = x, x
-					if i > 0 {
-						// The exceptions before take x as their placeholder: zero deltas.
-						dlo, dhi = 0, 0
-					}
-				} else {
-					lo, hi = min(lo, x), max(hi, x)
-					dx := x - last
-					dlo, dhi = min(dlo, dx), max(dhi, dx)
 				}
 				last, lastBits = x, b
 				continue
 			}
 		}
-		// An exception keeps the previous integer as a placeholder: a zero delta, and no
-		// wider range.
 		d.excPos = append(d.excPos, i)
 		d.excBits = append(d.excBits, b)
 		ints[i] = last
-		if firstValid >= 0 {
-			dlo, dhi = min(dlo, 0), max(dhi, 0)
-		}
 		if len(d.excPos) > n/2 {
 			return false
 		}
@@ -180,11 +166,21 @@ func (d *decimalEncoder) analyze(vals []float64) bool {
 	for i := 0; i < firstValid; i++ {
 		ints[i] = ints[firstValid]
 	}
+	// |integers| < 2^62 (decimalLimit), so no delta overflows.
+	lo, hi := ints[0], ints[0]
+	dlo, dhi := int64(math.MaxInt64), int64(math.MinInt64)
+	prev := ints[0]
+	for _, x := range ints[1:] {
+		lo, hi = min(lo, x), max(hi, x)
+		dx := x - prev
+		dlo, dhi = min(dlo, dx), max(dhi, dx)
+		prev = x
+	}
 	d.excSize = uvarintLen(uint64(len(d.excPos))) + 8*len(d.excPos)
-	prev := -1
-	for _, p := range d.excPos {
-		d.excSize += uvarintLen(uint64(p - prev - 1))
-		prev = p
+	lastPos := -1
+	for _, pos := range d.excPos {
+		d.excSize += uvarintLen(uint64(pos - lastPos - 1))
+		lastPos = pos
 	}
 
 	stFOR := finishIntStats(ints, lo, hi)
