@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
@@ -353,19 +354,7 @@ func writeSegments(ctx context.Context, st storage.Store, series int, interval i
 			return nil
 		}
 		ws[p] = nil
-		f, err := os.CreateTemp("", "seg")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		if _, err := w.WriteTo(f); err != nil {
-			return err
-		}
-		if _, err := f.Seek(0, 0); err != nil {
-			return err
-		}
-		return st.Create(ctx, w.Key(), f)
+		return workload.StoreSegment(ctx, st, w)
 	}
 	part := 0
 	emit := func(r record) error {

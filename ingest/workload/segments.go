@@ -12,8 +12,7 @@ import (
 // WriteSegments stores the records as the sink would: one segment writer a partition,
 // offsets from 0 in each, records in production order, a segment cut every flushPayloads
 // records of its partition, and the rest flushed at the end. seen, when not nil, gets
-// each record's source before it is added. Each segment goes through a temporary file, so
-// that 200M points take no more memory than one segment's writer.
+// each record's source before it is added.
 func (g *Gen) WriteSegments(ctx context.Context, st storage.Store, flushPayloads int, seen func(src columnar.Source)) error {
 	parts := g.spec.Partitions
 	sm := columnar.DefaultShardMap()
@@ -26,22 +25,7 @@ func (g *Gen) WriteSegments(ctx context.Context, st storage.Store, flushPayloads
 			return nil
 		}
 		ws[p] = nil
-		f, err := os.CreateTemp("", "tailor-workload-segment")
-		if err != nil {
-			return fmt.Errorf("write workload segment: %w", err)
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		if _, err := w.WriteTo(f); err != nil {
-			return fmt.Errorf("write workload segment %s: %w", w.Key(), err)
-		}
-		if _, err := f.Seek(0, 0); err != nil {
-			return fmt.Errorf("write workload segment %s: %w", w.Key(), err)
-		}
-		if err := st.Create(ctx, w.Key(), f); err != nil {
-			return fmt.Errorf("store workload segment %s: %w", w.Key(), err)
-		}
-		return nil
+		return StoreSegment(ctx, st, w)
 	}
 	err := g.Records(func(rec *Record) error {
 		p := int(rec.Partition)
@@ -69,6 +53,27 @@ func (g *Gen) WriteSegments(ctx context.Context, st storage.Store, flushPayloads
 		if err := flush(p); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// StoreSegment writes w's segment to st under its key through a temporary file, so that
+// a generator of 200M points holds no more than the segment writers' memory.
+func StoreSegment(ctx context.Context, st storage.Store, w *columnar.SegmentWriter) error {
+	f, err := os.CreateTemp("", "tailor-workload-segment")
+	if err != nil {
+		return fmt.Errorf("write workload segment: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := w.WriteTo(f); err != nil {
+		return fmt.Errorf("write workload segment %s: %w", w.Key(), err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		return fmt.Errorf("write workload segment %s: %w", w.Key(), err)
+	}
+	if err := st.Create(ctx, w.Key(), f); err != nil {
+		return fmt.Errorf("store workload segment %s: %w", w.Key(), err)
 	}
 	return nil
 }
