@@ -849,9 +849,7 @@ func TestGameDayKillWithSurvivor(t *testing.T) {
 	w := startWorker(t, opt)
 	// Produce once the two members share the partitions, so the child gets data.
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		w.s.mu.Lock()
-		n := len(w.s.parts)
-		w.s.mu.Unlock()
+		n := w.s.Stats().Partitions
 		if n == 2 {
 			break
 		}

@@ -193,3 +193,11 @@ func (s *Sink) storeOnce(j *job) error {
 	}
 	return nil
 }
+
+// runUpload runs j, an upload a partition handed over, in a goroutine of its own.
+func (s *Sink) runUpload(j *job) {
+	s.upMem.Add(j.mem)
+	s.metrics.inflight.Inc()
+	s.upWG.Add(1)
+	go s.upload(j)
+}
