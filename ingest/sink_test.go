@@ -192,3 +192,40 @@ func createTopic(t *testing.T, c *kfake.Cluster, topic string, partitions int32)
 		}
 	}
 }
+
+// TestSinkStatsDuringSlowCommit: an offset commit that the broker holds does not hold
+// the sink's lock. Stats (what the progress line and tests read) answers while the
+// commit waits; the broker answers the commit only after that.
+func TestSinkStatsDuringSlowCommit(t *testing.T) {
+	c := newCluster(t, 1, gdTopic)
+	committing, release := make(chan struct{}), make(chan struct{})
+	c.ControlKey(int16(kmsg.OffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		// Not handling the request keeps the control function: drop it, so that only
+		// the first commit waits.
+		c.DropControl()
+		close(committing)
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	produce(t, c, gdTopic, 1, 5, 0)
+	w := startWorker(t, Options{Brokers: c.ListenAddrs(), Topics: []string{gdTopic}, Group: "g", Store: storage.NewMem(t.Name()),
+		FlushPayloads: 3, FlushAge: 200 * time.Millisecond})
+	select {
+	case <-committing:
+	case <-time.After(time.Minute):
+		t.Fatal("no commit within a minute")
+	}
+	got := make(chan Stats, 1)
+	go func() { got <- w.s.Stats() }()
+	select {
+	case st := <-got:
+		if st.Segments == 0 || st.Commits != 0 {
+			t.Errorf("stats during the first commit: %+v; want a stored segment and no commit done", st)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("Stats blocked while a commit waited for the broker: the lock is held across the request")
+	}
+	close(release)
+	waitCommitted(t, c, "g", map[int32]int64{0: 6}, time.Minute)
+	w.stop(t)
+}
