@@ -1,4 +1,4 @@
-package ingest
+package ingest_test
 
 import (
 	"context"
@@ -11,13 +11,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/ingest"
 	"github.com/tailor-metrics/tailor/ingest/payload"
+	"github.com/tailor-metrics/tailor/internal/kafkaharness"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
-func newCluster(t *testing.T, partitions int32, topic string) *kfake.Cluster {
+// newCluster starts an embedded broker with topic seeded, closed when t ends.
+func newCluster(t testing.TB, partitions int32, topic string) *kfake.Cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	c, err := kafkaharness.StartBroker(int(partitions), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +30,7 @@ func newCluster(t *testing.T, partitions int32, topic string) *kfake.Cluster {
 
 // produce sends n one-series payloads round-robin over the partitions, plus one malformed
 // record per call, and returns the end offset of every partition afterwards.
-func produce(t *testing.T, c *kfake.Cluster, topic string, partitions int32, n, base int) {
+func produce(t testing.TB, c *kfake.Cluster, topic string, partitions int32, n, base int) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -48,27 +51,27 @@ func produce(t *testing.T, c *kfake.Cluster, topic string, partitions int32, n, 
 	}
 }
 
-func runSink(t *testing.T, c *kfake.Cluster, st storage.Store, group string, flush int) Stats {
+// runSink drains topic "m" of group into st with short retry pauses (see
+// TestSinkPausesWhenStoreGivesUp).
+func runSink(t testing.TB, c *kfake.Cluster, st storage.Store, group string, flush int) ingest.Stats {
 	t.Helper()
-	s, err := New(Options{Brokers: c.ListenAddrs(), Topics: []string{"m"}, Group: group, Store: st, FlushPayloads: flush, StopAtEnd: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stats, err := kafkaharness.Drain(ctx, ingest.Options{Brokers: c.ListenAddrs(), Topics: []string{"m"}, Group: group, Store: st,
+		FlushPayloads: flush, RetryBase: 5 * time.Millisecond, RetryMax: 40 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := s.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s.Stats()
+	return stats
 }
 
-func checkStore(t *testing.T, st storage.Store, records int64, ends map[string]map[int32]int64) {
+func checkStore(t testing.TB, st storage.Store, records int64, ends map[string]map[int32]int64) {
 	t.Helper()
 	segs, err := columnar.ListSegments(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckChains(segs, nil, ends); err != nil {
+	if err := ingest.CheckChains(segs, nil, ends); err != nil {
 		t.Fatal(err)
 	}
 	var covered uint64
@@ -125,7 +128,7 @@ func TestCheckChainsFindsGapsAndOverlaps(t *testing.T) {
 	ends := map[string]map[int32]int64{"t": {0: 30}}
 	f := func(want bool, segs ...*columnar.Segment) {
 		t.Helper()
-		if err := CheckChains(segs, nil, ends); (err == nil) != want {
+		if err := ingest.CheckChains(segs, nil, ends); (err == nil) != want {
 			t.Fatalf("CheckChains = %v, want ok=%v", err, want)
 		}
 	}
@@ -142,7 +145,7 @@ func TestSinkTopicRegexFindsNewTopics(t *testing.T) {
 	c := newCluster(t, 2, "m-a")
 	produce(t, c, "m-a", 2, 10, 0)
 	st := storage.NewMem(t.Name())
-	w := startWorker(t, Options{
+	w := startWorker(t, ingest.Options{
 		Brokers: c.ListenAddrs(), Topics: []string{"m-.*"}, TopicRegex: true, Group: "g", Store: st,
 		FlushPayloads: 4, FlushAge: 200 * time.Millisecond,
 		KafkaOpts: []kgo.Opt{kgo.MetadataMinAge(50 * time.Millisecond), kgo.MetadataMaxAge(300 * time.Millisecond)},
@@ -150,9 +153,9 @@ func TestSinkTopicRegexFindsNewTopics(t *testing.T) {
 	createTopic(t, c, "m-b", 2)
 	produce(t, c, "m-b", 2, 6, 100)
 	// 10+1 records on m-a, 6+1 on m-b (the malformed one goes to partition 0).
-	for start := time.Now(); w.s.Stats().Records < 18; time.Sleep(20 * time.Millisecond) {
+	for start := time.Now(); w.Stats().Records < 18; time.Sleep(20 * time.Millisecond) {
 		if time.Since(start) > time.Minute {
-			t.Fatalf("the sink consumed %d records of 18 in a minute", w.s.Stats().Records)
+			t.Fatalf("the sink consumed %d records of 18 in a minute", w.Stats().Records)
 		}
 	}
 	ends := map[string]map[int32]int64{"m-a": {0: 6, 1: 5}, "m-b": {0: 4, 1: 3}}
@@ -161,17 +164,17 @@ func TestSinkTopicRegexFindsNewTopics(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if CheckChains(segs, nil, ends) == nil {
+		if ingest.CheckChains(segs, nil, ends) == nil {
 			break
 		}
 		if time.Since(start) > time.Minute {
-			t.Fatalf("segments after a minute: %v", CheckChains(segs, nil, ends))
+			t.Fatalf("segments after a minute: %v", ingest.CheckChains(segs, nil, ends))
 		}
 	}
-	w.stop(t)
+	stopWorker(t, w)
 }
 
-func createTopic(t *testing.T, c *kfake.Cluster, topic string, partitions int32) {
+func createTopic(t testing.TB, c *kfake.Cluster, topic string, partitions int32) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
@@ -208,15 +211,15 @@ func TestSinkStatsDuringSlowCommit(t *testing.T) {
 		return nil, nil, false
 	})
 	produce(t, c, gdTopic, 1, 5, 0)
-	w := startWorker(t, Options{Brokers: c.ListenAddrs(), Topics: []string{gdTopic}, Group: "g", Store: storage.NewMem(t.Name()),
+	w := startWorker(t, ingest.Options{Brokers: c.ListenAddrs(), Topics: []string{gdTopic}, Group: "g", Store: storage.NewMem(t.Name()),
 		FlushPayloads: 3, FlushAge: 200 * time.Millisecond})
 	select {
 	case <-committing:
 	case <-time.After(time.Minute):
 		t.Fatal("no commit within a minute")
 	}
-	got := make(chan Stats, 1)
-	go func() { got <- w.s.Stats() }()
+	got := make(chan ingest.Stats, 1)
+	go func() { got <- w.Stats() }()
 	select {
 	case st := <-got:
 		if st.Segments == 0 || st.Commits != 0 {
@@ -227,5 +230,5 @@ func TestSinkStatsDuringSlowCommit(t *testing.T) {
 	}
 	close(release)
 	waitCommitted(t, c, "g", map[int32]int64{0: 6}, time.Minute)
-	w.stop(t)
+	stopWorker(t, w)
 }

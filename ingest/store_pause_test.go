@@ -1,4 +1,4 @@
-package ingest
+package ingest_test
 
 import (
 	"context"
@@ -8,20 +8,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/ingest"
+	"github.com/tailor-metrics/tailor/internal/kafkaharness"
 	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/storage/faults"
 )
-
-func shortPauses(t *testing.T) {
-	t.Helper()
-	oldMin, oldMax := storePauseMin, storePauseMax
-	storePauseMin, storePauseMax = 5*time.Millisecond, 40*time.Millisecond
-	t.Cleanup(func() { storePauseMin, storePauseMax = oldMin, oldMax })
-}
 
 func isSegment(key string) bool { return strings.HasSuffix(key, ".tseg") }
 
@@ -30,7 +23,6 @@ func isSegment(key string) bool { return strings.HasSuffix(key, ".tseg") }
 // SlowDown). The sink pauses and stores the same segments again: nothing is skipped and
 // nothing is stored twice.
 func TestSinkPausesWhenStoreGivesUp(t *testing.T) {
-	shortPauses(t)
 	const parts = 3
 	c := newCluster(t, parts, "m")
 	produce(t, c, "m", parts, 40, 0)
@@ -51,20 +43,16 @@ func TestSinkPausesWhenStoreGivesUp(t *testing.T) {
 // sink stops with the AuthError, no committed offset lies past what the segments hold,
 // and a sink started after the credentials are fixed stores the rest exactly once.
 func TestSinkAuthErrorCommitsNothingUnstored(t *testing.T) {
-	shortPauses(t)
 	const parts = 3
 	c := newCluster(t, parts, "m")
 	produce(t, c, "m", parts, 40, 0)
 	fs := faults.Wrap(storage.NewMem(t.Name()))
 	denied := &storage.AuthError{Op: "PutObject", Status: 403, Code: "AccessDenied", Err: errors.New("injected 403 AccessDenied")}
 	f := fs.Inject(faults.Rule{Ops: faults.OpCreate, KeyFunc: isSegment, After: 2, Err: denied})
-	s, err := New(Options{Brokers: c.ListenAddrs(), Topics: []string{"m"}, Group: "g", Store: fs, FlushPayloads: 7, StopAtEnd: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err = s.Run(ctx)
+	_, err := kafkaharness.Drain(ctx, ingest.Options{Brokers: c.ListenAddrs(), Topics: []string{"m"}, Group: "g", Store: fs,
+		FlushPayloads: 7, RetryBase: 5 * time.Millisecond, RetryMax: 40 * time.Millisecond})
 	if !storage.IsAuth(err) {
 		t.Fatalf("sink under a denied store: got %v, want the AuthError", err)
 	}
@@ -79,7 +67,7 @@ func TestSinkAuthErrorCommitsNothingUnstored(t *testing.T) {
 	for _, seg := range segs {
 		stored[seg.Header.Partition] = max(stored[seg.Header.Partition], seg.Footer.EndOffset)
 	}
-	committed := committedOffsets(t, c, "g", "m", parts)
+	committed := committedOffsets(t, c, "g", "m")
 	for p := range int32(parts) {
 		if committed[p] > stored[p] {
 			t.Errorf("partition %d: committed offset %d is past the stored segments' end %d", p, committed[p], stored[p])
@@ -95,33 +83,11 @@ func TestSinkAuthErrorCommitsNothingUnstored(t *testing.T) {
 }
 
 // committedOffsets returns the group's committed offset per partition (0 when none).
-func committedOffsets(t *testing.T, c *kfake.Cluster, group, topic string, parts int32) map[int32]int64 {
+func committedOffsets(t *testing.T, c *kfake.Cluster, group, topic string) map[int32]int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	m, err := kafkaharness.Committed(context.Background(), c.ListenAddrs(), group, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	req := kmsg.NewPtrOffsetFetchRequest()
-	req.Group = group
-	rt := kmsg.NewOffsetFetchRequestTopic()
-	rt.Topic = topic
-	for p := range parts {
-		rt.Partitions = append(rt.Partitions, p)
-	}
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	for _, tt := range resp.Topics {
-		for _, p := range tt.Partitions {
-			if p.ErrorCode != 0 {
-				t.Fatalf("offset fetch partition %d: error code %d", p.Partition, p.ErrorCode)
-			}
-			out[p.Partition] = max(p.Offset, 0)
-		}
-	}
-	return out
+	return m
 }

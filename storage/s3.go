@@ -13,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -27,6 +26,8 @@ import (
 	"github.com/aws/smithy-go/logging"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tailor-metrics/tailor/internal/conntrack"
 )
 
 // S3 limits that shape multipart uploads.
@@ -149,7 +150,7 @@ func (o S3Options) withDefaults() (S3Options, error) {
 // counted by reason. See docs/storage.md.
 type S3 struct {
 	client *s3.Client
-	conns  *connTracker
+	conns  *conntrack.Tracker
 	bucket string
 	prefix string // "" or ends in "/"
 	url    string
@@ -254,7 +255,7 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 		return nil, fmt.Errorf("open s3 store %s: %w", name, err)
 	}
 
-	conns := &connTracker{conns: map[*trackedConn]struct{}{}}
+	conns := conntrack.New()
 	// A BuildableClient, not a plain *http.Client: the SDK adds AWS_CA_BUNDLE and the
 	// profile's ca_bundle to it, which it refuses to do for other clients.
 	hc := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
@@ -265,7 +266,7 @@ func openS3URL(ctx context.Context, u *url.URL, o S3Options) (*S3, error) {
 		// A connect that hangs (a firewall that drops SYNs) ends within half the
 		// unreachable bound, as a wait for an answer does.
 		dial := (&net.Dialer{Timeout: min(30*time.Second, o.Retry.Unreachable/2), KeepAlive: 30 * time.Second}).DialContext
-		tr.DialContext = conns.dialer(dial)
+		tr.DialContext = conns.Dialer(dial)
 	})
 
 	loadOpts := []func(*config.LoadOptions) error{
@@ -380,62 +381,15 @@ func (s *S3) URL() string { return s.url }
 // Close implements Store.
 // Requests still in flight fail.
 func (s *S3) Close() error {
-	s.conns.closeAll()
+	s.conns.Cut(errStoreClosed)
 	return nil
 }
 
-// connTracker remembers the store's open connections so Close can close them: the SDK
-// clones the transport it is given, so the store cannot call CloseIdleConnections on the
-// one in use, and idle keep-alive connections would outlive the store.
-type connTracker struct {
-	mu     sync.Mutex
-	conns  map[*trackedConn]struct{}
-	closed bool
-}
-
-type trackedConn struct {
-	net.Conn
-	t    *connTracker
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.t.mu.Lock()
-		delete(c.t.conns, c)
-		c.t.mu.Unlock()
-	})
-	return c.Conn.Close()
-}
-
-func (t *connTracker) dialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dial(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		tc := &trackedConn{Conn: c, t: t}
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		if t.closed {
-			c.Close()
-			return nil, errors.New("s3 store is closed")
-		}
-		t.conns[tc] = struct{}{}
-		return tc, nil
-	}
-}
-
-func (t *connTracker) closeAll() {
-	t.mu.Lock()
-	conns := t.conns
-	t.conns = map[*trackedConn]struct{}{}
-	t.closed = true
-	t.mu.Unlock()
-	for c := range conns {
-		c.Conn.Close()
-	}
-}
+// errStoreClosed fails the dials of a closed store. Close closes the store's open
+// connections through its tracker: the SDK clones the transport it is given, so the store
+// cannot call CloseIdleConnections on the one in use, and idle keep-alive connections
+// would outlive the store.
+var errStoreClosed = errors.New("s3 store is closed")
 
 // RetryStats implements RetryReporter.
 func (s *S3) RetryStats() RetryStats { return s.counters.snapshot() }

@@ -11,9 +11,16 @@
 // The default injected error is a *storage.TransientError with reason slowdown, which is
 // what the S3 store returns after its retry budget is spent: storage.IsRetryable reports
 // true for it, so callers must pause and retry, never drop.
+//
+// Besides failing calls, a rule can slow them (Delay, PassThrough), make them land after
+// their caller gave up (Late: a zombie upload), or run a hook at the moment it acts (Do:
+// kill a run at its first part file). Tests wait for a fault with Wait and WaitIdle
+// rather than polling: both end with the context they are given. It is the one store
+// fault harness: the sink's tests, the run's and the gameday command use it.
 package faults
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,6 +99,16 @@ type Rule struct {
 	// store nothing), or a GetRange whose reader fails after AfterBytes bytes.
 	MidStream  bool
 	AfterBytes int64
+	// Late makes a passed-through call deaf to its caller's context, as a request already
+	// on the wire is: a write's body is read in full first, the Delay is waited out even
+	// if the caller gives up, and the call then runs to completion. The caller may have
+	// moved on long before (a zombie upload that lands after the sink abandoned it).
+	// Late implies PassThrough.
+	Late bool
+	// Do, if set, is called each time the rule acts on a call, before its Delay and
+	// before the call goes on or fails: a hook for what a test does at that moment (kill
+	// a run at its first part file, mark that a process hangs in an upload).
+	Do func(op Op, key string)
 }
 
 // Fault is one injected Rule.
@@ -100,12 +117,83 @@ type Fault struct {
 	store   *Store
 	matched atomic.Int64 // matching calls seen
 	hits    atomic.Int64 // calls failed or delayed
-	mu      sync.Mutex
-	first   time.Time
+
+	mu    sync.Mutex
+	first time.Time
+	// active counts the calls acted on that have not returned yet; succeeded those that
+	// went on (PassThrough, Late) and returned no error.
+	active, succeeded int
+	// changed is closed and replaced whenever hits, active or succeeded change.
+	changed chan struct{}
 }
 
 // Hits returns how many calls the fault acted on.
 func (f *Fault) Hits() int { return int(f.hits.Load()) }
+
+// Succeeded returns how many of the calls the fault let go on (PassThrough, Late)
+// returned without an error: for Late, the zombie writes that landed.
+func (f *Fault) Succeeded() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.succeeded
+}
+
+// Wait blocks until the fault has acted on at least n calls, or until ctx is done,
+// returning ctx's error. Tests wait on it instead of polling Hits.
+func (f *Fault) Wait(ctx context.Context, n int) error {
+	return f.waitFor(ctx, func() bool { return f.hits.Load() >= int64(n) })
+}
+
+// WaitIdle blocks until every call the fault acted on has returned (Late calls
+// included), or until ctx is done, returning ctx's error.
+func (f *Fault) WaitIdle(ctx context.Context) error {
+	return f.waitFor(ctx, func() bool { return f.active == 0 })
+}
+
+func (f *Fault) waitFor(ctx context.Context, done func() bool) error {
+	for {
+		f.mu.Lock()
+		if done() {
+			f.mu.Unlock()
+			return nil
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// notifyLocked wakes the waiters; f.mu is held.
+func (f *Fault) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// begin records that the fault acts on a call (match calls it), end that the call
+// returned with err: every caller of match defers end when it gets a fault.
+func (f *Fault) begin() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.active++
+	f.notifyLocked()
+}
+
+func (f *Fault) end(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.active--
+	if err == nil && f.passes() {
+		f.succeeded++
+	}
+	f.notifyLocked()
+}
+
+// passes reports whether the calls the fault acts on go on to the store.
+func (f *Fault) passes() bool { return f.rule.PassThrough || f.rule.Late }
 
 // Matched returns how many calls matched the rule, acted on or not.
 func (f *Fault) Matched() int { return int(f.matched.Load()) }
@@ -151,7 +239,7 @@ func (s *Store) Inject(r Rule) *Fault {
 			panic(fmt.Sprintf("BUG: faults: bad key pattern %q: %v", r.Key, err))
 		}
 	}
-	f := &Fault{rule: r, store: s}
+	f := &Fault{rule: r, store: s, changed: make(chan struct{})}
 	s.mu.Lock()
 	s.faults = append(s.faults, f)
 	s.mu.Unlock()
@@ -259,29 +347,46 @@ func (s *Store) match(op Op, key string) *Fault {
 		} else if r.Times == 0 {
 			f.hits.Add(1)
 		}
+		f.begin()
 		return f
 	}
 	return nil
 }
 
-// act applies f to a call: it sleeps, then returns the error to fail with, or nil to go
-// on (PassThrough, MidStream).
+// act applies f to a call: it runs the hook and sleeps, then returns the error to fail
+// with, or nil to go on (PassThrough, Late, MidStream). A Late call sleeps whatever
+// happens to ctx.
 func (s *Store) act(ctx context.Context, f *Fault, op Op, key string) error {
 	r := &f.rule
+	if r.Do != nil {
+		r.Do(op, key)
+	}
 	if r.Delay > 0 {
 		t := time.NewTimer(r.Delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if r.Late {
+			<-t.C
+		} else {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
 		}
 	}
-	if r.PassThrough || r.MidStream {
+	if f.passes() || r.MidStream {
 		return nil
 	}
 	s.failed[opIndex(op)].Add(1)
 	return f.err(op, key)
+}
+
+// callCtx is the context a call goes on with: a Late call's outlives its caller's.
+func callCtx(ctx context.Context, f *Fault) context.Context {
+	if f != nil && f.rule.Late {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 func (f *Fault) err(op Op, key string) error {
@@ -304,14 +409,24 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	return s.write(ctx, OpPut, key, r, s.inner.Put)
 }
 
-func (s *Store) write(ctx context.Context, op Op, key string, r io.Reader, fn func(context.Context, string, io.Reader) error) error {
+func (s *Store) write(ctx context.Context, op Op, key string, r io.Reader, fn func(context.Context, string, io.Reader) error) (err error) {
 	f := s.match(op, key)
 	if f == nil {
 		return fn(ctx, key, r)
 	}
+	defer func() { f.end(err) }()
+	if f.rule.Late {
+		// The body is on the wire before the answer is awaited.
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
 	if err := s.act(ctx, f, op, key); err != nil {
 		return err
 	}
+	ctx = callCtx(ctx, f)
 	if f.rule.MidStream {
 		s.failed[opIndex(op)].Add(1)
 		cut := &cutReader{r: r, left: f.rule.AfterBytes, err: f.err(op, key)}
@@ -326,14 +441,15 @@ func (s *Store) write(ctx context.Context, op Op, key string, r io.Reader, fn fu
 }
 
 // GetRange implements storage.Store.
-func (s *Store) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+func (s *Store) GetRange(ctx context.Context, key string, off, length int64) (_ io.ReadCloser, err error) {
 	f := s.match(OpGet, key)
 	if f != nil {
+		defer func() { f.end(err) }()
 		if err := s.act(ctx, f, OpGet, key); err != nil {
 			return nil, err
 		}
 	}
-	rc, err := s.inner.GetRange(ctx, key, off, length)
+	rc, err := s.inner.GetRange(callCtx(ctx, f), key, off, length)
 	if err != nil || f == nil || !f.rule.MidStream {
 		return rc, err
 	}
@@ -345,33 +461,39 @@ func (s *Store) GetRange(ctx context.Context, key string, off, length int64) (io
 }
 
 // Stat implements storage.Store.
-func (s *Store) Stat(ctx context.Context, key string) (storage.Attrs, error) {
-	if f := s.match(OpStat, key); f != nil {
+func (s *Store) Stat(ctx context.Context, key string) (_ storage.Attrs, err error) {
+	f := s.match(OpStat, key)
+	if f != nil {
+		defer func() { f.end(err) }()
 		if err := s.act(ctx, f, OpStat, key); err != nil {
 			return storage.Attrs{}, err
 		}
 	}
-	return s.inner.Stat(ctx, key)
+	return s.inner.Stat(callCtx(ctx, f), key)
 }
 
 // List implements storage.Store. Rules match the prefix.
-func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Attrs) error) error {
-	if f := s.match(OpList, prefix); f != nil {
+func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Attrs) error) (err error) {
+	f := s.match(OpList, prefix)
+	if f != nil {
+		defer func() { f.end(err) }()
 		if err := s.act(ctx, f, OpList, prefix); err != nil {
 			return err
 		}
 	}
-	return s.inner.List(ctx, prefix, fn)
+	return s.inner.List(callCtx(ctx, f), prefix, fn)
 }
 
 // Delete implements storage.Store.
-func (s *Store) Delete(ctx context.Context, key string) error {
-	if f := s.match(OpDelete, key); f != nil {
+func (s *Store) Delete(ctx context.Context, key string) (err error) {
+	f := s.match(OpDelete, key)
+	if f != nil {
+		defer func() { f.end(err) }()
 		if err := s.act(ctx, f, OpDelete, key); err != nil {
 			return err
 		}
 	}
-	return s.inner.Delete(ctx, key)
+	return s.inner.Delete(callCtx(ctx, f), key)
 }
 
 // URL implements storage.Store.

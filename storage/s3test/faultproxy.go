@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -134,11 +133,22 @@ func (p *FaultProxy) BadGateway() int { return int(p.badGateway.Load()) }
 
 // StartFaultProxy starts a proxy to upstream (http://host:port) and stops it when t
 // ends.
-func StartFaultProxy(t testing.TB, upstream string) *FaultProxy {
+func StartFaultProxy(t TB, upstream string) *FaultProxy {
 	t.Helper()
+	p, err := NewFaultProxy(upstream)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// NewFaultProxy starts a proxy to upstream (http://host:port) for callers that are not
+// tests (the gameday command); Close stops it.
+func NewFaultProxy(upstream string) (*FaultProxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("fault proxy: listen: %v", err)
+		return nil, fmt.Errorf("fault proxy: listen: %w", err)
 	}
 	p := &FaultProxy{
 		URL:      "http://" + l.Addr().String(),
@@ -150,13 +160,15 @@ func StartFaultProxy(t testing.TB, upstream string) *FaultProxy {
 	}
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
 	go p.srv.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		p.srv.Shutdown(ctx)
-		p.srv.Close()
-	})
-	return p
+	return p, nil
+}
+
+// Close stops the proxy, waiting up to 5 s for requests in flight.
+func (p *FaultProxy) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.srv.Shutdown(ctx)
+	p.srv.Close()
 }
 
 // Add adds a rule; rules are checked in the order added and the first that acts wins.

@@ -12,6 +12,10 @@
 // A FaultProxy between the client and the server injects 503 SlowDown bursts, slow
 // responses and dropped connections: see StartFaultProxy and Server.OpenVia.
 //
+// The helpers take a TB, which *testing.T and *testing.B satisfy; the package does not
+// import testing, so a command can run the same server and proxy without a test
+// (tailor-batch gameday): Launch, NewFaultProxy and the methods that return errors.
+//
 // The binary is found at $TAILOR_VERSITYGW, else
 // ${TAILOR_CACHE:-$HOME/.cache/tailor}/bin/versitygw. A missing binary fails the test
 // (CI must run these tests, not skip them): run scripts/versitygw.sh (make tools).
@@ -30,7 +34,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -62,6 +65,15 @@ type Server struct {
 
 var bucketSeq atomic.Int64
 
+// TB is what the helpers need of a test: testing.TB has every method.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Setenv(key, value string)
+}
+
 // Binary returns the versitygw binary path, or an error that says how to build it.
 func Binary() (string, error) {
 	p := os.Getenv("TAILOR_VERSITYGW")
@@ -84,32 +96,44 @@ func Binary() (string, error) {
 
 // Start starts a versitygw with a fresh data directory and one empty bucket, and stops it
 // when t ends. It fails t when the binary is missing or the server does not come up.
-func Start(t testing.TB) *Server {
+func Start(t TB) *Server {
 	t.Helper()
+	srv, err := Launch(t.TempDir())
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// Launch starts a versitygw with its data under dir (which must exist) and one empty
+// bucket; Stop stops it.
+func Launch(dir string) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var lastErr error
 	// A free port can be taken between probing and binding; try a few times.
-	for range 3 {
-		srv, err := start(t, bin)
+	for i := range 3 {
+		d := filepath.Join(dir, fmt.Sprintf("versitygw-%d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, fmt.Errorf("start versitygw: %w", err)
+		}
+		srv, err := start(bin, d)
 		if err == nil {
-			return srv
+			return srv, nil
 		}
 		lastErr = err
 	}
-	t.Fatalf("start versitygw: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("start versitygw: %w", lastErr)
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
-	t.Helper()
+func start(bin, dir string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
 		return nil, err
@@ -146,12 +170,14 @@ func start(t testing.TB, bin string) (*Server, error) {
 		done:     make(chan struct{}),
 	}
 	go func() { cmd.Wait(); close(srv.done) }()
-	t.Cleanup(srv.stop)
 	if err := srv.waitReady(15 * time.Second); err != nil {
-		srv.stop()
+		srv.Stop()
 		return nil, err
 	}
-	srv.Bucket = srv.CreateBucket(t, "")
+	if srv.Bucket, err = srv.NewBucket(""); err != nil {
+		srv.Stop()
+		return nil, err
+	}
 	return srv, nil
 }
 
@@ -187,7 +213,8 @@ func (s *Server) waitReady(limit time.Duration) error {
 	return fmt.Errorf("versitygw at %s not ready after %s: %s", s.Endpoint, limit, s.logs.String())
 }
 
-func (s *Server) stop() {
+// Stop stops the gateway (an interrupt, then a kill after 5 s) and waits for it.
+func (s *Server) Stop() {
 	if s.cmd.Process == nil {
 		return
 	}
@@ -238,17 +265,26 @@ func (s *Server) ClientVia(endpoint string) *s3.Client {
 }
 
 // CreateBucket creates a bucket and returns its name; "" picks a fresh name.
-func (s *Server) CreateBucket(t testing.TB, name string) string {
+func (s *Server) CreateBucket(t TB, name string) string {
 	t.Helper()
+	name, err := s.NewBucket(name)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return name
+}
+
+// NewBucket is CreateBucket returning its error.
+func (s *Server) NewBucket(name string) (string, error) {
 	if name == "" {
 		name = fmt.Sprintf("tailor-test-%d", bucketSeq.Add(1))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &name}); err != nil {
-		t.Fatalf("create bucket %s: %v\n%s", name, err, s.logs.String())
+		return "", fmt.Errorf("create bucket %s: %w\n%s", name, err, s.logs.String())
 	}
-	return name
+	return name, nil
 }
 
 // URL returns the s3:// URL of prefix in the server's bucket, with the endpoint as a URL
@@ -269,13 +305,13 @@ func (s *Server) URLVia(endpoint, prefix string) string {
 // Setenv points the standard AWS credentials chain at the test keys for the rest of t,
 // and shuts out the developer's own AWS config, profiles and instance metadata. Like
 // t.Setenv it cannot be used in parallel tests; use Open there.
-func (s *Server) Setenv(t testing.TB) {
+func (s *Server) Setenv(t TB) {
 	t.Helper()
 	Setenv(t)
 }
 
 // Setenv sets the test credentials in the environment (see Server.Setenv).
-func Setenv(t testing.TB) {
+func Setenv(t TB) {
 	t.Helper()
 	dir := t.TempDir()
 	for k, v := range map[string]string{
@@ -296,37 +332,57 @@ func Setenv(t testing.TB) {
 
 // Open opens prefix of the server's bucket as a Tailor store with the test credentials
 // and options o, and closes it when t ends.
-func (s *Server) Open(t testing.TB, prefix string, o storage.S3Options) *storage.S3 {
+func (s *Server) Open(t TB, prefix string, o storage.S3Options) *storage.S3 {
 	t.Helper()
 	return s.OpenVia(t, s.Endpoint, prefix, o)
 }
 
 // OpenVia is Open with requests sent to endpoint (a FaultProxy).
-func (s *Server) OpenVia(t testing.TB, endpoint, prefix string, o storage.S3Options) *storage.S3 {
+func (s *Server) OpenVia(t TB, endpoint, prefix string, o storage.S3Options) *storage.S3 {
 	t.Helper()
-	if o.Credentials == nil {
-		o.Credentials = Credentials()
-	}
-	st, err := storage.OpenS3(context.Background(), s.URLVia(endpoint, prefix), o)
+	st, err := s.OpenStore(endpoint, prefix, o)
 	if err != nil {
-		t.Fatalf("open s3 store: %v", err)
+		t.Fatalf("%v", err)
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
 }
 
-// MultipartUploads returns the keys of the bucket's unfinished multipart uploads.
-func (s *Server) MultipartUploads(t testing.TB) []string {
-	t.Helper()
-	out, err := s.Client().ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: &s.Bucket})
+// OpenStore opens prefix of the server's bucket as a Tailor store that sends its
+// requests to endpoint (the server's or a FaultProxy's), with the test credentials unless
+// o has its own. The caller closes it.
+func (s *Server) OpenStore(endpoint, prefix string, o storage.S3Options) (*storage.S3, error) {
+	if o.Credentials == nil {
+		o.Credentials = Credentials()
+	}
+	st, err := storage.OpenS3(context.Background(), s.URLVia(endpoint, prefix), o)
 	if err != nil {
-		t.Fatalf("list multipart uploads: %v", err)
+		return nil, fmt.Errorf("open s3 store: %w", err)
+	}
+	return st, nil
+}
+
+// MultipartUploads returns the keys of the bucket's unfinished multipart uploads.
+func (s *Server) MultipartUploads(t TB) []string {
+	t.Helper()
+	keys, err := s.ListMultipartUploads(context.Background())
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return keys
+}
+
+// ListMultipartUploads is MultipartUploads returning its error.
+func (s *Server) ListMultipartUploads(ctx context.Context) ([]string, error) {
+	out, err := s.Client().ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &s.Bucket})
+	if err != nil {
+		return nil, fmt.Errorf("list multipart uploads: %w", err)
 	}
 	var keys []string
 	for _, u := range out.Uploads {
 		keys = append(keys, aws.ToString(u.Key))
 	}
-	return keys
+	return keys, nil
 }
 
 type syncBuffer struct {

@@ -73,6 +73,23 @@ func TestCheckFindsLoss(t *testing.T) {
 	if res.Lost == 0 || res.Passed() || res.Stored+res.Lost != res.Produced {
 		t.Fatalf("deleted segment not reported as loss: %+v", res)
 	}
+	// The point check's own findings reach the result: a failed row, and its words.
+	var row *Row
+	for i := range res.Rows {
+		if res.Rows[i].Check == "mismatches found by the point check" {
+			row = &res.Rows[i]
+		}
+	}
+	if row == nil || row.OK || row.Actual == "0" {
+		t.Fatalf("the point check's mismatches are not a failed row: %+v", res.Rows)
+	}
+	var missing bool
+	for _, n := range res.Notes {
+		missing = missing || strings.HasPrefix(n, "point check: missing_in_new")
+	}
+	if !missing {
+		t.Fatalf("no note names a missing point: %q", res.Notes)
+	}
 }
 
 func TestFind(t *testing.T) {

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/internal/kafkaharness"
 	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
+	"github.com/tailor-metrics/tailor/storage/faults"
 	"github.com/tailor-metrics/tailor/storage/s3test"
 )
 
@@ -36,7 +38,7 @@ func runAndCheck(ctx context.Context, e *env) error {
 // with no worker at all; then two new workers come back and catch up from the committed
 // offsets.
 func workersDown(ctx context.Context, e *env) error {
-	var ws []*worker
+	var ws []*kafkaharness.Worker
 	start := func() error {
 		for i := range 2 {
 			w, err := e.startWorker(ctx, fmt.Sprintf("w%d", i))
@@ -59,7 +61,9 @@ func workersDown(ctx context.Context, e *env) error {
 				return err
 			}
 			for _, w := range ws {
-				w.kill()
+				if err := w.Kill(ctx); err != nil {
+					return err
+				}
 			}
 			e.say("killed both workers at record %d", i)
 		case 2 * n / 3:
@@ -93,22 +97,30 @@ func slowWorker(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	slow, err := e.startWorker(ctx, "slow")
+	delay := pick(e, 300*time.Millisecond, time.Second)
+	slow, err := e.startWorker(ctx, "slow", faults.Rule{Ops: faults.OpWrite, Delay: delay, PassThrough: true})
 	if err != nil {
 		return err
 	}
-	delay := pick(e, 300*time.Millisecond, time.Second)
-	slow.store.delay.Store(int64(delay))
-	// Records flow for a while, so the group settles with both workers owning partitions.
-	if err := e.produce(ctx, e.paced(pick(e, 8*time.Second, 30*time.Second))); err != nil {
+	// Records flow once the group has settled with both workers owning partitions.
+	if err := e.waitOwned(ctx, []*kafkaharness.Worker{fast, slow}); err != nil {
 		return err
 	}
-	// Give both time to work through what they own before the drain takes over.
-	time.Sleep(pick(e, 2*time.Second, 10*time.Second))
+	if err := e.produce(ctx, nil); err != nil {
+		return err
+	}
+	// Both work through what they own before the drain takes over: once they have read
+	// every record, the drain's stop makes each store what it holds, the slow worker
+	// only later.
+	start := time.Now()
+	if err := waitRead(ctx, []*kafkaharness.Worker{fast, slow}, e.records); err != nil {
+		return err
+	}
+	e.say("the two workers read every record %.1fs after producing ended", time.Since(start).Seconds())
 	if _, err := e.drain(ctx); err != nil {
 		return err
 	}
-	fs, ss := fast.sink.Stats(), slow.sink.Stats()
+	fs, ss := fast.Stats(), slow.Stats()
 	e.row("records read by the slow worker", fmt.Sprintf("> 0, its writes delayed %s each", delay), ss.Records, ss.Records > 0)
 	e.row("records read by the fast worker", "> 0", fs.Records, fs.Records > 0)
 	e.row("segments stored: slow, fast", "both > 0", fmt.Sprintf("%d, %d", ss.Segments, fs.Segments), ss.Segments > 0 && fs.Segments > 0)
@@ -119,12 +131,22 @@ func slowWorker(ctx context.Context, e *env) error {
 // bursts of 503 SlowDown to the sink's writes and the runs' reads and writes. The store
 // retries with backoff; nothing may be lost or written twice.
 func throttling(ctx context.Context, e *env) error {
-	tb := newTB(e.dir)
-	e.cleanup = append(e.cleanup, tb.done)
-	srv := s3test.Start(tb)
-	px := s3test.StartFaultProxy(tb, srv.Endpoint)
+	srv, err := s3test.Launch(e.dir)
+	if err != nil {
+		return err
+	}
+	e.cleanup = append(e.cleanup, srv.Stop)
+	px, err := s3test.NewFaultProxy(srv.Endpoint)
+	if err != nil {
+		return err
+	}
+	e.cleanup = append(e.cleanup, px.Close)
 	storm := px.Add(s3test.ProxyRule{Kind: s3test.SlowDown, Burst: pick(e, 2, 3), Period: pick(e, 6, 5)})
-	st := srv.OpenVia(tb, px.URL, "gameday", storage.S3Options{})
+	st, err := srv.OpenStore(px.URL, "gameday", storage.S3Options{})
+	if err != nil {
+		return err
+	}
+	e.cleanup = append(e.cleanup, func() { st.Close() })
 	e.st = st
 	if err := e.sinkAll(ctx); err != nil {
 		return err
@@ -133,10 +155,20 @@ func throttling(ctx context.Context, e *env) error {
 		return err
 	}
 	rs := st.RetryStats()
-	e.row("503 SlowDown answers sent", "> 0", storm.Hits(), storm.Hits() > 0)
-	e.row("slowdown retries", "one per SlowDown", rs.SlowDown, rs.SlowDown == int64(storm.Hits()))
+	hits := int64(storm.Hits())
+	e.row("503 SlowDown answers sent", "> 0", hits, hits > 0)
+	// Every SlowDown is retried, as a SlowDown, or as a timeout when a loaded machine
+	// did not read the answer within the attempt's deadline; no retry is counted for a
+	// SlowDown that was never sent.
+	e.row("slowdown retries", fmt.Sprintf("<= %d, with timeouts and resets >= %d", hits, hits),
+		fmt.Sprintf("%d (+%d timeouts, %d resets)", rs.SlowDown, rs.Timeout, rs.ConnReset),
+		rs.SlowDown > 0 && rs.SlowDown <= hits && rs.SlowDown+rs.Timeout+rs.ConnReset >= hits)
 	e.row("operations that spent the retry budget", "0", rs.BudgetExhausted, rs.BudgetExhausted == 0)
-	e.row("unfinished multipart uploads", "0", len(srv.MultipartUploads(tb)), len(srv.MultipartUploads(tb)) == 0)
+	uploads, err := srv.ListMultipartUploads(ctx)
+	if err != nil {
+		return err
+	}
+	e.row("unfinished multipart uploads", "0", len(uploads), len(uploads) == 0)
 	return nil
 }
 
@@ -147,22 +179,27 @@ func shardKill(ctx context.Context, e *env) error {
 	if err := e.sinkAll(ctx); err != nil {
 		return err
 	}
-	fs := &faultStore{Store: e.st}
-	st := localFaultStore{fs}
 	runCtx, kill := context.WithCancel(ctx)
 	defer kill()
 	var (
-		armed, killed atomic.Bool
-		killedKey     atomic.Value
-		completed     atomic.Int64
-		visible       atomic.Uint64
+		armed     atomic.Bool
+		killedKey atomic.Value
+		completed atomic.Int64
+		visible   atomic.Uint64
 	)
-	fs.onWrite = func(key string) {
-		if armed.Load() && strings.HasPrefix(key, run.SeriesPrefix) && strings.HasSuffix(key, ".tsf") && killed.CompareAndSwap(false, true) {
+	// The first part file written once half the windows are done kills the run, at the
+	// moment of its write: the job has written no manifest yet.
+	st := faults.Wrap(e.st)
+	atPart := st.Inject(faults.Rule{
+		Ops: faults.OpWrite, Times: 1, PassThrough: true,
+		KeyFunc: func(key string) bool {
+			return armed.Load() && strings.HasPrefix(key, run.SeriesPrefix) && strings.HasSuffix(key, ".tsf")
+		},
+		Do: func(_ faults.Op, key string) {
 			killedKey.Store(key)
 			kill()
-		}
-	}
+		},
+	})
 	_, err := e.runAll(runCtx, st, func(done, total int, rep *run.Report) {
 		if rep.Err == "" {
 			completed.Add(1)
@@ -172,7 +209,7 @@ func shardKill(ctx context.Context, e *env) error {
 			armed.Store(true)
 		}
 	})
-	if !killed.Load() {
+	if atPart.Hits() == 0 {
 		return fmt.Errorf("the run finished before it could be killed (err %v)", err)
 	}
 	if err != nil {
@@ -198,8 +235,14 @@ func shardKill(ctx context.Context, e *env) error {
 			skipped++
 		}
 	}
+	var ran int64
+	for _, r := range reps {
+		if !r.Skipped && r.Err == "" && r.Published {
+			ran++
+		}
+	}
 	e.row("windows skipped by the re-run (already complete)", fmt.Sprint(completed.Load()), skipped, skipped == completed.Load())
-	e.row("windows run again", fmt.Sprint(int64(len(reps))-completed.Load()), int64(len(reps))-skipped, true)
+	e.row("windows run again and published", fmt.Sprint(int64(len(reps))-completed.Load()), ran, ran == int64(len(reps))-completed.Load())
 	return e.check(ctx, reps)
 }
 
@@ -270,51 +313,62 @@ func corruptSegment(ctx context.Context, e *env) error {
 	return e.check(ctx, reps)
 }
 
-// rebalanceStorm: one worker stays; others join and leave every few seconds while the
-// workload is produced, so partitions move again and again.
+// rebalanceStorm: one worker stays; others join and leave at evenly spaced points of
+// the stream, so partitions move again and again while records flow. Production waits
+// at each change until the group has settled on the new members: every change is a
+// rebalance that happened, mid-stream, whatever the machine's speed.
 func rebalanceStorm(ctx context.Context, e *env) error {
-	if _, err := e.startWorker(ctx, "steady"); err != nil {
+	steady, err := e.startWorker(ctx, "steady")
+	if err != nil {
 		return err
 	}
-	events, every := pick(e, 4, 12), pick(e, 1500*time.Millisecond, 3*time.Second)
-	stormDone := make(chan error, 1)
-	go func() {
-		var extra []*worker
-		for i := range events {
-			select {
-			case <-ctx.Done():
-				stormDone <- ctx.Err()
-				return
-			case <-time.After(every):
+	events := pick(e, 4, 12)
+	members := []*kafkaharness.Worker{steady}
+	var joined []*kafkaharness.Worker
+	n := e.totalRecords()
+	changes := 0
+	change := func(i int) error {
+		if err := waitRead(ctx, members, 1); err != nil {
+			return err
+		}
+		if i%3 == 2 && len(members) > 1 {
+			w := members[1]
+			members = append(members[:1:1], members[2:]...)
+			if err := w.Stop(ctx); err != nil {
+				return fmt.Errorf("worker %s: %w", w.Name, err)
 			}
-			if i%3 == 2 && len(extra) > 0 {
-				w := extra[0]
-				extra = extra[1:]
-				if err := w.stop(); err != nil {
-					stormDone <- fmt.Errorf("worker %s: %w", w.name, err)
-					return
-				}
-				e.say("worker %s left", w.name)
-				continue
-			}
+			e.say("worker %s left", w.Name)
+		} else {
 			w, err := e.startWorker(ctx, fmt.Sprintf("w%d", i))
 			if err != nil {
-				stormDone <- err
-				return
+				return err
 			}
-			extra = append(extra, w)
-			e.say("worker %s joined", w.name)
+			members = append(members, w)
+			joined = append(joined, w)
+			e.say("worker %s joined", w.Name)
 		}
-		stormDone <- nil
-	}()
-	// Produce slowly enough that the storm happens while records flow.
-	if err := e.produce(ctx, e.paced(time.Duration(events)*every)); err != nil {
+		if err := e.waitOwned(ctx, members); err != nil {
+			return err
+		}
+		changes++
+		return nil
+	}
+	if err := e.produce(ctx, func(i int64) error {
+		for k := 1; k <= events; k++ {
+			if i == n*int64(k)/int64(events+1) {
+				return change(k - 1)
+			}
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	if err := <-stormDone; err != nil {
-		return err
+	e.row("membership changes, each settled by the group", fmt.Sprint(events), changes, changes == events)
+	var read uint64
+	for _, w := range joined {
+		read += w.Stats().Records
 	}
-	e.row("membership changes", fmt.Sprint(events), events, true)
+	e.row("records read by the workers that joined", "> 0", read, read > 0)
 	if _, err := e.drain(ctx); err != nil {
 		return err
 	}
@@ -324,7 +378,7 @@ func rebalanceStorm(ctx context.Context, e *env) error {
 // brokerUnreachable: while records flow, every connection to the broker is cut and new
 // ones refused for a few seconds. Producer and workers retry and carry on.
 func brokerUnreachable(ctx context.Context, e *env) error {
-	var ws []*worker
+	var ws []*kafkaharness.Worker
 	for i := range 2 {
 		w, err := e.startWorker(ctx, fmt.Sprintf("w%d", i))
 		if err != nil {
@@ -341,9 +395,9 @@ func brokerUnreachable(ctx context.Context, e *env) error {
 			if err := waitRead(ctx, ws, n/3); err != nil {
 				return err
 			}
-			cut = e.net.cut()
+			cut = e.net.Cut()
 			e.say("broker unreachable: %d connections cut", cut)
-			time.AfterFunc(outage, func() { restored <- e.net.restore() })
+			time.AfterFunc(outage, func() { restored <- e.net.Restore() })
 		}
 		return nil
 	}); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tailor-metrics/tailor/ingest"
 	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/internal/kafkaharness"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
@@ -29,26 +30,7 @@ const Topic = "metrics"
 // StartBroker starts an embedded Kafka broker (kfake) on loopback with Topic seeded with
 // the given partitions. Extra options (fault injection, fixed ports) come last.
 func StartBroker(partitions int, opts ...kfake.Opt) (*kfake.Cluster, error) {
-	opts = append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), Topic)}, opts...)
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("start embedded broker: %w", err)
-	}
-	return c, nil
-}
-
-// SinkUntilCaughtUp runs one sink worker until every partition has been stored and
-// committed up to the end offsets it saw when it started (opt.StopAtEnd is forced).
-func SinkUntilCaughtUp(ctx context.Context, opt ingest.Options) (ingest.Stats, error) {
-	opt.StopAtEnd = true
-	sink, err := ingest.New(opt)
-	if err != nil {
-		return ingest.Stats{}, err
-	}
-	if err := sink.Run(ctx); err != nil {
-		return sink.Stats(), fmt.Errorf("sink: %w", err)
-	}
-	return sink.Stats(), nil
+	return kafkaharness.StartBroker(partitions, Topic, opts...)
 }
 
 // RunOptions configures RunAll.
@@ -170,7 +152,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 3. Sink until caught up.
 	begin("sink")
-	ss, err := SinkUntilCaughtUp(ctx, ingest.Options{
+	ss, err := kafkaharness.Drain(ctx, ingest.Options{
 		Brokers: brokers, Topics: []string{Topic}, Store: o.Store, FlushPayloads: o.FlushPayloads, Group: group,
 	})
 	if err != nil {
