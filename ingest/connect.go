@@ -143,7 +143,10 @@ func (s *Sink) listEnds(ctx context.Context) (map[tp]int64, error) {
 			return nil, cause
 		}
 		if err == nil || s.conn.connected.Load() || ctx.Err() != nil {
-			return ends, err
+			if err != nil {
+				return nil, fmt.Errorf("sink: %w", err)
+			}
+			return ends, nil
 		}
 		select {
 		case <-ctx.Done():

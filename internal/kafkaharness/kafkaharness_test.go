@@ -56,6 +56,11 @@ func TestDrainSaysSinkOnce(t *testing.T) {
 	if !storage.IsAuth(err) || strings.Count(err.Error(), "sink:") != 1 {
 		t.Fatalf("drain into a denied store: %v; want the AuthError with one sink: prefix", err)
 	}
+	// A drain lists the end offsets first; a topic the broker does not have fails there.
+	_, err = Drain(ctx, ingest.Options{Brokers: brokers, Topics: []string{"nope"}, Group: "g", Store: fs})
+	if err == nil || !strings.HasPrefix(err.Error(), "sink: ") || strings.Count(err.Error(), "sink:") != 1 || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("drain of a missing topic: %v; want one sink: prefix and the topic", err)
+	}
 }
 
 // TestKilledWorkerStoresNothing: a killed worker's writes fail, so what it read is
