@@ -67,7 +67,7 @@ func ParseCSVPoint(line []byte) (SeriesKey, int64, float64, error) {
 	return k, ts, v, nil
 }
 
-// ParseValue parses a value as printed by FormatValue: a decimal float, NaN, +Inf,
+// ParseValue parses a value as AppendValue prints it: a decimal float, NaN, +Inf,
 // -Inf or -0.
 func ParseValue(s string) (float64, error) {
 	switch s {

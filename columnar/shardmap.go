@@ -18,7 +18,7 @@ const DefaultSharedShards = 64
 // dedicated shard of several parts is split by metric hash into "org-X-pK".
 //
 // A shard map is versioned; every segment records the version it was written with, so a
-// changed map never silently re-routes old data (see docs/shardmap.md).
+// changed map never silently re-routes old data (see docs/sink.md, "Shard map").
 type ShardMap struct {
 	Version   uint32               `yaml:"version"`
 	Shared    uint32               `yaml:"shared"`

@@ -30,7 +30,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		uploadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tailor_sink_upload_seconds", Help: "Time from flush to stored segment, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 20)}),
 		lag:           prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tailor_sink_lag_records", Help: "Records behind the high watermark, per partition."}, []string{"topic", "partition"}),
 		bufferBytes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "tailor_sink_buffer_bytes", Help: "Memory held by open and uploading segments."}),
-		bufferLimit:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "tailor_sink_buffer_limit_bytes", Help: "Size of the buffer pool (--buffer-bytes)."}),
+		bufferLimit:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "tailor_sink_buffer_limit_bytes", Help: "Size of the buffer pool that bounds open and uploading segments."}),
 		inflight:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tailor_sink_uploads_in_flight", Help: "Segments being uploaded."}),
 		paused:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "tailor_sink_paused_partitions", Help: "Partitions whose fetching is paused (buffer pool full or upload backlog)."}),
 		partitions:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "tailor_sink_partitions", Help: "Partitions owned by this worker."}),

@@ -113,10 +113,10 @@ type Options struct {
 
 func (o *Options) defaults() error {
 	if len(o.Brokers) == 0 {
-		return errors.New("sink: no brokers; pass --brokers host:port")
+		return errors.New("sink: no brokers")
 	}
 	if len(o.Topics) == 0 {
-		return errors.New("sink: no topics; pass --topics name[,name]")
+		return errors.New("sink: no topics")
 	}
 	if o.Store == nil {
 		return errors.New("sink: no store")

@@ -36,7 +36,7 @@ func createSegment(ctx context.Context, st storage.Store, w *columnar.SegmentWri
 	return cr.n, nil
 }
 
-// existingEnd opens the segment stored under w's key and returns it.
+// existingSegment opens the segment stored under w's key.
 func existingSegment(ctx context.Context, st storage.Store, w *columnar.SegmentWriter) (*columnar.Segment, error) {
 	seg, err := columnar.OpenSegment(ctx, st, w.Key(), -1)
 	if err != nil {

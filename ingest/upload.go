@@ -102,9 +102,9 @@ func (s *Sink) upload(j *job) {
 }
 
 // The default pause between attempts of a segment upload that the store gave up on:
-// doubling from storePauseMin to storePauseMax, with jitter. Variables so that tests
-// can shorten them.
-var storePauseMin, storePauseMax = time.Second, 30 * time.Second
+// doubling from storePauseMin to storePauseMax, with jitter (Options.RetryBase and
+// RetryMax; tests shorten them there).
+const storePauseMin, storePauseMax = time.Second, 30 * time.Second
 
 // retryReason labels a retried upload for the retries metric.
 func retryReason(err error) string {

@@ -3,7 +3,7 @@
 // Package query runs Tailor's SQL in DuckDB over Arrow record readers. It is the only
 // package that imports duckdb-go (cgo); everything else sees Arrow records.
 //
-// Facts that shape it (measured with duckdb-go v2.10506.0, docs in DESIGN.md):
+// Facts that shape it, measured with duckdb-go v2.10506.0 (DuckDB 1.5.6) through Arrow:
 //   - a registered Arrow view can be read once; a second query on it silently returns
 //     no rows, so every query registers fresh readers and drops them afterwards;
 //   - results do not stream: QueryContext runs the whole query, then hands back batches

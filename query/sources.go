@@ -121,7 +121,7 @@ func (r *skipReporter) Next() bool {
 	if !r.done {
 		r.done = true
 		for _, f := range r.ReadStats().Skipped {
-			r.report(fmt.Errorf("skipped the corrupt frame at byte %d of segment %s (--skip-corrupt)", f.Offset, f.Key))
+			r.report(fmt.Errorf("skipped the corrupt frame at byte %d of segment %s, as asked", f.Offset, f.Key))
 		}
 	}
 	return false
@@ -359,7 +359,7 @@ func checkParquet(ctx context.Context, e *Engine, src, path string, mapping map[
 		names[i] = col
 		t, ok := types[col]
 		if !ok {
-			return "", fmt.Errorf("legacy Parquet %s: no column %q (for %s, type %s); map another column with --legacy-column %s=NAME", src, col, c, wantName[c], c)
+			return "", &MissingColumnError{Source: src, Column: col, For: c, Type: wantName[c]}
 		}
 		okType := false
 		for _, w := range want[c] {

@@ -71,7 +71,7 @@ func TestDegradedRunNeverReplacesBetter(t *testing.T) {
 	opt.Force, opt.SkipCorrupt = true, true
 	reps, err := RunAll(ctx, opt)
 	var worse *WorseRunError
-	if !errors.As(err, &worse) || !strings.Contains(err.Error(), "keeps serving") || !strings.Contains(err.Error(), "--accept-degraded") {
+	if !errors.As(err, &worse) || !strings.Contains(err.Error(), "keeps serving") || !strings.Contains(err.Error(), "accept the degraded run") {
 		t.Fatalf("RunAll over a corrupt frame with --force --skip-corrupt: error %v, want a WorseRunError", err)
 	}
 	var degradedIDs []string

@@ -520,7 +520,7 @@ func (e *WorseRunError) Error() string {
 	if n := len(e.Missing); n > 0 {
 		what = append(what, fmt.Sprintf("%d of run %s's inputs are gone (first %s)", n, e.Current, e.Missing[0]))
 	}
-	return fmt.Sprintf("run %s of %s %s covers less than the published run %s: %s; run %s keeps serving, and the new run is kept, degraded, under %s (restore the segments and run again, or pass --accept-degraded to serve the new run anyway)",
+	return fmt.Sprintf("run %s of %s %s covers less than the published run %s: %s; run %s keeps serving, and the new run is kept, degraded, under %s (restore the segments and run again, or accept the degraded run to serve it anyway)",
 		e.RunID, e.Shard, e.Window, e.Current, strings.Join(what, "; "), e.Current, e.RunID)
 }
 

@@ -154,7 +154,7 @@ func (s *PointStore) spillOver() error {
 		if s.file == nil {
 			f, err := storage.SpillFile(s.dir, "tailor-points-*")
 			if err != nil {
-				return fmt.Errorf("point store: spill: %w (point --temp-dir at a disk with room, or raise --memory-limit)", err)
+				return &ResourceError{Err: fmt.Errorf("point store: spill: %w", err)}
 			}
 			s.file = f
 		}

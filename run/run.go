@@ -184,8 +184,8 @@ func RunShard(ctx context.Context, opt RunOptions) (rep *Report, err error) {
 	}
 	fail := func(err error) (*Report, error) {
 		if strings.Contains(err.Error(), "Out of Memory") {
-			// DuckDB's own hints name SQL settings; say which flags they are.
-			err = fmt.Errorf("%w\n(raise --memory-limit, lower --threads (each DuckDB thread needs some 16-32 MiB), or point --temp-dir at a disk with room to spill)", err)
+			// DuckDB's own hints name SQL settings; the command names its flags.
+			err = &ResourceError{Err: err}
 		}
 		return rep, fmt.Errorf("run %s %s: %w", opt.Shard, opt.Window.Name(), err)
 	}

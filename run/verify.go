@@ -616,7 +616,7 @@ func (v *verifier) runs(ctx context.Context) (map[string]*publishedRun, error) {
 		if r.m.Algo != algoVersion || r.m.LatenessMs != latenessMs(v.opt.Arrival) || r.m.FlushAgeMs != v.opt.Arrival.FlushAge.Milliseconds() || runWin != v.opt.Arrival.Size {
 			if r.current {
 				v.problem(Problem{Kind: RuleDiffers, Shard: r.m.Shard, Window: r.m.Window, RunID: r.m.RunID,
-					Detail: fmt.Sprintf("the run used %s, lateness %d ms, flush age %d ms and %s windows; verify checks %s, %d ms, %d ms and %s (pass the run's --window-size, --lateness and --flush-age)",
+					Detail: fmt.Sprintf("the run used %s, lateness %d ms, flush age %d ms and %s windows; verify checks %s, %d ms, %d ms and %s (verify with the run's window size, lateness and flush age)",
 						r.m.Algo, r.m.LatenessMs, r.m.FlushAgeMs, runWin, algoVersion, latenessMs(v.opt.Arrival), v.opt.Arrival.FlushAge.Milliseconds(), v.opt.Arrival.Size)})
 			}
 		}
@@ -942,7 +942,7 @@ func (v *verifier) coverage(ctx context.Context, current map[string]*publishedRu
 			switch {
 			case cur == nil:
 				v.problem(Problem{Kind: NotRun, Shard: shard, Window: w.Name(), Points: unread.Points, Bytes: unread.Bytes,
-					Detail: fmt.Sprintf("no run is published; %d segments hold points of it (tailor-batch run --shard %s --window %s)", plan.Segments, shard, w.Name())})
+					Detail: fmt.Sprintf("no run is published; %d segments hold points of it: run it", plan.Segments)})
 			case unread.Points > 0 || unread.Bytes > 0:
 				v.problem(Problem{Kind: NotRun, Shard: shard, Window: w.Name(), RunID: cur.m.RunID, Key: firstUnread, Points: unread.Points, Bytes: unread.Bytes,
 					Detail: fmt.Sprintf("the current run did not read every segment with points of it (first %s): run it again", firstUnread)})

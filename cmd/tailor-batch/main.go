@@ -44,7 +44,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	root := newRoot()
 	cmd, err := root.ExecuteContextC(ctx)
-	code := exitCode(err, os.Stderr)
+	code := exitCode(withFlags(err), os.Stderr)
 	if code == exitError {
 		usageHint(os.Stderr, cmd, err)
 	}

@@ -44,6 +44,13 @@ docs/sink.md.`,
 				return fmt.Errorf("--format: %w", err)
 			}
 			opt.Format = f
+			// The flags are required, but may be given empty.
+			if len(opt.Brokers) == 0 {
+				return usageErrorf("--brokers: no broker given; want host:port[,host:port]")
+			}
+			if len(opt.Topics) == 0 {
+				return usageErrorf("--topics: no topic given; want name[,name]")
+			}
 			if opt.ConnectTimeout <= 0 {
 				return usageErrorf("--connect-timeout %s: want a positive duration, e.g. 1m", opt.ConnectTimeout)
 			}

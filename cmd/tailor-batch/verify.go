@@ -206,7 +206,7 @@ func printVerify(w io.Writer, url string, r *run.VerifyReport, elapsed time.Dura
 	}
 	fmt.Fprintf(w, "FAILED: %d problems\n", len(r.Problems))
 	for _, p := range r.Problems {
-		fmt.Fprintf(w, "  %s\n", p)
+		fmt.Fprintf(w, "  %s%s\n", p, verifyRemedy(p))
 	}
 }
 
