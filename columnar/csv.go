@@ -35,7 +35,6 @@ func ParseCSVPoint(line []byte) (SeriesKey, int64, float64, error) {
 				return SeriesKey{}, 0, 0, fmt.Errorf("%d fields, want 5", 5+bytes.Count(line, []byte{','}))
 			}
 			f[4] = line
-			n++
 			break
 		}
 		if i < 0 {

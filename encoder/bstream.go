@@ -35,13 +35,6 @@ func (w *bitWriter) writeBits(v uint64, nb uint) {
 	w.n = rem
 }
 
-func (w *bitWriter) writeBit(bit bool) {
-	if bit {
-		w.writeBits(1, 1)
-	} else {
-		w.writeBits(0, 1)
-	}
-}
 
 // finish pads the last byte with zero bits and returns the stream.
 func (w *bitWriter) finish() []byte {

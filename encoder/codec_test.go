@@ -72,7 +72,7 @@ func TestDecodersRejectShortInput(t *testing.T) {
 			t.Fatalf("dod: %d of %d bytes decoded without error", l, len(enc))
 		}
 	}
-	vals := []float64{1, math.NaN(), -0.0, 3.25}
+	vals := []float64{1, math.NaN(), math.Copysign(0, -1), 3.25}
 	venc := appendGorilla(nil, vals)
 	for l := range len(venc) {
 		if _, err := decodeGorilla(nil, venc[:l], len(vals)); err == nil {

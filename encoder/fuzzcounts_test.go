@@ -75,7 +75,6 @@ func (w *claimWriter) claim(v uint64) uint64 {
 
 func (w *claimWriter) uvarint(v uint64) { w.b = binary.AppendUvarint(w.b, w.claim(v)) }
 func (w *claimWriter) u64(v uint64)     { w.b = binary.LittleEndian.AppendUint64(w.b, w.claim(v)) }
-func (w *claimWriter) u8(v byte)        { w.b = append(w.b, byte(w.claim(uint64(v)))) }
 
 // crc appends the checksum of b[start:].
 func (w *claimWriter) crc(start int) {

@@ -40,6 +40,7 @@ import (
 	"github.com/tailor-metrics/tailor/ingest/payload"
 	"github.com/tailor-metrics/tailor/ingest/workload"
 	"github.com/tailor-metrics/tailor/internal/kafkaharness"
+	"github.com/tailor-metrics/tailor/internal/leakcheck"
 	"github.com/tailor-metrics/tailor/storage"
 	"github.com/tailor-metrics/tailor/storage/faults"
 	"github.com/tailor-metrics/tailor/storage/s3test"
@@ -51,7 +52,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("TAILOR_SINK_CHILD") != "" {
 		os.Exit(childSink())
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 // produced is what a test sent: end offsets, the digest of every point with its

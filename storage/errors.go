@@ -150,10 +150,7 @@ func (e *AuthError) Unwrap() error { return e.Err }
 // attempt; it is still retryable, so the check for it comes first.
 func IsRetryable(err error) bool {
 	var te *TransientError
-	if errors.As(err, &te) {
-		return true
-	}
-	return false
+	return errors.As(err, &te)
 }
 
 // IsAuth reports whether err is an authentication or authorization failure.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailor-metrics/tailor/internal/leakcheck"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -183,7 +184,7 @@ func TestMain(m *testing.M) {
 		st.Create(context.Background(), "segments/ab/k", r) // blocks forever
 		os.Exit(3)
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 // TestLocalStaleTempCleaned: a writer killed in the middle of a write leaves its temp

@@ -384,6 +384,7 @@ func TestS3NoCredentials(t *testing.T) {
 	srv := s3test.Start(t)
 	ctx := context.Background()
 	emptyEnv(t)
+	s3test.NoRoleMetadata(t)
 	for _, imds := range []string{"", "true"} {
 		t.Setenv("AWS_EC2_METADATA_DISABLED", imds)
 		// A short bound, in case the metadata address is a black hole here.

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the benchmarks measure the transfer manager (feature/s3/manager) on purpose, as the reference it still is for most users
+
 package storage_test
 
 import (

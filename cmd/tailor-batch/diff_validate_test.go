@@ -13,17 +13,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailor-metrics/tailor/internal/leakcheck"
 	"github.com/tailor-metrics/tailor/validate"
 )
 
 // TestMain runs main itself when the test binary is started by runMain, so that exit
-// codes are tested as a shell sees them.
+// codes are tested as a shell sees them; otherwise it runs the tests and fails them if
+// they leave goroutines running.
 func TestMain(m *testing.M) {
 	if os.Getenv("TAILOR_BATCH_TEST_MAIN") == "1" {
 		main()
 		os.Exit(0) // BUG guard: main always exits
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 // runMain runs tailor-batch args in a child process and returns its exit code, stdout

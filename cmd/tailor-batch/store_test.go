@@ -161,6 +161,7 @@ func TestNoCredentials(t *testing.T) {
 			os.Unsetenv(k)
 		}
 	}
+	s3test.NoRoleMetadata(t)
 	_, err := runCLI(t, "cat", "--store", "s3://bkt/p?endpoint=http://"+closedAddr, "--store-timeout", "10s")
 	if err == nil || !strings.Contains(err.Error(), "no AWS credentials found (tried") || strings.Contains(err.Error(), "access denied") {
 		t.Fatalf("got %v, want no AWS credentials found", err)

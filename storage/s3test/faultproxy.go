@@ -115,6 +115,9 @@ type FaultProxy struct {
 
 	upstream string
 	srv      *http.Server
+	// closed ends the faults that wait (Slow, Stall) when the proxy closes: a handler
+	// still reading a request's body never sees its client go.
+	closed chan struct{}
 
 	mu       sync.Mutex
 	faults   []*ProxyFault
@@ -157,14 +160,17 @@ func NewFaultProxy(upstream string) (*FaultProxy, error) {
 		requests: map[string]int{},
 		inFlight: map[string]int{},
 		maxIn:    map[string]int{},
+		closed:   make(chan struct{}),
 	}
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
 	go p.srv.Serve(l)
 	return p, nil
 }
 
-// Close stops the proxy, waiting up to 5 s for requests in flight.
+// Close stops the proxy, waiting up to 5 s for requests in flight. Requests waiting in
+// a fault return at once.
 func (p *FaultProxy) Close() {
+	close(p.closed)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p.srv.Shutdown(ctx)
@@ -330,6 +336,8 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(f.rule.Delay):
 		case <-r.Context().Done():
+			return
+		case <-p.closed:
 			return
 		}
 		p.forward(w, r, nil)
@@ -503,6 +511,8 @@ func (p *FaultProxy) writePartial(w http.ResponseWriter, r *http.Request, resp *
 	select {
 	case <-time.After(f.rule.Delay):
 	case <-r.Context().Done():
+		return
+	case <-p.closed:
 		return
 	}
 	io.Copy(bw, resp.Body)

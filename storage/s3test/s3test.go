@@ -24,7 +24,6 @@ package s3test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -61,6 +60,9 @@ type Server struct {
 	cmd  *exec.Cmd
 	logs *syncBuffer
 	done chan struct{}
+	// hc serves every plain SDK client of the server (Client, ClientVia), so that Stop
+	// can close their idle connections: each would keep two goroutines alive.
+	hc *http.Client
 }
 
 var bucketSeq atomic.Int64
@@ -168,6 +170,7 @@ func start(bin, dir string) (*Server, error) {
 		cmd:      cmd,
 		logs:     logs,
 		done:     make(chan struct{}),
+		hc:       &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
 	}
 	go func() { cmd.Wait(); close(srv.done) }()
 	if err := srv.waitReady(15 * time.Second); err != nil {
@@ -215,6 +218,7 @@ func (s *Server) waitReady(limit time.Duration) error {
 
 // Stop stops the gateway (an interrupt, then a kill after 5 s) and waits for it.
 func (s *Server) Stop() {
+	s.hc.CloseIdleConnections()
 	if s.cmd.Process == nil {
 		return
 	}
@@ -256,6 +260,7 @@ func (s *Server) Client() *s3.Client {
 // FaultProxy in front of the server.
 func (s *Server) ClientVia(endpoint string) *s3.Client {
 	return s3.New(s3.Options{
+		HTTPClient:   s.hc,
 		Region:       Region,
 		BaseEndpoint: aws.String(endpoint),
 		UsePathStyle: true,
@@ -405,4 +410,19 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-var errNoXattr = errors.New("no user xattrs")
+// NoRoleMetadata points the AWS SDK's instance metadata client, for the rest of t, at a
+// server on loopback that answers like an EC2 instance without a role (404 to
+// everything). A test of the credentials chain then dials nothing outside the machine,
+// and the server's cleanup ends the SDK's keep-alive connection to it, which the SDK
+// would otherwise keep open (two goroutines) for 90 s.
+func NoRoleMetadata(t TB) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("instance metadata server: %v", err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://"+l.Addr().String())
+}

@@ -127,19 +127,6 @@ func (e *env) startWorker(ctx context.Context, name string, rules ...faults.Rule
 	return w, nil
 }
 
-// paced returns a produce hook that spreads the records over about d, so that faults
-// and group changes happen while records flow.
-func (e *env) paced(d time.Duration) func(i int64) error {
-	const every = 20
-	pause := d / time.Duration(max(e.totalRecords()/every, 1))
-	return func(i int64) error {
-		if i%every == 0 {
-			time.Sleep(pause)
-		}
-		return nil
-	}
-}
-
 // waitRead waits until the workers have read at least n records between them, so that a
 // fault hits consumption in flight rather than workers still joining the group.
 func waitRead(ctx context.Context, ws []*kafkaharness.Worker, n int64) error {
