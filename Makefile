@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test test-deploy test-prom tools-prom race fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export bench-history demo demo-s3 gameday loadtest fmt vet lint tools
+.PHONY: all build test test-deploy test-prom tools-prom race race-core test-rest bench-once ci fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export bench-history demo demo-s3 gameday loadtest fmt vet lint tools
 
 all: build
 
@@ -62,6 +62,26 @@ test-deploy:
 
 race: tools tools-prom
 	$(GO) test -count=1 -race -timeout 45m $(PKGS)
+
+# The packages CI runs under -race: those that share state between goroutines (the
+# store's uploads, the readers, the sink, the runs, DuckDB's callers).
+RACE_PKGS := ./storage/... ./columnar/... ./encoder/... ./ingest/... ./run/... ./query/...
+race-core: tools
+	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+
+# Every other test without -race (the other packages, deploy's, promtest's): with
+# race-core, CI runs every test of make test once.
+test-rest: tools tools-prom test-deploy test-prom
+	race="$$($(GO) list $(RACE_PKGS))"; $(GO) test -count=1 -timeout 30m $$($(GO) list $(PKGS) | grep -vxF "$$race")
+
+# Every benchmark once, so that their checks of their own results gate. -short shrinks
+# the data of the heavy ones (BenchmarkDiff20M: 2M points instead of 20M).
+bench-once: tools
+	$(GO) test -run '^$$' -bench . -benchtime 1x -short -timeout 30m $(PKGS)
+
+# What .ci/run runs: lint, every test once (race-core under -race, test-rest without),
+# every fuzz target for FUZZTIME, every benchmark once.
+ci: lint race-core test-rest fuzz bench-once
 
 # Every fuzz target of every package, FUZZTIME each (make fuzz FUZZTIME=60s before
 # changing a decoder). -fuzzminimizetime bounds how long the fuzzer minimizes each new
@@ -142,6 +162,14 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# go vet, then staticcheck: built once from the Go module proxy into the tool cache by
+# scripts/staticcheck.sh (like versitygw), never a dependency in go.mod.
+STATICCHECK ?= $(or $(TAILOR_CACHE),$(HOME)/.cache/tailor)/bin/staticcheck
+lint: vet
+	bash scripts/staticcheck.sh
+	$(STATICCHECK) $(PKGS)
+	cd deploy && $(STATICCHECK) ./...
 	cd promtest && $(GO) vet ./...
 
 # diff of 20M points (series files vs a legacy Parquet copy) beside a plain DuckDB full

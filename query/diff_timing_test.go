@@ -25,11 +25,20 @@ import (
 // The diff benchmark's data: 20,000 series x 1,000 points = 20M points, once as
 // published series files, and as two Parquet files written by DuckDB from them: the
 // legacy copy (a few points dropped and changed) and a plain copy for the baseline.
+// Under -short (CI runs every benchmark once, for its checks) 2,000 series: 2M points,
+// the fewest that still hold one point of each injected difference.
 const (
-	benchSeries      = 20_000
 	benchPerSeries   = 1_000
 	benchSeriesPerPt = 2_000 // series per part file
 )
+
+// benchSeries is the number of series of the data: 20,000, or 2,000 under -short.
+func benchSeries() int {
+	if testing.Short() {
+		return 2_000
+	}
+	return 20_000
+}
 
 // benchDiffData builds (or reuses) the data under $TAILOR_BENCH_DIR or the temp dir.
 func benchDiffData(b *testing.B, e *query.Engine) (st storage.Store, newPQ, legacyPQ string) {
@@ -39,7 +48,7 @@ func benchDiffData(b *testing.B, e *query.Engine) (st storage.Store, newPQ, lega
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	dir = filepath.Join(dir, fmt.Sprintf("tailor-bench-diff-%d", benchSeries*benchPerSeries))
+	dir = filepath.Join(dir, fmt.Sprintf("tailor-bench-diff-%d", benchSeries()*benchPerSeries))
 	st, err := storage.OpenLocal(filepath.Join(dir, "store"))
 	if err != nil {
 		b.Fatal(err)
@@ -50,7 +59,7 @@ func benchDiffData(b *testing.B, e *query.Engine) (st storage.Store, newPQ, lega
 	if _, err := os.Stat(done); err == nil {
 		return st, newPQ, legacyPQ
 	}
-	b.Logf("writing 20M points to %s (once)", dir)
+	b.Logf("writing %d points to %s (once)", benchSeries()*benchPerSeries, dir)
 	base := time.Date(2025, 11, 24, 0, 0, 0, 0, time.UTC)
 	w := run.Window{From: base, Size: 24 * time.Hour}
 	const shard = "org-mod-0"
@@ -76,7 +85,7 @@ func benchDiffData(b *testing.B, e *query.Engine) (st storage.Store, newPQ, lega
 		parts = append(parts, p)
 		enc, partSeries = nil, 0
 	}
-	for s := 0; s < benchSeries; s++ {
+	for s := 0; s < benchSeries(); s++ {
 		if enc == nil {
 			buf.Reset()
 			enc = encoder.NewWriter(&buf)
@@ -192,7 +201,7 @@ func BenchmarkDiff20M(b *testing.B) {
 			want, got = plain(), tailor()
 		}
 		// Correctness: both count the same, and the injected differences are there.
-		if got != want || got[0]+got[2]+got[3] != benchSeries*benchPerSeries || got[2] == 0 || got[3] == 0 || got[4] != 0 {
+		if got != want || got[0]+got[2]+got[3] != int64(benchSeries()*benchPerSeries) || got[2] == 0 || got[3] == 0 || got[4] != 0 {
 			b.Fatalf("diff %v, baseline %v", got, want)
 		}
 	}
@@ -200,7 +209,7 @@ func BenchmarkDiff20M(b *testing.B) {
 	b.ReportMetric(tailorSec/n, "diff-s")
 	b.ReportMetric(baseSec/n, "baseline-s")
 	b.ReportMetric(tailorSec/baseSec, "diff/baseline")
-	b.ReportMetric(float64(benchSeries*benchPerSeries)*n/tailorSec/1e6, "Mpoints/s")
+	b.ReportMetric(float64(benchSeries()*benchPerSeries)*n/tailorSec/1e6, "Mpoints/s")
 	fmt.Printf("diff of %d points, series files vs legacy Parquet (%s): %.2fs; plain DuckDB full outer join of two Parquet files: %.2fs; ratio %s (goal <= 0.5, Tailor 2x faster; mean of %d runs each)\n",
-		benchSeries*benchPerSeries, method, tailorSec/n, baseSec/n, strconv.FormatFloat(tailorSec/baseSec, 'f', 2, 64), b.N)
+		benchSeries()*benchPerSeries, method, tailorSec/n, baseSec/n, strconv.FormatFloat(tailorSec/baseSec, 'f', 2, 64), b.N)
 }
