@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/tailor-metrics/tailor/encoder"
@@ -41,11 +42,11 @@ func (m *labelMaker) seriesLabels(s *encoder.Series) labels.Labels {
 			m.bare = append(m.bare, t)
 			continue
 		}
-		hasName = hasName || k == labels.MetricName
+		hasName = hasName || k == model.MetricNameLabel
 		m.kv = append(m.kv, labels.Label{Name: k, Value: v})
 	}
 	if !hasName {
-		m.kv = append(m.kv, labels.Label{Name: labels.MetricName, Value: fmt.Sprintf("%s%016x", metricNamePrefix, s.Key.Metric)})
+		m.kv = append(m.kv, labels.Label{Name: model.MetricNameLabel, Value: fmt.Sprintf("%s%016x", metricNamePrefix, s.Key.Metric)})
 	}
 	if len(m.bare) > 0 {
 		m.kv = append(m.kv, labels.Label{Name: BareTagsLabel, Value: strings.Join(m.bare, ",")})

@@ -35,7 +35,6 @@ func (w *bitWriter) writeBits(v uint64, nb uint) {
 	w.n = rem
 }
 
-
 // finish pads the last byte with zero bits and returns the stream.
 func (w *bitWriter) finish() []byte {
 	if w.n > 0 {
