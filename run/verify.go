@@ -723,7 +723,7 @@ func (v *verifier) checkPart(ctx context.Context, m *Manifest, p Part, isRollup,
 	for _, id := range held {
 		t := v.tombByID[id]
 		v.problem(Problem{Kind: DeletedRemains, Shard: m.Shard, Window: m.Window, RunID: m.RunID, Key: p.Key,
-			Detail: fmt.Sprintf("the part holds points of %s, applied at %s (tailor-batch delete --apply --recheck rewrites the run)", t.String(), t.Applied.At.Format(time.RFC3339))})
+			Detail: fmt.Sprintf("the part holds points of %s, applied at %s: applying the applied deletes again rewrites the run", t.String(), t.Applied.At.Format(time.RFC3339))})
 	}
 	if err != nil {
 		pr.Kind, pr.Points, pr.Detail = PartCorrupt, p.Points, err.Error()
@@ -860,7 +860,7 @@ func (v *verifier) deletedSegments(ctx context.Context) error {
 		t := v.tombByID[id]
 		for _, s := range segs {
 			v.problem(Problem{Kind: DeletedRemains, Key: s.Key, Topic: s.Header.Topic, Partition: s.Header.Partition,
-				Detail: fmt.Sprintf("the segment holds points of %s, applied at %s (tailor-batch delete --apply --recheck drops it once no run needs it)", t.String(), t.Applied.At.Format(time.RFC3339))})
+				Detail: fmt.Sprintf("the segment holds points of %s, applied at %s: applying the applied deletes again drops it once no run needs it", t.String(), t.Applied.At.Format(time.RFC3339))})
 		}
 	}
 	return nil

@@ -34,6 +34,8 @@ func verifyRemedy(p run.Problem) string {
 		return " (pass the run's --window-size, --lateness and --flush-age)"
 	case p.Kind == run.NotRun && p.RunID == "":
 		return fmt.Sprintf(" (tailor-batch run --shard %s --window %s)", p.Shard, p.Window)
+	case p.Kind == run.DeletedRemains:
+		return " (tailor-batch delete --apply --recheck)"
 	}
 	return ""
 }

@@ -99,6 +99,7 @@ func TestVerifyRemedy(t *testing.T) {
 		{run.Problem{Kind: run.RuleDiffers, RunID: "r"}, " (pass the run's --window-size, --lateness and --flush-age)"},
 		{run.Problem{Kind: run.NotRun, Shard: "org-mod-3", Window: "20251124T0000Z-4h"}, " (tailor-batch run --shard org-mod-3 --window 20251124T0000Z-4h)"},
 		{run.Problem{Kind: run.NotRun, Shard: "org-mod-3", Window: "20251124T0000Z-4h", RunID: "r"}, ""},
+		{run.Problem{Kind: run.DeletedRemains, RunID: "r", Key: "series/x/part-0.tsf"}, " (tailor-batch delete --apply --recheck)"},
 		{run.Problem{Kind: run.PartMissing}, ""},
 	} {
 		if got := verifyRemedy(tc.p); got != tc.want {

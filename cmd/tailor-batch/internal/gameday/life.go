@@ -10,11 +10,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tailor-metrics/tailor/cmd/tailor-batch/internal/pipeline"
 	"github.com/tailor-metrics/tailor/columnar"
-	"github.com/tailor-metrics/tailor/ingest"
+	"github.com/tailor-metrics/tailor/internal/kafkaharness"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 )
@@ -27,6 +26,10 @@ var lifeArrival = run.Arrival{Size: 10 * time.Minute, Closed: true, Lateness: 20
 // (committedClock): longer than a window plus its lateness and flush age, so that a
 // segment it collects is read only by windows no segment stored later can reach.
 const lifeReplay = 45 * time.Minute
+
+// lifeSteps is how many steps the life scenario's records flow in, a run pass between
+// two steps.
+const lifeSteps = 8
 
 // historyLife: while records flow into two sink workers, four loops run side by side,
 // as their CronJobs would: run every shard window (with 5 min rollups), compact into 1 h
@@ -59,7 +62,23 @@ func historyLife(ctx context.Context, e *env) error {
 			}
 		}()
 	}
-	err := e.produce(ctx, e.paced(pick(e, 12*time.Second, 60*time.Second)))
+	// The records flow in steps, each after a run pass ended since the step before: the
+	// loops meet a stream still arriving however fast or loaded the machine is.
+	n := e.totalRecords()
+	step := max(n/lifeSteps, 1)
+	var passes int64
+	err := e.produce(ctx, func(i int64) error {
+		if i == 0 || i%step != 0 {
+			return nil
+		}
+		err := waitFor(ctx, func() (bool, string) {
+			got := l.runPasses.Load()
+			return got > passes, fmt.Sprintf("%d run passes ended while %d of %d records were produced", got, i, n)
+		})
+		passes = l.runPasses.Load()
+		return err
+	})
+	flowing := l.runPasses.Load()
 	if err == nil {
 		_, err = e.drain(ctx)
 	}
@@ -88,7 +107,7 @@ func historyLife(ctx context.Context, e *env) error {
 	if err := l.gc(ctx); err != nil {
 		return err
 	}
-	e.row("run passes while records flowed", "> 1", l.runPasses.Load(), l.runPasses.Load() > 1)
+	e.row("run passes while records flowed", fmt.Sprintf(">= %d", lifeSteps-1), flowing, flowing >= lifeSteps-1)
 	e.row("compacted runs made", "> 0", l.compacted.Load(), l.compacted.Load() > 0)
 	e.row("runs retention rewrote (their 5 min rollups expired)", "> 0", l.retained.Load(), l.retained.Load() > 0)
 	e.row("superseded runs gc collected", "> 0", l.collectedRuns.Load(), l.collectedRuns.Load() > 0)
@@ -201,12 +220,7 @@ func (l *lifeLoops) streamClock(ctx context.Context) (time.Time, error) {
 // segment yet to be stored holds offsets past the committed one, and its records come
 // after those of the segments below it. Zero until every partition committed one.
 func (l *lifeLoops) committedClock(ctx context.Context) (time.Time, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(l.e.brokers...), kgo.Dialer(l.e.net.dial))
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer cl.Close()
-	committed, err := ingest.CommittedOffsets(ctx, cl, l.e.group, []string{pipeline.Topic})
+	committed, err := kafkaharness.Committed(ctx, l.e.brokers, l.e.group, pipeline.Topic)
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		return time.Time{}, nil // the workers have not joined yet
 	}
@@ -220,7 +234,7 @@ func (l *lifeLoops) committedClock(ctx context.Context) (time.Time, error) {
 	newest := map[int32]int64{}
 	for _, s := range segs {
 		h := s.Header
-		if c, ok := committed[h.Topic][h.Partition]; ok && s.Footer.EndOffset <= c {
+		if c, ok := committed[h.Partition]; ok && h.Topic == pipeline.Topic && s.Footer.EndOffset <= c {
 			newest[h.Partition] = max(newest[h.Partition], h.StartTimestamp)
 		}
 	}
