@@ -135,7 +135,7 @@ func ApplyTombstones(ctx context.Context, opt ApplyOptions) (*ApplyReport, error
 		}
 	}
 	if len(errs) > 0 {
-		return rep, fmt.Errorf("delete --apply: %d runs could not be rewritten (the others are): %w", len(errs), errors.Join(errs...))
+		return rep, fmt.Errorf("apply tombstones: %d runs could not be rewritten (the others are): %w", len(errs), errors.Join(errs...))
 	}
 	return rep, nil
 }

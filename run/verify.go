@@ -735,14 +735,8 @@ func (v *verifier) checkPart(ctx context.Context, m *Manifest, p Part, isRollup,
 	return int64(len(b)), nil
 }
 
-// decodeAll decodes every series of a series file, checking every block.
-func decodeAll(b []byte) (series, points uint64, err error) {
-	series, points, _, err = decodeAllDeleted(b, nil)
-	return series, points, err
-}
-
-// decodeAllDeleted is decodeAll that also returns the ids of the tombstones of tomb
-// that delete a point of the file.
+// decodeAllDeleted decodes every series of a series file, checking every block, and
+// returns the ids of the tombstones of tomb that delete a point of the file.
 func decodeAllDeleted(b []byte, tomb Tombstones) (series, points uint64, held []string, err error) {
 	r, err := encoder.Open(bytes.NewReader(b), int64(len(b)))
 	if err != nil {
