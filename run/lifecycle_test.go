@@ -5,6 +5,7 @@ package run
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"strings"
@@ -421,49 +422,49 @@ func (s *killAfter) Delete(ctx context.Context, key string) error {
 // each kill that readers read every point of after and nothing that is not in before
 // (each run changes whole: a kill between two runs leaves some done), bit for bit, and
 // that verify finds nothing broken; then runs it again unkilled and checks the store
-// ends exactly as an unkilled run leaves it.
-func killEveryStep(t *testing.T, base storage.Store, step func(st storage.Store) error, read func(st storage.Store) map[outPoint]uint64, before, after map[outPoint]uint64) {
+// ends exactly as an unkilled run leaves it. The kills are parallel subtests, each on
+// its own copy: they are independent, and one after another they made this the longest
+// test of make ci under -race.
+func killEveryStep(t *testing.T, base storage.Store, step func(st storage.Store) error, read func(t *testing.T, st storage.Store) map[outPoint]uint64, before, after map[outPoint]uint64) {
 	t.Helper()
-	clean := copyStore(t, base, "clean")
+	clean := &killAfter{Store: copyStore(t, base, "clean"), left: math.MaxInt64}
 	if err := step(clean); err != nil {
 		t.Fatal(err)
 	}
 	want := snapshot(t, clean)
-	writes := 0
-	for n := int64(1); ; n++ {
-		st := copyStore(t, base, "killed")
-		ks := &killAfter{Store: st, left: n}
-		err := step(ks)
-		if err == nil {
-			writes = int(n)
-			break
-		}
-		if !errors.Is(err, errKilledStore) {
-			t.Fatalf("killed after %d writes: %v", n, err)
-		}
-		got := read(st)
-		for op, bits := range got {
-			if b, ok := before[op]; !ok || b != bits {
-				t.Fatalf("killed after %d writes: readers see %+v, which was not there before (or had other bits)", n, op)
-			}
-		}
-		for op := range after {
-			if _, ok := got[op]; !ok {
-				t.Fatalf("killed after %d writes: readers miss %+v", n, op)
-			}
-		}
-		if rep := verifyStore(t, st, VerifyOptions{}); !rep.OK() {
-			t.Fatalf("killed after %d writes: verify: %v", n, rep.Problems)
-		}
-		if err := step(st); err != nil {
-			t.Fatalf("after a kill at %d writes, again: %v", n, err)
-		}
-		if got := snapshot(t, st); !sameSnapshot(got, want) {
-			t.Fatalf("killed after %d writes and run again: the store differs from an unkilled run's", n)
-		}
-	}
+	writes := clean.n.Load()
 	if writes < 2 {
 		t.Fatalf("the step made %d writes: the test proves too little", writes)
+	}
+	for n := int64(1); n < writes; n++ {
+		t.Run(fmt.Sprintf("killed after %d writes", n), func(t *testing.T) {
+			t.Parallel()
+			st := copyStore(t, base, "killed")
+			err := step(&killAfter{Store: st, left: n})
+			if !errors.Is(err, errKilledStore) {
+				t.Fatalf("killed after %d of %d writes: %v, want the kill", n, writes, err)
+			}
+			got := read(t, st)
+			for op, bits := range got {
+				if b, ok := before[op]; !ok || b != bits {
+					t.Fatalf("readers see %+v, which was not there before (or had other bits)", op)
+				}
+			}
+			for op := range after {
+				if _, ok := got[op]; !ok {
+					t.Fatalf("readers miss %+v", op)
+				}
+			}
+			if rep := verifyStore(t, st, VerifyOptions{}); !rep.OK() {
+				t.Fatalf("verify: %v", rep.Problems)
+			}
+			if err := step(st); err != nil {
+				t.Fatalf("again: %v", err)
+			}
+			if got := snapshot(t, st); !sameSnapshot(got, want) {
+				t.Fatal("run again, the store differs from an unkilled run's")
+			}
+		})
 	}
 }
 
@@ -496,8 +497,8 @@ func sameSnapshot(a, b map[string]string) bool {
 func TestKilledLifecycleSteps(t *testing.T) {
 	ctx := context.Background()
 	base, _ := lifeStore(t, 17)
-	read := func(st storage.Store) map[outPoint]uint64 { return readAll(t, st, query.Scope{}) }
-	all := read(base)
+	read := func(t *testing.T, st storage.Store) map[outPoint]uint64 { return readAll(t, st, query.Scope{}) }
+	all := read(t, base)
 	dir := t.TempDir()
 	t.Run("compact", func(t *testing.T) {
 		killEveryStep(t, base, func(st storage.Store) error {
