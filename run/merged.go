@@ -281,17 +281,6 @@ func overlapsAnother(r *Manifest, runs []*Manifest) bool {
 	return false
 }
 
-// partKeys returns the keys of the parts that may hold points of w.
-func partKeys(ps []Part, w columnar.TimeRange) []string {
-	keys := make([]string, 0, len(ps))
-	for i := range ps {
-		if ps[i].overlaps(w) {
-			keys = append(keys, ps[i].Key)
-		}
-	}
-	return keys
-}
-
 // prefetchSources is how many pending sources, beyond those the merge has reached,
 // start decoding ahead, so that the next orgs' parts are ready when the merge gets there.
 const prefetchSources = 256

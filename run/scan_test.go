@@ -301,7 +301,7 @@ func TestPrunedThroughTheLife(t *testing.T) {
 				}
 			}
 			compactLife(t, st, 2*time.Hour, 6*time.Hour)
-			specs = append(specs, lateSegment(t, st, specs, 9, base+2*hourMs+10*60_000))
+			lateSegment(t, st, specs, 9, base+2*hourMs+10*60_000)
 			runAllLife(t, st)
 			check("runs inside a compacted range")
 			recordDelete(t, st, 2)
