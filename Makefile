@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/tailor-batch
 PKGS := ./...
 
-.PHONY: all build test test-deploy test-prom tools-prom race race-core test-rest bench-once ci fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export bench-history demo demo-s3 gameday loadtest fmt vet lint tools
+.PHONY: all build test test-deploy test-prom tools-prom race race-core test-rest bench-once ci fuzz bench bench-reader bench-sink bench-codec bench-s3 bench-gateway bench-export bench-history demo demo-s3 gameday loadtest fmt vet lint tidy tools
 
 all: build
 
@@ -174,11 +174,17 @@ vet:
 # go vet, then staticcheck: built once from the Go module proxy into the tool cache by
 # scripts/staticcheck.sh (like versitygw), never a dependency in go.mod.
 STATICCHECK ?= $(or $(TAILOR_CACHE),$(HOME)/.cache/tailor)/bin/staticcheck
-lint: vet
+lint: vet tidy
 	bash scripts/staticcheck.sh
 	$(STATICCHECK) $(PKGS)
 	cd deploy && $(STATICCHECK) ./...
 	cd promtest && $(GO) vet ./...
+
+# go.mod and go.sum of every module are as go mod tidy leaves them (-diff prints what
+# tidy would change and fails; it changes nothing). GOFLAGS is cleared: tidy reads every
+# build tag anyway, and -tags in GOFLAGS is not a flag of go mod.
+tidy:
+	for m in . promtest deploy bench/codec bench/reader; do (cd $$m && GOFLAGS= $(GO) mod tidy -diff) || { echo "$$m: go.mod is not tidy: run go mod tidy there"; exit 1; }; done
 
 # diff of 20M points (series files vs a legacy Parquet copy) beside a plain DuckDB full
 # outer join of two Parquet files, same run; prints both times and the ratio (goal <= 1).
