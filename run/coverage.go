@@ -90,8 +90,8 @@ func storeArrival(runs []*Manifest) (Arrival, bool, error) {
 
 // segmentsCovered reports, for every segment of segs, whether every frame of it is read
 // by the run that serves each (shard, window) it gives points to, under the arrival rule
-// a: then no run needs the segment any more. A frame whose windows cannot be found
-// (corrupt) leaves its segment needed.
+// a, and no window it gives points to waits to run again: then no run needs the segment
+// any more. A frame whose windows cannot be found (corrupt) leaves its segment needed.
 func segmentsCovered(ctx context.Context, st storage.Store, segs []*columnar.Segment, a Arrival, served map[string]*servedBy) (map[string]bool, error) {
 	needed := map[string]bool{}
 	sw, err := ShardWindows(ctx, st, segs, a, true, func(err error) {
@@ -107,12 +107,24 @@ func segmentsCovered(ctx context.Context, st storage.Store, segs []*columnar.Seg
 		for _, w := range ws {
 			plan := PlanRun(segs, shard, w, a, columnar.DefaultSplitBytes)
 			sb := served[shard+" "+w.Name()]
+			pending := false
 			for _, sp := range plan.splits() {
 				for _, f := range sp.Frames {
 					if !sb.reads(sp.Seg, f.Offset) {
-						needed[sp.Seg.Key] = true
+						pending = true
 					}
 				}
+			}
+			if !pending {
+				continue
+			}
+			// The window's next run reads every segment of its plan again, not only the
+			// frames its serving run missed: a segment stored late (out of order, or after
+			// a rebalance) makes the window run again, and that run needs the old
+			// segments it served from too. Collecting one of them would make the run
+			// fail, or publish the window without its points.
+			for _, sp := range plan.splits() {
+				needed[sp.Seg.Key] = true
 			}
 		}
 	}

@@ -285,6 +285,38 @@ func TestGCKeepsWhatServes(t *testing.T) {
 	verifyOK(t, st, "after gc and the run")
 }
 
+// TestGCKeepsInputsOfPendingWindows: a segment stored late into windows that already
+// ran makes them run again, and that run reads the old segments it served from too; gc
+// must keep those, so that the run after gc serves what a run without gc serves.
+func TestGCKeepsInputsOfPendingWindows(t *testing.T) {
+	ctx := context.Background()
+	base := int64(1763942400000)
+	build := func() *storage.Mem {
+		st, specs := lifeStore(t, 17)
+		lateSegment(t, st, specs, 9, base+2*hourMs+10*60_000)
+		return st
+	}
+	oracle := build()
+	runAllLife(t, oracle)
+	want := readAll(t, oracle, query.Scope{})
+
+	st := build()
+	var collected int
+	for _, now := range []time.Time{far, far.Add(DefaultGrace)} {
+		g, err := GC(ctx, GCOptions{Store: st, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		collected += len(g.Segments)
+	}
+	if collected == 0 {
+		t.Fatal("gc collected no segment: the windows the late segment does not reach should go")
+	}
+	runAllLife(t, st)
+	samePoints(t, "a run of the late segment's windows after gc", readAll(t, st, query.Scope{}), want)
+	verifyOK(t, st, "after gc and the run")
+}
+
 // TestRetention: raw points expire before their rollups, per org first; a run whose
 // every resolution expired is retired; readers never see a half-deleted run; a dry run
 // changes nothing.
