@@ -59,16 +59,16 @@ func ParseCSVPoint(line []byte) (SeriesKey, int64, float64, error) {
 	if err != nil {
 		return k, 0, 0, fmt.Errorf("ts %q: want Unix milliseconds as an integer", f[3])
 	}
-	v, err := ParseValue(string(f[4]))
+	v, err := parseValue(string(f[4]))
 	if err != nil {
 		return k, 0, 0, fmt.Errorf("value %q: %w", f[4], err)
 	}
 	return k, ts, v, nil
 }
 
-// ParseValue parses a value as AppendValue prints it: a decimal float, NaN, +Inf,
+// parseValue parses a value as AppendValue prints it: a decimal float, NaN, +Inf,
 // -Inf or -0.
-func ParseValue(s string) (float64, error) {
+func parseValue(s string) (float64, error) {
 	switch s {
 	case "NaN", "+Inf", "-Inf", "Inf":
 	default:

@@ -66,8 +66,8 @@ func (d *Decbuf) U32() uint32 {
 	return v
 }
 
-// U64 reads a little-endian uint64.
-func (d *Decbuf) U64() uint64 {
+// u64 reads a little-endian uint64.
+func (d *Decbuf) u64() uint64 {
 	if len(d.B) < 8 {
 		d.fail(8)
 		return 0

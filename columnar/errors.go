@@ -26,9 +26,3 @@ func (e *CorruptSegmentError) Unwrap() error { return ErrCorrupt }
 func corrupt(key string, off uint64, format string, args ...any) error {
 	return &CorruptSegmentError{Key: key, Offset: off, Reason: fmt.Sprintf(format, args...)}
 }
-
-// CorruptError is the old name of CorruptSegmentError, beside encoder.CorruptFileError.
-//
-// Deprecated: use CorruptSegmentError. It stays only until the branches open today have
-// landed.
-type CorruptError = CorruptSegmentError

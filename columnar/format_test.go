@@ -111,7 +111,7 @@ func layoutOf(t *testing.T, b []byte) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := [][]byte{b[:seg.Header.HeaderSize()]}
+	out := [][]byte{b[:seg.Header.headerSize()]}
 	ft := seg.Footer
 	ft.Frames = slices.Clone(ft.Frames)
 	dec := NewFrameDecoder()

@@ -244,7 +244,7 @@ func fixtureFrames(f *testing.F) (*Segment, []byte) {
 func FuzzFooter(f *testing.F) {
 	seg, b := fixtureFrames(f)
 	fb := seg.Footer.Marshal(nil)
-	f.Add(fb, uint64(seg.Header.HeaderSize()), uint64(len(b)-TrailerSize-len(fb)))
+	f.Add(fb, uint64(seg.Header.headerSize()), uint64(len(b)-TrailerSize-len(fb)))
 	f.Add([]byte{}, uint64(0), uint64(0))
 	f.Fuzz(func(t *testing.T, b []byte, headerEnd, dataEnd uint64) {
 		var ft Footer
@@ -360,7 +360,7 @@ func checkFrame(t *testing.T, body []byte, rawLen, rows, groups uint32) {
 		var k Keyed
 		ps := &memSink{}
 		pw := ps.Writer()
-		if err := dec.DecodeFrameKeyed(&sp, info, fb, DecodeOptions{Window: win, Layout: l, Groups: g.Assign, Points: pw}, &k, &fs); err != nil {
+		if err := dec.decodeFrameKeyed(&sp, info, fb, DecodeOptions{Window: win, Layout: l, Groups: g.Assign, Points: pw}, &k, &fs); err != nil {
 			t.Fatalf("keyed decode: %v", err)
 		}
 		if err := pw.Close(); err != nil {

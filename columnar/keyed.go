@@ -179,10 +179,10 @@ type groupScratch struct {
 	sids, gids []uint32
 }
 
-// DecodeFrameKeyed is DecodeFrame for keyed rows: it numbers the frame's groups with
+// decodeFrameKeyed is DecodeFrame for keyed rows: it numbers the frame's groups with
 // opt.Groups, stores the points of each group inside opt.Window with opt.Points and
 // appends a row for the group to c, in opt.Layout.
-func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, opt DecodeOptions, c *Keyed, st *FrameStats) error {
+func (d *FrameDecoder) decodeFrameKeyed(sp *Split, f FrameInfo, b []byte, opt DecodeOptions, c *Keyed, st *FrameStats) error {
 	if opt.Groups == nil || opt.Points == nil {
 		return errors.New("BUG: keyed decode without Groups or Points")
 	}
@@ -198,7 +198,7 @@ func (d *FrameDecoder) DecodeFrameKeyed(sp *Split, f FrameInfo, b []byte, opt De
 		return fmt.Errorf("segment %s frame at byte %d: %w", sp.Seg.Key, f.Offset, err)
 	}
 	win := opt.window()
-	kept, err := v.appendKeyed(c, opt.Layout, win, win.Covers(f.MinTs, f.MaxTs), g.sids, g.gids, opt.Points)
+	kept, err := v.appendKeyed(c, opt.Layout, win, win.covers(f.MinTs, f.MaxTs), g.sids, g.gids, opt.Points)
 	if err != nil {
 		return fmt.Errorf("segment %s frame at byte %d: %w", sp.Seg.Key, f.Offset, err)
 	}

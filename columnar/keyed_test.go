@@ -212,14 +212,14 @@ func TestUnsortedGroupIsCorrupt(t *testing.T) {
 		pw := (&memSink{}).Writer()
 		for name, err := range map[string]error{
 			"point": dec.DecodeFrame(&sp, info, fb, DecodeOptions{}, &c, &st),
-			"keyed": dec.DecodeFrameKeyed(&sp, info, fb, DecodeOptions{Layout: KeyLayout{Wide: true}, Groups: g.Assign, Points: pw}, &k, &st),
+			"keyed": dec.decodeFrameKeyed(&sp, info, fb, DecodeOptions{Layout: KeyLayout{Wide: true}, Groups: g.Assign, Points: pw}, &k, &st),
 		} {
 			var ce *CorruptSegmentError
 			if !errors.As(err, &ce) || ce.Offset != 99 || !strings.Contains(err.Error(), "seg.tseg") || !strings.Contains(err.Error(), "group 1") {
 				t.Fatalf("%s decode of ts %v: error %v, want a corrupt frame naming the segment, offset 99 and group 1", name, ts, err)
 			}
 		}
-		if err := dec.DecodeFrameKeyed(&sp, info, fb, DecodeOptions{SkipCorrupt: true, Layout: KeyLayout{Wide: true}, Groups: g.Assign, Points: pw}, &k, &st); err != nil || k.Len() != 0 || st.CorruptFrames != 1 {
+		if err := dec.decodeFrameKeyed(&sp, info, fb, DecodeOptions{SkipCorrupt: true, Layout: KeyLayout{Wide: true}, Groups: g.Assign, Points: pw}, &k, &st); err != nil || k.Len() != 0 || st.CorruptFrames != 1 {
 			t.Fatalf("skipping: error %v, %d rows, %d corrupt frames", err, k.Len(), st.CorruptFrames)
 		}
 		dec.Close()

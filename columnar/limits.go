@@ -65,8 +65,8 @@ func (e *LimitError) Error() string {
 // Unwrap makes errors.Is(err, ErrLimit) true.
 func (e *LimitError) Unwrap() error { return ErrLimit }
 
-// CheckTags checks tags against MaxTags, MaxTagLen and MaxTagBytes.
-func CheckTags(tags []string) error {
+// checkTags checks tags against MaxTags, MaxTagLen and MaxTagBytes.
+func checkTags(tags []string) error {
 	if len(tags) > MaxTags {
 		return &LimitError{What: "tag count", Value: int64(len(tags)), Max: MaxTags}
 	}

@@ -123,7 +123,7 @@ func CheckPayload(p *Payload) error {
 	if len(p.Timestamps) != len(p.Values) {
 		return fmt.Errorf("payload: %d timestamps but %d values", len(p.Timestamps), len(p.Values))
 	}
-	if err := CheckTags(p.Tags); err != nil {
+	if err := checkTags(p.Tags); err != nil {
 		return fmt.Errorf("payload: %w", err)
 	}
 	for i, ts := range p.Timestamps {

@@ -270,7 +270,7 @@ func (r *PointReader) readSplit(ctx context.Context, dec *FrameDecoder, fetch fe
 			return err
 		}
 		if opt.Groups != nil {
-			err = dec.DecodeFrameKeyed(sp, f, fb, dopt, &(*b).Keyed, st)
+			err = dec.decodeFrameKeyed(sp, f, fb, dopt, &(*b).Keyed, st)
 		} else {
 			err = dec.DecodeFrame(sp, f, fb, dopt, &(*b).Columns, st)
 		}

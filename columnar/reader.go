@@ -66,7 +66,7 @@ func parseSegment(key string, size int64, readAt func(off, n int64) ([]byte, err
 	if err != nil {
 		return nil, corrupt(key, uint64(size-TrailerSize), "%v", err)
 	}
-	headerEnd := uint64(s.Header.HeaderSize())
+	headerEnd := uint64(s.Header.headerSize())
 	if flen > MaxFooterBytes || int64(flen) > size-TrailerSize-int64(headerEnd) {
 		return nil, corrupt(key, uint64(size-TrailerSize), "bad footer: length %d does not fit in a %d-byte file", flen, size)
 	}
@@ -119,11 +119,6 @@ type TimeRange struct{ From, To int64 }
 // AllTime is the window that holds every ts.
 var AllTime = TimeRange{math.MinInt64, math.MaxInt64}
 
-// Window is the old name of TimeRange, beside run.Window (a named, aligned window).
-//
-// Deprecated: use TimeRange. It stays only until the branches open today have landed.
-type Window = TimeRange
-
 // Contains reports whether ts is in the window.
 func (w TimeRange) Contains(ts int64) bool {
 	return ts >= w.From && (ts < w.To || w.To == math.MaxInt64)
@@ -132,8 +127,8 @@ func (w TimeRange) Contains(ts int64) bool {
 // Overlaps reports whether [lo, hi] (inclusive) overlaps the window.
 func (w TimeRange) Overlaps(lo, hi int64) bool { return hi >= w.From && w.Contains(max(lo, w.From)) }
 
-// Covers reports whether [lo, hi] (inclusive) lies inside the window.
-func (w TimeRange) Covers(lo, hi int64) bool { return w.Contains(lo) && w.Contains(hi) }
+// covers reports whether [lo, hi] (inclusive) lies inside the window.
+func (w TimeRange) covers(lo, hi int64) bool { return w.Contains(lo) && w.Contains(hi) }
 
 // PlanSplits cuts every segment of segs into byte ranges [k·splitBytes, (k+1)·splitBytes)
 // (splitBytes ≤ 0 means DefaultSplitBytes) and keeps, in each range, the frames of shard
@@ -334,7 +329,7 @@ func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, opt DecodeO
 	v.appendRows(c, opt.Topic, sp.Seg.Header.Partition)
 	st.RowsIn += uint64(v.rows)
 	win := opt.window()
-	if win.Covers(f.MinTs, f.MaxTs) {
+	if win.covers(f.MinTs, f.MaxTs) {
 		st.RowsOut += uint64(v.rows)
 		return nil
 	}

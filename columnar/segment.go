@@ -100,8 +100,8 @@ func (h *Header) Unmarshal(src []byte) ([]byte, error) {
 	return src[end+4:], nil
 }
 
-// HeaderSize returns the marshalled size of h.
-func (h *Header) HeaderSize() int { return headerFixedSize + len(h.Topic) + 4 }
+// headerSize returns the marshalled size of h.
+func (h *Header) headerSize() int { return headerFixedSize + len(h.Topic) + 4 }
 
 // FrameInfo is one frame's footer entry.
 type FrameInfo struct {
@@ -170,11 +170,11 @@ func (f *Footer) Marshal(dst []byte) []byte {
 // must lie inside [headerEnd, dataEnd).
 func (f *Footer) Unmarshal(src []byte, headerEnd, dataEnd uint64) error {
 	d := Decbuf{B: src}
-	f.EndOffset = int64(d.U64())
-	f.Records = d.U64()
-	f.Rejected = d.U64()
-	f.Collapsed = d.U64()
-	f.Rows = d.U64()
+	f.EndOffset = int64(d.u64())
+	f.Records = d.u64()
+	f.Rejected = d.u64()
+	f.Collapsed = d.u64()
+	f.Rows = d.u64()
 	ns := d.U32()
 	if d.Err == nil && uint64(ns)*2 > uint64(len(d.B)) {
 		return fmt.Errorf("footer: %d shards cannot fit in %d bytes", ns, len(d.B))
@@ -195,15 +195,15 @@ func (f *Footer) Unmarshal(src []byte, headerEnd, dataEnd uint64) error {
 	var rows uint64
 	for i := range f.Frames {
 		fr := &f.Frames[i]
-		fr.Offset = d.U64()
+		fr.Offset = d.u64()
 		fr.Length = d.U32()
 		fr.RawLength = d.U32()
 		fr.Shard = d.U32()
 		fr.Rows = d.U32()
 		fr.Groups = d.U32()
-		fr.MinTs, fr.MaxTs = int64(d.U64()), int64(d.U64())
-		fr.MinOffset, fr.MaxOffset = int64(d.U64()), int64(d.U64())
-		fr.MinRecordTs, fr.MaxRecordTs = int64(d.U64()), int64(d.U64())
+		fr.MinTs, fr.MaxTs = int64(d.u64()), int64(d.u64())
+		fr.MinOffset, fr.MaxOffset = int64(d.u64()), int64(d.u64())
+		fr.MinRecordTs, fr.MaxRecordTs = int64(d.u64()), int64(d.u64())
 		switch {
 		case fr.Offset != next:
 			return fmt.Errorf("footer: frame %d at offset %d, want %d (frames must be contiguous)", i, fr.Offset, next)

@@ -132,7 +132,7 @@ func (w *SegmentWriter) Add(src Source, payloads []Payload) error {
 		if len(p.Timestamps) != len(p.Values) {
 			return fmt.Errorf("segment %s-%d offset %d: payload %d: %d timestamps but %d values", w.hdr.Topic, w.hdr.Partition, src.Offset, i, len(p.Timestamps), len(p.Values))
 		}
-		if err := CheckTags(p.Tags); err != nil {
+		if err := checkTags(p.Tags); err != nil {
 			return fmt.Errorf("segment %s-%d offset %d: payload %d: %w", w.hdr.Topic, w.hdr.Partition, src.Offset, i, err)
 		}
 	}

@@ -74,9 +74,3 @@ func IsCorrupt(err error) bool {
 	var ce *CorruptFileError
 	return errors.As(err, &ce)
 }
-
-// CorruptError is the old name of CorruptFileError, beside columnar.CorruptSegmentError.
-//
-// Deprecated: use CorruptFileError. It stays only until the branches open today have
-// landed.
-type CorruptError = CorruptFileError
