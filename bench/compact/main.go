@@ -30,16 +30,15 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/internal/benchproc"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
@@ -94,7 +93,7 @@ func bench(dir, bin string, series int, interval int64, parallel int) error {
 	args := []string{"run", "--store", store, "--all", "--window-size", "4h", "--lateness", "1h", "--flush-age", "10m",
 		"--parallel", fmt.Sprint(parallel), "--temp-dir", tmp, "--json"}
 	fmt.Printf("run:     %s %s\n", bin, strings.Join(args, " "))
-	out, runWall, runCPU, runRSS, err := child(bin, args...)
+	out, runR, err := benchproc.Run(bin, args...)
 	if err != nil {
 		return fmt.Errorf("tailor-batch run: %w\n%s", err, out)
 	}
@@ -115,7 +114,7 @@ func bench(dir, bin string, series int, interval int64, parallel int) error {
 	args = []string{"compact", "--store", store, "--levels", "1d,7d", "--parallel", fmt.Sprint(parallel), "--temp-dir", tmp,
 		"--now", time.UnixMilli(start).Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339), "--json"}
 	fmt.Printf("compact: %s %s\n", bin, strings.Join(args, " "))
-	out, cWall, cCPU, cRSS, err := child(bin, args...)
+	out, cR, err := benchproc.Run(bin, args...)
 	if err != nil {
 		return fmt.Errorf("tailor-batch compact: %w\n%s", err, out)
 	}
@@ -145,7 +144,7 @@ func bench(dir, bin string, series int, interval int64, parallel int) error {
 	// with the default retention says what it would collect of them.
 	gcAt := func(days int, extra ...string) ([]byte, error) {
 		a := append([]string{"gc", "--store", store, "--now", time.UnixMilli(start).Add(time.Duration(days) * 24 * time.Hour).UTC().Format(time.RFC3339), "--json"}, extra...)
-		out, _, _, _, err := child(bin, a...)
+		out, _, err := benchproc.Run(bin, a...)
 		return out, err
 	}
 	for _, d := range []int{30, 32} {
@@ -172,22 +171,22 @@ func bench(dir, bin string, series int, interval int64, parallel int) error {
 	fmt.Printf("\n%d series, a point every %s for %d days: %d points read by readers (the same, bit for bit, before and after)\n",
 		series, time.Duration(interval)*time.Millisecond, days, before.points)
 	fmt.Printf("run: %d shard runs; compact: %d compacted runs from %d runs (%d levels); %d cores; load average at the end %s\n",
-		rr.Summary.Runs, cRuns, cSources, 2, cores, loadavg())
+		rr.Summary.Runs, cRuns, cSources, 2, cores, benchproc.Loadavg())
 	fmt.Printf("%-10s %12s %9s %8s %16s %16s %10s\n", "", "points in", "seconds", "CPU s", "points/CPU-s", "points/s/core", "peak RSS")
 	row := func(name string, pts uint64, wall, cpu float64, rss int64) {
 		fmt.Printf("%-10s %12d %9.2f %8.1f %16.0f %16.0f %6.0f MiB\n", name, pts, wall, cpu, float64(pts)/cpu, float64(pts)/wall/float64(cores), float64(rss)/(1<<20))
 	}
-	row("run", rr.Summary.Counts.PointsIn, runWall, runCPU, runRSS)
-	row("compact", cIn, cWall, cCPU, cRSS)
-	ratio := (float64(cIn) / cCPU) / (float64(rr.Summary.Counts.PointsIn) / runCPU)
-	fmt.Printf("compaction throughput: %.2fx run's per CPU-second; goal >= 1: %s\n", ratio, verdict(ratio >= 1))
+	row("run", rr.Summary.Counts.PointsIn, runR.Secs, runR.CPU, runR.RSS)
+	row("compact", cIn, cR.Secs, cR.CPU, cR.RSS)
+	ratio := (float64(cIn) / cR.CPU) / (float64(rr.Summary.Counts.PointsIn) / runR.CPU)
+	fmt.Printf("compaction throughput: %.2fx run's per CPU-second; goal >= 1: %s\n", ratio, benchproc.Verdict(ratio >= 1))
 	fr := float64(before.files) / float64(max(1, after.files))
-	fmt.Printf("files a one-series 7-day read opens: %d before, %d after (%.1fx fewer); goal >= %.0fx: %s\n", before.files, after.files, fr, goalFilesRatio, verdict(fr >= goalFilesRatio))
+	fmt.Printf("files a one-series 7-day read opens: %d before, %d after (%.1fx fewer); goal >= %.0fx: %s\n", before.files, after.files, fr, goalFilesRatio, benchproc.Verdict(fr >= goalFilesRatio))
 	fmt.Printf("objects under series/: %d before, %d after compaction, %d after gc; gc would then collect %d segments (%d MiB) past the 72 h replay retention\n",
 		before.objects, after.objects, collected.objects, len(gr.Segments), gr.SegmentBytes>>20)
 	bb, ab := float64(before.bytes)/float64(before.stored), float64(after.bytes)/float64(after.stored)
 	fmt.Printf("bytes per stored point: %.3f before (%d points in %d serving files), %.3f after (%d in %d); goal no worse: %s\n",
-		bb, before.stored, before.servingFiles, ab, after.stored, after.servingFiles, verdict(ab <= bb))
+		bb, before.stored, before.servingFiles, ab, after.stored, after.servingFiles, benchproc.Verdict(ab <= bb))
 	return nil
 }
 
@@ -255,39 +254,6 @@ func (c *countingStore) GetRange(ctx context.Context, key string, off, n int64) 
 		c.mu.Unlock()
 	}
 	return c.Store.GetRange(ctx, key, off, n)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
-}
-
-// child runs a command and returns its stdout, wall seconds, CPU seconds and peak RSS.
-func child(name string, args ...string) ([]byte, float64, float64, int64, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Stderr = os.Stderr
-	t := time.Now()
-	out, err := cmd.Output()
-	secs := time.Since(t).Seconds()
-	var cpu float64
-	var rss int64
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = int64(ru.Maxrss) * 1024
-			cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-		}
-	}
-	return out, secs, cpu, rss, err
 }
 
 // prepare writes the segments once; later runs reuse them.

@@ -31,17 +31,16 @@ import (
 	"fmt"
 	"math/bits"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/tailor-metrics/tailor/columnar"
 	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/internal/benchproc"
 	"github.com/tailor-metrics/tailor/query"
 	"github.com/tailor-metrics/tailor/run"
 	"github.com/tailor-metrics/tailor/storage"
@@ -90,9 +89,7 @@ type bench struct {
 // result is one child process's figures.
 type result struct {
 	name string
-	secs float64
-	cpu  float64
-	rss  int64
+	benchproc.Result
 }
 
 // measured is what one scale gave.
@@ -147,7 +144,7 @@ func (b bench) measure(scale int) (measured, error) {
 	if err := prepare(ctx, gen, dir, storeDir, in); err != nil {
 		return measured{}, err
 	}
-	m := measured{scale: scale, distinct: uint64(spec.Points()), series: spec.Series, loadStart: loadavg()}
+	m := measured{scale: scale, distinct: uint64(spec.Points()), series: spec.Series, loadStart: benchproc.Loadavg()}
 
 	// Tailor, at its defaults.
 	if err := os.RemoveAll(filepath.Join(storeDir, "series")); err != nil {
@@ -155,7 +152,7 @@ func (b bench) measure(scale int) (measured, error) {
 	}
 	args := append([]string{"run", "--store", "file://" + storeDir, "--all", "--temp-dir", tmp, "--json"}, b.extra...)
 	fmt.Printf("scale %d, tailor: %s %s\n", scale, b.bin, strings.Join(args, " "))
-	out, t, err := child(b.bin, args...)
+	out, t, err := benchproc.Run(b.bin, args...)
 	if err != nil {
 		return m, fmt.Errorf("tailor-batch run: %w\n%s", err, out)
 	}
@@ -176,8 +173,8 @@ func (b bench) measure(scale int) (measured, error) {
 	if s.Counts.PointsOut != m.distinct {
 		return m, fmt.Errorf("tailor wrote %d points, want %d", s.Counts.PointsOut, m.distinct)
 	}
-	t.name = "tailor run --all"
-	m.tailor, m.pointsIn, m.runs, m.stages, m.gcShare = t, s.Counts.PointsIn, s.Runs, s.StageSeconds, s.Resources.GCShare
+	m.tailor = result{"tailor run --all", t}
+	m.pointsIn, m.runs, m.stages, m.gcShare = s.Counts.PointsIn, s.Runs, s.StageSeconds, s.Resources.GCShare
 	m.sizing, m.memLimit = s.Sizing, s.MemoryLimit
 
 	if b.baselines {
@@ -187,7 +184,7 @@ func (b bench) measure(scale int) (measured, error) {
 		}
 		for _, v := range baselineOrder {
 			outPq := filepath.Join(dir, "out-"+v+".parquet")
-			o, r, err := child(self, "baseline", v, in, outPq, tmp)
+			o, r, err := benchproc.Run(self, "baseline", v, in, outPq, tmp)
 			if err != nil {
 				return m, fmt.Errorf("baseline %s: %w\n%s", v, err, o)
 			}
@@ -195,11 +192,10 @@ func (b bench) measure(scale int) (measured, error) {
 				return m, fmt.Errorf("baseline %s wrote %s rows, want %d", v, got, m.distinct)
 			}
 			_ = os.Remove(outPq)
-			r.name = "duckdb parquet " + v
-			m.base = append(m.base, r)
+			m.base = append(m.base, result{"duckdb parquet " + v, r})
 		}
 	}
-	m.loadEnd = loadavg()
+	m.loadEnd = benchproc.Loadavg()
 	return m, nil
 }
 
@@ -213,7 +209,7 @@ func (b bench) print(m measured) {
 	// actually got, which is what the Spark figure (points per core-second) measures.
 	fmt.Printf("%-32s %8s %14s %8s %14s %10s\n", "", "seconds", "points/s/core", "CPU s", "points/CPU-s", "peak RSS")
 	for _, r := range append([]result{m.tailor}, m.base...) {
-		fmt.Printf("%-32s %8.2f %14.0f %8.1f %14.0f %7.0f MiB\n", r.name, r.secs, b.perCore(m, r.secs), r.cpu, float64(m.pointsIn)/r.cpu, float64(r.rss)/(1<<20))
+		fmt.Printf("%-32s %8.2f %14.0f %8.1f %14.0f %7.0f MiB\n", r.name, r.Secs, b.perCore(m, r.Secs), r.CPU, float64(m.pointsIn)/r.CPU, float64(r.RSS)/(1<<20))
 	}
 	fmt.Printf("load average at the start: %s, at the end: %s\n", m.loadStart, m.loadEnd)
 	z := m.sizing
@@ -221,15 +217,15 @@ func (b bench) print(m measured) {
 	if len(m.base) > 0 {
 		best := m.base[0]
 		for _, r := range m.base[1:] {
-			if r.secs < best.secs {
+			if r.Secs < best.Secs {
 				best = r
 			}
 		}
-		ratio := best.secs / m.tailor.secs
-		fmt.Printf("ratio: tailor is %.2fx faster than the fastest baseline (%s); goal %.1fx: %s\n", ratio, best.name, goalRatio, verdict(ratio >= goalRatio))
+		ratio := best.Secs / m.tailor.Secs
+		fmt.Printf("ratio: tailor is %.2fx faster than the fastest baseline (%s); goal %.1fx: %s\n", ratio, best.name, goalRatio, benchproc.Verdict(ratio >= goalRatio))
 	}
-	pc := b.perCore(m, m.tailor.secs)
-	fmt.Printf("tailor: %.2fM points/s per core; goal %.1fM: %s\n", pc/1e6, goalPointsPerCore/1e6, verdict(pc >= goalPointsPerCore))
+	pc := b.perCore(m, m.tailor.Secs)
+	fmt.Printf("tailor: %.2fM points/s per core; goal %.1fM: %s\n", pc/1e6, goalPointsPerCore/1e6, benchproc.Verdict(pc >= goalPointsPerCore))
 	fmt.Print("tailor stage seconds (summed over runs; reader steps over reader goroutines):")
 	for _, k := range []string{"list", "plan", "fetch", "verify", "zstd", "decode", "duckdb", "encode", "upload", "publish"} {
 		fmt.Printf(" %s=%.2f", k, m.stages[k])
@@ -238,7 +234,7 @@ func (b bench) print(m measured) {
 	if m.scale > 1 {
 		bound := run.AvailableMemory().Bytes*6/10 + rssSlack
 		fmt.Printf("tailor peak RSS %s; goal within the default memory limit (60%% of %s) + 256 MiB = %s: %s\n",
-			run.FormatBytes(m.tailor.rss), run.AvailableMemory(), run.FormatBytes(bound), verdict(m.tailor.rss <= bound))
+			run.FormatBytes(m.tailor.RSS), run.AvailableMemory(), run.FormatBytes(bound), benchproc.Verdict(m.tailor.RSS <= bound))
 	}
 }
 
@@ -252,43 +248,10 @@ func (b bench) growth(one, m measured) {
 			break
 		}
 		o := ones[i]
-		fmt.Printf("%-32s time %.2fx, CPU %.2fx, peak RSS %.2fx\n", r.name, r.secs/o.secs, r.cpu/o.cpu, float64(r.rss)/float64(o.rss))
+		fmt.Printf("%-32s time %.2fx, CPU %.2fx, peak RSS %.2fx\n", r.name, r.Secs/o.Secs, r.CPU/o.CPU, float64(r.RSS)/float64(o.RSS))
 	}
-	g := m.tailor.secs / one.tailor.secs
-	fmt.Printf("tailor time grows %.2fx; goal at most %.1fx: %s\n", g, goalGrowth, verdict(g <= goalGrowth))
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
-}
-
-// child runs a command and returns its stdout and figures: wall seconds, CPU seconds
-// (user+system: on a shared machine it shows what the work cost, whatever the other
-// load) and peak RSS.
-func child(name string, args ...string) ([]byte, result, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Stderr = os.Stderr
-	start := time.Now()
-	out, err := cmd.Output()
-	r := result{secs: time.Since(start).Seconds()}
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			r.rss = int64(ru.Maxrss) * 1024
-			r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-		}
-	}
-	return out, r, err
+	g := m.tailor.Secs / one.tailor.Secs
+	fmt.Printf("tailor time grows %.2fx; goal at most %.1fx: %s\n", g, goalGrowth, benchproc.Verdict(g <= goalGrowth))
 }
 
 // prepareVersion names the layout of what prepare writes; a directory prepared by an

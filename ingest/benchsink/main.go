@@ -33,6 +33,7 @@ import (
 	"github.com/tailor-metrics/tailor/ingest"
 	"github.com/tailor-metrics/tailor/ingest/payload"
 	"github.com/tailor-metrics/tailor/ingest/workload"
+	"github.com/tailor-metrics/tailor/internal/benchproc"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -133,18 +134,11 @@ func run(series int, buffer int64) error {
 	}
 	sink := res[1]
 	fmt.Printf("\nsink / baseline: points per CPU second %.2fx, points/s %.2fx\n", perCore["sink"]/perCore["baseline"], res[0].busy.Seconds()/res[1].busy.Seconds())
-	fmt.Printf("goal >= 1,000,000 points/s per core: %s (%.0f)\n", verdict(perCore["sink"] >= 1e6), perCore["sink"])
+	fmt.Printf("goal >= 1,000,000 points/s per core: %s (%.0f)\n", benchproc.Verdict(perCore["sink"] >= 1e6), perCore["sink"])
 	limit := float64(buffer)/(1<<20) + 200
-	fmt.Printf("goal peak RSS <= buffer pool + 200 MiB = %.0f MiB: %s (%.0f MiB)\n", limit, verdict(float64(sink.rssKiB)/1024 <= limit), float64(sink.rssKiB)/1024)
+	fmt.Printf("goal peak RSS <= buffer pool + 200 MiB = %.0f MiB: %s (%.0f MiB)\n", limit, benchproc.Verdict(float64(sink.rssKiB)/1024 <= limit), float64(sink.rssKiB)/1024)
 	fmt.Printf("reference (not measured here): Kafka Connect's S3 sink, about 250,000 messages/s on a larger machine\n")
 	return nil
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
 }
 
 func produce(c *kfake.Cluster, gen *workload.Gen) (records, points, size int64, err error) {
