@@ -21,7 +21,9 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,25 +49,39 @@ func main() {
 		store   = flag.String("store", "", "internal: store directory")
 		series  = flag.Int("series", 4000, "series (each 1,000 points in 100-point payloads)")
 		buffer  = flag.Int64("buffer-bytes", 1<<30, "the sink's buffer pool")
+		profile = flag.String("cpuprofile", "", "write the sink child's CPU profile to this file")
+		serve   = flag.String("serve", "", "produce, write the brokers to this file and keep the broker up until interrupted, for timing -child runs from outside")
 	)
 	flag.Parse()
 	log.SetFlags(0)
 	if *child != "" {
+		if *profile != "" {
+			f, err := os.Create(*profile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				log.Fatal(err)
+			}
+		}
 		busy, err := runChild(*child, strings.Split(*brokers, ","), *store, *buffer)
+		pprof.StopCPUProfile()
 		if err != nil {
 			log.Fatalf("%s: %v", *child, err)
 		}
-		if err := os.WriteFile(*out, []byte(busy.String()), 0o644); err != nil {
-			log.Fatal(err)
+		if *out != "" {
+			if err := os.WriteFile(*out, []byte(busy.String()), 0o644); err != nil {
+				log.Fatal(err)
+			}
 		}
 		return
 	}
-	if err := run(*series, *buffer); err != nil {
+	if err := run(*series, *buffer, *profile, *serve); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(series int, buffer int64) error {
+func run(series int, buffer int64, profile, serve string) error {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, topic))
 	if err != nil {
 		return err
@@ -83,6 +99,18 @@ func run(series int, buffer int64) error {
 		return err
 	}
 	fmt.Printf("produced %d records, %d points, %.1f MiB\n\n", records, points, float64(bytesIn)/(1<<20))
+	if serve != "" {
+		// Each child consumes with a group and a store of its own, so the same records
+		// can be consumed again and again while the broker stays up.
+		if err := os.WriteFile(serve, []byte(strings.Join(c.ListenAddrs(), ",")), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("brokers in %s; run %s -child sink|baseline -brokers $(cat %s) -store DIR; interrupt to stop\n", serve, os.Args[0], serve)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return nil
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -103,6 +131,9 @@ func run(series int, buffer int64) error {
 		outFile := filepath.Join(dir, side+".busy")
 		cmd := exec.Command(self, "-child", side, "-brokers", strings.Join(c.ListenAddrs(), ","), "-store", st,
 			"-buffer-bytes", strconv.FormatInt(buffer, 10), "-out", outFile)
+		if profile != "" && side == "sink" {
+			cmd.Args = append(cmd.Args, "-cpuprofile", profile)
+		}
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
@@ -172,6 +203,14 @@ func produce(c *kfake.Cluster, gen *workload.Gen) (records, points, size int64, 
 // runChild runs one side and returns its busy time: from the first record consumed to
 // the end.
 func runChild(side string, brokers []string, dir string, buffer int64) (time.Duration, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp(dir, side+"-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
 	st, err := storage.OpenLocal(dir)
 	if err != nil {
 		return 0, err
@@ -180,7 +219,7 @@ func runChild(side string, brokers []string, dir string, buffer int64) (time.Dur
 	if side != "sink" {
 		return rawSink(ctx, brokers, st)
 	}
-	s, err := ingest.New(ingest.Options{Brokers: brokers, Topics: []string{topic}, Group: "bench-sink", Store: st,
+	s, err := ingest.New(ingest.Options{Brokers: brokers, Topics: []string{topic}, Group: "bench-sink-" + strconv.Itoa(os.Getpid()), Store: st,
 		StopAtEnd: true, BufferBytes: buffer, Format: payload.Proto})
 	if err != nil {
 		return 0, err
@@ -206,7 +245,7 @@ func runChild(side string, brokers []string, dir string, buffer int64) (time.Dur
 // rawSink is the baseline: consume every record and store the raw values, 100,000
 // records per object and partition, committing after each object.
 func rawSink(ctx context.Context, brokers []string, st storage.Store) (busy time.Duration, err error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup("bench-raw"), kgo.ConsumeTopics(topic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup("bench-raw-"+strconv.Itoa(os.Getpid())), kgo.ConsumeTopics(topic),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return 0, err
