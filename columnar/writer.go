@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -36,7 +37,6 @@ type SegmentWriter struct {
 	names    []string
 	open     []*frameBuilder
 	sealed   [][]sealedFrame // per shard index
-	raw      []byte
 
 	lastOffset int64
 	records    uint64
@@ -235,7 +235,9 @@ func (w *SegmentWriter) seal(si uint32) error {
 	if b.groups() == 0 {
 		return nil
 	}
-	info, data, err := b.encode(&w.raw)
+	raw := rawScratch.Get().(*[]byte)
+	info, data, err := b.encode(raw)
+	rawScratch.Put(raw)
 	if err != nil {
 		return err
 	}
@@ -246,6 +248,10 @@ func (w *SegmentWriter) seal(si uint32) error {
 	return nil
 }
 
+// rawScratch and zstdScratch hold the buffers that a frame is marshalled and compressed
+// in: every writer shares them, since a writer needs them only while it seals a frame.
+var rawScratch, zstdScratch = sync.Pool{New: func() any { return new([]byte) }}, sync.Pool{New: func() any { return new([]byte) }}
+
 // encode compresses the builder's groups into a frame (frame header included) and
 // returns its footer entry, without Offset and Shard. *raw is scratch space, reused.
 func (b *frameBuilder) encode(raw *[]byte) (FrameInfo, []byte, error) {
@@ -253,12 +259,18 @@ func (b *frameBuilder) encode(raw *[]byte) (FrameInfo, []byte, error) {
 	if len(*raw) > MaxFrameBytes {
 		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes exceeds %d", len(*raw), MaxFrameBytes)
 	}
-	data := make([]byte, FrameHeaderSize, FrameHeaderSize+len(*raw)/2)
-	data = zstdEncoder.EncodeAll(*raw, data)
-	if len(data) > MaxFrameBytes {
-		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes compressed to %d, more than %d", len(*raw), len(data), MaxFrameBytes)
+	// Compress into scratch space and keep an exact copy: a sealed frame stays in memory
+	// until its segment is stored, and zstd's output buffer would hold about twice what
+	// it needs (these frames compress about 4x).
+	out := zstdScratch.Get().(*[]byte)
+	defer zstdScratch.Put(out)
+	*out = zstdEncoder.EncodeAll(*raw, (*out)[:0])
+	if FrameHeaderSize+len(*out) > MaxFrameBytes {
+		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes compressed to %d, more than %d", len(*raw), FrameHeaderSize+len(*out), MaxFrameBytes)
 	}
+	data := make([]byte, FrameHeaderSize+len(*out))
 	comp := data[FrameHeaderSize:]
+	copy(comp, *out)
 	binary.LittleEndian.PutUint32(data, uint32(len(comp)))
 	binary.LittleEndian.PutUint32(data[4:], crc(comp))
 	return FrameInfo{
@@ -278,10 +290,12 @@ func (w *SegmentWriter) Key() string {
 // name order, footer, trailer. It may be called again and writes the same bytes (the
 // sink retries a failed upload this way); nothing may be added after the first call.
 func (w *SegmentWriter) WriteTo(out io.Writer) (int64, error) {
-	for si := range w.open {
+	for si, b := range w.open {
 		if err := w.seal(uint32(si)); err != nil {
 			return 0, err
 		}
+		// Nothing is added after WriteTo: the next segment's frames can have the chunks.
+		b.release()
 	}
 	// Shards in name order, so the same payloads always give the same bytes.
 	order := make([]uint32, len(w.names))
