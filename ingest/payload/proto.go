@@ -3,6 +3,7 @@ package payload
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -52,22 +53,23 @@ func uvarint(b []byte, i int) (uint64, int) {
 	if i < len(b) && b[i] < 0x80 {
 		return uint64(b[i]), i + 1
 	}
-	// Fast path: ten bytes left, so the loop needs no bounds checks. Timestamps
-	// (6 bytes) and hashes (9-10 bytes) take this path.
+	// Fast path: ten bytes left, so the first eight are read as one word and decoded
+	// without a loop. Timestamps (6 bytes) and hashes (9-10 bytes) take this path.
 	if len(b)-i >= 10 {
-		s := b[i : i+10]
-		var v uint64
-		for k := 0; k < 9; k++ {
-			c := s[k]
-			v |= uint64(c&0x7f) << (7 * k)
-			if c < 0x80 {
-				return v, i + k + 1
-			}
+		w := binary.LittleEndian.Uint64(b[i:])
+		// The high bits of the bytes that end a varint; the lowest one ends this one, and
+		// ends^(ends-1) masks the bytes up to it.
+		if ends := ^w & 0x8080808080808080; ends != 0 {
+			return pack7(w & 0x7f7f7f7f7f7f7f7f & (ends ^ (ends - 1))), i + bits.TrailingZeros64(ends)/8 + 1
 		}
-		if s[9] > 1 {
+		v := pack7(w & 0x7f7f7f7f7f7f7f7f)
+		if c := b[i+8]; c < 0x80 {
+			return v | uint64(c)<<56, i + 9
+		}
+		if c := b[i+9]; c > 1 {
 			return 0, errVarintOverflow
 		}
-		return v | uint64(s[9])<<63, i + 10
+		return v | uint64(b[i+8]&0x7f)<<56 | uint64(b[i+9])<<63, i + 10
 	}
 	var v uint64
 	for shift := uint(0); shift < 64; shift += 7 {
@@ -85,6 +87,14 @@ func uvarint(b []byte, i int) (uint64, int) {
 		}
 	}
 	return 0, errVarintOverflow
+}
+
+// pack7 packs the low 7 bits of each byte of x into the low 56 bits, the first byte
+// lowest: the value of a varint of up to 8 bytes, with its continuation bits cleared.
+func pack7(x uint64) uint64 {
+	x = x&0x007f007f007f007f | (x&0x7f007f007f007f00)>>1
+	x = x&0x00003fff00003fff | (x&0x3fff00003fff0000)>>2
+	return x&0x000000000fffffff | (x&0x0fffffff00000000)>>4
 }
 
 func varintReason(n int) string {
@@ -165,13 +175,7 @@ func wrongWire(got uint8, want ...uint8) string {
 func appendPackedVarints(dst []int64, b []byte) ([]int64, int, string) {
 	// Every varint ends with exactly one byte below 0x80, so counting them sizes dst
 	// once; the count is bounded by len(b).
-	n := 0
-	for _, c := range b {
-		if c < 0x80 {
-			n++
-		}
-	}
-	dst = slices.Grow(dst, n)
+	dst = slices.Grow(dst, varintEnds(b))
 	for i := 0; i < len(b); {
 		v, j := uvarint(b, i)
 		if j < 0 {
@@ -181,6 +185,20 @@ func appendPackedVarints(dst []int64, b []byte) ([]int64, int, string) {
 		i = j
 	}
 	return dst, 0, ""
+}
+
+// varintEnds counts the bytes of b below 0x80, a word at a time.
+func varintEnds(b []byte) int {
+	n, k := 0, 0
+	for ; k+8 <= len(b); k += 8 {
+		n += bits.OnesCount64(^binary.LittleEndian.Uint64(b[k:]) & 0x8080808080808080)
+	}
+	for _, c := range b[k:] {
+		if c < 0x80 {
+			n++
+		}
+	}
+	return n
 }
 
 // appendPackedDoubles appends the packed little-endian doubles of b to dst.

@@ -3,6 +3,7 @@ package payload
 import (
 	"encoding/binary"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/tailor-metrics/tailor/columnar"
@@ -227,5 +228,51 @@ func TestAppendProtoGolden(t *testing.T) {
 	}
 	if got := AppendProto(nil, &p); string(got) != string(want) {
 		t.Errorf("got  % x\nwant % x", got, want)
+	}
+}
+
+// TestUvarintMatchesBinary checks the word-at-a-time uvarint and the packed-varint count
+// against encoding/binary at every position of random bytes: varints of every length,
+// non-minimal ones, tenth bytes above 1, and ends closer than ten bytes.
+func TestUvarintMatchesBinary(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := 0; round < 2000; round++ {
+		b := make([]byte, 1+rng.IntN(40))
+		cont := rng.Float64() // the share of bytes with the continuation bit
+		for i := range b {
+			b[i] = byte(rng.IntN(0x80))
+			if rng.Float64() < cont {
+				b[i] |= 0x80
+			} else if rng.IntN(4) == 0 {
+				b[i] = byte(rng.IntN(2)) // a tenth byte of 0 or 1 is valid
+			}
+		}
+		for i := range b {
+			v, next := uvarint(b, i)
+			ref := b[i:]
+			if len(ref) >= binary.MaxVarintLen64 {
+				// Ten bytes that all continue are an overflow, however many follow;
+				// binary.Uvarint says so only once it sees an eleventh.
+				ref = append(ref[:len(ref):len(ref)], 0)
+			}
+			want, n := binary.Uvarint(ref)
+			switch {
+			case n > 0 && (next != i+n || v != want):
+				t.Fatalf("%x at %d: got %d next %d, want %d next %d", b, i, v, next, want, i+n)
+			case n == 0 && next != errVarintTruncated:
+				t.Fatalf("%x at %d: got %d next %d, want truncated", b, i, v, next)
+			case n < 0 && next != errVarintOverflow:
+				t.Fatalf("%x at %d: got %d next %d, want overflow", b, i, v, next)
+			}
+		}
+		ends := 0
+		for _, c := range b {
+			if c < 0x80 {
+				ends++
+			}
+		}
+		if got := varintEnds(b); got != ends {
+			t.Fatalf("%x: varintEnds %d, want %d", b, got, ends)
+		}
 	}
 }
