@@ -90,13 +90,18 @@ func BenchmarkFrameDecode(b *testing.B) {
 	// first, so that the warm-up pass refills them and the counted passes see steady
 	// state (they allocate nothing, so nothing triggers another GC).
 	runtime.GC()
+	// One P, as testing.AllocsPerRun does, so that other goroutines of the test binary
+	// do not run (and allocate) in between. The warm-up runs on it too, twice: a
+	// sync.Pool is per P, and zstd's huffman decoders, taken from the other P's pool
+	// or the victim cache and put back on this one, grew its chain now and then (one
+	// allocation in the counted passes, in about 1 run in 10 before, 4 in 10 after the
+	// writer's chunks changed how the process allocated before).
+	procs := runtime.GOMAXPROCS(1)
 	pass() // warm-up: buffers grow to the largest frame
+	pass()
 	// Allocations are counted over passes of their own, outside the benchmark loop,
 	// whose bookkeeping allocates now and then.
 	fs = FrameStats{}
-	// One P, as testing.AllocsPerRun does, so that other goroutines of the test binary
-	// do not run (and allocate) in between.
-	procs := runtime.GOMAXPROCS(1)
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	for range 5 {
