@@ -27,20 +27,8 @@ var benchSegment = sync.OnceValues(func() ([]byte, error) {
 			p.SeriesKey = SeriesKey{Org: 1, Metric: uint64(i % 97), Context: uint64(i)}
 			p.Timestamps, p.Values = p.Timestamps[:0], p.Values[:0]
 			for j := start; j < min(start+perRecord, perSeries); j++ {
-				var v float64
-				switch i % 4 {
-				case 0:
-					v = float64(i % 8)
-				case 1:
-					state[i] += float64(rng.IntN(5000))
-					v = state[i]
-				case 2:
-					v = math.Round((40+10*math.Sin(float64(j)/300)+rng.NormFloat64())*100) / 100
-				default:
-					v = rng.ExpFloat64()
-				}
 				p.Timestamps = append(p.Timestamps, 1_790_000_000_000+int64(j)*10_000)
-				p.Values = append(p.Values, v)
+				p.Values = append(p.Values, agentValue(rng, i, j, &state[i]))
 			}
 			if err := w.Add(Source{Topic: "metrics", Offset: off, Timestamp: 1_790_000_000_000}, []Payload{p}); err != nil {
 				return nil, err
@@ -52,6 +40,22 @@ var benchSegment = sync.OnceValues(func() ([]byte, error) {
 	_, err := w.WriteTo(&buf)
 	return buf.Bytes(), err
 })
+
+// agentValue is value j of series i in the agent-like mix: by i%4 a constant, a counter
+// (its running total in *state), a 2-decimal percentage or a random float.
+func agentValue(rng *rand.Rand, i, j int, state *float64) float64 {
+	switch i % 4 {
+	case 0:
+		return float64(i % 8)
+	case 1:
+		*state += float64(rng.IntN(5000))
+		return *state
+	case 2:
+		return math.Round((40+10*math.Sin(float64(j)/300)+rng.NormFloat64())*100) / 100
+	default:
+		return rng.ExpFloat64()
+	}
+}
 
 func benchSegmentOpen(b *testing.B) ([]byte, *Segment) {
 	b.Helper()

@@ -2,7 +2,6 @@ package columnar
 
 import (
 	"io"
-	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -10,8 +9,7 @@ import (
 
 // benchRecords are the records of one partition's segment in `make bench-sink`: 500,000
 // points in 100-point records from 5,000 series of 40 orgs (about 30 shards of the
-// default map, none of whose frames fill), counters, gauges, 2-decimal percentages and
-// random floats at 10 s.
+// default map, none of whose frames fill), the agent-like mix at 10 s.
 var benchRecords = sync.OnceValue(func() []Payload {
 	rng := rand.New(rand.NewPCG(9, 9))
 	const series, perSeries, perRecord = 5000, 100, 100
@@ -20,20 +18,8 @@ var benchRecords = sync.OnceValue(func() []Payload {
 		p := Payload{SeriesKey: SeriesKey{Org: uint32(i%40) * 7919, Metric: uint64(i % 97), Context: uint64(i)}, Tags: []string{"env:prod"}}
 		state := 0.0
 		for j := 0; j < perSeries; j++ {
-			var v float64
-			switch i % 4 {
-			case 0:
-				v = float64(i % 8)
-			case 1:
-				state += float64(rng.IntN(5000))
-				v = state
-			case 2:
-				v = math.Round((40+10*math.Sin(float64(j)/30)+rng.NormFloat64())*100) / 100
-			default:
-				v = rng.ExpFloat64()
-			}
 			p.Timestamps = append(p.Timestamps, 1_790_000_000_000+int64(j)*10_000)
-			p.Values = append(p.Values, v)
+			p.Values = append(p.Values, agentValue(rng, i, j, &state))
 		}
 		ps = append(ps, p)
 	}
