@@ -223,10 +223,7 @@ func openLegacySource(ctx context.Context, eng *query.Engine, opt DiffOptions) (
 		if err != nil {
 			return nil, nil, errors.Join(err, st.Close())
 		}
-		return &blockRuns{seriesRuns: seriesRuns{m: br, keep: f.Keep, lo: lo, hi: hi}, br: br, st: st}, func() query.ReadStats {
-			rd := br.Reads()
-			return query.ReadStats{FilesRead: rd.Blocks, BytesRead: rd.Bytes, SeriesRead: rd.Series}
-		}, nil
+		return &blockRuns{seriesRuns: seriesRuns{m: br, keep: f.Keep, lo: lo, hi: hi}, br: br, st: st}, func() query.ReadStats { return blockReadStats(br.Reads()) }, nil
 	}
 	m, err := OpenSeriesWith(ctx, st, ScanOptions{Scope: opt.Scope})
 	if err != nil {

@@ -65,9 +65,11 @@ func LegacyView(ctx context.Context, e *query.Engine, name string, opt query.Leg
 
 // blocksStats gives a blocks view's reader the read counts that sql, diff and validate
 // report (query.ViewSet.Reads).
-type blocksStats struct{ array.RecordReader }
+type blocksStats struct{ *blocks.Records }
 
-func (b blocksStats) Reads() query.ReadStats {
-	rd := b.RecordReader.(interface{ Reads() blocks.Reads }).Reads()
+func (b blocksStats) Reads() query.ReadStats { return blockReadStats(b.Records.Reads()) }
+
+// blockReadStats are a blocks reader's counts as the views report reads.
+func blockReadStats(rd blocks.Reads) query.ReadStats {
 	return query.ReadStats{FilesRead: rd.Blocks, BytesRead: rd.Bytes, SeriesRead: rd.Series}
 }
