@@ -39,6 +39,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tailor-metrics/tailor/gateway"
+	"github.com/tailor-metrics/tailor/internal/benchproc"
 )
 
 const topic = "prom"
@@ -213,11 +214,7 @@ func run(n, series, samples, senders int) error {
 			pct(r.lat, 0.50).Round(10*time.Microsecond), pct(r.lat, 0.99).Round(10*time.Microsecond))
 	}
 	fmt.Printf("\ngateway / raw kgo: samples per CPU second %.2fx\n", perCore["gateway"]/perCore["raw kgo"])
-	verdict := "met"
-	if perCore["gateway"] < 1e6 {
-		verdict = "NOT met"
-	}
-	fmt.Printf("goal >= 1,000,000 samples/s per core: %s (%.0f)\n", verdict, perCore["gateway"])
+	fmt.Printf("goal >= 1,000,000 samples/s per core: %s (%.0f)\n", benchproc.Verdict(perCore["gateway"] >= 1e6), perCore["gateway"])
 	return nil
 }
 

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
@@ -129,22 +128,18 @@ func run(series int, buffer int64, profile, serve string) error {
 	for _, side := range []string{"baseline", "sink"} {
 		st := filepath.Join(dir, side)
 		outFile := filepath.Join(dir, side+".busy")
-		cmd := exec.Command(self, "-child", side, "-brokers", strings.Join(c.ListenAddrs(), ","), "-store", st,
-			"-buffer-bytes", strconv.FormatInt(buffer, 10), "-out", outFile)
+		args := []string{"-child", side, "-brokers", strings.Join(c.ListenAddrs(), ","), "-store", st,
+			"-buffer-bytes", strconv.FormatInt(buffer, 10), "-out", outFile}
 		if profile != "" && side == "sink" {
-			cmd.Args = append(cmd.Args, "-cpuprofile", profile)
+			args = append(args, "-cpuprofile", profile)
 		}
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
+		out, pr, err := benchproc.Run(self, args...)
+		os.Stdout.Write(out)
+		if err != nil {
 			return fmt.Errorf("%s: %w", side, err)
 		}
-		ps := cmd.ProcessState
-		ru, _ := ps.SysUsage().(*syscall.Rusage)
-		r := result{name: side, wall: time.Since(start), cpu: ps.UserTime() + ps.SystemTime()}
-		if ru != nil {
-			r.rssKiB = ru.Maxrss
-		}
+		seconds := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+		r := result{name: side, wall: seconds(pr.Secs), cpu: seconds(pr.CPU), rssKiB: pr.RSS >> 10}
 		b, err := os.ReadFile(outFile)
 		if err != nil {
 			return err
