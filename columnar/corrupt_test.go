@@ -63,23 +63,23 @@ func TestCorruption(t *testing.T) {
 			return b
 		}, frame: true, off: f1.Offset, what: "zstd"},
 		{name: "bad payload with good crc", damage: func(b []byte) []byte {
-			// A valid zstd stream of a payload whose counts do not add up.
-			raw := make([]byte, f1.RawLength)
+			// A valid frame of a payload whose counts do not add up: zstd of the payload
+			// without values, and the values, all zero.
+			raw := make([]byte, f1.RawLength-16*f1.Rows)
 			le.PutUint32(raw, f1.Groups)
 			le.PutUint32(raw[4:], f1.Rows)
 			comp := zstdEncoder.EncodeAll(raw, nil)
-			if len(comp) > int(f1.Length)-FrameHeaderSize {
-				t.Fatalf("zeroed payload compresses to %d bytes, frame has %d", len(comp), f1.Length)
-			}
+			ctrl := make([]byte, 2*nibbleBytes(int(f1.Rows)))
 			// Pad with an empty zstd skippable frame so the length stays the footer's.
-			pad := int(f1.Length) - FrameHeaderSize - len(comp)
+			pad := int(f1.Length) - FrameHeaderSize - v2BodyHeader - len(comp) - len(ctrl)
 			if pad < 8 {
 				t.Fatalf("no room for padding: the payload compresses to %d of the frame's %d bytes", len(comp), f1.Length-FrameHeaderSize)
 			}
-			skip := le.AppendUint32(nil, 0x184D2A50)
-			skip = le.AppendUint32(skip, uint32(pad-8))
-			skip = append(skip, make([]byte, pad-8)...)
-			copy(b[f1.Offset+FrameHeaderSize:], append(comp, skip...))
+			comp = le.AppendUint32(comp, 0x184D2A50)
+			comp = le.AppendUint32(comp, uint32(pad-8))
+			comp = append(comp, make([]byte, pad-8)...)
+			body := append(le.AppendUint32(le.AppendUint32(nil, uint32(len(comp))), 0), comp...)
+			copy(b[f1.Offset+FrameHeaderSize:], append(body, ctrl...))
 			refixFrame(b)
 			return b
 		}, frame: true, off: f1.Offset, what: "group 0 has no rows"},

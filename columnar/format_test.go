@@ -12,14 +12,19 @@ import (
 	"github.com/tailor-metrics/tailor/storage"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/segment-v1.tseg from fixturePayloads")
+var update = flag.Bool("update", false, "rewrite testdata/segment-v2.tseg, the current version's fixture, from fixtureSegment")
 
-const fixturePath = "testdata/segment-v1.tseg"
+// The frozen fixtures: version 1, written by the writer of its day, and the current
+// version, which today's writer must still produce.
+const (
+	fixturePath   = "testdata/segment-v1.tseg"
+	fixtureV2Path = "testdata/segment-v2.tseg"
+)
 
-// fixtureSegment builds the segment that testdata/segment-v1.tseg freezes (and that
-// docs/format/segment.md walks through byte by byte): two shards, three frames (two
-// rows a frame), tags, a payload that the writer sorts and collapses, a rejected
-// record, and NaN, -0 and +Inf values.
+// fixtureSegment builds the segment that testdata/segment-v2.tseg freezes, from the
+// payloads that testdata/segment-v1.tseg holds (docs/format/segment.md walks through
+// both byte by byte): two shards, three frames (two rows a frame), tags, a payload that
+// the writer sorts and collapses, a rejected record, and NaN, -0 and +Inf values.
 func fixtureSegment(t *testing.T) []byte {
 	t.Helper()
 	w := NewSegmentWriter(Header{Topic: "metrics", Partition: 2, StartOffset: 100, StartTimestamp: 1763942400000}, DefaultShardMap(), 2)
@@ -42,24 +47,54 @@ func fixtureSegment(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-// TestFormatV1Fixture reads the frozen version-1 segment, produced by fixtureSegment
-// with `go test ./columnar -run TestFormatV1Fixture -update`, and checks every point
-// and footer field. Today's writer must still produce the same bytes: a change that
-// alters them is a format change and needs a new version.
+// TestFormatV1Fixture reads the frozen version-1 segment, written before version 2, and
+// checks every point and footer field: readers keep reading every version they have met.
 func TestFormatV1Fixture(t *testing.T) {
-	got := fixtureSegment(t)
-	if *update {
-		if err := os.WriteFile(fixturePath, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	frozen, err := os.ReadFile(fixturePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, b := layoutOf(t, got), layoutOf(t, frozen); !slices.EqualFunc(a, b, bytes.Equal) {
-		t.Fatalf("the writer no longer produces the layout of %s: bump SegmentVersion and keep a reader for version 1", fixturePath)
+	checkFixture(t, frozen, 1)
+}
+
+// TestFormatV2Fixture checks that today's writer still produces the frozen current
+// segment (`go test ./columnar -run TestFormatV2Fixture -update` rewrites it): a change
+// that alters its layout is a format change and needs a new version. Its points are the
+// version-1 fixture's, and its raw payloads are byte for byte version 1's.
+func TestFormatV2Fixture(t *testing.T) {
+	got := fixtureSegment(t)
+	if *update {
+		if err := os.WriteFile(fixtureV2Path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	frozen, err := os.ReadFile(fixtureV2Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := layoutOf(t, got), layoutOf(t, frozen); !slices.EqualFunc(a, b, bytes.Equal) {
+		t.Fatalf("the writer no longer produces the layout of %s: bump SegmentVersion and keep a reader for version %d", fixtureV2Path, SegmentVersion)
+	}
+	if !bytes.Equal(got, frozen) {
+		t.Fatalf("the writer's bytes differ from %s", fixtureV2Path)
+	}
+	checkFixture(t, frozen, 2)
+	v1, err := os.ReadFile(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Everything but the header's version and checksum, and the frames' bytes.
+	a, b := layoutOf(t, v1), layoutOf(t, frozen)
+	for i := 1; i < len(a)-1; i++ {
+		if !bytes.Equal(a[i], b[i]) {
+			t.Fatalf("frame %d: version 2 decodes to a raw payload other than version 1's", i-1)
+		}
+	}
+}
+
+// checkFixture reads a fixture segment and checks its header, footer and every point.
+func checkFixture(t *testing.T, frozen []byte, version uint16) {
+	t.Helper()
 	st, err := storage.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +108,7 @@ func TestFormatV1Fixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	ft := seg.Footer
-	if seg.Header != (Header{Version: 1, ShardMapVersion: DefaultShardMap().Version, Topic: "metrics", Partition: 2, StartOffset: 100, StartTimestamp: 1763942400000}) ||
+	if seg.Header != (Header{Version: version, ShardMapVersion: DefaultShardMap().Version, Topic: "metrics", Partition: 2, StartOffset: 100, StartTimestamp: 1763942400000}) ||
 		ft.EndOffset != 104 || ft.Records != 4 || ft.Rejected != 1 || ft.Collapsed != 1 || ft.Rows != 6 || len(ft.Shards) != 2 || len(ft.Frames) != 3 {
 		t.Fatalf("header %+v footer %+v", seg.Header, ft)
 	}
@@ -118,7 +153,7 @@ func layoutOf(t *testing.T, b []byte) [][]byte {
 	defer dec.Close()
 	for i := range ft.Frames {
 		f := &ft.Frames[i]
-		if _, err := dec.decode("fixture", *f, b[f.Offset:f.Offset+uint64(f.Length)], &ReadTimers{}); err != nil {
+		if _, err := dec.decode("fixture", seg.Header.Version, *f, b[f.Offset:f.Offset+uint64(f.Length)], &ReadTimers{}); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, slices.Clone(dec.raw))

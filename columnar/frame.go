@@ -154,8 +154,9 @@ func (b *frameBuilder) rawSize() int {
 	return frameRawHeader + groupRawBytes*b.groups() + rowRawBytes*b.rows() + len(b.tags)
 }
 
-// marshal appends the raw frame payload to dst.
-func (b *frameBuilder) marshal(dst []byte) []byte {
+// marshal appends the raw frame payload to dst; without rows, the ts and value sections
+// are left out (version 2 stores them with codecs of their own, see framecodec.go).
+func (b *frameBuilder) marshal(dst []byte, rows bool) []byte {
 	le := binary.LittleEndian
 	dst = slices.Grow(dst, b.rawSize())
 	dst = le.AppendUint32(dst, uint32(b.groups()))
@@ -170,14 +171,16 @@ func (b *frameBuilder) marshal(dst []byte) []byte {
 			dst = le.AppendUint64(dst, uint64(v))
 		}
 	}
-	for _, c := range b.chunks {
-		for _, v := range c.ts {
-			dst = le.AppendUint64(dst, v)
+	if rows {
+		for _, c := range b.chunks {
+			for _, v := range c.ts {
+				dst = le.AppendUint64(dst, v)
+			}
 		}
-	}
-	for _, c := range b.chunks {
-		for _, v := range c.vals {
-			dst = le.AppendUint64(dst, v)
+		for _, c := range b.chunks {
+			for _, v := range c.vals {
+				dst = le.AppendUint64(dst, v)
+			}
 		}
 	}
 	for _, col := range [...][]uint32{b.org, b.count} {

@@ -27,21 +27,32 @@ import (
 //   - what decodes is what the footer says: its row count, its tags, the same rows
 //     again on a second decode, and the same points through keyed reads.
 //
-// Seeds are small: the frozen fixture (testdata/segment-v1.tseg, 605 bytes), its frames,
-// and the hostile segments made from it (testdata/hostile/). The fuzzer minimizes every
+// Seeds are small: the frozen fixtures (testdata/segment-v1.tseg, 605 bytes, and
+// segment-v2.tseg), their frames, and the hostile segments made from version 1
+// (testdata/hostile/). The fuzzer minimizes every
 // new input it finds; with the seeds of a few KiB it used to have, one minimization took
 // most of a 45 s run (4 to 22 executions), and with these a 5 s run executes thousands.
 
-// fuzzSeedSegments are the fixture and the hostile segments.
+// fuzzSeedSegments are the fixtures and the hostile segments.
 func fuzzSeedSegments(f *testing.F) [][]byte {
 	f.Helper()
-	fixture, err := os.ReadFile(fixturePath)
-	if err != nil {
-		f.Fatal(err)
-	}
-	out := [][]byte{fixture}
+	out := fixtures(f)
 	for _, tc := range hostileCases {
 		b, err := os.ReadFile(hostileDir + "/" + tc.name + ".tseg")
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// fixtures are the frozen fixtures, version 1 first.
+func fixtures(f *testing.F) [][]byte {
+	f.Helper()
+	var out [][]byte
+	for _, p := range []string{fixturePath, fixtureV2Path} {
+		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -101,22 +112,21 @@ func FuzzPointReader(f *testing.F) {
 	})
 }
 
-// FuzzSegmentCounts changes one count or length of the frozen fixture's footer to value
-// and writes the segment again with every checksum right, so that each input reaches
-// the checks of the counts instead of stopping at a checksum; then it reads the segment
-// as FuzzPointReader does.
+// FuzzSegmentCounts changes one count or length of a frozen fixture's footer (version 1
+// or 2) to value and writes the segment again with every checksum right, so that each
+// input reaches the checks of the counts instead of stopping at a checksum; then it
+// reads the segment as FuzzPointReader does.
 func FuzzSegmentCounts(f *testing.F) {
-	for field := range uint8(countFields) {
-		for _, v := range []uint64{0, 1, 7, math.MaxUint16 + 1, MaxFrameRows + 1, MaxFrameBytes, math.MaxUint32, math.MaxUint64} {
-			f.Add(field, uint8(0), v)
+	for version := range uint8(2) {
+		for field := range uint8(countFields) {
+			for _, v := range []uint64{0, 1, 7, math.MaxUint16 + 1, MaxFrameRows + 1, MaxFrameBytes, math.MaxUint32, math.MaxUint64} {
+				f.Add(version, field, uint8(0), v)
+			}
 		}
 	}
-	fixture, err := os.ReadFile(fixturePath)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Fuzz(func(t *testing.T, field, frame uint8, v uint64) {
-		b := rebuildSegment(t, fixture, nil, func(ft *Footer) { setCount(ft, field, int(frame)%len(ft.Frames), v) })
+	fx := fixtures(f)
+	f.Fuzz(func(t *testing.T, version, field, frame uint8, v uint64) {
+		b := rebuildSegment(t, fx[int(version)%len(fx)], nil, func(ft *Footer) { setCount(ft, field, int(frame)%len(ft.Frames), v) })
 		checkPointReader(t, b)
 	})
 }
@@ -227,10 +237,10 @@ func FuzzParseCSVPoint(f *testing.F) {
 	})
 }
 
-// fixtureFrames are the frozen fixture's frames: the footer entries and the bytes.
-func fixtureFrames(f *testing.F) (*Segment, []byte) {
+// fixtureFrames are a frozen fixture's frames: the footer entries and the bytes.
+func fixtureFrames(f *testing.F, path string) (*Segment, []byte) {
 	f.Helper()
-	b, err := os.ReadFile(fixturePath)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -242,7 +252,7 @@ func fixtureFrames(f *testing.F) (*Segment, []byte) {
 // [headerEnd, dataEnd) inside the limits, each naming a shard that exists, and their
 // counts are what their lengths can hold.
 func FuzzFooter(f *testing.F) {
-	seg, b := fixtureFrames(f)
+	seg, b := fixtureFrames(f, fixtureV2Path)
 	fb := seg.Footer.Marshal(nil)
 	f.Add(fb, uint64(seg.Header.headerSize()), uint64(len(b)-TrailerSize-len(fb)))
 	f.Add([]byte{}, uint64(0), uint64(0))
@@ -272,50 +282,103 @@ func FuzzFooter(f *testing.F) {
 	})
 }
 
-// FuzzFrame decodes an arbitrary frame body (the bytes after the frame header), with a
-// correct length and checksum in front, so the fuzzer reaches zstd and the payload
-// parser. Seeds: the fixture's frames.
+// FuzzFrame decodes an arbitrary frame body (the bytes after the frame header) of a
+// version-1 or version-2 segment, with a correct length and checksum in front, so the
+// fuzzer reaches zstd, the value codec and the payload parser. Seeds: the fixtures'
+// frames.
 func FuzzFrame(f *testing.F) {
-	seg, b := fixtureFrames(f)
-	for _, fr := range seg.Footer.Frames {
-		f.Add(b[fr.Offset+FrameHeaderSize:fr.Offset+uint64(fr.Length)], fr.RawLength, fr.Rows, fr.Groups)
+	for i, path := range []string{fixturePath, fixtureV2Path} {
+		seg, b := fixtureFrames(f, path)
+		for _, fr := range seg.Footer.Frames {
+			f.Add(uint8(i), b[fr.Offset+FrameHeaderSize:fr.Offset+uint64(fr.Length)], fr.RawLength, fr.Rows, fr.Groups)
+		}
 	}
-	f.Add(zstdRLEBomb(3), uint32(130), uint32(1), uint32(1))
-	f.Fuzz(func(t *testing.T, body []byte, rawLen, rows, groups uint32) {
-		checkFrame(t, body, rawLen%(1<<20), rows, groups) // keep fuzzing fast: 1 MiB raw at most
+	f.Add(uint8(0), zstdRLEBomb(3), uint32(130), uint32(1), uint32(1))
+	f.Fuzz(func(t *testing.T, version uint8, body []byte, rawLen, rows, groups uint32) {
+		checkFrame(t, 1+uint16(version%2), body, rawLen%(1<<20), rows, groups) // keep fuzzing fast: 1 MiB raw at most
 	})
 }
 
-// FuzzFrameRaw compresses an arbitrary raw frame payload into a frame, so that the
-// fuzzer changes the payload's counts and lengths (groups, rows, each group's count, tag
-// counts and lengths) directly, which FuzzFrame reaches only through zstd. Seeds: the
-// fixture's raw payloads.
+// FuzzFrameRaw builds an arbitrary raw frame payload into a frame of either version, so
+// that the fuzzer changes the payload's counts and lengths (groups, rows, each group's
+// count, tag counts and lengths) and its value XORs directly, which FuzzFrame reaches
+// only through zstd and the value codec. Seeds: the fixture's raw payloads.
 func FuzzFrameRaw(f *testing.F) {
-	seg, b := fixtureFrames(f)
+	seg, b := fixtureFrames(f, fixturePath)
 	dec := NewFrameDecoder()
 	defer dec.Close()
 	for _, fr := range seg.Footer.Frames {
-		if _, err := dec.decode("x", fr, b[fr.Offset:fr.Offset+uint64(fr.Length)], &ReadTimers{}); err != nil {
+		if _, err := dec.decode("x", 1, fr, b[fr.Offset:fr.Offset+uint64(fr.Length)], &ReadTimers{}); err != nil {
 			f.Fatal(err)
 		}
 		f.Add(slices.Clone(dec.raw), fr.Rows, fr.Groups)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte, rows, groups uint32) {
-		checkFrame(t, zstdEncoder.EncodeAll(raw, nil), uint32(len(raw)), rows, groups)
+		checkFrame(t, 1, zstdEncoder.EncodeAll(raw, nil), uint32(len(raw)), rows, groups)
+		if body := v2Body(raw, rows, groups); body != nil {
+			checkFrame(t, 2, body, uint32(len(raw)), rows, groups)
+		}
 	})
+}
+
+// v2Body is the version-2 frame body of a version-1 raw payload whose footer entry
+// claims rows and groups, or nil if the payload cannot hold their sections or counts.
+func v2Body(raw []byte, rows, groups uint32) []byte {
+	r, g := uint64(rows), uint64(groups)
+	at := frameRawHeader + 32*g
+	if r > MaxFrameRows || g > r || at+16*r+8*g > uint64(len(raw)) {
+		return nil
+	}
+	le := binary.LittleEndian
+	col := func(off uint64) []uint64 {
+		xs := make([]uint64, r)
+		for i := range xs {
+			xs[i] = le.Uint64(raw[off+8*uint64(i):])
+		}
+		return xs
+	}
+	ts, vals := col(at), col(at+8*r)
+	counts := make([]uint32, g)
+	var sum uint64
+	for i := range counts {
+		counts[i] = le.Uint32(raw[at+16*r+4*g+4*uint64(i):])
+		if counts[i] == 0 {
+			return nil
+		}
+		sum += uint64(counts[i])
+	}
+	if sum != r {
+		return nil // the encoder walks the counts: the writer never has them wrong
+	}
+	rest := append(slices.Clip(raw[:at]), raw[at+16*r:]...)
+	body := zstdEncoder.EncodeAll(rest, make([]byte, v2BodyHeader))
+	le.PutUint32(body, uint32(len(body)-v2BodyHeader))
+	n := nibbleBytes(int(r))
+	body = slices.Grow(body, 2*n+16*int(r)+nibbleSlack)
+	at2 := len(body)
+	body = body[:at2+n]
+	te := tsEncoder{nibbleEncoder: nibbleEncoder{ctrl: body[at2:], data: body[at2+n : at2+n : cap(body)]}, counts: counts}
+	te.add(ts)
+	le.PutUint32(body[4:], uint32(len(te.data)))
+	at2 += n + len(te.data)
+	body = body[:at2+n]
+	ve := xorEncoder{nibbleEncoder{ctrl: body[at2:], data: body[at2+n : at2+n : cap(body)]}}
+	clear(ve.ctrl)
+	ve.add(vals)
+	return body[:at2+n+len(ve.data)]
 }
 
 // checkFrame decodes the frame of compressed bytes body whose footer entry claims
 // rawLen, rows and groups. Invariants: an error is a CorruptSegmentError at the frame's offset;
 // a frame that decodes never held more than rawLen raw bytes, yields exactly rows rows,
 // decodes again to the same rows, and its keyed decode gives the same points.
-func checkFrame(t *testing.T, body []byte, rawLen, rows, groups uint32) {
+func checkFrame(t *testing.T, version uint16, body []byte, rawLen, rows, groups uint32) {
 	t.Helper()
 	fb := binary.LittleEndian.AppendUint32(nil, uint32(len(body)))
 	fb = binary.LittleEndian.AppendUint32(fb, crc(body))
 	fb = append(fb, body...)
 	info := FrameInfo{Offset: 77, Length: uint32(len(fb)), RawLength: rawLen, Rows: rows, Groups: groups, MinTs: math.MinInt64, MaxTs: math.MaxInt64}
-	seg := &Segment{Key: "x.tseg"}
+	seg := &Segment{Key: "x.tseg", Header: Header{Version: version}}
 	sp := Split{Seg: seg, Frames: []FrameInfo{info}}
 	dec := NewFrameDecoder()
 	defer dec.Close()

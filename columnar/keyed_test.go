@@ -203,7 +203,7 @@ func TestUnsortedGroupIsCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		info.Offset = 99
-		sp := Split{Seg: &Segment{Key: "seg.tseg"}, Frames: []FrameInfo{info}}
+		sp := Split{Seg: &Segment{Key: "seg.tseg", Header: Header{Version: SegmentVersion}}, Frames: []FrameInfo{info}}
 		dec := NewFrameDecoder()
 		var c Columns
 		var k Keyed

@@ -224,8 +224,11 @@ func NewFrameDecoder() *FrameDecoder {
 func (d *FrameDecoder) Close() { d.zd.Close() }
 
 // decode validates the frame whose bytes (frame header included) are b against its footer
-// entry and returns a view of its decompressed payload, valid until the next decode.
-func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte, t *ReadTimers) (frameView, error) {
+// entry and returns a view of its raw payload, valid until the next decode. version is
+// the segment's: version 1 compresses the whole raw payload with zstd, version 2 all of
+// it but the value section, which follows in its own codec. Either way the view is of
+// the same raw payload.
+func (d *FrameDecoder) decode(key string, version uint16, info FrameInfo, b []byte, t *ReadTimers) (frameView, error) {
 	if len(b) != int(info.Length) {
 		return frameView{}, corrupt(key, info.Offset, "frame: have %d bytes, footer says %d (truncated)", len(b), info.Length)
 	}
@@ -238,9 +241,9 @@ func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte, t *ReadTimer
 	if clen != info.Length-FrameHeaderSize {
 		return frameView{}, corrupt(key, info.Offset, "frame: bad length: length field %d, footer says %d", clen, info.Length-FrameHeaderSize)
 	}
-	comp := b[FrameHeaderSize:]
+	body := b[FrameHeaderSize:]
 	t0 := time.Now()
-	sum := crc(comp)
+	sum := crc(body)
 	t1 := time.Now()
 	t.Verify += t1.Sub(t0)
 	if want := binary.LittleEndian.Uint32(b[4:]); sum != want {
@@ -252,18 +255,20 @@ func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte, t *ReadTimer
 		}
 		d.raw = make([]byte, 0, info.RawLength)
 	}
-	raw, err := d.zd.DecodeAll(comp, d.raw[:0:info.RawLength])
+	var raw []byte
+	var err error
+	switch version {
+	case 1:
+		raw, err = d.unzstd(key, info, body, int(info.RawLength))
+	case 2:
+		raw, err = d.unpackV2(key, info, body)
+	default:
+		err = corrupt(key, info.Offset, "frame: segment version %d has no frame layout", version)
+	}
 	t.Decompress += time.Since(t1)
-	if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
-		return frameView{}, corrupt(key, info.Offset, "frame: decompresses to more than the %d bytes the footer says", info.RawLength)
-	}
 	if err != nil {
-		return frameView{}, corrupt(key, info.Offset, "frame: zstd: %v", err)
+		return frameView{}, err
 	}
-	if len(raw) != int(info.RawLength) {
-		return frameView{}, corrupt(key, info.Offset, "frame: decompressed to %d bytes, footer says %d", len(raw), info.RawLength)
-	}
-	d.raw = d.raw[:len(raw)] // raw is d.raw's prefix: the cap limit never lets DecodeAll grow it
 	v, err := parseFrame(raw)
 	if err != nil {
 		return v, corrupt(key, info.Offset, "%v", err)
@@ -275,6 +280,66 @@ func (d *FrameDecoder) decode(key string, info FrameInfo, b []byte, t *ReadTimer
 		return v, corrupt(key, info.Offset, "%v", err)
 	}
 	return v, nil
+}
+
+// unzstd decompresses comp into d.raw, which must hold want bytes, and fails unless it
+// decompresses to exactly want bytes.
+func (d *FrameDecoder) unzstd(key string, info FrameInfo, comp []byte, want int) ([]byte, error) {
+	raw, err := d.zd.DecodeAll(comp, d.raw[:0:want])
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return nil, corrupt(key, info.Offset, "frame: decompresses to more than the %d bytes the footer says", want)
+	}
+	if err != nil {
+		return nil, corrupt(key, info.Offset, "frame: zstd: %v", err)
+	}
+	if len(raw) != want {
+		return nil, corrupt(key, info.Offset, "frame: decompressed to %d bytes, footer says %d", len(raw), want)
+	}
+	d.raw = d.raw[:want] // raw is d.raw's prefix: the cap limit never lets DecodeAll grow it
+	return d.raw, nil
+}
+
+// v2BodyHeader is the start of a version-2 frame's body: the zstd length and the ts
+// bytes' length, u32 each.
+const v2BodyHeader = 8
+
+// unpackV2 rebuilds a version-2 frame's raw payload in d.raw. body is the zstd length Z,
+// the ts bytes' length T, Z bytes of zstd (the raw payload without its ts and value
+// sections), the ts controls and T ts bytes, then the value controls and bytes. ts and
+// values go back where version 1 has them.
+func (d *FrameDecoder) unpackV2(key string, info FrameInfo, body []byte) ([]byte, error) {
+	rows, groups := int(info.Rows), int(info.Groups)
+	if len(body) < v2BodyHeader {
+		return nil, corrupt(key, info.Offset, "frame: bad length: %d bytes hold no section lengths", len(body))
+	}
+	le := binary.LittleEndian
+	z, tl, n := uint64(le.Uint32(body)), uint64(le.Uint32(body[4:])), uint64(nibbleBytes(rows))
+	if z+tl+2*n > uint64(len(body)-v2BodyHeader) {
+		return nil, corrupt(key, info.Offset, "frame: bad length: zstd length %d, ts length %d and 2 x %d control bytes for %d rows do not fit in %d bytes", z, tl, n, rows, len(body)-v2BodyHeader)
+	}
+	p := body[v2BodyHeader:]
+	cut := func(k uint64) []byte { s := p[:k]; p = p[k:]; return s }
+	zs, tctrl, tdata, vctrl := cut(z), cut(n), cut(tl), cut(n)
+	// checkCounts made sure that RawLength holds 16 bytes a row besides the rest.
+	rest := int(info.RawLength) - rowRawBytes*rows
+	if _, err := d.unzstd(key, info, zs, rest); err != nil {
+		return nil, err
+	}
+	raw := d.raw[:info.RawLength]
+	if g, r := le.Uint32(raw), le.Uint32(raw[4:]); int(g) != groups || int(r) != rows {
+		return nil, corrupt(key, info.Offset, "frame: %d rows in %d groups, footer says %d in %d", r, g, rows, groups)
+	}
+	at := frameRawHeader + 32*groups // where version 1 has the ts
+	copy(raw[at+rowRawBytes*rows:], raw[at:rest])
+	counts := raw[at+rowRawBytes*rows+4*groups:][:4*groups]
+	if err := decodeTs(raw[at:at+8*rows], rows, counts, tctrl, tdata); err != nil {
+		return nil, corrupt(key, info.Offset, "frame: %v", err)
+	}
+	if err := decodeXORs(raw[at+8*rows:at+16*rows], rows, vctrl, p); err != nil {
+		return nil, corrupt(key, info.Offset, "frame: %v", err)
+	}
+	d.raw = raw
+	return raw, nil
 }
 
 // ReadSplitBytes fetches the bytes of a split's frames with one ranged read into dst.
@@ -344,7 +409,7 @@ func (d *FrameDecoder) DecodeFrame(sp *Split, f FrameInfo, b []byte, opt DecodeO
 // skipped and counted under opt.SkipCorrupt.
 func (d *FrameDecoder) open(sp *Split, f FrameInfo, b []byte, opt *DecodeOptions, st *FrameStats) (frameView, bool, error) {
 	st.Frames++
-	v, err := d.decode(sp.Seg.Key, f, b, &st.Timers)
+	v, err := d.decode(sp.Seg.Key, sp.Seg.Header.Version, f, b, &st.Timers)
 	if err == nil && opt.Tags != nil {
 		if terr := v.groupTags(opt.Topic, sp.Seg.Header.Partition, opt.Tags); terr != nil {
 			err = corrupt(sp.Seg.Key, f.Offset, "%v", terr)

@@ -18,9 +18,11 @@ import (
 // fixed-size trailer at the very end gives the footer's length, so a reader finds
 // everything with one small read of the file's tail.
 const (
-	SegmentMagic   = "TSEG"
-	TrailerMagic   = "TSEGFTR1"
-	SegmentVersion = 1
+	SegmentMagic = "TSEG"
+	TrailerMagic = "TSEGFTR1"
+	// SegmentVersion is the version writers write. Readers read every version from 1 to
+	// it: version 2 changed only how a frame's values are stored (docs/format/segment.md).
+	SegmentVersion = 2
 
 	// TrailerSize is footer length (4) + footer crc32c (4) + magic (8).
 	TrailerSize = 16
@@ -78,8 +80,8 @@ func (h *Header) Unmarshal(src []byte) ([]byte, error) {
 		return src, fmt.Errorf("header: bad magic %q, want %q", src[:4], SegmentMagic)
 	}
 	h.Version = binary.LittleEndian.Uint16(src[4:])
-	if h.Version != SegmentVersion {
-		return src, fmt.Errorf("header: unsupported version %d (this reader knows %d)", h.Version, SegmentVersion)
+	if h.Version < 1 || h.Version > SegmentVersion {
+		return src, fmt.Errorf("header: unsupported version %d (this reader knows 1 to %d)", h.Version, SegmentVersion)
 	}
 	h.ShardMapVersion = binary.LittleEndian.Uint32(src[8:])
 	h.Partition = int32(binary.LittleEndian.Uint32(src[12:]))

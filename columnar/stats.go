@@ -51,7 +51,7 @@ type ReadTimers struct {
 	// Verify is the crc32c check of the compressed bytes. On a mapped file this is where
 	// pages are first touched, so it includes reading them from disk.
 	Verify time.Duration
-	// Decompress is zstd.
+	// Decompress is zstd, and in version-2 segments the values' own codec.
 	Decompress time.Duration
 	// Decode is turning the decompressed payload into the Arrow columns.
 	Decode time.Duration

@@ -17,10 +17,9 @@ import (
 const DefaultFrameRows = 1 << 16
 
 // zstdEncoder is shared: EncodeAll is safe for concurrent use. SpeedFastest (level 1):
-// compression is half of the sink's CPU, nearly all of it spent on the value XORs, and
-// SpeedDefault (level 3) took 15-25% more time there for 2% fewer bytes (bench-sink's
-// workload 3.79x -> 3.87x, the agent-like mix of BenchmarkFrameDecode 1.7%), while a
-// reader decompresses either at the same speed. No zstd content checksum: the frame's
+// when zstd still compressed the value XORs (version 1), it was half of the sink's CPU,
+// and SpeedDefault (level 3) took 15-25% more time for 2% fewer bytes, while a reader
+// decompresses either at the same speed. No zstd content checksum: the frame's
 // crc32c covers the compressed bytes, and readers would skip it anyway.
 var zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 
@@ -254,30 +253,58 @@ func (w *SegmentWriter) seal(si uint32) error {
 // in: every writer shares them, since a writer needs them only while it seals a frame.
 var rawScratch, zstdScratch = sync.Pool{New: func() any { return new([]byte) }}, sync.Pool{New: func() any { return new([]byte) }}
 
-// encode compresses the builder's groups into a frame (frame header included) and
+// encode builds the builder's groups into a version-2 frame (frame header included) and
 // returns its footer entry, without Offset and Shard. *raw is scratch space, reused.
+//
+// The frame's body is the zstd length, the ts bytes' length, zstd over the raw payload
+// without its ts and value sections, then ts and values in codecs of their own
+// (framecodec.go): the ts deltas and value XORs were nearly all of zstd's work, and the
+// rest (series keys, provenance, tags) compresses fast.
 func (b *frameBuilder) encode(raw *[]byte) (FrameInfo, []byte, error) {
-	*raw = b.marshal((*raw)[:0])
-	if len(*raw) > MaxFrameBytes {
-		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes exceeds %d", len(*raw), MaxFrameBytes)
+	*raw = b.marshal((*raw)[:0], false)
+	rows := b.rows()
+	rawLen := len(*raw) + rowRawBytes*rows
+	if rawLen > MaxFrameBytes {
+		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes exceeds %d", rawLen, MaxFrameBytes)
 	}
-	// Compress into scratch space and keep an exact copy: a sealed frame stays in memory
-	// until its segment is stored, and zstd's output buffer would hold about twice what
-	// it needs (these frames compress about 4x).
+	// Build the body in scratch space and keep an exact copy: a sealed frame stays in
+	// memory until its segment is stored, and the scratch holds the worst case (8 bytes
+	// a ts and a value) where these frames need about 5.
 	out := zstdScratch.Get().(*[]byte)
 	defer zstdScratch.Put(out)
-	*out = zstdEncoder.EncodeAll(*raw, (*out)[:0])
-	if FrameHeaderSize+len(*out) > MaxFrameBytes {
-		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes compressed to %d, more than %d", len(*raw), FrameHeaderSize+len(*out), MaxFrameBytes)
+	body := zstdEncoder.EncodeAll(*raw, append((*out)[:0], make([]byte, v2BodyHeader)...))
+	z := len(body) - v2BodyHeader
+	n := nibbleBytes(rows)
+	body = slices.Grow(body, 2*n+rowRawBytes*rows+nibbleSlack)
+	at := len(body)
+	body = body[:at+n]
+	ts := tsEncoder{nibbleEncoder: nibbleEncoder{ctrl: body[at:], data: body[at+n : at+n : cap(body)]}, counts: b.count}
+	clear(ts.ctrl)
+	for _, c := range b.chunks {
+		ts.add(c.ts)
 	}
-	data := make([]byte, FrameHeaderSize+len(*out))
-	comp := data[FrameHeaderSize:]
-	copy(comp, *out)
-	binary.LittleEndian.PutUint32(data, uint32(len(comp)))
-	binary.LittleEndian.PutUint32(data[4:], crc(comp))
+	at += n + len(ts.data)
+	body = body[:at+n]
+	vals := xorEncoder{nibbleEncoder{ctrl: body[at:], data: body[at+n : at+n : cap(body)]}}
+	clear(vals.ctrl) // after the ts: their 8-byte writes reach past their bytes
+	for _, c := range b.chunks {
+		vals.add(c.vals)
+	}
+	body = body[:at+n+len(vals.data)]
+	binary.LittleEndian.PutUint32(body, uint32(z))
+	binary.LittleEndian.PutUint32(body[4:], uint32(len(ts.data)))
+	*out = body
+	if FrameHeaderSize+len(body) > MaxFrameBytes {
+		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes encoded to %d, more than %d", rawLen, FrameHeaderSize+len(body), MaxFrameBytes)
+	}
+	// append, not make and copy: the frame's bytes are not zeroed first.
+	data := append(make([]byte, 0, FrameHeaderSize+len(body)), 0, 0, 0, 0, 0, 0, 0, 0)
+	data = append(data, body...)
+	binary.LittleEndian.PutUint32(data, uint32(len(body)))
+	binary.LittleEndian.PutUint32(data[4:], crc(body))
 	return FrameInfo{
-		Length: uint32(len(data)), RawLength: uint32(len(*raw)),
-		Rows: uint32(b.rows()), Groups: uint32(b.groups()),
+		Length: uint32(len(data)), RawLength: uint32(rawLen),
+		Rows: uint32(rows), Groups: uint32(b.groups()),
 		MinTs: b.minTs, MaxTs: b.maxTs, MinOffset: b.minOffset, MaxOffset: b.maxOffset,
 		MinRecordTs: b.minRecordTs, MaxRecordTs: b.maxRecordTs,
 	}, data, nil
