@@ -57,7 +57,7 @@ func TestInspectSegment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"header  version 1, shard map version 1, topic import, partition 0, start offset 0", "footer  offsets [0, ", "288 rows, 3 frames in 3 shards", "\nshards\n", "org-mod-2  1 ", "\nframes\n", "2025-11-24T00:00:00Z"} {
+	for _, want := range []string{"header  version 2, shard map version 1, topic import, partition 0, start offset 0", "footer  offsets [0, ", "288 rows, 3 frames in 3 shards", "\nshards\n", "org-mod-2  1 ", "\nframes\n", "2025-11-24T00:00:00Z"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("inspect lacks %q:\n%s", want, text)
 		}

@@ -42,8 +42,10 @@ type versionInfo struct {
 	DuckDB   string `json:"duckdb"`
 	DuckDBGo string `json:"duckdb_go,omitempty"`
 	Formats  struct {
-		Segment uint16 `json:"segment"`
-		// SeriesFile is the version written; SeriesFileReads the versions read.
+		// Segment is the segment version written, SegmentReads the versions read; the
+		// same for SeriesFile and SeriesFileReads.
+		Segment         uint16 `json:"segment"`
+		SegmentReads    string `json:"segment_reads"`
 		SeriesFile      uint16 `json:"series_file"`
 		SeriesFileReads string `json:"series_file_reads"`
 		Manifest        string `json:"manifest_algorithm"`
@@ -92,6 +94,7 @@ func buildVersion(bi *debug.BuildInfo) versionInfo {
 		v.Commit = commit
 	}
 	v.Formats.Segment = columnar.SegmentVersion
+	v.Formats.SegmentReads = fmt.Sprintf("v1 to v%d", columnar.SegmentVersion)
 	v.Formats.SeriesFile = encoder.CurrentVersion
 	v.Formats.SeriesFileReads = fmt.Sprintf("v%d to v%d", encoder.Version1, encoder.CurrentVersion)
 	v.Formats.Manifest = run.AlgoVersion()
@@ -166,8 +169,8 @@ func printVersion(ctx context.Context, w io.Writer, jsonOut bool) error {
 	if v.DuckDBGo != "" {
 		fmt.Fprintf(w, ", duckdb-go %s", v.DuckDBGo)
 	}
-	fmt.Fprintf(w, "\nformats   segment v%d, series file v%d (reads %s), manifest algorithm %s\n",
-		v.Formats.Segment, v.Formats.SeriesFile, v.Formats.SeriesFileReads, v.Formats.Manifest)
+	fmt.Fprintf(w, "\nformats   segment v%d (reads %s), series file v%d (reads %s), manifest algorithm %s\n",
+		v.Formats.Segment, v.Formats.SegmentReads, v.Formats.SeriesFile, v.Formats.SeriesFileReads, v.Formats.Manifest)
 	return nil
 }
 

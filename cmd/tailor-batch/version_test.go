@@ -56,7 +56,7 @@ func TestVersionCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tailor-batch ", "\ncommit    ", "\ngo        go1.", "\nduckdb    v1.", "duckdb-go v2.", "\nformats   segment v1, series file v", "manifest algorithm " + run.AlgoVersion()} {
+	for _, want := range []string{"tailor-batch ", "\ncommit    ", "\ngo        go1.", "\nduckdb    v1.", "duckdb-go v2.", "\nformats   segment v2 (reads v1 to v2), series file v", "manifest algorithm " + run.AlgoVersion()} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("version lacks %q:\n%s", want, out)
 		}
@@ -70,7 +70,7 @@ func TestVersionCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v versionInfo
-	if err := json.Unmarshal(stdout.Bytes(), &v); err != nil || !strings.HasPrefix(v.DuckDB, "v1.") || v.Formats.Segment != 1 || v.Formats.SeriesFile != encoder.CurrentVersion {
+	if err := json.Unmarshal(stdout.Bytes(), &v); err != nil || !strings.HasPrefix(v.DuckDB, "v1.") || v.Formats.Segment != 2 || v.Formats.SegmentReads != "v1 to v2" || v.Formats.SeriesFile != encoder.CurrentVersion {
 		t.Fatalf("version --json: %+v %v\n%s", v, err, stdout.String())
 	}
 	// Without a command or --version, the root prints its help and exits 0.
