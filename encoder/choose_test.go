@@ -68,7 +68,7 @@ func bruteForceSize(t testing.TB, vals []float64) int {
 // save 3%, gorilla 10%), which buy decoding speed.
 func TestChoiceIsSound(t *testing.T) {
 	sets := realSets(t)
-	sets = append(sets, nabFile{Name: "synthetic", Series: randomSeries(rand.New(rand.NewPCG(21, 21)), 60, 5000)})
+	sets = append(sets, testSet{Name: "synthetic", Series: randomSeries(rand.New(rand.NewPCG(21, 21)), 60, 5000)})
 	for _, f := range sets {
 		t.Run(f.Name, func(t *testing.T) {
 			var c columnEncoder

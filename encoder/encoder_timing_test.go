@@ -30,7 +30,7 @@ func benchInputs(b *testing.B) map[string][]testSeries {
 		nab = append(nab, f.Series...)
 	}
 	real = append(real, nab...)
-	for _, f := range readMore(func(string, error) {}) {
+	for _, f := range loadMoreQuiet() {
 		real = append(real, f.Series...)
 	}
 	if len(nab) > 0 {

@@ -2,18 +2,12 @@ package encoder
 
 import (
 	"bytes"
-	"encoding/csv"
-	"errors"
-	"hash/fnv"
-	"io"
 	"math"
-	"os"
-	"path/filepath"
-	"sort"
-	"strconv"
 	"testing"
 
 	"github.com/tailor-metrics/tailor/columnar"
+	"github.com/tailor-metrics/tailor/internal/realdata"
+	"github.com/tailor-metrics/tailor/internal/realdata/realdatatest"
 )
 
 // testSeries is one series of test input.
@@ -108,124 +102,49 @@ func roundTrip(t testing.TB, series []testSeries, opts ...Opt) []byte {
 	return b
 }
 
-// realDataDir is where the real data lives: ../shared/data/real beside the repository
-// (the NAB CSVs, and more/ with the bitbrains and dctraces sets), or $TAILOR_REAL_DATA.
-func realDataDir() string {
-	if d := os.Getenv("TAILOR_REAL_DATA"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "shared", "data", "real")
-}
-
-type nabFile struct {
+// testSet is one data set of test input.
+type testSet struct {
 	Name   string
 	Series []testSeries
 }
 
-// realSets reads every real data set: each NAB CSV, then bitbrains and dctraces. Each
-// series is sorted by time and de-duplicated keeping the last row of a timestamp (the
-// raw files repeat the DST hour), the way the pipeline keeps the latest arrival. NAB
-// series keys are an FNV hash of the name, sorted. Without the data the test is skipped,
-// and under CI (the CI environment variable set) it fails: a CI run must not pass by
-// testing nothing.
-func realSets(t testing.TB) []nabFile {
+// realSets reads every real data set (see package realdata): each NAB CSV, then
+// bitbrains and dctraces. Without the data the test is skipped, and under CI it fails
+// (realdatatest.Sets).
+func realSets(t testing.TB) []testSet {
 	t.Helper()
-	files := readNAB(func(path string, err error) { t.Fatalf("%s: %v", path, err) })
-	more := readMore(func(path string, err error) {
-		if len(files) > 0 || os.Getenv("CI") != "" {
-			t.Fatalf("%s: %v", path, err)
-		}
-	})
-	if len(files) == 0 || len(more) == 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but the real data is not in %s (set TAILOR_REAL_DATA)", realDataDir())
-		}
-		t.Skipf("no real data in %s", realDataDir())
-	}
-	return append(files, more...)
+	nab, more := realdatatest.Sets(t)
+	return append(testSets(nab, true), testSets(more, false)...)
 }
 
-// loadNABQuiet loads the real data, or nothing when it is not there: for benchmarks and
-// fuzz seeds, which must not depend on it.
-func loadNABQuiet() []nabFile {
-	return readNAB(func(string, error) {})
+// loadNABQuiet loads the NAB sets, or nothing when they are not there or do not load:
+// for benchmarks and fuzz seeds, which must not depend on them.
+func loadNABQuiet() []testSet {
+	nab, _ := realdata.NAB(realdata.Dir())
+	return testSets(nab, true)
 }
 
-// readNAB parses every real-data CSV; a file that fails is reported to onErr and left out.
-func readNAB(onErr func(path string, err error)) []nabFile {
-	paths, _ := filepath.Glob(filepath.Join(realDataDir(), "*.csv"))
-	var files []nabFile
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			onErr(p, err)
-			continue
-		}
-		nf, err := parseNAB(f)
-		f.Close()
-		if err != nil {
-			onErr(p, err)
-			continue
-		}
-		nf.Name = filepath.Base(p)
-		files = append(files, nf)
-	}
-	return files
+// loadMoreQuiet is loadNABQuiet for bitbrains and dctraces.
+func loadMoreQuiet() []testSet {
+	more, _ := realdata.More(realdata.Dir())
+	return testSets(more, false)
 }
 
-func parseNAB(r io.Reader) (nabFile, error) {
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
-	if _, err := cr.Read(); err != nil {
-		return nabFile{}, err
-	}
-	type pt struct {
-		ts  int64
-		v   float64
-		ord int
-	}
-	bySeries := map[string][]pt{}
-	var names []string
-	for ord := 0; ; ord++ {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nabFile{}, err
-		}
-		ts, err := strconv.ParseInt(rec[1], 10, 64)
-		if err != nil {
-			return nabFile{}, err
-		}
-		v, err := strconv.ParseFloat(rec[2], 64)
-		if err != nil {
-			return nabFile{}, err
-		}
-		if _, ok := bySeries[rec[0]]; !ok {
-			names = append(names, rec[0])
-		}
-		bySeries[rec[0]] = append(bySeries[rec[0]], pt{ts, v, ord})
-	}
-	var nf nabFile
-	for _, name := range names {
-		pts := bySeries[name]
-		sort.SliceStable(pts, func(i, j int) bool { return pts[i].ts < pts[j].ts })
-		var s testSeries
-		h := fnv.New64a()
-		h.Write([]byte(name))
-		s.Key = columnar.SeriesKey{Org: 1, Metric: h.Sum64(), Context: uint64(len(name))}
-		s.Tags = []string{"name:" + name}
-		for _, p := range pts {
-			if n := len(s.Ts); n > 0 && s.Ts[n-1] == p.ts {
-				s.Values[n-1] = p.v // keep the last row of a repeated timestamp
-				continue
+// testSets turns real sets into test input. tagged gives each series the tag
+// "name:<series name>", which the NAB series have always carried here (so that the
+// real-data round trips cover tags too); the more/ series carry none.
+func testSets(sets []realdata.Set, tagged bool) []testSet {
+	out := make([]testSet, 0, len(sets))
+	for _, set := range sets {
+		ts := testSet{Name: set.Name, Series: make([]testSeries, 0, len(set.Series))}
+		for _, s := range set.Series {
+			var tags []string
+			if tagged {
+				tags = []string{"name:" + s.Name}
 			}
-			s.Ts = append(s.Ts, p.ts)
-			s.Values = append(s.Values, p.v)
+			ts.Series = append(ts.Series, testSeries{Key: s.Key, Tags: tags, Ts: s.Ts, Values: s.Values})
 		}
-		nf.Series = append(nf.Series, s)
+		out = append(out, ts)
 	}
-	sort.Slice(nf.Series, func(i, j int) bool { return nf.Series[i].Key.Less(nf.Series[j].Key) })
-	return nf, nil
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"sort"
 
 	"github.com/tailor-metrics/tailor/columnar"
 )
@@ -19,6 +20,11 @@ func hash64(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
 	return h.Sum64()
+}
+
+// sortSeries puts the series of d in key order (the real sets come sorted from realdata).
+func sortSeries(d *dataset) {
+	sort.Slice(d.series, func(i, j int) bool { return d.series[i].key.Less(d.series[j].key) })
 }
 
 // agentMix is a synthetic one-second agent: nSeries series of nPoints points, one a
