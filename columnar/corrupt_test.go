@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -69,17 +71,21 @@ func TestCorruption(t *testing.T) {
 			le.PutUint32(raw, f1.Groups)
 			le.PutUint32(raw[4:], f1.Rows)
 			comp := zstdEncoder.EncodeAll(raw, nil)
-			ctrl := make([]byte, 2*nibbleBytes(int(f1.Rows)))
+			// The ts and values of all-zero sections: one zero byte for each of
+			// their nibbles.
+			sec := s2.Encode(nil, make([]byte, 2*nibbleBytes(int(f1.Rows))))
+			hdr := le.AppendUint32(nil, uint32(len(sec)))
+			hdr = append(le.AppendUint32(hdr, 0), valuesStored)
 			// Pad with an empty zstd skippable frame so the length stays the footer's.
-			pad := int(f1.Length) - FrameHeaderSize - v2BodyHeader - len(comp) - len(ctrl)
+			pad := int(f1.Length) - FrameHeaderSize - v2BodyHeader - len(comp) - len(sec)
 			if pad < 8 {
 				t.Fatalf("no room for padding: the payload compresses to %d of the frame's %d bytes", len(comp), f1.Length-FrameHeaderSize)
 			}
 			comp = le.AppendUint32(comp, 0x184D2A50)
 			comp = le.AppendUint32(comp, uint32(pad-8))
 			comp = append(comp, make([]byte, pad-8)...)
-			body := append(le.AppendUint32(le.AppendUint32(nil, uint32(len(comp))), 0), comp...)
-			copy(b[f1.Offset+FrameHeaderSize:], append(body, ctrl...))
+			body := slices.Concat(le.AppendUint32(nil, uint32(len(comp))), hdr, comp, sec)
+			copy(b[f1.Offset+FrameHeaderSize:], body)
 			refixFrame(b)
 			return b
 		}, frame: true, off: f1.Offset, what: "group 0 has no rows"},

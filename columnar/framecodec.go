@@ -22,6 +22,10 @@ import (
 // nibbleBytes is the size of the control section of rows rows.
 func nibbleBytes(rows int) int { return (rows + 1) / 2 }
 
+// sectionBytes bounds the ts and value sections of a frame of rows rows: two control
+// sections, and at most 8 bytes a row in each data section.
+func sectionBytes(rows int) int { return 2*nibbleBytes(rows) + rowRawBytes*rows }
+
 // nibbleSlack is the room an encoder needs past the bytes it writes: it stores every row
 // with one 8-byte write.
 const nibbleSlack = 8

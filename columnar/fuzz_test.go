@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/tailor-metrics/tailor/storage"
 )
 
@@ -213,7 +214,10 @@ func checkPointReader(t *testing.T, b []byte) {
 // segment of n bytes: its frames' raw lengths are at most maxZstdExpansion times their
 // bytes, and their rows at most a 16th of that.
 func readerBoundFor(n, batchRows int) int64 {
+	// A raw payload holds 16 bytes a row at least, and a version-2 decoder holds the
+	// sections too (sectionBytes: 17 bytes a row and one).
 	raw := int64(maxZstdExpansion) * int64(n)
+	raw += raw*17/16 + 1
 	batch := (int64(batchRows) + raw/rowRawBytes + batchRowsGranule) * pointBytes
 	return (int64(n) + int64(pageSize) + mmapDropBytes) + raw + 2*batch
 }
@@ -351,21 +355,23 @@ func v2Body(raw []byte, rows, groups uint32) []byte {
 		return nil // the encoder walks the counts: the writer never has them wrong
 	}
 	rest := append(slices.Clip(raw[:at]), raw[at+16*r:]...)
-	body := zstdEncoder.EncodeAll(rest, make([]byte, v2BodyHeader))
-	le.PutUint32(body, uint32(len(body)-v2BodyHeader))
-	n := nibbleBytes(int(r))
-	body = slices.Grow(body, 2*n+16*int(r)+nibbleSlack)
-	at2 := len(body)
-	body = body[:at2+n]
-	te := tsEncoder{nibbleEncoder: nibbleEncoder{ctrl: body[at2:], data: body[at2+n : at2+n : cap(body)]}, counts: counts}
-	te.add(ts)
-	le.PutUint32(body[4:], uint32(len(te.data)))
-	at2 += n + len(te.data)
-	body = body[:at2+n]
-	ve := xorEncoder{nibbleEncoder{ctrl: body[at2:], data: body[at2+n : at2+n : cap(body)]}}
-	clear(ve.ctrl)
-	ve.add(vals)
-	return body[:at2+n+len(ve.data)]
+	tc, td, vc, vd := encodeColumns(ts, counts, vals)
+	return v2FrameBody(zstdEncoder.EncodeAll(rest, nil), tc, td, vc, vd, len(raw)%2 == 1)
+}
+
+// v2FrameBody lays out a version-2 frame body from zstd bytes and the four sections,
+// with the value bytes stored as they are, or as an s2 block.
+func v2FrameBody(zs, tc, td, vc, vd []byte, valuesInS2 bool) []byte {
+	le := binary.LittleEndian
+	head := s2.Encode(nil, slices.Concat(tc, td, vc))
+	body := le.AppendUint32(le.AppendUint32(le.AppendUint32(nil, uint32(len(zs))), uint32(len(head))), uint32(len(td)))
+	if valuesInS2 {
+		vd = s2.Encode(nil, vd)
+		body = append(body, valuesS2)
+	} else {
+		body = append(body, valuesStored)
+	}
+	return slices.Concat(body, zs, head, vd)
 }
 
 // checkFrame decodes the frame of compressed bytes body whose footer entry claims

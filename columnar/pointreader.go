@@ -155,6 +155,15 @@ const batchRowsGranule = 1 << 16
 // pointBytes is the size of one row across the point schema's columns.
 const pointBytes = 4 + 8 + 8 + 8 + 8 + 8 + 2 + 4 + 8
 
+// decodeBytes is what a decoder holds to decode frame f of a segment of version: its raw
+// payload, and from version 2 the ts and value sections too.
+func decodeBytes(version uint16, f FrameInfo) uint64 {
+	if version < 2 {
+		return uint64(f.RawLength)
+	}
+	return uint64(f.RawLength) + uint64(sectionBytes(int(f.Rows)))
+}
+
 // memoryBound works out the buffers the reader will need for splits.
 func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats {
 	var maxLen, maxRaw, maxRows, maxExtent uint64
@@ -163,7 +172,7 @@ func memoryBound(st storage.Store, splits []Split, opt ReadOptions) MemoryStats 
 		sp := &splits[i]
 		for _, f := range sp.Frames {
 			maxLen = max(maxLen, uint64(f.Length))
-			maxRaw = max(maxRaw, uint64(f.RawLength))
+			maxRaw = max(maxRaw, decodeBytes(sp.Seg.Header.Version, f))
 			if keyed {
 				maxRows = max(maxRows, uint64(f.Groups)) // a keyed row per group
 			} else {
@@ -450,7 +459,7 @@ type decoderPool struct {
 
 var decoders decoderPool
 
-// get returns a decoder whose buffer holds no more than maxRaw bytes: a larger one, left
+// get returns a decoder whose buffers hold no more than maxRaw bytes: larger ones, left
 // by a read of larger frames, is dropped (one allocation per read at most), so that a
 // reader stays inside its MemoryStats bound.
 func (p *decoderPool) get(maxRaw int) *FrameDecoder {
@@ -459,8 +468,8 @@ func (p *decoderPool) get(maxRaw int) *FrameDecoder {
 	if n := len(p.free); n > 0 {
 		d := p.free[n-1]
 		p.free = p.free[:n-1]
-		if cap(d.raw) > maxRaw {
-			d.raw = nil
+		if cap(d.raw)+cap(d.sec) > maxRaw {
+			d.raw, d.sec = nil, nil
 		}
 		return d
 	}

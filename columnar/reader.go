@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tailor-metrics/tailor/storage"
@@ -198,7 +199,8 @@ func Topics(segs []*Segment) map[string]uint16 {
 type FrameDecoder struct {
 	zd     *zstd.Decoder
 	raw    []byte
-	mem    *memMeter // counts raw's growth, when not nil
+	sec    []byte    // a version-2 frame's ts and value sections, decoded from s2
+	mem    *memMeter // counts raw's and sec's growth, when not nil
 	groups groupScratch
 }
 
@@ -299,27 +301,72 @@ func (d *FrameDecoder) unzstd(key string, info FrameInfo, comp []byte, want int)
 	return d.raw, nil
 }
 
-// v2BodyHeader is the start of a version-2 frame's body: the zstd length and the ts
-// bytes' length, u32 each.
-const v2BodyHeader = 8
+// A version-2 frame's body starts with the zstd length Z, the length A of the s2 block
+// of ts and value controls, the ts bytes' length T (u32 each) and how the value bytes are
+// stored (u8).
+const v2BodyHeader = 13
 
-// unpackV2 rebuilds a version-2 frame's raw payload in d.raw. body is the zstd length Z,
-// the ts bytes' length T, Z bytes of zstd (the raw payload without its ts and value
-// sections), the ts controls and T ts bytes, then the value controls and bytes. ts and
-// values go back where version 1 has them.
+// How a version-2 frame stores its value bytes.
+const (
+	valuesStored byte = 0 // as they are
+	valuesS2     byte = 1 // as one s2 block
+)
+
+// unpackV2 rebuilds a version-2 frame's raw payload in d.raw. body is the header (Z, A,
+// T and the value bytes' encoding), Z bytes of zstd (the raw payload without its ts and
+// value sections), an s2 block of A bytes holding the ts controls, T ts bytes and the
+// value controls, then the value bytes, stored or as an s2 block. ts and values go back
+// where version 1 has them.
 func (d *FrameDecoder) unpackV2(key string, info FrameInfo, body []byte) ([]byte, error) {
 	rows, groups := int(info.Rows), int(info.Groups)
 	if len(body) < v2BodyHeader {
 		return nil, corrupt(key, info.Offset, "frame: bad length: %d bytes hold no section lengths", len(body))
 	}
 	le := binary.LittleEndian
-	z, tl, n := uint64(le.Uint32(body)), uint64(le.Uint32(body[4:])), uint64(nibbleBytes(rows))
-	if z+tl+2*n > uint64(len(body)-v2BodyHeader) {
-		return nil, corrupt(key, info.Offset, "frame: bad length: zstd length %d, ts length %d and 2 x %d control bytes for %d rows do not fit in %d bytes", z, tl, n, rows, len(body)-v2BodyHeader)
+	z, a, tl, venc := uint64(le.Uint32(body)), uint64(le.Uint32(body[4:])), int(le.Uint32(body[8:])), body[12]
+	if z+a > uint64(len(body)-v2BodyHeader) {
+		return nil, corrupt(key, info.Offset, "frame: bad length: zstd length %d and s2 length %d past the frame's %d bytes", z, a, len(body)-v2BodyHeader)
+	}
+	if venc != valuesStored && venc != valuesS2 {
+		return nil, corrupt(key, info.Offset, "frame: unknown value encoding %d", venc)
 	}
 	p := body[v2BodyHeader:]
-	cut := func(k uint64) []byte { s := p[:k]; p = p[k:]; return s }
-	zs, tctrl, tdata, vctrl := cut(z), cut(n), cut(tl), cut(n)
+	zs, block, vals := p[:z], p[z:z+a], p[z+a:]
+	// Each s2 block says how large it decodes: check that against what the rows can
+	// need before anything is allocated. The first holds two control sections and the
+	// ts bytes exactly; value bytes are at most 8 a row.
+	nctrl := nibbleBytes(rows)
+	head, err := s2.DecodedLen(block)
+	if err == nil && head != 2*nctrl+tl {
+		err = fmt.Errorf("block of %d bytes, %d rows with %d ts bytes need %d", head, rows, tl, 2*nctrl+tl)
+	}
+	nvals := len(vals)
+	if err == nil && venc == valuesS2 {
+		if nvals, err = s2.DecodedLen(vals); err == nil && nvals > 8*rows {
+			err = fmt.Errorf("value block of %d bytes, more than 8 for each of %d rows", nvals, rows)
+		}
+	}
+	if err != nil {
+		return nil, corrupt(key, info.Offset, "frame: s2: %v", err)
+	}
+	need := head
+	if venc == valuesS2 {
+		need += nvals
+	}
+	if cap(d.sec) < need {
+		if d.mem != nil {
+			d.mem.add(int64(need) - int64(cap(d.sec)))
+		}
+		d.sec = make([]byte, 0, need)
+	}
+	sec, err := s2.Decode(d.sec[:head], block)
+	if err == nil && venc == valuesS2 {
+		vals, err = s2.Decode(d.sec[head:need], vals)
+	}
+	if err != nil {
+		return nil, corrupt(key, info.Offset, "frame: s2: %v", err)
+	}
+	tctrl, tdata, vctrl := sec[:nctrl], sec[nctrl:nctrl+tl], sec[nctrl+tl:]
 	// checkCounts made sure that RawLength holds 16 bytes a row besides the rest.
 	rest := int(info.RawLength) - rowRawBytes*rows
 	if _, err := d.unzstd(key, info, zs, rest); err != nil {
@@ -335,7 +382,7 @@ func (d *FrameDecoder) unpackV2(key string, info FrameInfo, body []byte) ([]byte
 	if err := decodeTs(raw[at:at+8*rows], rows, counts, tctrl, tdata); err != nil {
 		return nil, corrupt(key, info.Offset, "frame: %v", err)
 	}
-	if err := decodeXORs(raw[at+8*rows:at+16*rows], rows, vctrl, p); err != nil {
+	if err := decodeXORs(raw[at+8*rows:at+16*rows], rows, vctrl, vals); err != nil {
 		return nil, corrupt(key, info.Offset, "frame: %v", err)
 	}
 	d.raw = raw

@@ -51,7 +51,7 @@ type ReadTimers struct {
 	// Verify is the crc32c check of the compressed bytes. On a mapped file this is where
 	// pages are first touched, so it includes reading them from disk.
 	Verify time.Duration
-	// Decompress is zstd, and in version-2 segments the values' own codec.
+	// Decompress is zstd, and in version-2 segments s2 and the ts and value codecs.
 	Decompress time.Duration
 	// Decode is turning the decompressed payload into the Arrow columns.
 	Decode time.Duration
@@ -69,7 +69,9 @@ func (t *ReadTimers) add(o ReadTimers) {
 //
 // BoundBytes = Readers × (FetchBytes + LargestRaw + BatchBytes) + BatchBytes: each reader
 // holds at most one fetched unit (one frame when mapped, one coalesced GET otherwise),
-// one decompressed frame and the batch it fills; the consumer holds one more batch.
+// one decompressed frame (LargestRaw: its raw payload, and for a version-2 frame also its
+// ts and value sections as s2 decodes them) and the batch it fills; the consumer holds
+// one more batch.
 // PeakBytes is the most those buffers ever held at once, measured as they are taken
 // and given back. Batches that a consumer keeps past Next (DuckDB may hold exported
 // arrays) are counted too, so a peak above the bound means the consumer held on.
@@ -95,7 +97,7 @@ func (s ReadStats) String() string {
 	fmt.Fprintf(&b, "frames %d (corrupt skipped %d), rows in %d, out %d, out of window %d, bytes %d\n",
 		s.Frames, s.CorruptFrames, s.RowsIn, s.RowsOut, s.OutOfWindow, s.Bytes)
 	t := s.Timers
-	fmt.Fprintf(&b, "read %s: fetch %s, verify %s, zstd %s, decode %s\n",
+	fmt.Fprintf(&b, "read %s: fetch %s, verify %s, unpack %s, decode %s\n",
 		t.Read.Round(time.Millisecond), t.Fetch.Round(time.Millisecond), t.Verify.Round(time.Millisecond),
 		t.Decompress.Round(time.Millisecond), t.Decode.Round(time.Millisecond))
 	m := s.Memory
