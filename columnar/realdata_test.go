@@ -104,4 +104,3 @@ func TestSegmentRoundTripReal(t *testing.T) {
 		t.Logf("%-26s %8d points  %.3f bytes a point", set.Name, len(want), float64(buf.Len())/float64(len(want)))
 	}
 }
-
