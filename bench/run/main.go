@@ -27,10 +27,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/bits"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -58,6 +60,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "baseline" {
 		if err := baseline(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "baseline:", err)
+			if strings.Contains(err.Error(), "Out of Memory Error") {
+				os.Exit(exitOutOfMemory)
+			}
 			os.Exit(1)
 		}
 		return
@@ -90,7 +95,14 @@ type bench struct {
 type result struct {
 	name string
 	benchproc.Result
+	// failed says why a baseline did not finish (DuckDB out of memory at its default
+	// limit): it is printed, and left out of the ratio and the growth.
+	failed string
 }
+
+// exitOutOfMemory is the baseline child's exit status when DuckDB runs out of memory: a
+// result of the baseline at that scale, not a failure of the bench.
+const exitOutOfMemory = 3
 
 // measured is what one scale gave.
 type measured struct {
@@ -173,7 +185,7 @@ func (b bench) measure(scale int) (measured, error) {
 	if s.Counts.PointsOut != m.distinct {
 		return m, fmt.Errorf("tailor wrote %d points, want %d", s.Counts.PointsOut, m.distinct)
 	}
-	m.tailor = result{"tailor run --all", t}
+	m.tailor = result{"tailor run --all", t, ""}
 	m.pointsIn, m.runs, m.stages, m.gcShare = s.Counts.PointsIn, s.Runs, s.StageSeconds, s.Resources.GCShare
 	m.sizing, m.memLimit = s.Sizing, s.MemoryLimit
 
@@ -185,6 +197,11 @@ func (b bench) measure(scale int) (measured, error) {
 		for _, v := range baselineOrder {
 			outPq := filepath.Join(dir, "out-"+v+".parquet")
 			o, r, err := benchproc.Run(self, "baseline", v, in, outPq, tmp)
+			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == exitOutOfMemory {
+				_ = os.Remove(outPq)
+				m.base = append(m.base, result{"duckdb parquet " + v, r, "DuckDB out of memory at its default limit"})
+				continue
+			}
 			if err != nil {
 				return m, fmt.Errorf("baseline %s: %w\n%s", v, err, o)
 			}
@@ -192,7 +209,7 @@ func (b bench) measure(scale int) (measured, error) {
 				return m, fmt.Errorf("baseline %s wrote %s rows, want %d", v, got, m.distinct)
 			}
 			_ = os.Remove(outPq)
-			m.base = append(m.base, result{"duckdb parquet " + v, r})
+			m.base = append(m.base, result{"duckdb parquet " + v, r, ""})
 		}
 	}
 	m.loadEnd = benchproc.Loadavg()
@@ -209,14 +226,27 @@ func (b bench) print(m measured) {
 	// actually got, which is what the Spark figure (points per core-second) measures.
 	fmt.Printf("%-32s %8s %14s %8s %14s %10s\n", "", "seconds", "points/s/core", "CPU s", "points/CPU-s", "peak RSS")
 	for _, r := range append([]result{m.tailor}, m.base...) {
+		if r.failed != "" {
+			fmt.Printf("%-32s failed after %.2f s, %.1f CPU s, peak RSS %.0f MiB: %s\n", r.name, r.Secs, r.CPU, float64(r.RSS)/(1<<20), r.failed)
+			continue
+		}
 		fmt.Printf("%-32s %8.2f %14.0f %8.1f %14.0f %7.0f MiB\n", r.name, r.Secs, b.perCore(m, r.Secs), r.CPU, float64(m.pointsIn)/r.CPU, float64(r.RSS)/(1<<20))
 	}
 	fmt.Printf("load average at the start: %s, at the end: %s\n", m.loadStart, m.loadEnd)
 	z := m.sizing
 	fmt.Printf("tailor's defaults: --parallel %d --readers %d --threads %d, memory limit %s per run\n", z.Parallel, z.Readers, z.Threads, m.memLimit)
-	if len(m.base) > 0 {
-		best := m.base[0]
-		for _, r := range m.base[1:] {
+	var done []result
+	for _, r := range m.base {
+		if r.failed == "" {
+			done = append(done, r)
+		}
+	}
+	if len(m.base) > 0 && len(done) == 0 {
+		fmt.Printf("ratio: no baseline finished; tailor did, in %.2f s\n", m.tailor.Secs)
+	}
+	if len(done) > 0 {
+		best := done[0]
+		for _, r := range done[1:] {
 			if r.Secs < best.Secs {
 				best = r
 			}
@@ -248,6 +278,10 @@ func (b bench) growth(one, m measured) {
 			break
 		}
 		o := ones[i]
+		if r.failed != "" || o.failed != "" {
+			fmt.Printf("%-32s did not finish at both scales\n", r.name)
+			continue
+		}
 		fmt.Printf("%-32s time %.2fx, CPU %.2fx, peak RSS %.2fx\n", r.name, r.Secs/o.Secs, r.CPU/o.CPU, float64(r.RSS)/float64(o.RSS))
 	}
 	g := m.tailor.Secs / one.tailor.Secs
