@@ -6,15 +6,16 @@ import (
 	"math/bits"
 )
 
-// The column codecs of version-2 frames (docs/format/segment.md, "Version 2").
+// The column codecs of version-2 frames (docs/format/segment.md, "Frame bodies").
 //
 // Version 1 handed a frame's ts deltas and value XORs to zstd with the rest of the frame.
-// That was most of the sink's CPU: with agents' jittery clocks the deltas, and with noisy
+// That was half of the sink's CPU: with agents' jittery clocks the deltas, and with noisy
 // gauges the XORs, are close to noise in their low bytes, and zstd's fastest level spent
-// about 30 ns a point on each column for a small gain. Version 2 codes both columns with
-// 4 bits a row that say which of the row's bytes are stored, and the bytes: a few ns a
-// point, no state, and about the size zstd reached on the ts (within 10%) and 20-30%
-// larger on the values. zstd keeps the series keys and tags, which it compresses 10x.
+// about 30 ns a point on each column. Version 2 codes both columns with 4 bits a row that
+// say which of the row's bytes are stored, and the bytes: a few ns a point and no state.
+// The writer then hands the codes (and the value bytes, where a probe says it pays) to
+// s2, which finds what repeats (regular series, repeated values) at a few ns more, and
+// zstd keeps only the series keys and tags.
 //
 // Both codecs write a control section of one nibble a row (the low nibble first; an odd
 // row count leaves the last high nibble zero) and a data section of the bytes.
@@ -47,8 +48,8 @@ func put(ctrl, data []byte, p, row int, c uint8, x uint64, n int) int {
 }
 
 // checkNibbles checks the control section against the data section before a decoder
-// walks them: its size, that every code is valid (lens[c] < 0 marks an invalid one),
-// that an odd row count leaves the last high nibble zero, and that the codes' byte
+// walks them: its size, that every code is valid (pairs[b] < 0 marks a control byte with
+// an invalid code), that an odd row count leaves the last high nibble zero, and that the codes' byte
 // counts add up to the data section exactly. The decoders then load without checks.
 func checkNibbles(what string, rows int, ctrl, data []byte, pairs *[256]int16) error {
 	if len(ctrl) != nibbleBytes(rows) {
