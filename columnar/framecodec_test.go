@@ -257,3 +257,56 @@ func decodeColumnsXOR(t *testing.T, rows int, vctrl, vdata []byte) []uint64 {
 	}
 	return words(b)
 }
+
+// TestV2FrameLengthsBoundMemory: a version-2 frame whose lengths agree with each other
+// but claim more than its rows can hold (a ts section of 1 GiB, an s2 block that says it
+// decodes to that) fails before the decoder allocates for it.
+func TestV2FrameLengthsBoundMemory(t *testing.T) {
+	const rows = 4
+	raw := make([]byte, frameRawHeader+groupRawBytes+rowRawBytes*rows)
+	binary.LittleEndian.PutUint32(raw, 1)
+	binary.LittleEndian.PutUint32(raw[4:], rows)
+	binary.LittleEndian.PutUint32(raw[frameRawHeader+32+16*rows+4:], rows) // the group's count
+	for _, tc := range []struct {
+		name     string
+		tl       uint32
+		valuesS2 bool
+		want     string
+	}{
+		{"ts section", 1 << 30, false, "1073741824 ts bytes, more than 8 for each of 4 rows"},
+		{"value block", 0, true, "value block of 1073741824 bytes, more than 8 for each of 4 rows"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			le := binary.LittleEndian
+			// The raw payload without its ts and value sections.
+			zs := zstdEncoder.EncodeAll(append(slices.Clone(raw[:frameRawHeader+32]), raw[frameRawHeader+32+16*rows:]...), nil)
+			head := binary.AppendUvarint(nil, uint64(2*nibbleBytes(rows))+uint64(tc.tl)) // an s2 header alone
+			vals := []byte{}
+			if tc.valuesS2 {
+				vals = binary.AppendUvarint(nil, 1<<30)
+			}
+			body := le.AppendUint32(le.AppendUint32(le.AppendUint32(nil, uint32(len(zs))), uint32(len(head))), tc.tl)
+			if tc.valuesS2 {
+				body = append(body, valuesS2)
+			} else {
+				body = append(body, valuesStored)
+			}
+			body = slices.Concat(body, zs, head, vals)
+			fb := le.AppendUint32(nil, uint32(len(body)))
+			fb = append(le.AppendUint32(fb, crc(body)), body...)
+			info := FrameInfo{Offset: 5, Length: uint32(len(fb)), RawLength: uint32(len(raw)), Rows: rows, Groups: 1}
+			sp := Split{Seg: &Segment{Key: "x.tseg", Header: Header{Version: 2}}, Frames: []FrameInfo{info}}
+			dec := NewFrameDecoder()
+			defer dec.Close()
+			var c Columns
+			var fs FrameStats
+			err := dec.DecodeFrame(&sp, info, fb, DecodeOptions{}, &c, &fs)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.want)
+			}
+			if cap(dec.sec) > sectionBytes(rows) {
+				t.Fatalf("the decoder holds %d bytes of sections for %d rows", cap(dec.sec), rows)
+			}
+		})
+	}
+}

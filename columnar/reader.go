@@ -336,6 +336,9 @@ func (d *FrameDecoder) unpackV2(key string, info FrameInfo, body []byte) ([]byte
 	// need before anything is allocated. The first holds two control sections and the
 	// ts bytes exactly; value bytes are at most 8 a row.
 	nctrl := nibbleBytes(rows)
+	if tl > 8*rows {
+		return nil, corrupt(key, info.Offset, "frame: bad length: %d ts bytes, more than 8 for each of %d rows", tl, rows)
+	}
 	head, err := s2.DecodedLen(block)
 	if err == nil && head != 2*nctrl+tl {
 		err = fmt.Errorf("block of %d bytes, %d rows with %d ts bytes need %d", head, rows, tl, 2*nctrl+tl)
