@@ -600,11 +600,14 @@ func TestGameDayGracefulStop(t *testing.T) {
 func TestGameDayBoundedMemory(t *testing.T) {
 	c := newCluster(t, 16, gdTopic)
 	spec := gdSpec(16)
-	// 360,000 points: about 2.2 MB even as compressed segments, so the open segments
+	// 720,000 points: about 4 MB even as compressed segments, so the open segments
 	// must pass the 1 MiB pool before the partitions reach their ends. With 120,000
 	// points (745 KB stored) the pool filled only when enough frames were still raw,
-	// and about one run in twenty never filled it.
-	spec.Series, spec.PointsPerSeries = 600, 600
+	// and about one run in twenty never filled it; with 360,000, once the sink built
+	// frames twice as fast (segment format v2), the partitions often reached their ends
+	// one after another with less than 1 MiB open, and about one run in eight under
+	// -race never filled it.
+	spec.Series, spec.PointsPerSeries = 1200, 600
 	p := produceWorkload(t, c, spec)
 	fs := memStore(t)
 	opt := gdOptions(c, fs, "g")
