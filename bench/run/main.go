@@ -292,9 +292,11 @@ func (b bench) growth(one, m measured) {
 // older bench (without the rank column) is written again.
 const prepareVersion = 2
 
-// prepare writes the segments and the Parquet file once; later runs reuse them.
+// prepare writes the segments and the Parquet file once; later runs reuse them. The stamp
+// names the segment version too: segments of an older format would time the reading of
+// a format the sink no longer writes.
 func prepare(ctx context.Context, gen *workload.Gen, dir, storeDir, parquet string) error {
-	stamp := filepath.Join(dir, fmt.Sprintf("prepared-v%d-%d", prepareVersion, gen.Spec().Points()))
+	stamp := filepath.Join(dir, fmt.Sprintf("prepared-v%d-seg%d-%d", prepareVersion, columnar.SegmentVersion, gen.Spec().Points()))
 	if _, err := os.Stat(stamp); err == nil {
 		return nil
 	}
