@@ -47,47 +47,71 @@ func put(ctrl, data []byte, p, row int, c uint8, x uint64, n int) int {
 	return p + n
 }
 
-// checkNibbles checks the control section against the data section before a decoder
-// walks them: its size, that every code is valid (pairs[b] < 0 marks a control byte with
-// an invalid code), that an odd row count leaves the last high nibble zero, and that the codes' byte
-// counts add up to the data section exactly. The decoders then load without checks.
-func checkNibbles(what string, rows int, ctrl, data []byte, pairs *[256]int16) error {
+// A nibbleCode is what a code stores: n bytes, which go to bytes [lo, lo+n) of the value.
+type nibbleCode struct {
+	mask uint64 // byteMask[n]
+	lo   uint8  // in bytes
+	n    uint8
+}
+
+// A nibbleCodec is one codec's 16 codes: what each stores, and for each control byte the
+// bytes its two rows hold, or -1 if either code is invalid.
+type nibbleCodec struct {
+	name  string // in errors: "ts", "values"
+	codes [16]nibbleCode
+	pairs [256]int16
+}
+
+// newNibbleCodec builds the tables of a codec whose code c stores window[c]; the codes
+// from valid on are invalid.
+func newNibbleCodec(name string, windows [16]xorWindow, valid int) *nibbleCodec {
+	c := &nibbleCodec{name: name}
+	for i, w := range windows {
+		c.codes[i] = nibbleCode{mask: byteMask[w.n&15], lo: w.lo, n: w.n}
+	}
+	for b := range c.pairs {
+		lo, hi := b&15, b>>4
+		if lo >= valid || hi >= valid {
+			c.pairs[b] = -1
+			continue
+		}
+		c.pairs[b] = int16(c.codes[lo].n) + int16(c.codes[hi].n)
+	}
+	return c
+}
+
+// decode checks the control section against the data section, then decodes rows values
+// from them into dst, 8 bytes little-endian a row. The checks: the sections' sizes, that
+// every code is valid, that an odd row count leaves the last high nibble zero, and that
+// the codes' bytes add up to the data section exactly; decodeNibbles then loads without
+// checks.
+func (c *nibbleCodec) decode(dst []byte, rows int, ctrl, data []byte) error {
 	if len(ctrl) != nibbleBytes(rows) {
-		return fmt.Errorf("%s: %d control bytes for %d rows", what, len(ctrl), rows)
+		return fmt.Errorf("%s: %d control bytes for %d rows", c.name, len(ctrl), rows)
 	}
 	if rows&1 == 1 && ctrl[rows>>1]>>4 != 0 {
-		return fmt.Errorf("%s: unused control nibble %d, want 0", what, ctrl[rows>>1]>>4)
+		return fmt.Errorf("%s: unused control nibble %d, want 0", c.name, ctrl[rows>>1]>>4)
 	}
 	total := 0
 	for i, b := range ctrl {
-		n := pairs[b]
+		n := c.pairs[b]
 		if n < 0 {
-			return fmt.Errorf("%s: rows %d and %d: bad codes %d and %d", what, 2*i, 2*i+1, b&15, b>>4)
+			return fmt.Errorf("%s: rows %d and %d: bad codes %d and %d", c.name, 2*i, 2*i+1, b&15, b>>4)
 		}
 		total += int(n)
 	}
 	if total != len(data) {
-		return fmt.Errorf("%s: codes hold %d bytes, the section has %d", what, total, len(data))
+		return fmt.Errorf("%s: codes hold %d bytes, the section has %d", c.name, total, len(data))
 	}
+	if len(dst) != 8*rows {
+		return fmt.Errorf("%s: %d decoded bytes for %d rows", c.name, len(dst), rows)
+	}
+	decodeNibbles(dst, rows, ctrl, data, &c.codes)
 	return nil
 }
 
-// pairLens is, for each control byte, the bytes its two rows hold, or -1 if a code is
-// invalid; lens gives each code's bytes, -1 when invalid.
-func pairLens(lens [16]int8) (t [256]int16) {
-	for b := range t {
-		lo, hi := lens[b&15], lens[b>>4]
-		if lo < 0 || hi < 0 {
-			t[b] = -1
-			continue
-		}
-		t[b] = int16(lo) + int16(hi)
-	}
-	return t
-}
-
 // load returns the n bytes at data[p:] as the low bytes of a uint64 (mask keeps them);
-// checkNibbles made sure they are there.
+// nibbleCodec.decode made sure they are there.
 func load(data []byte, p int, mask uint64) uint64 {
 	if p+8 <= len(data) {
 		return binary.LittleEndian.Uint64(data[p:]) & mask
@@ -107,19 +131,6 @@ func load(data []byte, p int, mask uint64) uint64 {
 func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
-var (
-	tsLens = func() (t [16]int8) {
-		for c := range t {
-			t[c] = int8(c)
-			if c > 8 {
-				t[c] = -1
-			}
-		}
-		return t
-	}()
-	tsPairs = pairLens(tsLens)
-)
-
 // byteMask[n] keeps the low n bytes of a uint64.
 var byteMask = func() (t [16]uint64) {
 	for n := range 9 {
@@ -135,6 +146,15 @@ type tsEncoder struct {
 	g, i            int      // the group and the row within it of the next value
 	first, d1, prev uint64   // the previous group's first ts and first delta; the previous delta
 }
+
+// tsCodec: code c stores c bytes at the bottom.
+var tsCodec = func() *nibbleCodec {
+	var w [16]xorWindow
+	for c := range 9 {
+		w[c] = xorWindow{0, uint8(c)}
+	}
+	return newNibbleCodec("ts", w, 9)
+}()
 
 func (e *tsEncoder) add(xs []uint64) {
 	ctrl, data, p, row := e.ctrl, e.data[:cap(e.data)], len(e.data), e.row
@@ -175,16 +195,12 @@ func (e *tsEncoder) add(xs []uint64) {
 // 8 bytes little-endian a row as version 1 stores them. It checks the counts as it goes,
 // since it walks them: none is zero and they sum to the row count.
 func decodeTs(dst []byte, rows int, counts, ctrl, data []byte) error {
-	if err := checkNibbles("ts", rows, ctrl, data, &tsPairs); err != nil {
-		return err
-	}
-	if len(dst) != 8*rows {
-		return fmt.Errorf("ts: %d decoded bytes for %d rows", len(dst), rows)
-	}
 	// First every row's zigzag-coded difference, then the sums group by group: two
 	// simple passes over the frame, which stays in cache, run faster than one that
 	// carries the groups' sums through the variable-length loads.
-	decodeNibbles(dst, rows, ctrl, data, &tsCodes)
+	if err := tsCodec.decode(dst, rows, ctrl, data); err != nil {
+		return err
+	}
 	le := binary.LittleEndian
 	var first, d1 uint64
 	row := 0
@@ -217,31 +233,7 @@ func decodeTs(dst []byte, rows int, counts, ctrl, data []byte) error {
 	return nil
 }
 
-// A nibbleCode is what a code stores: n bytes, which go to bytes [lo, lo+n) of the value.
-type nibbleCode struct {
-	mask uint64 // byteMask[n]
-	lo   uint8  // in bytes
-	n    uint8
-}
-
-// nibbleCodes turns the windows of a codec's 16 codes into their decoding table.
-func nibbleCodes(windows [16]xorWindow) (t [16]nibbleCode) {
-	for c, w := range windows {
-		t[c] = nibbleCode{mask: byteMask[w.n&15], lo: w.lo, n: w.n}
-	}
-	return t
-}
-
-// tsCodes: code c stores c bytes at the bottom; codes 9 to 15 never reach the decoder.
-var tsCodes = func() [16]nibbleCode {
-	var w [16]xorWindow
-	for c := range 9 {
-		w[c] = xorWindow{0, uint8(c)}
-	}
-	return nibbleCodes(w)
-}()
-
-// decodeNibbles decodes rows values from sections that checkNibbles accepted into dst, 8
+// decodeNibbles decodes rows values from sections that nibbleCodec.decode accepted into dst, 8
 // bytes little-endian a row. Rows go two at a time, one control byte: the second row's
 // bytes start where the first's end, and both loads issue together instead of waiting
 // on each other's length. A control byte of two empty codes (code 0 in both codecs: a
@@ -314,16 +306,6 @@ var xorCode = func() (t [9][9]uint8) {
 	return t
 }()
 
-var (
-	xorLens = func() (t [16]int8) {
-		for c, w := range xorWindows {
-			t[c] = int8(w.n)
-		}
-		return t
-	}()
-	xorPairs = pairLens(xorLens)
-)
-
 // xorEncoder codes version 1's value section values.
 type xorEncoder struct{ nibbleEncoder }
 
@@ -338,17 +320,10 @@ func (e *xorEncoder) add(xs []uint64) {
 	e.data, e.row = data[:p], row
 }
 
-var xorCodes = nibbleCodes(xorWindows)
+var xorCodec = newNibbleCodec("values", xorWindows, len(xorWindows))
 
 // decodeXORs decodes rows XORs from ctrl and data into dst, 8 bytes little-endian each,
 // as version 1 stores them.
 func decodeXORs(dst []byte, rows int, ctrl, data []byte) error {
-	if err := checkNibbles("values", rows, ctrl, data, &xorPairs); err != nil {
-		return err
-	}
-	if len(dst) != 8*rows {
-		return fmt.Errorf("values: %d decoded bytes for %d rows", len(dst), rows)
-	}
-	decodeNibbles(dst, rows, ctrl, data, &xorCodes)
-	return nil
+	return xorCodec.decode(dst, rows, ctrl, data)
 }
