@@ -154,11 +154,11 @@ func (b *frameBuilder) rawSize() int {
 	return frameRawHeader + groupRawBytes*b.groups() + rowRawBytes*b.rows() + len(b.tags)
 }
 
-// marshal appends the raw frame payload to dst; without rows, the ts and value sections
-// are left out (version 2 stores them with codecs of their own, see framecodec.go).
-func (b *frameBuilder) marshal(dst []byte, rows bool) []byte {
+// marshal appends the raw frame payload without its ts and value sections to dst:
+// version 2 stores those with codecs of their own (framecodec.go).
+func (b *frameBuilder) marshal(dst []byte) []byte {
 	le := binary.LittleEndian
-	dst = slices.Grow(dst, b.rawSize())
+	dst = slices.Grow(dst, b.rawSize()-rowRawBytes*b.rows())
 	dst = le.AppendUint32(dst, uint32(b.groups()))
 	dst = le.AppendUint32(dst, uint32(b.rows()))
 	for _, col := range [...][]uint64{b.metric, b.context} {
@@ -169,18 +169,6 @@ func (b *frameBuilder) marshal(dst []byte, rows bool) []byte {
 	for _, col := range [...][]int64{b.recordTs, b.offsets} {
 		for _, v := range col {
 			dst = le.AppendUint64(dst, uint64(v))
-		}
-	}
-	if rows {
-		for _, c := range b.chunks {
-			for _, v := range c.ts {
-				dst = le.AppendUint64(dst, v)
-			}
-		}
-		for _, c := range b.chunks {
-			for _, v := range c.vals {
-				dst = le.AppendUint64(dst, v)
-			}
 		}
 	}
 	for _, col := range [...][]uint32{b.org, b.count} {

@@ -265,7 +265,7 @@ var rawScratch, zstdScratch, sectionScratch = sync.Pool{New: func() any { return
 // nearly all of zstd's work in version 1; the codecs take a few ns a point, and s2 finds
 // what repeats in their output (regular series, repeated values) at little more.
 func (b *frameBuilder) encode(raw *[]byte) (FrameInfo, []byte, error) {
-	*raw = b.marshal((*raw)[:0], false)
+	*raw = b.marshal((*raw)[:0])
 	rows := b.rows()
 	rawLen := len(*raw) + rowRawBytes*rows
 	if rawLen > MaxFrameBytes {
@@ -290,35 +290,36 @@ func (b *frameBuilder) encode(raw *[]byte) (FrameInfo, []byte, error) {
 	*sp = sec[:at+n+len(vals.data)]
 	head, vdata := sec[:at+n], vals.data
 
-	// Build the body in scratch space and keep an exact copy: a sealed frame stays in
+	// Build the frame in scratch space and keep an exact copy: a sealed frame stays in
 	// memory until its segment is stored, and the scratch holds s2's worst case.
 	out := zstdScratch.Get().(*[]byte)
 	defer zstdScratch.Put(out)
-	body := zstdEncoder.EncodeAll(*raw, append((*out)[:0], make([]byte, v2BodyHeader)...))
-	z := len(body) - v2BodyHeader
-	body = appendS2(body, head)
-	a := len(body) - v2BodyHeader - z
+	const bodyAt = FrameHeaderSize + v2BodyHeader
+	frame := zstdEncoder.EncodeAll(*raw, append((*out)[:0], make([]byte, bodyAt)...))
+	z := len(frame) - bodyAt
+	frame = appendS2(frame, head)
+	a := len(frame) - bodyAt - z
 	venc := valuesStored
 	if s2Pays(vdata) {
 		venc = valuesS2
-		body = appendS2(body, vdata)
+		frame = appendS2(frame, vdata)
 	} else {
-		body = append(body, vdata...)
+		frame = append(frame, vdata...)
+	}
+	*out = frame
+	if len(frame) > MaxFrameBytes {
+		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes encoded to %d, more than %d", rawLen, len(frame), MaxFrameBytes)
 	}
 	le := binary.LittleEndian
+	body := frame[FrameHeaderSize:]
 	le.PutUint32(body, uint32(z))
 	le.PutUint32(body[4:], uint32(a))
 	le.PutUint32(body[8:], uint32(len(ts.data)))
 	body[12] = venc
-	*out = body
-	if FrameHeaderSize+len(body) > MaxFrameBytes {
-		return FrameInfo{}, nil, fmt.Errorf("BUG: frame of %d raw bytes encoded to %d, more than %d", rawLen, FrameHeaderSize+len(body), MaxFrameBytes)
-	}
-	// append, not make and copy: the frame's bytes are not zeroed first.
-	data := append(make([]byte, 0, FrameHeaderSize+len(body)), 0, 0, 0, 0, 0, 0, 0, 0)
-	data = append(data, body...)
-	le.PutUint32(data, uint32(len(body)))
-	le.PutUint32(data[4:], crc(body))
+	le.PutUint32(frame, uint32(len(body)))
+	le.PutUint32(frame[4:], crc(body))
+	data := make([]byte, len(frame)) // exact: it is held until the segment is stored
+	copy(data, frame)
 	return FrameInfo{
 		Length: uint32(len(data)), RawLength: uint32(rawLen),
 		Rows: uint32(rows), Groups: uint32(b.groups()),
